@@ -1,0 +1,31 @@
+"""nncodec: compressed neural-network files whose size is the model's exact description length.
+
+    import nncodec
+    nncodec.save_file(model.state_dict(), "model.nnc")
+    tensors = nncodec.load_file("model.nnc")
+    with nncodec.open("model.nnc") as f:
+        w = f.get_tensor("fc1.weight"); report = f.info()
+"""
+
+from .api import NncFile, load, load_file, load_into, open, save, save_file
+from .codecs.base import EncodeOptions
+from .components import Quantizer, QuantTensor, RawTensor
+from .errors import (
+                     BadArgumentError,
+                     CorruptFileError,
+                     FormatError,
+                     LimitExceededError,
+                     NNCodecError,
+                     UnsupportedInputError,
+                     UnsupportedVersionError,
+)
+from .limits import DEFAULT_LIMITS, Limits
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "save_file", "load_file", "open", "load_into", "save", "load", "NncFile",
+    "EncodeOptions", "Limits", "DEFAULT_LIMITS", "RawTensor", "QuantTensor", "Quantizer",
+    "NNCodecError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
+    "LimitExceededError", "BadArgumentError", "UnsupportedInputError",
+]

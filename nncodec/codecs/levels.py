@@ -1,0 +1,57 @@
+"""Integer quantization levels of the surviving weights (`levels` component).
+
+Candidates, smallest kept: ANS under a categorical model whose counts are stored (exact or
+coarsened: a coarse table is cheaper for small tensors), or zstd over the zigzagged levels at the
+narrowest integer width that holds them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CorruptFileError
+from . import ans, zstd
+from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
+from .raw import zstd_level
+
+_WIDTHS = {1: np.dtype("u1"), 2: np.dtype("<u2"), 4: np.dtype("<u4")}
+
+
+def _zigzag(levels: np.ndarray) -> np.ndarray:
+    return ((levels << 1) ^ (levels >> 63)).astype(np.uint64)
+
+
+def _unzigzag(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.int64)
+    return (z >> 1) ^ -(z & 1)
+
+
+def encode(levels: np.ndarray, options: EncodeOptions) -> Encoded:
+    levels = np.asarray(levels, dtype=np.int64)
+    candidates = []
+    if levels.size:
+        candidates.append(lambda: Encoded("ans", ans.encode_with_table(levels, coarsen=(15, 255, 4095)), slow=True))
+
+    def zstd_candidate() -> Encoded:
+        z = _zigzag(levels)
+        width = next(w for w in (1, 2, 4) if levels.size == 0 or int(z.max()) < 256**w)
+        raw = z.astype(_WIDTHS[width]).tobytes()
+        return Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options)), {"width": width})
+
+    candidates.append(zstd_candidate)
+    return smallest(candidates, options)
+
+
+def decode(codec: str, params: dict, payload: memoryview, count: int, ctx: DecodeContext) -> np.ndarray:
+    what = f"levels/{codec}"
+    if codec == "ans":
+        expect_params(params, {}, what)
+        return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet)
+    if codec == "zstd":
+        expect_params(params, {"width": int}, what)
+        width = params["width"]
+        if width not in _WIDTHS:
+            raise CorruptFileError(f"{what}: width {width} is not 1, 2 or 4")
+        data = zstd.decompress(payload, count * width, what)
+        return _unzigzag(np.frombuffer(data, dtype=_WIDTHS[width]))
+    raise CorruptFileError(f"unknown levels codec {codec!r}")

@@ -1,0 +1,166 @@
+"""Lossless coding of a tensor's exact bits (`raw` component).
+
+Candidates, smallest kept:
+  copy   – the little-endian bytes as they are;
+  zstd   – one zstd frame of those bytes;
+  planes – the bits split into streams that entropy-code well on their own: for floats the
+           exponent field as one symbol stream plus the sign+mantissa bits as byte planes (what
+           ZipNN and DFloat11 exploit: trained weights' exponents carry ~2.5-3 bits of entropy);
+           for integers and bool the byte planes. Each stream is coded with copy, zstd or ANS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..dtypes import DType
+from ..errors import CorruptFileError
+from . import ans, zstd
+from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
+
+_NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
+
+
+def zstd_level(nbytes: int, options: EncodeOptions) -> int:
+    """Slow high levels only where they are affordable (an encoder choice, not part of the format)."""
+    return options.zstd_level if nbytes <= 2**20 else min(options.zstd_level, 3)
+
+
+def _split(words: np.ndarray, dt: DType) -> tuple[str, list[np.ndarray]]:
+    """The streams of the planes transform: (split name, [uint8 or uint16 symbol arrays])."""
+    if dt.kind == "f":
+        e, m = dt.exponent_bits, dt.mantissa_bits
+        w = words.astype(np.uint64)
+        exp = (w >> np.uint64(m)) & np.uint64((1 << e) - 1)
+        rest = ((w >> np.uint64(dt.bits - 1)) << np.uint64(m)) | (w & np.uint64((1 << m) - 1))
+        streams = [exp.astype(np.uint8 if e <= 8 else np.uint16)]
+        for k in range(math.ceil((1 + m) / 8)):
+            streams.append(((rest >> np.uint64(8 * k)) & np.uint64(0xFF)).astype(np.uint8))
+        return "float", streams
+    as_bytes = words.view(np.uint8).reshape(-1, dt.itemsize)
+    return "bytes", [np.ascontiguousarray(as_bytes[:, k]) for k in range(dt.itemsize)]
+
+
+def _stream_widths(dt: DType) -> tuple[str, list[int]]:
+    if dt.kind == "f":
+        return "float", [1 if dt.exponent_bits <= 8 else 2] + [1] * math.ceil((1 + dt.mantissa_bits) / 8)
+    return "bytes", [1] * dt.itemsize
+
+
+def _join(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
+    if split == "bytes":
+        out = np.empty((streams[0].size, dt.itemsize), dtype=np.uint8)
+        for k, plane in enumerate(streams):
+            out[:, k] = plane
+        return out.reshape(-1).view(dt.storage)
+    e, m = dt.exponent_bits, dt.mantissa_bits
+    u = np.dtype(f"u{dt.itemsize}")
+    rest = np.zeros(streams[0].size, dtype=u)
+    for k, plane in enumerate(streams[1:]):
+        rest |= plane.astype(u) << u.type(8 * k)
+    if (rest >> u.type(1 + m)).any():
+        raise CorruptFileError("raw planes: sign+mantissa stream has bits beyond the mantissa")
+    exp = streams[0].astype(u)
+    if (exp >> u.type(e)).any():
+        raise CorruptFileError("raw planes: exponent stream has values beyond the exponent width")
+    sign = (rest >> u.type(m)) << u.type(dt.bits - 1)
+    rest &= u.type((1 << m) - 1)
+    rest |= sign
+    rest |= exp << u.type(m)
+    return rest.view(dt.storage)
+
+
+def _entropy_bits(stream: np.ndarray) -> float:
+    counts = np.bincount(stream.astype(np.int64))
+    p = counts[counts > 0] / stream.size
+    return float(-(p * np.log2(p)).sum())
+
+
+def _encode_stream(stream: np.ndarray, options: EncodeOptions) -> tuple[str, bytes]:
+    raw = stream.astype(stream.dtype.newbyteorder("<")).tobytes()
+    candidates = [lambda: Encoded("copy", raw)]
+    if not (stream.itemsize == 1 and stream.size and _entropy_bits(stream) >= _NEAR_RANDOM_BITS):
+        candidates.append(lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))))
+        candidates.append(lambda: Encoded("zstd", zstd.compress_literal_heavy(raw)))
+        if stream.size and options.allow_slow:
+            candidates.append(lambda: Encoded("ans", ans.encode_with_table(stream.astype(np.int64)), slow=True))
+    best = smallest(candidates, options)
+    return best.codec, best.payload
+
+
+def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx: DecodeContext, what: str) -> np.ndarray:
+    dtype = np.dtype("u1") if width == 1 else np.dtype("<u2")
+    if method == "copy":
+        if len(payload) != count * width:
+            raise CorruptFileError(f"{what}: {len(payload)} bytes for {count} values of {width} bytes")
+        return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))
+    if method == "zstd":
+        return np.frombuffer(zstd.decompress(payload, count * width, what), dtype=dtype).astype(dtype.newbyteorder("="))
+    if method == "ans":
+        sym = ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet)
+        if sym.size and (sym.min() < 0 or sym.max() >= 256**width):
+            raise CorruptFileError(f"{what}: decoded values outside the {8 * width}-bit range")
+        return sym.astype(dtype.newbyteorder("="))
+    raise CorruptFileError(f"{what}: unknown stream method {method!r}")
+
+
+def encode(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encoded:
+    """The smallest lossless encoding of `words` (flat storage words of dtype `dt`)."""
+    raw = words.astype(dt.storage).tobytes()
+
+    def planes() -> Encoded | None:
+        if words.size == 0:
+            return None
+        split, streams = _split(words, dt)
+        coded = [_encode_stream(s, options) for s in streams]
+        slow = any(method == "ans" for method, _ in coded)
+        return Encoded("planes", b"".join(p for _, p in coded),
+                       {"split": split, "streams": [[m, len(p)] for m, p in coded]}, slow=slow)
+
+    return smallest([
+        lambda: Encoded("copy", raw),
+        lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))),
+        planes,
+    ], options)
+
+
+def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext) -> np.ndarray:
+    """Flat storage words of `count` values of dtype `dt`."""
+    what = f"raw/{codec}"
+    nbytes = count * dt.itemsize
+    if codec == "copy":
+        expect_params(params, {}, what)
+        if len(payload) != nbytes:
+            raise CorruptFileError(f"{what}: payload is {len(payload)} bytes, {nbytes} expected")
+        words = np.frombuffer(payload, dtype=dt.storage).copy()
+    elif codec == "zstd":
+        expect_params(params, {}, what)
+        words = np.frombuffer(zstd.decompress(payload, nbytes, what), dtype=dt.storage).copy()
+    elif codec == "planes":
+        expect_params(params, {"split": str, "streams": list}, what)
+        split, widths = _stream_widths(dt)
+        if params["split"] != split:
+            raise CorruptFileError(f"{what}: split {params['split']!r} does not apply to {dt.name}")
+        entries = params["streams"]
+        if len(entries) != len(widths):
+            raise CorruptFileError(f"{what}: {len(entries)} streams where {dt.name} has {len(widths)}")
+        streams, pos = [], 0
+        for k, (entry, width) in enumerate(zip(entries, widths, strict=True)):
+            if (not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str)
+                    or isinstance(entry[1], bool) or not isinstance(entry[1], int) or entry[1] < 0):
+                raise CorruptFileError(f"{what}: stream {k} must be [method, length]")
+            method, length = entry
+            if length > len(payload) - pos:
+                raise CorruptFileError(f"{what}: stream {k} runs past the end of the payload")
+            streams.append(_decode_stream(method, payload[pos : pos + length], count, width, ctx, f"{what} stream {k}"))
+            pos += length
+        if pos != len(payload):
+            raise CorruptFileError(f"{what}: {len(payload) - pos} bytes after the last stream")
+        words = _join(split, streams, dt)
+    else:
+        raise CorruptFileError(f"unknown raw codec {codec!r}")
+    if dt.kind == "b" and words.size and words.max() > 1:
+        raise CorruptFileError(f"{what}: bool values other than 0 and 1")
+    return words

@@ -1,0 +1,14 @@
+"""The lossless compressor: a tensor's exact bits as a `raw` component."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..components import RawTensor
+from ..dtypes import DType, to_storage
+
+
+def lossless(values: np.ndarray, dtype: DType) -> RawTensor:
+    """`values` are the tensor's values (or, for bfloat16, its uint16 words)."""
+    words = values.view(dtype.storage) if dtype.name == "bfloat16" else to_storage(values, dtype)
+    return RawTensor(dtype, tuple(values.shape), np.array(words, copy=None, order="C").reshape(-1))

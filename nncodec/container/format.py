@@ -1,0 +1,41 @@
+"""Constants and the fixed 40-byte preamble of the .nnc container (spec/FORMAT.md §2)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+MAGIC = b"\x89NNC\r\n\x1a\n"
+MAJOR = 1
+MINOR = 0
+PREAMBLE = struct.Struct("<8sHHB3sQQII")
+PREAMBLE_SIZE = PREAMBLE.size  # 40
+HEADER_JSON = 0
+HEADER_ZSTD = 1
+MAX_ALIGN = 1 << 16
+OPTIONAL_PREFIX = "x-"  # header keys and section kinds with this prefix may be skipped by readers
+
+
+@dataclass(frozen=True)
+class Preamble:
+    major: int
+    minor: int
+    header_encoding: int
+    header_length: int
+    file_length: int
+    header_crc: int
+    reserved: bytes = b"\0\0\0"
+
+    def pack(self) -> bytes:
+        head = PREAMBLE.pack(MAGIC, self.major, self.minor, self.header_encoding, self.reserved,
+                             self.header_length, self.file_length, self.header_crc, 0)[:36]
+        return head + struct.pack("<I", zlib.crc32(head))
+
+
+def align_up(offset: int, align: int) -> int:
+    return -(-offset // align) * align
+
+
+def is_optional(name: str) -> bool:
+    return name.startswith(OPTIONAL_PREFIX)

@@ -1,0 +1,76 @@
+"""Between user tensors (torch or numpy) and nncodec's (dtype, shape, storage words)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .dtypes import DTYPES, DType, dtype_of_numpy, from_storage, numpy_value_dtype
+from .errors import UnsupportedInputError
+
+try:  # torch is a dependency, but keep numpy-only use possible
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+_TORCH_NAMES = {
+    "float64": "float64", "float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
+    "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64", "uint8": "uint8",
+    "uint16": "uint16", "uint32": "uint32", "uint64": "uint64", "bool": "bool",
+}
+
+
+def is_torch_tensor(x: Any) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def to_numpy(x: Any, name: str = "tensor") -> tuple[DType, np.ndarray]:
+    """(dtype, values) for a torch tensor or numpy array; bfloat16 values come back as uint16 words."""
+    if is_torch_tensor(x):
+        t = x.detach()
+        if t.layout != torch.strided:
+            raise UnsupportedInputError(f"{name}: {t.layout} tensors are not supported; convert to dense first")
+        if t.is_quantized or t.is_complex():
+            raise UnsupportedInputError(f"{name}: dtype {t.dtype} is not supported")
+        dname = str(t.dtype).removeprefix("torch.")
+        if dname not in _TORCH_NAMES:
+            raise UnsupportedInputError(f"{name}: dtype {t.dtype} is not supported; supported: {', '.join(DTYPES)}")
+        t = t.to("cpu").contiguous()
+        dt = DTYPES[_TORCH_NAMES[dname]]
+        if dt.name == "bfloat16":
+            return dt, t.view(torch.int16).numpy().view(np.uint16)
+        return dt, t.numpy()
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        arr = np.asarray(x)
+        return dtype_of_numpy(arr), arr
+    raise UnsupportedInputError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
+
+
+def words_to_numpy(dt: DType, shape: tuple[int, ...], words: np.ndarray) -> np.ndarray:
+    """Values as numpy (bfloat16 as its uint16 words, since numpy has no bfloat16)."""
+    return from_storage(words, dt).reshape(shape)
+
+
+def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    arr = words_to_numpy(dt, shape, words)
+    if not (arr.flags.writeable and arr.flags.c_contiguous):
+        arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+    if dt.name == "bfloat16":
+        t = torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+    else:
+        t = torch.from_numpy(arr.astype(numpy_value_dtype(dt).newbyteorder("="), copy=False))
+    return t.to(device) if device != "cpu" else t
+
+
+def storage_key(x: Any) -> tuple | None:
+    """Identifies tensors that are the same view of the same memory (tied weights)."""
+    if is_torch_tensor(x):
+        try:
+            ptr = x.untyped_storage().data_ptr()
+        except RuntimeError:
+            return None
+        return ("torch", x.device.type, ptr, x.storage_offset(), tuple(x.shape), tuple(x.stride()), x.dtype)
+    if isinstance(x, np.ndarray) and x.size:
+        return ("numpy", x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str)
+    return None

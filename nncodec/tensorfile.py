@@ -1,0 +1,306 @@
+"""Tensors in a container: which sections hold which component of which tensor.
+
+This layer maps names to components and components to sections, and validates every reference
+(each section used exactly once, sizes and shapes within limits) before anything is decoded.
+It knows component kinds by name only; the codecs know how their bytes work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codecs
+from .codecs.base import DecodeContext, EncodeOptions
+from .components import CompressedTensor, Quantizer, QuantTensor, RawTensor, check_quant_consistency, dequantize
+from .container.format import PREAMBLE_SIZE, is_optional
+from .container.reader import CONTAINER_KEYS, Container
+from .container.writer import assemble
+from .dtypes import DType, dtype_by_name
+from .errors import CorruptFileError, FormatError, UnsupportedVersionError
+from .limits import Limits
+
+BODY_KEYS = ("tensors", "meta")
+QUANT_PARTS = ("mask", "levels", "quantizer")
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A tensor whose value is another tensor's (tied weights are stored once)."""
+
+    target: str
+
+
+@dataclass(frozen=True)
+class Part:
+    kind: str
+    section: int
+    codec: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    parts: dict[str, Part]
+    quant_mode: str | None = None
+    quant_axis: int | None = None
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=object)) if self.shape else 1
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str, str] | None = None,
+                options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1) -> bytes:
+    """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`."""
+    sections: list[bytes] = []
+    entries: dict[str, dict] = {}
+
+    def add(kind: str, enc: codecs.Encoded) -> dict:
+        sections.append(enc.payload)
+        part = {"s": len(sections) - 1, "codec": enc.codec}
+        if enc.params:
+            part["p"] = enc.params
+        return part
+
+    for name, t in tensors.items():
+        if isinstance(t, Alias):
+            entries[name] = {"alias": t.target}
+            continue
+        entry: dict = {"dtype": t.dtype.name, "shape": list(t.shape)}
+        if isinstance(t, RawTensor):
+            entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
+        else:
+            check_quant_consistency(t, ValueError)
+            q = {"mode": t.quantizer.mode}
+            if t.quantizer.axis is not None:
+                q["axis"] = t.quantizer.axis
+            entry["q"] = q
+            if t.mask is not None:
+                entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
+            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options))
+            entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
+        entries[name] = entry
+    body: dict = {"tensors": entries}
+    if metadata:
+        body["meta"] = dict(metadata)
+    return assemble(body, sections, align=align)
+
+
+# ----------------------------------------------------------------------------------- reading
+
+
+def _int(value: object, what: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise FormatError(f"{what} must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
+    for key in obj:
+        if key not in known and not is_optional(key):
+            raise UnsupportedVersionError(f"{what} has the unknown critical key {key!r}")
+
+
+class TensorFile:
+    """The tensors of an open container; `decode(name)` reads only that tensor's sections."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self.limits: Limits = container.limits
+        self.ctx = DecodeContext(self.limits)
+        header = container.header
+        _check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
+        self.metadata = self._parse_metadata(header.get("meta", {}))
+        raw_tensors = header.get("tensors", {})
+        if not isinstance(raw_tensors, dict):
+            raise FormatError("tensors must be an object mapping names to entries")
+        self.limits.check("number of tensors", len(raw_tensors), self.limits.max_tensors)
+        self.entries: dict[str, TensorEntry] = {}
+        self.aliases: dict[str, str] = {}
+        used: dict[int, str] = {}
+        total_bytes = 0
+        for name, raw in raw_tensors.items():
+            if not isinstance(raw, dict):
+                raise FormatError(f"tensor {name!r}: entry must be an object")
+            if "alias" in raw:
+                _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
+                if not isinstance(raw["alias"], str):
+                    raise FormatError(f"tensor {name!r}: alias must be a tensor name")
+                self.aliases[name] = raw["alias"]
+                continue
+            entry = self._parse_entry(name, raw)
+            for part in entry.parts.values():
+                if part.section in used:
+                    raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {name!r}")
+                used[part.section] = name
+            total_bytes += entry.numel * entry.dtype.itemsize
+            self.limits.check("total decoded size in bytes", total_bytes, self.limits.max_total_decoded_bytes)
+            self.entries[name] = entry
+        for name, target in self.aliases.items():
+            if target not in self.entries:
+                what = "another alias" if target in self.aliases else "no tensor"
+                raise FormatError(f"tensor {name!r} is an alias of {target!r}, which is {what}")
+        for s in container.sections:
+            if s.kind == "data" and s.index not in used:
+                raise FormatError(f"section {s.index} is not used by any tensor (orphan section)")
+            if s.kind != "data" and s.index in used:
+                raise FormatError(f"section {s.index} of optional kind {s.kind!r} is used by tensor {used[s.index]!r}")
+        self.names = list(raw_tensors)
+
+    def _parse_metadata(self, meta: object) -> dict[str, str]:
+        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+            raise FormatError("meta must map strings to strings")
+        size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+        self.limits.check("metadata size in bytes", size, self.limits.max_metadata_bytes)
+        return dict(meta)
+
+    def _parse_part(self, name: str, kind: str, raw: object) -> Part:
+        what = f"tensor {name!r} {kind}"
+        if not isinstance(raw, dict):
+            raise FormatError(f"{what}: part must be an object")
+        _check_unknown_keys(raw, ("s", "codec", "p"), what)
+        section = _int(raw.get("s"), f"{what} section index", 0, len(self.container.sections) - 1)
+        codec = raw.get("codec")
+        if not isinstance(codec, str):
+            raise FormatError(f"{what}: codec must be a string")
+        params = raw.get("p", {})
+        if not isinstance(params, dict):
+            raise FormatError(f"{what}: p must be an object")
+        return Part(kind, section, codec, params)
+
+    def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
+        limits = self.limits
+        dt = dtype_by_name(raw.get("dtype"))
+        shape_raw = raw.get("shape")
+        if not isinstance(shape_raw, list):
+            raise FormatError(f"tensor {name!r}: shape must be a list")
+        limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
+        shape = tuple(_int(d, f"tensor {name!r} dimension") for d in shape_raw)
+        numel = 1
+        for d in shape:
+            numel *= d  # Python ints: no overflow
+        limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
+        if "raw" in raw:
+            _check_unknown_keys(raw, ("dtype", "shape", "raw"), f"tensor {name!r}")
+            return TensorEntry(name, dt, shape, {"raw": self._parse_part(name, "raw", raw["raw"])})
+        if "levels" not in raw or "quantizer" not in raw or "q" not in raw:
+            raise FormatError(f"tensor {name!r}: needs either a raw part or q, levels and quantizer parts")
+        _check_unknown_keys(raw, ("dtype", "shape", "q") + QUANT_PARTS, f"tensor {name!r}")
+        if dt.kind != "f":
+            raise FormatError(f"tensor {name!r}: quantized tensors must have a float dtype")
+        q = raw["q"]
+        if not isinstance(q, dict):
+            raise FormatError(f"tensor {name!r}: q must be an object")
+        _check_unknown_keys(q, ("mode", "axis"), f"tensor {name!r} q")
+        mode = q.get("mode")
+        if mode not in ("uniform", "codebook"):
+            raise FormatError(f"tensor {name!r}: unknown quantizer mode {mode!r}")
+        axis = q.get("axis")
+        if axis is not None:
+            if mode != "uniform":
+                raise FormatError(f"tensor {name!r}: only a uniform quantizer has an axis")
+            axis = _int(axis, f"tensor {name!r} quantizer axis", 0, max(len(shape) - 1, 0))
+            if not shape:
+                raise FormatError(f"tensor {name!r}: a scalar has no axis")
+        parts = {kind: self._parse_part(name, kind, raw[kind]) for kind in QUANT_PARTS if kind in raw}
+        return TensorEntry(name, dt, shape, parts, mode, axis)
+
+    # ------------------------------------------------------------------------------- decode
+
+    def resolve(self, name: str) -> TensorEntry:
+        if name in self.aliases:
+            name = self.aliases[name]
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in this file") from None
+
+    def _payload(self, part: Part) -> memoryview:
+        return memoryview(self.container.read_section(part.section))
+
+    def decode_components(self, name: str) -> CompressedTensor:
+        """The components of tensor `name`, decoded and checked against each other."""
+        e = self.resolve(name)
+        ctx = self.ctx
+        if "raw" in e.parts:
+            p = e.parts["raw"]
+            words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
+            return RawTensor(e.dtype, e.shape, words)
+        mask = None
+        survivors = e.numel
+        if "mask" in e.parts:
+            p = e.parts["mask"]
+            mask = codecs.mask.decode(p.codec, p.params, self._payload(p), e.shape, ctx)
+            survivors = int(np.count_nonzero(mask))
+        p = e.parts["levels"]
+        levels = codecs.levels.decode(p.codec, p.params, self._payload(p), survivors, ctx)
+        p = e.parts["quantizer"]
+        qsec = self.container.sections[p.section]
+        count = 1 if e.quant_mode == "uniform" and e.quant_axis is None else (
+            e.shape[e.quant_axis] if e.quant_mode == "uniform" else qsec.length // 4)
+        values = codecs.quantizer.decode(p.codec, p.params, self._payload(p), count, ctx)
+        t = QuantTensor(e.dtype, e.shape, levels, Quantizer(e.quant_mode, values, e.quant_axis), mask)
+        check_quant_consistency(t, CorruptFileError)
+        return t
+
+    def decode(self, name: str) -> tuple[DType, tuple[int, ...], np.ndarray]:
+        """(dtype, shape, flat storage words) of tensor `name`."""
+        t = self.decode_components(name)
+        words = t.words if isinstance(t, RawTensor) else dequantize(t)
+        return t.dtype, t.shape, words
+
+    # ------------------------------------------------------------------------------- info
+
+    def byte_report(self) -> dict:
+        """Every byte of the file attributed to the preamble, the header, padding, an optional
+        section, or one component of one tensor; the parts add up to the file size exactly."""
+        c = self.container
+        tensors = []
+        for name in self.names:
+            if name in self.aliases:
+                tensors.append({"name": name, "alias": self.aliases[name], "bytes": 0, "components": []})
+                continue
+            e = self.entries[name]
+            comps = [{"kind": p.kind, "codec": p.codec, "bytes": c.sections[p.section].length,
+                      **({"params": p.params} if p.params else {})} for p in e.parts.values()]
+            total = sum(x["bytes"] for x in comps)
+            tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
+                            "encoding": "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}",
+                            "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
+                            "components": comps})
+        optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
+        padding = sum(n for _, n in c.padding)
+        report = {
+            "file_bytes": c.file_size,
+            "version": f"{c.preamble.major}.{c.preamble.minor}",
+            "preamble_bytes": PREAMBLE_SIZE,
+            "header_bytes": c.header_bytes,
+            "header_encoding": "zstd" if c.preamble.header_encoding else "json",
+            "padding_bytes": padding,
+            "optional_section_bytes": sum(o["bytes"] for o in optional),
+            "tensors": tensors,
+            "metadata": self.metadata,
+        }
+        accounted = PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + sum(t["bytes"] for t in tensors)
+        if accounted != c.file_size:
+            raise CorruptFileError(f"byte accounting found {accounted} bytes in a {c.file_size}-byte file")
+        report["parameters"] = sum(t.get("numel", 0) for t in tensors)
+        return report
+
+
+def open_tensor_file(source, limits: Limits) -> TensorFile:
+    container = Container(source, limits)
+    try:
+        return TensorFile(container)
+    except BaseException:
+        container.close()
+        raise
+
