@@ -1,0 +1,1 @@
+"""The `nncodec` command line (click)."""
