@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
 from .dtypes import DTYPES, DType, dtype_of_numpy, from_storage, numpy_value_dtype
 from .errors import UnsupportedInputError
-
-try:  # torch is a dependency, but keep numpy-only use possible
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
 
 _TORCH_NAMES = {
     "float64": "float64", "float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
@@ -21,13 +17,22 @@ _TORCH_NAMES = {
 }
 
 
+def _torch():
+    """torch, imported on first use: numpy-only decoding (and the CLI's start-up) stays light."""
+    import torch
+
+    return torch
+
+
 def is_torch_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")  # a torch tensor can only exist if torch was imported
     return torch is not None and isinstance(x, torch.Tensor)
 
 
 def to_numpy(x: Any, name: str = "tensor") -> tuple[DType, np.ndarray]:
     """(dtype, values) for a torch tensor or numpy array; bfloat16 values come back as uint16 words."""
     if is_torch_tensor(x):
+        torch = _torch()
         t = x.detach()
         if t.layout != torch.strided:
             raise UnsupportedInputError(f"{name}: {t.layout} tensors are not supported; convert to dense first")
@@ -52,7 +57,8 @@ def words_to_numpy(dt: DType, shape: tuple[int, ...], words: np.ndarray) -> np.n
     return from_storage(words, dt).reshape(shape)
 
 
-def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device: str = "cpu") -> torch.Tensor:
+def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device: str = "cpu") -> Any:
+    torch = _torch()
     arr = words_to_numpy(dt, shape, words)
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)

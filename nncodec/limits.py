@@ -17,8 +17,8 @@ class Limits:
     max_tensors: int = 1_000_000
     max_sections: int = 4_000_000
     max_ndim: int = 16
-    max_elements_per_tensor: int = 2**40
-    max_total_decoded_bytes: int = 2**42
+    max_elements_per_tensor: int = 2**34
+    max_total_decoded_bytes: int = 2**40
     max_metadata_bytes: int = 16 * 2**20
     max_json_depth: int = 32
     max_nesting_depth: int = 1

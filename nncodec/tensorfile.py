@@ -7,6 +7,8 @@ It knows component kinds by name only; the codecs know how their bytes work.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +20,7 @@ from .container.format import PREAMBLE_SIZE, is_optional
 from .container.reader import CONTAINER_KEYS, Container
 from .container.writer import assemble
 from .dtypes import DType, dtype_by_name
-from .errors import CorruptFileError, FormatError, UnsupportedVersionError
+from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
 from .limits import Limits
 
 BODY_KEYS = ("tensors", "meta")
@@ -58,8 +60,10 @@ class TensorEntry:
 
 
 def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str, str] | None = None,
-                options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1) -> bytes:
-    """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`."""
+                options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
+                progress: Callable[[str], None] | None = None) -> bytes:
+    """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`.
+    `progress(name)` is called after each tensor is coded (the CLI's progress bar)."""
     sections: list[bytes] = []
     entries: dict[str, dict] = {}
 
@@ -73,12 +77,14 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
     for name, t in tensors.items():
         if isinstance(t, Alias):
             entries[name] = {"alias": t.target}
+            if progress:
+                progress(name)
             continue
         entry: dict = {"dtype": t.dtype.name, "shape": list(t.shape)}
         if isinstance(t, RawTensor):
             entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
         else:
-            check_quant_consistency(t, ValueError)
+            check_quant_consistency(t, BadArgumentError)
             q = {"mode": t.quantizer.mode}
             if t.quantizer.axis is not None:
                 q["axis"] = t.quantizer.axis
@@ -88,6 +94,8 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
             entry["levels"] = add("levels", codecs.levels.encode(t.levels, options))
             entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
         entries[name] = entry
+        if progress:
+            progress(name)
     body: dict = {"tensors": entries}
     if metadata:
         body["meta"] = dict(metadata)
@@ -97,7 +105,16 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
 # ----------------------------------------------------------------------------------- reading
 
 
-def _int(value: object, what: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+def physical_memory_bytes() -> int:
+    """Installed RAM (no tensor larger than this can be decoded); unlimited where unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 2**63
+
+
+def _int(value: object, what: str, lo: int = 0, hi: int = 2**53 - 1) -> int:
+    # (header numbers are JSON integers <= 2**53 - 1, exact in every JSON implementation)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise FormatError(f"{what} must be an integer in [{lo}, {hi}], got {value!r}")
     return value
@@ -252,9 +269,21 @@ class TensorFile:
         return t
 
     def decode(self, name: str) -> tuple[DType, tuple[int, ...], np.ndarray]:
-        """(dtype, shape, flat storage words) of tensor `name`."""
-        t = self.decode_components(name)
-        words = t.words if isinstance(t, RawTensor) else dequantize(t)
+        """(dtype, shape, flat storage words) of tensor `name`.
+
+        A tensor larger than this machine's memory is refused before anything is allocated (a few
+        bytes can declare a huge constant tensor), and running out of memory while decoding is
+        reported as LimitExceededError rather than escaping as MemoryError.
+        """
+        e = self.resolve(name)
+        need = e.numel * e.dtype.itemsize
+        if need > physical_memory_bytes():
+            raise LimitExceededError(f"tensor {name!r} needs {need} bytes, more than this machine's memory")
+        try:
+            t = self.decode_components(name)
+            words = t.words if isinstance(t, RawTensor) else dequantize(t)
+        except MemoryError:
+            raise LimitExceededError(f"out of memory while decoding tensor {name!r} ({need} bytes)") from None
         return t.dtype, t.shape, words
 
     # ------------------------------------------------------------------------------- info

@@ -8,7 +8,8 @@ import zlib
 from collections.abc import Iterable
 
 from ..codecs import zstd as zstd_codec
-from . import strict_json
+from ..errors import BadArgumentError
+from . import polyglot, strict_json
 from .format import HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, MINOR, PREAMBLE_SIZE, Preamble, align_up
 
 
@@ -16,12 +17,33 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
     """The complete file: `body` is the header object without the container keys.
 
     The header is stored as JSON or as a zstd frame of it, whichever is smaller; the same input
-    always gives the same bytes.
+    always gives the same bytes. A file that would also be a valid ZIP or PDF (user bytes can
+    contain their signatures) gets an optional padding section or header key that breaks the
+    other format, so readers never have to refuse what this writer made.
     """
-    if not 1 <= align <= MAX_ALIGN or align & (align - 1):
-        raise ValueError(f"align must be a power of two in [1, {MAX_ALIGN}]")
+    if isinstance(align, bool) or not isinstance(align, int) or not 1 <= align <= MAX_ALIGN or align & (align - 1):
+        raise BadArgumentError(f"align must be a power of two in [1, {MAX_ALIGN}], got {align!r}")
     payloads = [bytes(s) for s in sections]
-    kinds = kinds or {}
+    kinds = dict(kinds or {})
+    body = dict(body)
+    header_encoding = None
+    for _ in range(4):
+        out = _layout(body, payloads, kinds, align, header_encoding)
+        other = polyglot.other_format(out[: polyglot.PDF_HEAD], out[-polyglot.ZIP_TAIL :])
+        if other is None:
+            return out
+        if other == "ZIP":  # one more byte after the end-of-central-directory record breaks it
+            kinds[len(payloads)] = "x-pad"
+            payloads.append(b"\0")
+        elif header_encoding is None:
+            header_encoding = HEADER_ZSTD  # the signature may be in the header's text
+        else:  # push the sections past the first 1,024 bytes
+            body["x-pad"] = " " * polyglot.PDF_HEAD
+            header_encoding = HEADER_JSON
+    raise BadArgumentError("could not lay out the file without it also being a valid ZIP or PDF")
+
+
+def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None) -> bytes:
     table = [[len(p), zlib.crc32(p)] + ([kinds[i]] if i in kinds else []) for i, p in enumerate(payloads)]
     header = dict(body)
     header["sections"] = table
@@ -29,14 +51,16 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
         header["align"] = align
     text = strict_json.dumps(header)
     packed = zstd_codec.compress(text, 19)
-    encoding, stored = (HEADER_ZSTD, packed) if len(packed) < len(text) else (HEADER_JSON, text)
+    if header_encoding is None:
+        header_encoding = HEADER_ZSTD if len(packed) < len(text) else HEADER_JSON
+    stored = packed if header_encoding == HEADER_ZSTD else text
     out = bytearray()
     out += b"\0" * PREAMBLE_SIZE
     out += stored
     for p in payloads:
         out += b"\0" * (align_up(len(out), align) - len(out))
         out += p
-    preamble = Preamble(MAJOR, MINOR, encoding, len(stored), len(out), zlib.crc32(stored))
+    preamble = Preamble(MAJOR, MINOR, header_encoding, len(stored), len(out), zlib.crc32(stored))
     out[:PREAMBLE_SIZE] = preamble.pack()
     return bytes(out)
 
@@ -52,6 +76,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, overwrite: bool = Fals
     fd, tmp = tempfile.mkstemp(prefix=".nncodec-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # mkstemp makes 0600 files; give the usual 0666 minus umask
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -63,6 +89,12 @@ def atomic_write(path: str | os.PathLike, data: bytes, *, overwrite: bool = Fals
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _move_no_clobber(tmp: str, path: str) -> None:
