@@ -1,0 +1,458 @@
+"""Golden test vectors for the .nnc v1 format (spec/FORMAT.md): small files, fixed inputs, known outputs.
+
+    python spec/make_vectors.py            # write spec/vectors/*.nnc and manifest.json (refuses to change a vector)
+    python spec/make_vectors.py --check    # only compare: exit 1 if any vector or manifest entry would differ
+    python spec/make_vectors.py --force    # rewrite vectors whose bytes changed (their decoded sha256 must not!)
+
+Every input is built from numpy's default_rng with a fixed seed or from literal values, so the
+inputs never change. The manifest records, per file, its sha256 and, per tensor, the sha256 of the
+decoded tensor's little-endian bytes (bool: one byte 0/1; bfloat16: its uint16 words). Decoding a
+vector must always give those hashes; encoding the same inputs with the same settings gives the same
+file bytes for a given nncodec, libzstd and constriction version (recorded as `generator`).
+
+tests/test_vectors.py imports this module (`VECTORS`, `encode_vector`, `decoded_entries`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import nncodec
+from nncodec.components import Quantizer, QuantTensor, RawTensor
+from nncodec.compress import quantize_uniform
+from nncodec.dtypes import DTYPES
+from nncodec.tensorfile import open_tensor_file
+
+HERE = Path(__file__).resolve().parent
+VECTOR_DIR = HERE / "vectors"
+MANIFEST = VECTOR_DIR / "manifest.json"
+
+
+@dataclass(frozen=True)
+class Vector:
+    """One golden file: its inputs and the settings they are encoded with."""
+
+    name: str
+    description: str
+    tensors: dict[str, Any]  # numpy arrays, torch tensors, RawTensor or QuantTensor (compressor output)
+    metadata: dict[str, str] | None = None
+    prefer: str = "balanced"
+    align: int = 1
+    inputs: dict[str, str] = field(default_factory=dict)  # per-tensor description of how it was made
+
+
+def _bf16_words(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 words, round to nearest even (finite inputs only)."""
+    bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def _bf16_tensor(words: np.ndarray) -> Any:
+    """A torch bfloat16 tensor with exactly these words (what users pass in)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(words).view(np.int16)).view(torch.bfloat16)
+
+
+def _bits(words: list[int], dtype: str, storage: str) -> np.ndarray:
+    return np.array(words, dtype=storage).view(dtype)
+
+
+# ------------------------------------------------------------------------------------------ vectors
+
+
+def fp32_lossless() -> Vector:
+    rng = np.random.default_rng(1001)
+    w = (rng.standard_normal((24, 32)) * 0.08).astype(np.float32)
+    b = (rng.standard_normal(32) * 0.01).astype(np.float32)
+    return Vector("fp32_lossless", "lossless float32 weights shaped like a trained layer (default settings)",
+                  {"fc.weight": w, "fc.bias": b},
+                  inputs={"fc.weight": "default_rng(1001).standard_normal((24, 32)) * 0.08 as float32",
+                          "fc.bias": "then .standard_normal(32) * 0.01 as float32"})
+
+
+def bf16_lossless() -> Vector:
+    rng = np.random.default_rng(1002)
+    w = _bf16_words((rng.standard_normal((32, 32)) * 0.05).astype(np.float32))
+    return Vector("bf16_lossless", "lossless bfloat16 weights (prefer='size')",
+                  {"attn.weight": _bf16_tensor(w)}, prefer="size",
+                  inputs={"attn.weight": "default_rng(1002).standard_normal((32, 32)) * 0.05 as float32, "
+                                         "rounded to bfloat16 (nearest, ties to even), as a torch.bfloat16 tensor"})
+
+
+def fp64_fp16_lossless() -> Vector:
+    rng = np.random.default_rng(1013)
+    d = rng.standard_normal((16, 16)) * 0.05
+    h = (rng.standard_normal((16, 16)) * 0.05).astype(np.float16)
+    return Vector("fp64_fp16_lossless", "lossless float64 (11-bit exponent stream of 16-bit symbols) and float16 "
+                  "(prefer='size')", {"d": d, "h": h}, prefer="size",
+                  inputs={"d": "default_rng(1013).standard_normal((16, 16)) * 0.05 (float64)",
+                          "h": "then .standard_normal((16, 16)) * 0.05 as float16"})
+
+
+def int64_lossless() -> Vector:
+    rng = np.random.default_rng(1003)
+    counts = rng.integers(0, 5000, 300).astype(np.int64)
+    extremes = np.array([-(2**63), 2**63 - 1, 0, -1, 1, 2**32, -(2**32), 255, 256], dtype=np.int64)
+    return Vector("int64_lossless", "lossless int64: small non-negative values and the extremes of the type",
+                  {"num_batches_tracked": counts, "extremes": extremes},
+                  inputs={"num_batches_tracked": "default_rng(1003).integers(0, 5000, 300) as int64",
+                          "extremes": "literal [-2**63, 2**63-1, 0, -1, 1, 2**32, -2**32, 255, 256]"})
+
+
+def empty_and_scalar() -> Vector:
+    return Vector("empty_and_scalar", "0-size tensors and 0-d scalars of several dtypes",
+                  {"empty_f32": np.zeros((0, 5), dtype=np.float32),
+                   "empty_i64": np.zeros((3, 0, 2), dtype=np.int64),
+                   "scalar_f64": np.array(np.pi, dtype=np.float64),
+                   "scalar_i32": np.array(-7, dtype=np.int32),
+                   "scalar_bool": np.array(True),
+                   "one_f16": np.array([1.5], dtype=np.float16)},
+                  inputs={"empty_f32": "zeros((0, 5)) float32", "empty_i64": "zeros((3, 0, 2)) int64",
+                          "scalar_f64": "float64 pi, shape ()", "scalar_i32": "int32 -7, shape ()",
+                          "scalar_bool": "bool True, shape ()", "one_f16": "float16 [1.5]"})
+
+
+def masked_quant() -> Vector:
+    rng = np.random.default_rng(1005)
+    w = (rng.standard_normal((16, 40)) * 0.1).astype(np.float32)
+    density = np.linspace(0.05, 0.9, 16)
+    thresh = np.array([np.quantile(np.abs(r), 1 - d) for r, d in zip(w, density, strict=True)], dtype=np.float32)
+    mask = np.abs(w) >= thresh[:, None]
+    steps = (np.abs(w).max(axis=1) / 15).astype(np.float32)
+    fc = quantize_uniform(w, DTYPES["float32"], steps, axis=0, mask=mask)
+
+    conv = (rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32)
+    conv_steps = (np.abs(conv).reshape(8, -1).max(axis=1) / 7).astype(np.float32)
+    conv_q = quantize_uniform(conv, DTYPES["float16"], conv_steps, axis=0)
+
+    emb = (rng.standard_normal((10, 6)) * 0.3).astype(np.float32)
+    emb_mask = rng.random((10, 6)) < 0.5
+    emb_q = quantize_uniform(emb, DTYPES["bfloat16"], np.float32(0.02), mask=emb_mask)
+
+    cols = (rng.standard_normal((6, 12)) * 0.1).astype(np.float32)
+    cols_q = quantize_uniform(cols, DTYPES["float64"], (np.arange(1, 13) * 0.004).astype(np.float32), axis=1)
+
+    pruned = quantize_uniform(np.ones((4, 5), np.float32), DTYPES["float32"], np.float32(0.5),
+                              mask=np.zeros((4, 5), dtype=bool))
+    dense_mask = quantize_uniform(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), DTYPES["float32"],
+                                  np.float32(0.25), mask=np.ones((3, 4), dtype=bool))
+    return Vector("masked_quant", "masked + uniformly quantized tensors: per-channel steps on axis 0 and 1, "
+                  "per-tensor step, float32/float16/bfloat16/float64 outputs, sparsity 1 and 0",
+                  {"fc.weight": fc, "conv.weight": conv_q, "emb.weight": emb_q, "cols.weight": cols_q,
+                   "pruned.weight": pruned, "dense.weight": dense_mask},
+                  inputs={"fc.weight": "default_rng(1005).standard_normal((16, 40)) * 0.1; row r keeps the "
+                                       "linspace(0.05, 0.9, 16)[r] largest-magnitude fraction (>= quantile); "
+                                       "steps = row max |w| / 15 (axis 0); quantize_uniform to float32",
+                          "conv.weight": "then .standard_normal((8, 3, 3, 3)) * 0.2; steps = channel max |w| / 7 "
+                                         "(axis 0); no mask; output dtype float16",
+                          "emb.weight": "then .standard_normal((10, 6)) * 0.3, mask = .random((10, 6)) < 0.5; "
+                                        "step 0.02 per tensor; output dtype bfloat16",
+                          "cols.weight": "then .standard_normal((6, 12)) * 0.1; steps (1..12) * 0.004 on axis 1; "
+                                         "output dtype float64",
+                          "pruned.weight": "ones((4, 5)) with an all-False mask (sparsity 1)",
+                          "dense.weight": "linspace(-1, 1, 12).reshape(3, 4), step 0.25, all-True mask"})
+
+
+def metadata() -> Vector:
+    meta = {"arch": "lenet-300-100", "framework": "pt", "empty": "", "ünïcödé ключ": "値 ✓ \u2028 \"quoted\"",
+            "config": json.dumps({"lr": 0.001, "epochs": 3}, sort_keys=True)}
+    return Vector("metadata", "a tiny tensor plus user metadata (non-ASCII keys/values, an empty value)",
+                  {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, metadata=meta,
+                  inputs={"w": "arange(6).reshape(2, 3) float32"})
+
+
+def special_floats() -> Vector:
+    rng = np.random.default_rng(1007)
+    f32 = [0x7FC00000, 0x7FA00001, 0xFFC12345, 0x7F800000, 0xFF800000, 0x80000000, 0x00000000,
+           0x00000001, 0x807FFFFF, 0x7F7FFFFF, 0xFF7FFFFF, 0x3F800000]
+    f16 = [0x7E00, 0x7D01, 0xFE01, 0x7C00, 0xFC00, 0x8000, 0x0000, 0x0001, 0x83FF, 0x7BFF, 0x3C00]
+    bf16 = [0x7FC0, 0x7F81, 0xFFC1, 0x7F80, 0xFF80, 0x8000, 0x0000, 0x0001, 0x807F, 0x7F7F, 0x3F80]
+    f64 = [0x7FF8000000000000, 0x7FF0000000000001, 0xFFF8DEADBEEF0001, 0x7FF0000000000000, 0xFFF0000000000000,
+           0x8000000000000000, 0x0000000000000000, 0x0000000000000001, 0x7FEFFFFFFFFFFFFF, 0x3FF0000000000000]
+    picks = {k: rng.integers(0, n, 64) for k, n in (("f32", len(f32)), ("f16", len(f16)), ("bf16", len(bf16)))}
+    return Vector("special_floats", "lossless NaN payloads (quiet, signalling, negative), +-inf, -0.0, subnormals "
+                  "and extremes in float32, float16, bfloat16 and float64",
+                  {"f32": _bits(f32, "float32", "<u4")[picks["f32"]].reshape(8, 8),
+                   "f16": _bits(f16, "float16", "<u2")[picks["f16"]],
+                   "bf16": _bf16_tensor(np.array(bf16, dtype=np.uint16)[picks["bf16"]]),
+                   "f64": _bits(f64, "float64", "<u8")},
+                  inputs={"f32": f"words {[hex(x) for x in f32]} picked by default_rng(1007).integers(0, 12, 64), "
+                                 "reshaped (8, 8)",
+                          "f16": f"words {[hex(x) for x in f16]} picked by the next .integers(0, 11, 64)",
+                          "bf16": f"words {[hex(x) for x in bf16]} picked by the next .integers(0, 11, 64)",
+                          "f64": f"words {[hex(x) for x in f64]} in order"})
+
+
+def tied_alias() -> Vector:
+    rng = np.random.default_rng(1008)
+    emb = (rng.standard_normal((20, 8)) * 0.1).astype(np.float32)
+    bias = np.zeros(20, dtype=np.float32)
+    return Vector("tied_alias", "tied weights: one array under three names is stored once, twice as an alias",
+                  {"embed.weight": emb, "lm_head.weight": emb, "bias": bias, "decoder.weight": emb},
+                  inputs={"embed.weight": "default_rng(1008).standard_normal((20, 8)) * 0.1 as float32",
+                          "lm_head.weight": "the same array object as embed.weight",
+                          "bias": "zeros(20) float32", "decoder.weight": "the same array object as embed.weight"})
+
+
+def codebook() -> Vector:
+    rng = np.random.default_rng(1009)
+    book = np.array([-0.5, -0.25, -0.0, 0.125, 0.25, 0.5, 1.0, 3.0e-5], dtype=np.float32)
+    mask = rng.random((12, 20)) < 0.5
+    lv = rng.integers(0, 8, int(mask.sum())).astype(np.int64)
+    a = QuantTensor(DTYPES["float16"], (12, 20), lv, Quantizer("codebook", book), mask)
+    book4 = np.array([-1.0, 0.0, 0.5, 2.0], dtype=np.float32)
+    lv4 = rng.choice(4, 30, p=[0.1, 0.6, 0.2, 0.1]).astype(np.int64)
+    b = QuantTensor(DTYPES["float32"], (5, 6), lv4, Quantizer("codebook", book4))
+    return Vector("codebook", "codebook quantizers: a masked float16 tensor (8 entries incl. -0.0) and an "
+                  "unmasked float32 tensor (4 entries)", {"a": a, "b": b},
+                  inputs={"a": f"codebook {book.tolist()}; mask = default_rng(1009).random((12, 20)) < 0.5; "
+                               "levels = next .integers(0, 8, mask.sum())",
+                          "b": f"codebook {book4.tolist()}; levels = next .choice(4, 30, p=[.1, .6, .2, .1]), "
+                               "shape (5, 6), no mask"})
+
+
+def bool_and_ints() -> Vector:
+    rng = np.random.default_rng(1010)
+    t = {"flags": rng.random((7, 9)) < 0.3}
+    for dt in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "uint64"):
+        info = np.iinfo(dt)
+        t[dt] = rng.integers(info.min, info.max, 40, dtype=dt, endpoint=True)
+    t["small_i32"] = rng.integers(-3, 4, (10, 10)).astype(np.int32)
+    return Vector("bool_and_ints", "lossless bool and every other integer dtype",
+                  t, inputs={"flags": "default_rng(1010).random((7, 9)) < 0.3",
+                             **{dt: f"then .integers(iinfo.min, iinfo.max, 40, dtype={dt}, endpoint=True)"
+                                for dt in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "uint64")},
+                             "small_i32": "then .integers(-3, 4, (10, 10)) as int32"})
+
+
+def aligned_speed() -> Vector:
+    rng = np.random.default_rng(1011)
+    h = (rng.standard_normal((10, 10)) * 0.5).astype(np.float16)
+    d = rng.standard_normal(50) * 1e-3
+    bf = _bf16_words((rng.standard_normal((16, 32)) * 0.05).astype(np.float32))
+    ids = rng.integers(0, 300, 200).astype(np.int32)
+    w = (rng.standard_normal((8, 64)) * 0.1).astype(np.float32)
+    q = quantize_uniform(w, DTYPES["float32"], np.float32(0.01), mask=np.abs(w) > 0.12)
+    return Vector("aligned_speed", "align=64 (zero padding between sections) and prefer='speed' (no ANS): "
+                  "float16, float64, bfloat16, int32, all-zero float32 and a masked quantized tensor",
+                  {"h": h, "d": d, "z": np.zeros(100, dtype=np.float32), "bf": _bf16_tensor(bf), "ids": ids, "q": q},
+                  prefer="speed", align=64,
+                  inputs={"h": "default_rng(1011).standard_normal((10, 10)) * 0.5 as float16",
+                          "d": "then .standard_normal(50) * 1e-3 (float64)", "z": "zeros(100) float32",
+                          "bf": "then .standard_normal((16, 32)) * 0.05 rounded to bfloat16 (nearest even)",
+                          "ids": "then .integers(0, 300, 200) as int32",
+                          "q": "then w = .standard_normal((8, 64)) * 0.1 as float32, mask |w| > 0.12, "
+                               "step 0.01 per tensor, output float32"})
+
+
+def minimal() -> Vector:
+    return Vector("minimal", "one float32 scalar: the header is plain JSON (smaller than its zstd frame)",
+                  {"x": np.array(1.0, dtype=np.float32)}, inputs={"x": "float32 1.0, shape ()"})
+
+
+def no_tensors() -> Vector:
+    return Vector("no_tensors", "no tensors and no sections, only metadata: the file ends with its header",
+                  {}, metadata={"note": "no tensors"})
+
+
+def many_tensors() -> Vector:
+    rng = np.random.default_rng(1012)
+    t: dict[str, Any] = {}
+    for i in range(24):
+        for part in ("attn", "mlp"):
+            t[f"blocks.{i}.{part}.weight"] = (rng.standard_normal((2, 3)) * 0.1).astype(np.float32)
+    return Vector("many_tensors", "48 tiny tensors: the header compresses, so it is stored as a zstd frame", t,
+                  inputs={"blocks.{i}.{attn,mlp}.weight": "for i in 0..23, attn then mlp: "
+                                                          "default_rng(1012).standard_normal((2, 3)) * 0.1 float32"})
+
+
+VECTORS: list[Callable[[], Vector]] = [
+    fp32_lossless, bf16_lossless, fp64_fp16_lossless, int64_lossless, empty_and_scalar, masked_quant, metadata,
+    special_floats, tied_alias, codebook, bool_and_ints, aligned_speed, many_tensors, minimal, no_tensors,
+]
+
+
+# ------------------------------------------------------------------------------------------ encode / describe
+
+
+def encode_vector(v: Vector) -> bytes:
+    """The file bytes for a vector's inputs and settings, through the public API."""
+    return nncodec.save(v.tensors, v.metadata, prefer=v.prefer, align=v.align)
+
+
+def decoded_entries(data: bytes) -> dict[str, dict]:
+    """Per tensor: dtype, shape and sha256 of the decoded little-endian bytes (aliases: their target)."""
+    out: dict[str, dict] = {}
+    tf = open_tensor_file(data, nncodec.DEFAULT_LIMITS)
+    try:
+        for name in tf.names:
+            if name in tf.aliases:
+                e = tf.resolve(name)
+                out[name] = {"alias": tf.aliases[name], "dtype": e.dtype.name, "shape": list(e.shape)}
+                continue
+            dt, shape, words = tf.decode(name)
+            le = np.ascontiguousarray(words).astype(dt.storage.newbyteorder("<"), copy=False)
+            out[name] = {"dtype": dt.name, "shape": list(shape), "sha256": hashlib.sha256(le.tobytes()).hexdigest()}
+        for name, target in tf.aliases.items():
+            out[name]["sha256"] = out[target]["sha256"]
+    finally:
+        tf.container.close()
+    return out
+
+
+def _input_words(value: Any) -> np.ndarray | None:
+    """The exact storage words a lossless input must decode to (None for compressor output)."""
+    if isinstance(value, QuantTensor):
+        return None
+    if isinstance(value, RawTensor):
+        return value.words
+    from nncodec.compress.lossless import lossless
+    from nncodec.convert import to_numpy
+
+    dt, arr = to_numpy(value)
+    return lossless(arr, dt).words
+
+
+def _reference_dequantize(q: QuantTensor) -> bytes:
+    """FORMAT.md §7 computed another way than nncodec does (float64 products, torch casts), as an
+    independent check of the decoded bytes: the exact product of two float32 values fits in a
+    float64, so rounding it once to float32 is the float32 product."""
+    import torch
+
+    values = q.quantizer.values.astype(np.float64)
+    if q.quantizer.mode == "codebook":
+        surv = values[q.levels]
+    else:
+        flat = np.flatnonzero(q.mask) if q.mask is not None else np.arange(q.numel)
+        if q.quantizer.axis is None:
+            channel = np.zeros(flat.size, dtype=np.int64)
+        else:
+            inner = int(np.prod(q.shape[q.quantizer.axis + 1:], dtype=np.int64))
+            channel = (flat // inner) % q.shape[q.quantizer.axis]
+        surv = q.levels.astype(np.float32).astype(np.float64) * values[channel]
+    full = np.zeros(q.numel, dtype=np.float64)
+    full[np.flatnonzero(q.mask) if q.mask is not None else slice(None)] = surv
+    f32 = torch.from_numpy(full.astype(np.float32))
+    out = {"float32": f32, "float64": f32.double(), "float16": f32.half(), "bfloat16": f32.bfloat16()}[q.dtype.name]
+    return out.view(torch.uint8).numpy().tobytes() if out.numel() else b""
+
+
+def _check_decodes_to_inputs(v: Vector, data: bytes) -> None:
+    """A vector is only written if decoding it gives back exactly what went in."""
+    with nncodec.open(data, framework="np") as f:
+        for name, value in v.tensors.items():
+            words = _input_words(value)
+            comps = f.components(name)
+            if words is not None:
+                assert isinstance(comps, RawTensor) and comps.words.tobytes() == words.tobytes(), name
+            else:
+                decoded = np.ascontiguousarray(f.get_tensor(name))
+                assert decoded.tobytes() == _reference_dequantize(value), name
+                assert isinstance(comps, QuantTensor), name
+                assert np.array_equal(comps.levels, value.levels), name
+                assert comps.quantizer.values.tobytes() == value.quantizer.values.astype(np.float32).tobytes(), name
+                assert (comps.mask is None) == (value.mask is None), name
+                assert comps.mask is None or np.array_equal(comps.mask, value.mask), name
+        assert f.metadata() == (v.metadata or {})
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    import zstandard
+
+    return {"nncodec": nncodec.__version__, "zstandard": zstandard.__version__,
+            "libzstd": ".".join(map(str, zstandard.ZSTD_VERSION)), "constriction": md.version("constriction"),
+            "numpy": np.__version__}
+
+
+def manifest_entry(v: Vector, data: bytes) -> dict:
+    with nncodec.open(data) as f:
+        report = f.info()
+    codecs = sorted({f"{c['kind']}/{c['codec']}" + (f"[{','.join(s[0] for s in c['params']['streams'])}]"
+                                                   if c["codec"] == "planes" else "")
+                     for t in report["tensors"] for c in t["components"]})
+    return {
+        "file": f"{v.name}.nnc",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "description": v.description,
+        "encode": {"prefer": v.prefer, "align": v.align},
+        "header_encoding": report["header_encoding"],
+        "codecs": codecs,
+        "metadata": v.metadata or {},
+        "inputs": v.inputs,
+        "tensors": decoded_entries(data),
+    }
+
+
+def build_all() -> tuple[dict[str, bytes], dict]:
+    files: dict[str, bytes] = {}
+    entries = []
+    for make in VECTORS:
+        v = make()
+        data = encode_vector(v)
+        _check_decodes_to_inputs(v, data)
+        files[f"{v.name}.nnc"] = data
+        entries.append(manifest_entry(v, data))
+    manifest = {"format": "nnc 1.0", "spec": "spec/FORMAT.md", "generator": _versions(),
+                "note": "tensor sha256 = sha256 of the decoded tensor's little-endian bytes (bool: 1 byte 0/1, "
+                        "bfloat16: uint16 words); these must never change. File sha256 and bytes hold for the "
+                        "generator versions listed.",
+                "vectors": entries}
+    return files, manifest
+
+
+def _manifest_text(manifest: dict) -> str:
+    """Indented JSON with shapes kept on one line."""
+    text = json.dumps(manifest, indent=1, ensure_ascii=False)
+    return re.sub(r"\[\s*((?:\d+,\s*)*\d+)\s*\]", lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]",
+                  text) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare only; exit 1 on any difference")
+    ap.add_argument("--force", action="store_true", help="rewrite vectors whose bytes changed")
+    args = ap.parse_args(argv)
+    files, manifest = build_all()
+    old = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {"vectors": []}
+    old_tensors = {e["file"]: e["tensors"] for e in old["vectors"]}
+    problems = []
+    for entry in manifest["vectors"]:
+        prev = old_tensors.get(entry["file"])
+        if prev is not None and prev != entry["tensors"]:
+            problems.append(f"{entry['file']}: decoded tensors differ from the manifest (never allowed)")
+        path = VECTOR_DIR / entry["file"]
+        if path.exists() and path.read_bytes() != files[entry["file"]]:
+            problems.append(f"{entry['file']}: encoder output differs from the stored vector")
+    for p in problems:
+        print(p, file=sys.stderr)
+    if args.check:
+        print("vectors match" if not problems else f"{len(problems)} differences")
+        return 1 if problems else 0
+    if problems and not args.force:
+        print("refusing to overwrite golden vectors; use --force if the change is intended", file=sys.stderr)
+        return 1
+    VECTOR_DIR.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (VECTOR_DIR / name).write_bytes(data)
+    MANIFEST.write_text(_manifest_text(manifest), encoding="utf-8")
+    for e in manifest["vectors"]:
+        print(f"{e['file']:24} {e['bytes']:6d} B  header={e['header_encoding']:4}  {' '.join(e['codecs'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

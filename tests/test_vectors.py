@@ -1,0 +1,199 @@
+"""Golden vectors (spec/vectors): what every decoder must produce, and what our encoder must write.
+
+- Decoding each vector gives the per-tensor sha256 recorded in the manifest. This must never change:
+  a failure here means old files now decode differently.
+- Encoding the same inputs (rebuilt by spec/make_vectors.py) gives the same file bytes, and so does
+  re-encoding a vector's decoded components. These pin the encoder's choices; they hold for the
+  library versions recorded in the manifest's `generator` (libzstd output can change between versions).
+- A few rules of spec/FORMAT.md that no valid vector can show are checked on hand-built files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nncodec
+from nncodec.codecs import ans, zstd
+from nncodec.codecs.base import EncodeOptions
+from nncodec.codecs.binary import encode_uvarints, write_uvarint, zigzag
+from nncodec.container.writer import assemble
+from nncodec.dtypes import DTYPES
+from nncodec.tensorfile import Alias, encode_file, open_tensor_file
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTOR_DIR = ROOT / "spec" / "vectors"
+MANIFEST = json.loads((VECTOR_DIR / "manifest.json").read_text(encoding="utf-8"))
+ENTRIES = {e["file"]: e for e in MANIFEST["vectors"]}
+
+
+def _load_make_vectors():
+    spec = importlib.util.spec_from_file_location("nnc_make_vectors", ROOT / "spec" / "make_vectors.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+mv = _load_make_vectors()
+VECTORS = {f"{make.__name__}.nnc": make for make in mv.VECTORS}
+
+
+def _versions_note() -> str:
+    return f"(vectors made with {MANIFEST['generator']}; installed: {mv._versions()})"
+
+
+def test_manifest_lists_every_vector_file():
+    on_disk = {p.name for p in VECTOR_DIR.glob("*.nnc")}
+    assert on_disk == set(ENTRIES) == set(VECTORS)
+    assert len(on_disk) >= 6
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_vector_file_matches_manifest(name):
+    data = (VECTOR_DIR / name).read_bytes()
+    assert len(data) == ENTRIES[name]["bytes"]
+    assert hashlib.sha256(data).hexdigest() == ENTRIES[name]["sha256"]
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_decoded_tensors_match_manifest(name):
+    """The normative check: every tensor decodes to the recorded dtype, shape and bytes."""
+    data = (VECTOR_DIR / name).read_bytes()
+    expected = ENTRIES[name]["tensors"]
+    with nncodec.open(data, framework="np") as f:
+        assert f.keys() == list(expected)
+        assert f.metadata() == ENTRIES[name]["metadata"]
+        f.verify()
+        for tname, want in expected.items():
+            arr = f.get_tensor(tname)
+            le = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
+            assert arr.dtype.name == (want["dtype"] if want["dtype"] != "bfloat16" else "uint16"), tname
+            assert list(arr.shape) == want["shape"], tname
+            assert hashlib.sha256(le.tobytes()).hexdigest() == want["sha256"], tname
+        report = f.info()
+    assert report["file_bytes"] == len(data)
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_decoded_tensors_match_through_torch(name):
+    """The torch path (what load_file returns) gives the same bytes, bfloat16 included."""
+    import torch
+
+    data = (VECTOR_DIR / name).read_bytes()
+    for tname, t in nncodec.load(data).items():
+        want = ENTRIES[name]["tensors"][tname]
+        assert str(t.dtype) == f"torch.{want['dtype']}"
+        raw = t.contiguous().view(torch.uint8) if t.dim() else t.reshape(1).view(torch.uint8)
+        assert hashlib.sha256(raw.numpy().tobytes()).hexdigest() == want["sha256"], tname
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_vectors_decode_to_their_inputs(name):
+    """What the hashes pin is right: lossless tensors decode to the input bits, quantized ones to
+    FORMAT.md §7 computed independently (float64 products, torch casts), metadata as given."""
+    mv._check_decodes_to_inputs(VECTORS[name](), (VECTOR_DIR / name).read_bytes())
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_encoding_the_inputs_again_gives_identical_bytes(name):
+    v = VECTORS[name]()
+    assert mv.encode_vector(v) == (VECTOR_DIR / name).read_bytes(), f"encoder output changed {_versions_note()}"
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_reencoding_decoded_components_gives_identical_bytes(name):
+    """Decode to components (not values) and encode them again: the file is a fixed point."""
+    data = (VECTOR_DIR / name).read_bytes()
+    enc = ENTRIES[name]["encode"]
+    tf = open_tensor_file(data, nncodec.DEFAULT_LIMITS)
+    try:
+        comps = {n: Alias(tf.aliases[n]) if n in tf.aliases else tf.decode_components(n) for n in tf.names}
+        again = encode_file(comps, tf.metadata or None, EncodeOptions(prefer=enc["prefer"]), align=tf.container.align)
+    finally:
+        tf.container.close()
+    assert tf.container.align == enc["align"]
+    assert again == data, f"re-encoded components differ {_versions_note()}"
+
+
+def test_vectors_cover_the_format():
+    """The set of vectors exercises every codec and container feature the spec defines."""
+    codecs = set().union(*(e["codecs"] for e in MANIFEST["vectors"]))
+    kinds = {c.split("[")[0] for c in codecs}
+    assert kinds >= {"raw/copy", "raw/zstd", "raw/planes", "mask/ans", "mask/ans-rows", "mask/zstd",
+                     "levels/ans", "levels/zstd", "quantizer/f32"}
+    methods = {m for c in codecs if "[" in c for m in c[c.index("[") + 1 : -1].split(",")}
+    assert methods == {"copy", "zstd", "ans"}
+    assert {e["header_encoding"] for e in MANIFEST["vectors"]} == {"json", "zstd"}
+    assert any(e["encode"]["align"] > 1 for e in MANIFEST["vectors"])
+    tensors = [t for e in MANIFEST["vectors"] for t in e["tensors"].values()]
+    assert {t["dtype"] for t in tensors} == set(DTYPES)
+    assert any("alias" in t for t in tensors)
+    assert any(t["shape"] == [] for t in tensors) and any(0 in t["shape"] for t in tensors)
+
+
+# ------------------------------------------------------------------ rules of spec/FORMAT.md, one file each
+
+
+def _file(tensors: dict, sections: list[bytes], meta: dict | None = None) -> bytes:
+    return assemble({"tensors": tensors, **({"meta": meta} if meta else {})}, sections)
+
+
+def _levels_file(levels_payload: bytes, codec: str = "ans", count: int = 3) -> bytes:
+    entry = {"dtype": "float32", "shape": [count], "q": {"mode": "uniform"},
+             "levels": {"s": 0, "codec": codec}, "quantizer": {"s": 1, "codec": "f32"}}
+    return _file({"t": entry}, [levels_payload, np.float32(0.5).tobytes()])
+
+
+def _decode_all(data: bytes) -> None:
+    with nncodec.open(data, framework="np") as f:
+        for name in f.keys():
+            f.get_tensor(name)
+
+
+def test_spec_8_3_a_skippable_frame_is_not_a_zstd_frame():
+    skippable = struct.pack("<II", 0x184D2A50, 0)
+    data = _file({"e": {"dtype": "float32", "shape": [0], "raw": {"s": 0, "codec": "zstd"}}}, [skippable])
+    with pytest.raises(nncodec.CorruptFileError):
+        _decode_all(data)
+
+
+def test_spec_8_4_count_tables_summing_over_2_53_are_refused():
+    table = write_uvarint(0) + write_uvarint(3) + write_uvarint(2**52) * 2 + write_uvarint(1)
+    with pytest.raises(nncodec.CorruptFileError, match="2\\*\\*53"):
+        _decode_all(_levels_file(table))
+
+
+def test_spec_8_4_alphabet_must_fit_int32():
+    table = write_uvarint(zigzag(2**31)) + write_uvarint(1) + write_uvarint(3)
+    with pytest.raises(nncodec.CorruptFileError, match="int32"):
+        _decode_all(_levels_file(table))
+
+
+def test_spec_4_2_unpaired_surrogates_and_big_integers_are_refused():
+    with pytest.raises(nncodec.FormatError, match="surrogate"):
+        nncodec.open(_file({}, [], meta={"\ud800": "v"}))
+    big = _file({"e": {"dtype": "float32", "shape": [0, 2**53], "raw": {"s": 0, "codec": "copy"}}}, [b""])
+    with pytest.raises(nncodec.FormatError, match="2\\d* - 1|9007199254740991"):
+        nncodec.open(big)
+    ok = _file({"e": {"dtype": "float32", "shape": [0, 2**53 - 1], "raw": {"s": 0, "codec": "copy"}}}, [b""])
+    with nncodec.open(ok, framework="np") as f:
+        assert f.get_tensor("e").shape == (0, 2**53 - 1)
+
+
+def test_spec_9_2_ans_rows_counts_must_match_the_decoded_rows():
+    row = np.array([1, 1, 0, 0])  # two ones, but the stored count says one
+    words = ans.encode(row, ans.CountTable(0, np.array([3, 1], dtype=np.uint64)))
+    payload = encode_uvarints(np.array([1, 0], dtype=np.uint64)) + words
+    entry = {"dtype": "float32", "shape": [2, 4], "q": {"mode": "uniform"}, "mask": {"s": 0, "codec": "ans-rows"},
+             "levels": {"s": 1, "codec": "zstd", "p": {"width": 1}}, "quantizer": {"s": 2, "codec": "f32"}}
+    data = _file({"t": entry}, [payload, zstd.compress(b"\0"), np.float32(1).tobytes()])
+    with pytest.raises(nncodec.CorruptFileError, match="row 0"):
+        _decode_all(data)
