@@ -1,8 +1,67 @@
-"""Entry point of the `nncodec` command; the commands live in their own modules."""
+"""Entry point of the `nncodec` command; the commands live in their own modules.
+
+Every failure is one `error: ...` line on stderr with exit code 1 (usage errors: click's code 2);
+a traceback is a bug. Set NNCODEC_DEBUG=1 to see one anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
 
 import click
 
+from nncodec.errors import NNCodecError
 
-@click.group()
+from .common import CliError, describe_os_error, one_line
+from .decode import decode
+from .demo import demo
+from .encode import encode
+from .info import info
+from .prune import prune
+from .verify import verify
+
+
+class NncodecGroup(click.Group):
+    """A click group that turns every exception of a command into a one-line error."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order of a typical session, not alphabetical
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except NNCodecError as e:
+            raise CliError(one_line(e)) from None
+        except OSError as e:
+            raise CliError(describe_os_error(e)) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except Exception as e:
+            if os.environ.get("NNCODEC_DEBUG"):
+                raise
+            raise CliError(f"internal error: {type(e).__name__}: {one_line(e)} "
+                           "(please report it; NNCODEC_DEBUG=1 shows the traceback)") from None
+
+
+EPILOG = """\b
+Examples:
+  nncodec demo                                  # try it on a bundled model, no download
+  nncodec encode model.pt -o model.nnc
+  nncodec info model.nnc
+  nncodec verify model.nnc
+  nncodec decode model.nnc -o model.safetensors
+"""
+
+
+@click.group(cls=NncodecGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nncodec")
 def main() -> None:
-    """nncodec: compressed neural-network files (.nnc)."""
+    """nncodec: compressed neural-network files (.nnc) whose size is the model's exact description length."""
+
+
+for command in (encode, decode, info, verify, demo):
+    main.add_command(command)
+main.add_command(prune)

@@ -60,10 +60,11 @@ def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None =
 
 
 def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, *, prefer: str = "balanced",
-         compressor: Compressor | None = None, align: int = 1) -> bytes:
-    """The bytes of a .nnc file holding `tensors` (lossless unless a compressor says otherwise)."""
+         compressor: Compressor | None = None, align: int = 1, progress: Callable[[str], None] | None = None) -> bytes:
+    """The bytes of a .nnc file holding `tensors` (lossless unless a compressor says otherwise);
+    `progress(name)` is called as each tensor is coded."""
     meta = _check_metadata(metadata)
-    return encode_file(compress_tensors(tensors, compressor), meta, EncodeOptions(prefer=prefer), align)
+    return encode_file(compress_tensors(tensors, compressor), meta, EncodeOptions(prefer=prefer), align, progress)
 
 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,

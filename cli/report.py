@@ -1,0 +1,76 @@
+"""The byte table of `nncodec info` and `nncodec demo`: every byte of the file on some row.
+
+Rows: one per tensor (with one indented row per component when it has several), then the
+preamble, header, padding and optional sections; the total line is the file size exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADERS = ("name", "dtype", "shape", "part", "codec", "bytes", "bits/param")
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(map(str, shape)) if shape else "scalar"
+
+
+def _bpp(nbytes: int, numel: int) -> str:
+    return f"{8 * nbytes / numel:.3f}" if numel else "-"
+
+
+def report_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The table rows (without the header line) of a byte report from NncFile.info()."""
+    rows: list[tuple[str, ...]] = []
+    for t in report["tensors"]:
+        if "alias" in t:
+            rows.append((t["name"], "", "", f"alias of {t['alias']}", "", "0", "-"))
+            continue
+        comps = t["components"]
+        numel = t["numel"]
+        if len(comps) == 1:
+            c = comps[0]
+            rows.append((t["name"], t["dtype"], _shape(t["shape"]), c["kind"], c["codec"], f"{t['bytes']:,}",
+                         _bpp(t["bytes"], numel)))
+            continue
+        rows.append((t["name"], t["dtype"], _shape(t["shape"]), t["encoding"], "", f"{t['bytes']:,}",
+                     _bpp(t["bytes"], numel)))
+        for c in comps:
+            rows.append(("  " + c["kind"], "", "", c["kind"], c["codec"], f"{c['bytes']:,}", _bpp(c["bytes"], numel)))
+    rows.append(("(preamble)", "", "", "", "", f"{report['preamble_bytes']:,}", ""))
+    rows.append(("(header)", "", "", report["header_encoding"], "", f"{report['header_bytes']:,}", ""))
+    rows.append(("(padding)", "", "", "", "", f"{report['padding_bytes']:,}", ""))
+    if report.get("optional_section_bytes"):
+        rows.append(("(optional sections)", "", "", "", "", f"{report['optional_section_bytes']:,}", ""))
+    return rows
+
+
+def raw_bytes(report: dict[str, Any]) -> int:
+    """What the tensors take uncompressed, each in its own dtype (aliases counted once)."""
+    from nncodec.dtypes import DTYPES
+
+    return sum(t["numel"] * DTYPES[t["dtype"]].itemsize for t in report["tensors"] if "alias" not in t)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The table as text; its total line equals report['file_bytes']."""
+    rows = report_rows(report)
+    params = report.get("parameters", 0)
+    total = ("total", "", "", "", "", f"{report['file_bytes']:,}", _bpp(report["file_bytes"], params))
+    widths = [max(len(r[i]) for r in [HEADERS, *rows, total]) for i in range(len(HEADERS))]
+    right = {5, 6}
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip()
+
+    rule = "-" * len(line(tuple("-" * w for w in widths)))
+    out = [line(HEADERS), rule, *map(line, rows), rule, line(total)]
+    raw = raw_bytes(report)
+    if raw:
+        out.append(f"{params:,} parameters, {raw:,} bytes uncompressed: the file is {report['file_bytes'] / raw:.1%} of that")
+    if report.get("metadata"):
+        out.append("metadata:")
+        for k, v in report["metadata"].items():
+            shown = v if len(v) <= 60 else v[:57] + "..."
+            out.append(f"  {k} = {shown}")
+    return "\n".join(out)
