@@ -93,6 +93,7 @@ def _float32_to_bfloat16_words(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint16)
 
 
+@np.errstate(over="ignore")  # level x step beyond the dtype's range is inf, as IEEE rounding says: not a warning
 def dequantize(t: QuantTensor) -> np.ndarray:
     """Decoded storage words of a quantized tensor: level × step (or codebook[level]) in float32,
     scattered into the mask positions (zeros elsewhere), then rounded to the tensor's dtype."""

@@ -34,6 +34,10 @@ def to_numpy(x: Any, name: str = "tensor") -> tuple[DType, np.ndarray]:
     if is_torch_tensor(x):
         torch = _torch()
         t = x.detach()
+        if t.is_nested:
+            raise UnsupportedInputError(f"{name}: nested tensors are not supported; store their components separately")
+        if t.device.type == "meta":
+            raise UnsupportedInputError(f"{name}: a meta tensor has no data; materialize the model's weights first")
         if t.layout != torch.strided:
             raise UnsupportedInputError(f"{name}: {t.layout} tensors are not supported; convert to dense first")
         if t.is_quantized or t.is_complex():
@@ -72,6 +76,8 @@ def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device:
 def storage_key(x: Any) -> tuple | None:
     """Identifies tensors that are the same view of the same memory (tied weights)."""
     if is_torch_tensor(x):
+        if x.is_nested or x.numel() == 0:  # (nested: no single shape; empty: every such storage is at 0)
+            return None
         try:
             ptr = x.untyped_storage().data_ptr()
         except RuntimeError:

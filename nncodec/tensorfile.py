@@ -19,9 +19,9 @@ from .components import CompressedTensor, Quantizer, QuantTensor, RawTensor, che
 from .container.format import PREAMBLE_SIZE, is_optional
 from .container.reader import CONTAINER_KEYS, Container
 from .container.writer import assemble
-from .dtypes import DType, dtype_by_name
+from .dtypes import DTYPES, DType, dtype_by_name
 from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
-from .limits import Limits
+from .limits import DEFAULT_LIMITS, Limits
 
 BODY_KEYS = ("tensors", "meta")
 QUANT_PARTS = ("mask", "levels", "quantizer")
@@ -75,31 +75,79 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
         return part
 
     for name, t in tensors.items():
+        _check_text(name, "tensor name")
         if isinstance(t, Alias):
             entries[name] = {"alias": t.target}
             if progress:
                 progress(name)
             continue
-        entry: dict = {"dtype": t.dtype.name, "shape": list(t.shape)}
+        _check_writable(name, t)
+        entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
         if isinstance(t, RawTensor):
             entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
         else:
-            check_quant_consistency(t, BadArgumentError)
             q = {"mode": t.quantizer.mode}
             if t.quantizer.axis is not None:
-                q["axis"] = t.quantizer.axis
+                q["axis"] = int(t.quantizer.axis)
             entry["q"] = q
             if t.mask is not None:
                 entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
-            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options))
+            rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
+            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
             entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
         entries[name] = entry
         if progress:
             progress(name)
     body: dict = {"tensors": entries}
     if metadata:
+        for key, value in metadata.items():
+            _check_text(key, "metadata key")
+            _check_text(value, f"metadata value of {key!r}")
         body["meta"] = dict(metadata)
     return assemble(body, sections, align=align)
+
+
+def _check_text(text: object, what: str) -> None:
+    """Names and metadata must be Unicode text (a lone surrogate would make a file no reader accepts)."""
+    if not isinstance(text, str):
+        raise BadArgumentError(f"{what} must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadArgumentError(f"{what} {text!r} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
+def _check_writable(name: str, t: object) -> None:
+    """A component set from a compressor must describe a tensor the reader accepts: refuse it here,
+    before a file is written, rather than write one that fails to decode or decodes to other values."""
+    if not isinstance(t, (RawTensor, QuantTensor)):
+        raise BadArgumentError(f"tensor {name!r}: expected a RawTensor or QuantTensor, got {type(t).__name__}")
+    if not isinstance(t.dtype, DType) or DTYPES.get(t.dtype.name) != t.dtype:
+        raise BadArgumentError(f"tensor {name!r}: unknown dtype {t.dtype!r}")
+    if (not isinstance(t.shape, tuple) or len(t.shape) > DEFAULT_LIMITS.max_ndim
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in t.shape)):
+        raise BadArgumentError(f"tensor {name!r}: shape must be a tuple of at most {DEFAULT_LIMITS.max_ndim} "
+                               f"non-negative integers, got {t.shape!r}")
+    numel = int(np.prod(t.shape, dtype=object)) if t.shape else 1
+    if isinstance(t, RawTensor):
+        w = t.words
+        if not isinstance(w, np.ndarray) or w.dtype.kind not in "uib" or w.dtype.itemsize != t.dtype.itemsize:
+            raise BadArgumentError(f"tensor {name!r}: words must be {t.dtype.storage} storage words, "
+                                   f"got {getattr(w, 'dtype', type(w).__name__)}")
+        if w.size != numel:
+            raise BadArgumentError(f"tensor {name!r}: {w.size} words for shape {t.shape}")
+        if t.dtype.kind == "b" and w.size and w.view(np.uint8).max() > 1:
+            raise BadArgumentError(f"tensor {name!r}: bool words must be 0 or 1")
+        return
+    for part, value in (("levels", t.levels), ("quantizer values", t.quantizer.values), ("mask", t.mask)):
+        if not isinstance(value, (np.ndarray, np.generic)) and not (part == "mask" and value is None):
+            raise BadArgumentError(f"tensor {name!r}: {part} must be a numpy array, got {type(value).__name__}")
+    if t.levels.dtype.kind not in "iu":
+        raise BadArgumentError(f"tensor {name!r}: levels must be integers, got {t.levels.dtype}")
+    if t.quantizer.axis is not None and (isinstance(t.quantizer.axis, bool)
+                                         or not isinstance(t.quantizer.axis, (int, np.integer))):
+        raise BadArgumentError(f"tensor {name!r}: quantizer axis must be an integer, got {t.quantizer.axis!r}")
+    check_quant_consistency(t, BadArgumentError)
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -258,7 +306,8 @@ class TensorFile:
             mask = codecs.mask.decode(p.codec, p.params, self._payload(p), e.shape, ctx)
             survivors = int(np.count_nonzero(mask))
         p = e.parts["levels"]
-        levels = codecs.levels.decode(p.codec, p.params, self._payload(p), survivors, ctx)
+        rows = codecs.levels_ctx.row_counts(e.shape, mask) if p.codec == "ans-rowclass" else None
+        levels = codecs.levels.decode(p.codec, p.params, self._payload(p), survivors, ctx, rows)
         p = e.parts["quantizer"]
         qsec = self.container.sections[p.section]
         count = 1 if e.quant_mode == "uniform" and e.quant_axis is None else (

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import CorruptFileError, LimitExceededError
 from .binary import Reader, encode_uvarints, write_uvarint, zigzag
 
-_MAX_COUNT = 2**53  # float64 represents every count exactly
+_MAX_TOTAL = 2**53  # counts summing to at most this are exact in float64, whatever the summation order
 
 
 @contextmanager
@@ -56,11 +56,12 @@ class CountTable:
             raise CorruptFileError(f"{reader.what}: empty alphabet")
         if alphabet > max_alphabet:
             raise LimitExceededError(f"{reader.what}: alphabet of {alphabet} symbols is over the limit of {max_alphabet}")
-        if not lo >= -(2**31) and lo + alphabet - 1 < 2**31:
+        if not (lo >= -(2**31) and lo + alphabet - 1 < 2**31):
             raise CorruptFileError(f"{reader.what}: alphabet [{lo}, {lo + alphabet}) does not fit in int32")
         counts = reader.uvarints(alphabet)
-        if counts.max() >= _MAX_COUNT or not counts.any():
-            raise CorruptFileError(f"{reader.what}: count table is all zero or has a count over 2**53")
+        total = int((counts >> np.uint64(32)).sum()) * 2**32 + int((counts & np.uint64(0xFFFFFFFF)).sum())
+        if total == 0 or total > _MAX_TOTAL:
+            raise CorruptFileError(f"{reader.what}: count table is all zero or its counts sum to over 2**53")
         return CountTable(lo, counts)
 
     def probabilities(self) -> np.ndarray:
@@ -114,9 +115,10 @@ def decode(payload: bytes | memoryview, table: CountTable, count: int, what: str
         sym = coder.decode(model, count)
         if not coder.is_empty():
             raise CorruptFileError(f"{what}: ANS payload has data left after {count} symbols")
-    if (table.counts[sym] == 0).any():
+    unused = table.counts == 0
+    if unused.any() and unused[sym].any():  # the lookup only when the table has unused symbols
         raise CorruptFileError(f"{what}: decoded a symbol whose count is zero")
-    return sym.astype(np.int64) + table.lo
+    return np.add(sym, table.lo, dtype=np.int64)
 
 
 def encode_with_table(symbols: np.ndarray, coarsen: tuple[int, ...] = (255, 4095)) -> bytes:

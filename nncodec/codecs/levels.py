@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CorruptFileError
-from . import ans, zstd
+from ..limits import DEFAULT_LIMITS
+from . import ans, levels_ctx, zstd
 from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 from .raw import zstd_level
 
@@ -26,10 +27,12 @@ def _unzigzag(z: np.ndarray) -> np.ndarray:
     return (z >> 1) ^ -(z & 1)
 
 
-def encode(levels: np.ndarray, options: EncodeOptions) -> Encoded:
+def encode(levels: np.ndarray, options: EncodeOptions, rows: np.ndarray | None = None) -> Encoded:
+    """`rows` (survivors per row, from `levels_ctx.row_counts`) enables the row-class candidate."""
     levels = np.asarray(levels, dtype=np.int64)
     candidates = []
-    if levels.size:
+    # the stored table has one count per value in [min, max]: keep it within what default readers accept
+    if levels.size and int(levels.max()) - int(levels.min()) < DEFAULT_LIMITS.max_alphabet:
         candidates.append(lambda: Encoded("ans", ans.encode_with_table(levels, coarsen=(15, 255, 4095)), slow=True))
 
     def zstd_candidate() -> Encoded:
@@ -39,14 +42,25 @@ def encode(levels: np.ndarray, options: EncodeOptions) -> Encoded:
         return Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options)), {"width": width})
 
     candidates.append(zstd_candidate)
+    if rows is not None and levels.size and int(levels.max()) - int(levels.min()) < DEFAULT_LIMITS.max_alphabet:
+        candidates.append(lambda: _rowclass_candidate(levels, rows))
     return smallest(candidates, options)
 
 
-def decode(codec: str, params: dict, payload: memoryview, count: int, ctx: DecodeContext) -> np.ndarray:
+def _rowclass_candidate(levels: np.ndarray, rows: np.ndarray) -> Encoded | None:
+    payload = levels_ctx.encode(levels, rows)
+    return None if payload is None else Encoded("ans-rowclass", payload, slow=True)
+
+
+def decode(codec: str, params: dict, payload: memoryview, count: int, ctx: DecodeContext,
+           rows: np.ndarray | None = None) -> np.ndarray:
     what = f"levels/{codec}"
     if codec == "ans":
         expect_params(params, {}, what)
         return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet)
+    if codec == "ans-rowclass":
+        expect_params(params, {}, what)
+        return levels_ctx.decode(payload, count, rows, what, ctx.limits.max_alphabet)
     if codec == "zstd":
         expect_params(params, {"width": int}, what)
         width = params["width"]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from ..errors import CorruptFileError
-from . import ans, zstd
+from ..errors import CorruptFileError, LimitExceededError
+from . import ans, mask_ctx, zstd
 from .ans import constriction_errors
 from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 from .binary import Reader, encode_uvarints
@@ -59,6 +59,8 @@ def _decode_rows(payload: memoryview, shape: tuple[int, ...], what: str) -> np.n
             elif k:
                 model = constriction.stream.model.Categorical(np.array([row_len - k, k], dtype=np.float64) / row_len, perfect=False)
                 out[r] = coder.decode(model, row_len).astype(bool)
+                if int(np.count_nonzero(out[r])) != k:
+                    raise CorruptFileError(f"{what}: row {r} decodes to a different number of ones than its count {k}")
         if not coder.is_empty():
             raise CorruptFileError(f"{what}: ANS payload has data left after the last row")
     return out.reshape(shape)
@@ -72,6 +74,8 @@ def encode(mask: np.ndarray, options: EncodeOptions) -> Encoded:
         candidates.append(lambda: Encoded("ans", ans.encode_with_table(bits.astype(np.int64), coarsen=()), slow=True))
         if _rows(shape) > 1:
             candidates.append(lambda: Encoded("ans-rows", _encode_rows(bits, _rows(shape)), slow=True))
+        if mask_ctx.applies(shape):  # row/column-class contexts (mask_ctx.py)
+            candidates.append(lambda: Encoded("ans-classes", mask_ctx.encode(bits.reshape(shape)), slow=True))
 
     def zstd_candidate() -> Encoded:
         packed = np.packbits(bits, bitorder="little").tobytes()
@@ -86,12 +90,17 @@ def decode(codec: str, params: dict, payload: memoryview, shape: tuple[int, ...]
     expect_params(params, {}, what)
     numel = int(np.prod(shape, dtype=np.int64))
     if codec == "ans":
-        sym = ans.decode_with_table(payload, numel, what, 2)
+        try:
+            sym = ans.decode_with_table(payload, numel, what, 2)
+        except LimitExceededError:  # a two-symbol alphabet is the format, not a resource limit
+            raise CorruptFileError(f"{what}: the count table has more than two symbols") from None
         if sym.size and (sym.min() < 0 or sym.max() > 1):
             raise CorruptFileError(f"{what}: mask symbols outside {{0, 1}}")
         return sym.astype(bool).reshape(shape)
     if codec == "ans-rows":
         return _decode_rows(payload, shape, what)
+    if codec == "ans-classes":
+        return mask_ctx.decode(payload, shape, what)
     if codec == "zstd":
         packed = zstd.decompress(payload, (numel + 7) // 8, what)
         bits = np.unpackbits(np.frombuffer(packed, dtype=np.uint8), bitorder="little")

@@ -12,6 +12,7 @@ import zstandard
 from ..errors import CorruptFileError
 
 LEVEL = 19
+_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"  # 0xFD2FB528 little-endian
 
 
 def compress(data: bytes | memoryview, level: int = LEVEL) -> bytes:
@@ -33,6 +34,8 @@ def compress_literal_heavy(data: bytes | memoryview) -> bytes:
 def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> bytes:
     """Exactly `expected_size` bytes from one zstd frame, or CorruptFileError."""
     frame = bytes(frame)
+    if frame[:4] != _FRAME_MAGIC:  # a skippable frame (or anything else) is not a zstd data frame
+        raise CorruptFileError(f"{what}: not a zstd frame (bad magic number)")
     try:
         params = zstandard.get_frame_parameters(frame)
     except zstandard.ZstdError as exc:

@@ -51,8 +51,32 @@ def loads(text: bytes, max_depth: int, what: str = "header") -> object:
     except UnicodeDecodeError as exc:
         raise FormatError(f"{what} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(decoded, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        obj = json.loads(decoded, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except FormatError:
         raise
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"{what} is not valid JSON ({exc})") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _check_unicode(obj, what)
+    return obj
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_unicode(obj: object, what: str) -> None:
+    """Refuse strings holding an unpaired surrogate (only a \\uD800-\\uDFFF escape can make one):
+    they are not Unicode text and would fail later, when a name or value is encoded."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FormatError(f"{what} JSON has a string with an unpaired surrogate escape") from None
