@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import FormatError, UnsupportedInputError
+from .errors import UnsupportedInputError, UnsupportedVersionError
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ _NUMPY_NAMES = {
 def dtype_by_name(name: object) -> DType:
     """The DType called `name`; a FormatError for names a file may not use."""
     if not isinstance(name, str) or name not in DTYPES:
-        raise FormatError(f"unknown dtype {name!r}; known: {', '.join(DTYPES)}")
+        raise UnsupportedVersionError(f"unknown dtype {name!r}; this nncodec knows: {', '.join(DTYPES)}")
     return DTYPES[name]
 
 

@@ -267,7 +267,7 @@ class TensorFile:
         _check_unknown_keys(q, ("mode", "axis"), f"tensor {name!r} q")
         mode = q.get("mode")
         if mode not in ("uniform", "codebook"):
-            raise FormatError(f"tensor {name!r}: unknown quantizer mode {mode!r}")
+            raise UnsupportedVersionError(f"tensor {name!r}: unknown quantizer mode {mode!r}")
         axis = q.get("axis")
         if axis is not None:
             if mode != "uniform":

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nncodec.codecs import ans, binary, levels, mask, quantizer, raw, zstd
 from nncodec.codecs.base import PREFER_CHOICES, DecodeContext, Encoded, EncodeOptions, smallest
 from nncodec.dtypes import DTYPES
-from nncodec.errors import BadArgumentError, CorruptFileError, LimitExceededError
+from nncodec.errors import BadArgumentError, CorruptFileError, LimitExceededError, UnsupportedVersionError
 from nncodec.limits import Limits
 
 CTX = DecodeContext()
@@ -177,7 +177,6 @@ F32_PLANES = [["copy", 1]] * 4
     ("copy", {"x": 1}, b"\0" * 8, 2),
     ("zstd", {}, zstd.compress(b"\0" * 12), 2),
     ("zstd", {}, zstd.compress(b"\0" * 8) + b"\0", 2),
-    ("nope", {}, b"", 0),
     ("planes", {"split": "bytes", "streams": F32_PLANES}, b"\0" * 4, 1),
     ("planes", {"split": "float"}, b"", 0),
     ("planes", {"split": "float", "streams": F32_PLANES[:3]}, b"\0" * 3, 1),
@@ -187,12 +186,20 @@ F32_PLANES = [["copy", 1]] * 4
     ("planes", {"split": "float", "streams": [["copy", -1]] * 4}, b"\0" * 4, 1),
     ("planes", {"split": "float", "streams": F32_PLANES[:3] + [["copy", 1, 2]]}, b"\0" * 4, 1),
     ("planes", {"split": "float", "streams": F32_PLANES[:3] + [{"copy": 1}]}, b"\0" * 4, 1),
-    ("planes", {"split": "float", "streams": [["what", 1]] * 4}, b"\0" * 4, 1),
     ("planes", {"split": "float", "streams": F32_PLANES, "x-more": 1}, b"\0" * 4, 1),
 ])
 def test_raw_refuses_bad_payloads(codec, params, payload, count):
     with pytest.raises(CorruptFileError):
         raw.decode(codec, params, memoryview(payload), DTYPES["float32"], count, CTX)
+
+
+@pytest.mark.parametrize("codec, params", [
+    ("nope", {}),
+    ("planes", {"split": "float", "streams": [["what", 1]] * 4}),
+])
+def test_raw_refuses_codecs_from_a_newer_version(codec, params):
+    with pytest.raises(UnsupportedVersionError):
+        raw.decode(codec, params, memoryview(b"\0" * 4), DTYPES["float32"], 1, CTX)
 
 
 def test_raw_planes_minimal_payload_decodes():
@@ -286,7 +293,7 @@ def test_mask_refuses_bad_payloads():
         mask.decode("zstd", {}, memoryview(zstd.compress(packed + b"\0")), shape, CTX)
     with pytest.raises(CorruptFileError):
         mask.decode("zstd", {"level": 3}, memoryview(zstd.compress(packed)), shape, CTX)
-    with pytest.raises(CorruptFileError):
+    with pytest.raises(UnsupportedVersionError):
         mask.decode("bits", {}, memoryview(b""), shape, CTX)
     # ans: symbols outside {0, 1}
     table = ans.CountTable(5, np.array([1, 1], dtype=np.uint64))
@@ -374,7 +381,7 @@ def test_levels_refuse_bad_payloads():
             levels.decode("zstd", params, memoryview(ok.payload), 10, CTX)
     with pytest.raises(CorruptFileError):
         levels.decode("zstd", ok.params, memoryview(ok.payload), 11, CTX)
-    with pytest.raises(CorruptFileError):
+    with pytest.raises(UnsupportedVersionError):
         levels.decode("huffman", {}, memoryview(b""), 0, CTX)
     table = ans.CountTable(0, np.ones(300, dtype=np.uint64))
     with pytest.raises(LimitExceededError):
@@ -396,7 +403,7 @@ def test_quantizer_round_trip(values):
 def test_quantizer_refuses_bad_payloads():
     with pytest.raises(CorruptFileError):
         quantizer.decode("f32", {}, memoryview(b"\0" * 7), 2, CTX)
-    with pytest.raises(CorruptFileError):
+    with pytest.raises(UnsupportedVersionError):
         quantizer.decode("f16", {}, memoryview(b"\0" * 4), 2, CTX)
     with pytest.raises(CorruptFileError):
         quantizer.decode("f32", {"x": 1}, memoryview(b"\0" * 4), 1, CTX)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, UnsupportedVersionError
 from ..limits import DEFAULT_LIMITS
 from . import ans, levels_ctx, zstd
 from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
@@ -42,7 +42,7 @@ def encode(levels: np.ndarray, options: EncodeOptions, rows: np.ndarray | None =
         return Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options)), {"width": width})
 
     candidates.append(zstd_candidate)
-    if rows is not None and levels.size and int(levels.max()) - int(levels.min()) < DEFAULT_LIMITS.max_alphabet:
+    if options.contexts and rows is not None and levels.size and int(levels.max()) - int(levels.min()) < DEFAULT_LIMITS.max_alphabet:
         candidates.append(lambda: _rowclass_candidate(levels, rows))
     return smallest(candidates, options)
 
@@ -68,4 +68,4 @@ def decode(codec: str, params: dict, payload: memoryview, count: int, ctx: Decod
             raise CorruptFileError(f"{what}: width {width} is not 1, 2 or 4")
         data = zstd.decompress(payload, count * width, what)
         return _unzigzag(np.frombuffer(data, dtype=_WIDTHS[width]))
-    raise CorruptFileError(f"unknown levels codec {codec!r}")
+    raise UnsupportedVersionError(f"unknown levels codec {codec!r} (written by a newer nncodec?)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import constriction
 import numpy as np
 
-from ..errors import CorruptFileError, LimitExceededError
+from ..errors import CorruptFileError, LimitExceededError, UnsupportedVersionError
 from . import ans, mask_ctx, zstd
 from .ans import constriction_errors
 from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
@@ -74,7 +74,7 @@ def encode(mask: np.ndarray, options: EncodeOptions) -> Encoded:
         candidates.append(lambda: Encoded("ans", ans.encode_with_table(bits.astype(np.int64), coarsen=()), slow=True))
         if _rows(shape) > 1:
             candidates.append(lambda: Encoded("ans-rows", _encode_rows(bits, _rows(shape)), slow=True))
-        if mask_ctx.applies(shape):  # row/column-class contexts (mask_ctx.py)
+        if options.contexts and mask_ctx.applies(shape):  # row/column-class contexts (mask_ctx.py)
             candidates.append(lambda: Encoded("ans-classes", mask_ctx.encode(bits.reshape(shape)), slow=True))
 
     def zstd_candidate() -> Encoded:
@@ -107,4 +107,4 @@ def decode(codec: str, params: dict, payload: memoryview, shape: tuple[int, ...]
         if bits[numel:].any():
             raise CorruptFileError(f"{what}: padding bits after the mask are not zero")
         return bits[:numel].astype(bool).reshape(shape)
-    raise CorruptFileError(f"unknown mask codec {codec!r}")
+    raise UnsupportedVersionError(f"unknown mask codec {codec!r} (written by a newer nncodec?)")

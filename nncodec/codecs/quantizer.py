@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, UnsupportedVersionError
 from .base import DecodeContext, Encoded, EncodeOptions, expect_params
 
 
@@ -15,7 +15,7 @@ def encode(values: np.ndarray, options: EncodeOptions) -> Encoded:
 def decode(codec: str, params: dict, payload: memoryview, count: int, ctx: DecodeContext) -> np.ndarray:
     what = f"quantizer/{codec}"
     if codec != "f32":
-        raise CorruptFileError(f"unknown quantizer codec {codec!r}")
+        raise UnsupportedVersionError(f"unknown quantizer codec {codec!r} (written by a newer nncodec?)")
     expect_params(params, {}, what)
     if len(payload) != 4 * count:
         raise CorruptFileError(f"{what}: {len(payload)} bytes for {count} float32 values")

@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ..dtypes import DType
-from ..errors import CorruptFileError
+from ..errors import CorruptFileError, UnsupportedVersionError
 from . import ans, zstd
 from .base import DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
@@ -28,8 +28,21 @@ def zstd_level(nbytes: int, options: EncodeOptions) -> int:
     return options.zstd_level if nbytes <= 2**20 else min(options.zstd_level, 3)
 
 
+def _sign_exponent_byte_aligned(dt: DType) -> bool:
+    """float32 and bfloat16: an 8-bit exponent whose top 7 bits fill the top byte after the sign, so
+    every stream is a byte-wise function of the word's bytes (the fast paths below)."""
+    return dt.kind == "f" and dt.exponent_bits == 8 and dt.mantissa_bits % 8 == 7
+
+
 def _split(words: np.ndarray, dt: DType) -> tuple[str, list[np.ndarray]]:
     """The streams of the planes transform: (split name, [uint8 or uint16 symbol arrays])."""
+    if _sign_exponent_byte_aligned(dt):
+        # same streams as the general path below, computed on bytes instead of uint64 words
+        b = np.ascontiguousarray(words, dtype=dt.storage).view(np.uint8).reshape(-1, dt.itemsize)
+        hi, lo = b[:, -1], b[:, -2]  # sign + exponent[7:1]; exponent[0] + mantissa top 7 bits
+        exp = (hi << np.uint8(1)) | (lo >> np.uint8(7))
+        top = (hi & np.uint8(0x80)) | (lo & np.uint8(0x7F))
+        return "float", [exp] + [np.ascontiguousarray(b[:, k]) for k in range(dt.itemsize - 2)] + [top]
     if dt.kind == "f":
         e, m = dt.exponent_bits, dt.mantissa_bits
         w = words.astype(np.uint64)
@@ -54,6 +67,15 @@ def _join(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
         out = np.empty((streams[0].size, dt.itemsize), dtype=np.uint8)
         for k, plane in enumerate(streams):
             out[:, k] = plane
+        return out.reshape(-1).view(dt.storage)
+    if _sign_exponent_byte_aligned(dt):
+        # inverse of the fast split: every exponent and sign+mantissa value is in range by construction
+        exp, top = streams[0], streams[-1]
+        out = np.empty((exp.size, dt.itemsize), dtype=np.uint8)
+        for k, plane in enumerate(streams[1:-1]):
+            out[:, k] = plane
+        out[:, -1] = (top & np.uint8(0x80)) | (exp >> np.uint8(1))
+        out[:, -2] = (exp << np.uint8(7)) | (top & np.uint8(0x7F))
         return out.reshape(-1).view(dt.storage)
     e, m = dt.exponent_bits, dt.mantissa_bits
     u = np.dtype(f"u{dt.itemsize}")
@@ -95,15 +117,16 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
     if method == "copy":
         if len(payload) != count * width:
             raise CorruptFileError(f"{what}: {len(payload)} bytes for {count} values of {width} bytes")
-        return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="))
+        # read-only views are fine: _join only reads the streams (no copy unless the byte order differs)
+        return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
     if method == "zstd":
-        return np.frombuffer(zstd.decompress(payload, count * width, what), dtype=dtype).astype(dtype.newbyteorder("="))
+        return np.frombuffer(zstd.decompress(payload, count * width, what), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
     if method == "ans":
         sym = ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet)
         if sym.size and (sym.min() < 0 or sym.max() >= 256**width):
             raise CorruptFileError(f"{what}: decoded values outside the {8 * width}-bit range")
         return sym.astype(dtype.newbyteorder("="))
-    raise CorruptFileError(f"{what}: unknown stream method {method!r}")
+    raise UnsupportedVersionError(f"{what}: unknown stream method {method!r} (written by a newer nncodec?)")
 
 
 def encode(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encoded:
@@ -160,7 +183,7 @@ def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int,
             raise CorruptFileError(f"{what}: {len(payload) - pos} bytes after the last stream")
         words = _join(split, streams, dt)
     else:
-        raise CorruptFileError(f"unknown raw codec {codec!r}")
+        raise UnsupportedVersionError(f"unknown raw codec {codec!r} (written by a newer nncodec?)")
     if dt.kind == "b" and words.size and words.max() > 1:
         raise CorruptFileError(f"{what}: bool values other than 0 and 1")
     return words
