@@ -90,7 +90,13 @@ def encode(symbols: np.ndarray, table: CountTable) -> bytes:
     """ANS words (little-endian uint32) for `symbols`, all of which must have a non-zero count."""
     if table.alphabet == 1 or symbols.size == 0:
         return b""
-    sym = (symbols.astype(np.int64) - table.lo).astype(np.int32)
+    return _encode_indices((symbols.astype(np.int64) - table.lo).astype(np.int32), table)
+
+
+def _encode_indices(sym: np.ndarray, table: CountTable) -> bytes:
+    """`encode` for symbols already shifted to int32 indices into the table (symbols - lo)."""
+    if table.alphabet == 1 or sym.size == 0:
+        return b""
     with constriction_errors("ANS encoder"):
         model = constriction.stream.model.Categorical(table.probabilities(), perfect=False)
         coder = constriction.stream.stack.AnsCoder()
@@ -126,8 +132,9 @@ def encode_with_table(symbols: np.ndarray, coarsen: tuple[int, ...] = (255, 4095
     exact = histogram(symbols) if symbols.size else CountTable(0, np.ones(1, dtype=np.uint64))
     best: bytes | None = None
     candidates = [exact] + [coarsened(exact, m) for m in coarsen if int(exact.counts.max()) > m]
+    sym = (symbols.astype(np.int64) - exact.lo).astype(np.int32)  # shared: coarsening keeps lo
     for table in candidates:
-        blob = table.to_bytes() + encode(symbols, table)
+        blob = table.to_bytes() + _encode_indices(sym, table)
         if best is None or len(blob) < len(best):
             best = blob
     assert best is not None
