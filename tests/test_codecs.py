@@ -144,11 +144,13 @@ def test_raw_stream_encoder_choices_decode(data, options):
     hi = data.draw(st.sampled_from([1, 4, 256 ** width]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     stream = rng.integers(0, hi, size=n).astype(np.uint8 if width == 1 else np.uint16)
-    method, payload = raw._encode_stream(stream, options)
+    fast, slow = raw._encode_stream(stream, options)
+    assert fast.codec != "ans" and not fast.slow
     if options.prefer == "speed":
-        assert method != "ans"
-    got = raw._decode_stream(method, memoryview(payload), n, width, CTX, "test")
-    assert got.tobytes() == stream.tobytes()
+        assert slow is None
+    for enc in (fast, slow) if slow is not None else (fast,):
+        got = raw._decode_stream(enc.codec, memoryview(enc.payload), n, width, CTX, "test")
+        assert got.tobytes() == stream.tobytes()
 
 
 def test_raw_weights_pick_planes_and_round_trip():
