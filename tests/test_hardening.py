@@ -264,3 +264,59 @@ def test_a_polyglot_file_is_refused() -> None:
     pdf = writer._layout({"tensors": {}, "meta": {"m": "%PDF-1.4"}}, [], {}, 1, 0)
     with pytest.raises(nncodec.FormatError, match="PDF"):
         nncodec.load(pdf)
+
+
+def _quant_file(steps: np.ndarray) -> bytes:
+    """A quantized tensor whose quantizer section holds `steps` verbatim (CRCs correct)."""
+    from nncodec.codecs import levels
+
+    lv = levels.encode(np.array([1, -2, 3], dtype=np.int64), nncodec.EncodeOptions())
+    part = {"s": 0, "codec": lv.codec, **({"p": lv.params} if lv.params else {})}
+    body = {"tensors": {"t": {"dtype": "float32", "shape": [3], "q": {"mode": "uniform"},
+                              "levels": part, "quantizer": {"s": 1, "codec": "f32"}}}}
+    return assemble(body, [lv.payload, np.asarray(steps, "<f4").tobytes()])
+
+
+def test_quantizer_files_decode_when_valid() -> None:
+    assert nncodec.load(_quant_file(np.array([0.5])), framework="np")["t"].tolist() == [0.5, -1.0, 1.5]
+
+
+@pytest.mark.parametrize("step", [0.0, -0.5, np.nan, np.inf])
+def test_non_positive_or_non_finite_steps_are_refused(step: float) -> None:
+    with pytest.raises(nncodec.CorruptFileError):
+        nncodec.load(_quant_file(np.array([step])), framework="np")
+
+
+def test_counts_larger_than_the_payload_could_hold_are_refused() -> None:
+    """A count table claiming a million symbols in a 10-byte payload fails before allocating."""
+    from nncodec.codecs.binary import write_uvarint
+
+    table = write_uvarint(0) + write_uvarint(1_000_000) + b"\x01" * 8
+    body = {"tensors": {"t": {"dtype": "uint8", "shape": [4],
+                              "raw": {"s": 0, "codec": "planes", "p": {"split": "bytes", "streams": [["ans", len(table)]]}}}}}
+    with pytest.raises(nncodec.NNCodecError):
+        nncodec.load(assemble(body, [table]), framework="np")
+
+
+def _zstd_frame_with_window(data: bytes, window_log: int) -> bytes:
+    """A valid zstd frame (RFC 8878) declaring a 2**window_log window: one raw block, no checksum."""
+    import struct
+
+    descriptor = 0x80  # 4-byte content size, not single-segment (so a window descriptor follows)
+    window = (window_log - 10) << 3
+    block_header = (1 | (0 << 1) | (len(data) << 3)).to_bytes(3, "little")  # last block, raw
+    return b"\x28\xb5\x2f\xfd" + bytes([descriptor, window]) + struct.pack("<I", len(data)) + block_header + data
+
+
+def test_zstd_frames_with_huge_windows_are_refused() -> None:
+    import zstandard
+
+    from nncodec.codecs import zstd as zstd_codec
+
+    data = bytes(range(256)) * 4
+    modest = _zstd_frame_with_window(data, 20)
+    assert zstd_codec.decompress(modest, len(data), "test") == data  # the hand-made frame is valid
+    huge = _zstd_frame_with_window(data, 31)
+    assert zstandard.get_frame_parameters(huge).window_size == 2**31
+    with pytest.raises(nncodec.CorruptFileError, match="window"):
+        zstd_codec.decompress(huge, len(data), "test")
