@@ -14,18 +14,20 @@ from nncodec.container.writer import atomic_write
 from nncodec.io import read_checkpoint
 
 from .common import check_output, default_output, human_bytes, note, plural, progress_bar, tensor_nbytes
+from .lossy import LOSSY_OPTIONS, build_lossy_compressor
 
 Compressor = Callable[[str, Any], Any]
 
 # Options that choose how tensors are compressed. Lossy options (bits, step, sparsity...) are
 # appended here as click.option(...) decorators and interpreted in `build_compressor`.
-COMPRESSOR_OPTIONS: list[Callable[[Callable], Callable]] = []
+COMPRESSOR_OPTIONS: list[Callable[[Callable], Callable]] = [*LOSSY_OPTIONS]
 
 
 def build_compressor(options: dict[str, Any]) -> Compressor | None:
-    """The per-tensor compressor for the command-line `options` (those of COMPRESSOR_OPTIONS);
-    None means lossless, bit-exact coding of every tensor."""
-    return None
+    """The per-tensor compressor for the command-line `options` (those of COMPRESSOR_OPTIONS, plus
+    "tensors": all input tensors, which global sparsity needs); None means lossless, bit-exact
+    coding of every tensor."""
+    return build_lossy_compressor(options, options.get("tensors"))
 
 
 def parse_metadata(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -77,7 +79,7 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, metadata
     for message in notes:
         note(message)
     meta.update(metadata)
-    compressor = build_compressor(compressor_options)
+    compressor = build_compressor({**compressor_options, "tensors": tensors})
     sizes = {name: tensor_nbytes(t) for name, t in tensors.items()}
     with progress_bar(sum(sizes.values()), "encoding") as bar:
         data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor,

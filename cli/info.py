@@ -26,7 +26,8 @@ def info(file: Path, as_json: bool) -> None:
     """Show the bytes and bits per parameter of every tensor and component.
 
     The preamble, header and padding have their own rows, so the total is the file size exactly:
-    the model's description length. Reads only the header; nothing is decoded.
+    the model's description length. Quantized tensors also show their step and sparsity (their parts are
+    decoded for that); raw tensors are not decoded.
     """
     with reading(file), nncodec.open(file) as f:
         report = f.info()

@@ -18,6 +18,7 @@ from .decode import decode
 from .demo import demo
 from .encode import encode
 from .info import info
+from .lossy import budget
 from .prune import prune
 from .verify import verify
 
@@ -65,3 +66,4 @@ def main() -> None:
 for command in (encode, decode, info, verify, demo):
     main.add_command(command)
 main.add_command(prune)
+main.add_command(budget)

@@ -68,6 +68,15 @@ def format_report(report: dict[str, Any]) -> str:
     raw = raw_bytes(report)
     if raw:
         out.append(f"{params:,} parameters, {raw:,} bytes uncompressed: the file is {report['file_bytes'] / raw:.1%} of that")
+    quantized = [t for t in report["tensors"] if "step" in t or "codebook_size" in t or "sparsity" in t]
+    if quantized:
+        out.append("quantized tensors:")
+        for t in quantized:
+            step = t.get("step")
+            res = (f"step {step:.4g}" if isinstance(step, float) else
+                   f"steps {step[0]:.4g}..{step[1]:.4g}" if step else f"codebook of {t.get('codebook_size')}")
+            sparsity = f", sparsity {t['sparsity']:.1%}" if "sparsity" in t else ""
+            out.append(f"  {t['name']}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
     if report.get("metadata"):
         out.append("metadata:")
         for k, v in report["metadata"].items():

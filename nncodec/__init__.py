@@ -8,6 +8,7 @@
 """
 
 from .api import NncFile, load, load_file, load_into, open, save, save_file
+from .budget import compress_to_budget
 from .codecs.base import EncodeOptions
 from .components import Quantizer, QuantTensor, RawTensor
 from .errors import (
@@ -24,7 +25,7 @@ from .limits import DEFAULT_LIMITS, Limits
 __version__ = "0.1.0"
 
 __all__ = [
-    "save_file", "load_file", "open", "load_into", "save", "load", "NncFile",
+    "save_file", "load_file", "open", "load_into", "save", "load", "NncFile", "compress_to_budget",
     "EncodeOptions", "Limits", "DEFAULT_LIMITS", "RawTensor", "QuantTensor", "Quantizer",
     "NNCodecError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
     "LimitExceededError", "BadArgumentError", "UnsupportedInputError",

@@ -7,6 +7,7 @@ It knows component kinds by name only; the codecs know how their bytes work.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ class TensorEntry:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=object)) if self.shape else 1
+        return math.prod(self.shape)
 
 
 # ----------------------------------------------------------------------------------- writing
@@ -125,9 +126,9 @@ def _check_writable(name: str, t: object) -> None:
     if not isinstance(t.dtype, DType) or DTYPES.get(t.dtype.name) != t.dtype:
         raise BadArgumentError(f"tensor {name!r}: unknown dtype {t.dtype!r}")
     if (not isinstance(t.shape, tuple) or len(t.shape) > DEFAULT_LIMITS.max_ndim
-            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in t.shape)):
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d < 2**53 for d in t.shape)):
         raise BadArgumentError(f"tensor {name!r}: shape must be a tuple of at most {DEFAULT_LIMITS.max_ndim} "
-                               f"non-negative integers, got {t.shape!r}")
+                               f"integers in [0, 2**53), got {t.shape!r}")
     numel = int(np.prod(t.shape, dtype=object)) if t.shape else 1
     if isinstance(t, RawTensor):
         w = t.words
@@ -337,6 +338,34 @@ class TensorFile:
 
     # ------------------------------------------------------------------------------- info
 
+    SPARSITY_MAX_ELEMENTS = 2**26  # info decodes quantized tensors up to this size to report sparsity
+
+    def _quant_fields(self, e: TensorEntry) -> dict:
+        """step(s) or codebook size and the fraction of zero weights of a quantized tensor, for
+        `info` (decodes the tensor's components; sparsity is skipped above SPARSITY_MAX_ELEMENTS)."""
+        if "raw" in e.parts:
+            return {}
+        if e.numel > self.SPARSITY_MAX_ELEMENTS:
+            p = e.parts["quantizer"]
+            n = 1 if e.quant_mode == "uniform" and e.quant_axis is None else (
+                e.shape[e.quant_axis] if e.quant_mode == "uniform" else self.container.sections[p.section].length // 4)
+            values, nonzero = codecs.quantizer.decode(p.codec, p.params, self._payload(p), n, self.ctx), None
+        else:
+            t = self.decode_components(e.name)
+            values = t.quantizer.values
+            lv = t.levels if t.quantizer.mode == "uniform" else values[t.levels]
+            nonzero = int(np.count_nonzero(lv))
+        out: dict = {}
+        if e.quant_mode == "codebook":
+            out["codebook_size"] = int(values.size)
+        elif values.size == 1:
+            out["step"] = float(values[0])
+        elif values.size:
+            out["step"] = [float(values.min()), float(values.max())]
+        if nonzero is not None:
+            out["sparsity"] = 1.0 - nonzero / e.numel if e.numel else 0.0
+        return out
+
     def byte_report(self) -> dict:
         """Every byte of the file attributed to the preamble, the header, padding, an optional
         section, or one component of one tensor; the parts add up to the file size exactly."""
@@ -353,7 +382,7 @@ class TensorFile:
             tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
                             "encoding": "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}",
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
-                            "components": comps})
+                            **self._quant_fields(e), "components": comps})
         optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
         padding = sum(n for _, n in c.padding)
         report = {

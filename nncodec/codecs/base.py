@@ -35,6 +35,7 @@ class EncodeOptions:
 
     prefer: str = "balanced"
     zstd_level: int = 19
+    contexts: bool = True  # try the context-model candidates (mask "ans-classes", levels "ans-rowclass")
 
     def __post_init__(self) -> None:
         if self.prefer not in PREFER_CHOICES:

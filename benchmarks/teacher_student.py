@@ -1,0 +1,185 @@
+"""The teacher–student experiment of Barth & von Petersenn (Figure 1), in real bytes.
+
+    python benchmarks/teacher_student.py
+
+A fixed teacher MLP [2, 5, 8, 1] (tanh; first-layer weights W <- 2W + 1, second-layer W <- 2W)
+labels inputs drawn uniformly from [-1, 1]^2, with N(0, 0.08^2) noise. A student [2, 25, 25, 1]
+learns from n samples (n swept) with the Gaussian code-length loss in bits,
+MSE/(2 s^2 ln 2) + log2(s^2)/2 with a learned s, under PMMP at several strengths alpha. Each
+pruned student is quantized, written as a .nnc file and decoded; the plot shows its test loss
+against the file's bytes, with isolines of the two-part description length 8*bytes + n*loss for
+each n (the best model for a given n minimises that sum). Results go to benchmarks/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import nncodec  # noqa: E402
+from nncodec.compress.training import pmmp, quantized_state_dict, save_pruned, search_steps  # noqa: E402
+
+NOISE = 0.08
+TARGETS = "weights+biases"
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def make_teacher(seed: int = 35) -> nn.Sequential:
+    torch.manual_seed(seed)
+    t = mlp([2, 5, 8, 1])
+    with torch.no_grad():
+        t[0].weight.mul_(2).add_(1)
+        t[2].weight.mul_(2)
+    return t.eval()
+
+
+@torch.no_grad()
+def sample(teacher: nn.Module, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 2, generator=g) * 2 - 1
+    return x, teacher(x) + NOISE * torch.randn(n, 1, generator=g)
+
+
+class Student(nn.Module):
+    """The student MLP plus the learned noise scale s of the Gaussian code (log s, so s > 0)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = mlp([2, 25, 25, 1])
+        self.log_s = nn.Parameter(torch.tensor(math.log(0.1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def gauss_bits(student: Student):
+    """Mean code length in bits per sample: MSE/(2 s^2 ln 2) + log2(s^2)/2."""
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        s2 = torch.exp(2 * student.log_s)
+        return ((out - y) ** 2).mean() / (2 * s2 * math.log(2)) + 0.5 * torch.log2(s2)
+
+    return loss
+
+
+@torch.no_grad()
+def bits(student: Student, data: tuple[torch.Tensor, torch.Tensor], state=None) -> float:
+    if state is not None:
+        student = Student(0)
+        student.load_state_dict(state)
+    return float(gauss_bits(student)(student(data[0]), data[1]))
+
+
+def run_one(n: int, alpha_bits: float, teacher: nn.Module, val, test, out: Path, epochs: int, finetune: int,
+            seed: int) -> dict:
+    train = sample(teacher, n, 1000 + n)
+    student = Student(42 + seed)
+    loader = [train]  # full-batch training: any iterable of (inputs, targets) batches is a loader
+    t0 = time.perf_counter()
+    pmmp(student, loader, gauss_bits(student), alpha=alpha_bits / n, epochs=epochs, finetune_epochs=finetune, lr=5e-3,
+         targets=TARGETS, progress=False, seed=seed, calib_batches=None)
+    pruned_val = bits(student, val)
+    names = [k for k, _ in student.named_parameters() if k != "log_s"]
+    steps = search_steps(student, lambda s: bits(student, val, s), pruned_val + 0.01 * abs(pruned_val) + 0.005,
+                         names=names, targets=TARGETS)
+    path = out / f"ts-n{n}-a{alpha_bits:g}.nnc"
+    nbytes = save_pruned(student, path, steps=steps, targets=TARGETS)
+    decoded = nncodec.load_file(path)
+    assert all(torch.equal(decoded[k], v) for k, v in quantized_state_dict(student, steps, TARGETS).items())
+    nnz = sum(int(torch.count_nonzero(decoded[k])) for k in names)
+    return {"n": n, "alpha_bits": alpha_bits, "alpha": alpha_bits / n, "bytes": nbytes, "nonzero": nnz,
+            "paper_estimate_bytes": 4 * nnz, "test_bits": bits(student, test, decoded),
+            "train_bits": bits(student, train, decoded), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def plot(rows: list[dict], sizes: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    lo = min(r["bytes"] for r in rows) * 0.7
+    hi = max(r["bytes"] for r in rows) * 1.4
+    for i, n in enumerate(sizes):
+        rs = sorted((r for r in rows if r["n"] == n), key=lambda r: r["bytes"])
+        color = f"C{i}"
+        ax.plot([r["bytes"] for r in rs], [r["test_bits"] for r in rs], "o-", color=color, label=f"n = {n}")
+        best = min(rs, key=lambda r: 8 * r["bytes"] + n * r["train_bits"])
+        dl = 8 * best["bytes"] + n * best["test_bits"]
+        xs = [lo * (hi / lo) ** (k / 50) for k in range(51)]
+        ax.plot(xs, [(dl - 8 * x) / n for x in xs], ls="--", lw=0.8, color=color,
+                label=f"DL = {dl / 8:,.0f} B isoline (n = {n})")
+    ymin = min(r["test_bits"] for r in rows)
+    ymax = max(r["test_bits"] for r in rows)
+    ax.set_ylim(ymin - 0.1 * (ymax - ymin + 0.1), ymax + 0.3 * (ymax - ymin + 0.1))
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_xlabel("model size: .nnc file bytes")
+    ax.set_ylabel("test loss (bits per sample, Gaussian code)")
+    ax.set_title("Teacher–student [2,5,8,1] → [2,25,25,1], PMMP over α")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000, 3000])
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 2.0, 8.0, 32.0, 128.0],
+                    help="penalty per parameter in bits (alpha = value / n)")
+    ap.add_argument("--epochs", type=int, default=3000)
+    ap.add_argument("--finetune-epochs", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    teacher = make_teacher()
+    val, test = sample(teacher, 1000, 1), sample(teacher, 5000, 2)
+    rows = []
+    start = time.perf_counter()
+    for n in args.sizes:
+        for a in args.alphas:
+            r = run_one(n, a, teacher, val, test, out, args.epochs, args.finetune_epochs, args.seed)
+            rows.append(r)
+            print(f"n={n:5d} alpha={a:6g} bits/param: {r['bytes']:5d} B, nnz {r['nonzero']:4d}, test "
+                  f"{r['test_bits']:.3f} bits/sample, DL {8 * r['bytes'] + n * r['train_bits']:.0f} bits ({r['seconds']} s)",
+                  file=sys.stderr, flush=True)
+    lines = ["| n | α (bits/param) | .nnc bytes | non-zeros | 4 B×nnz | test bits/sample | train bits/sample | "
+             "two-part DL (bits) |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['n']} | {r['alpha_bits']:g} | {r['bytes']} | {r['nonzero']} | {r['paper_estimate_bytes']} | "
+                     f"{r['test_bits']:.3f} | {r['train_bits']:.3f} | {8 * r['bytes'] + r['n'] * r['train_bits']:.0f} |")
+    md = "\n".join(lines)
+    print(md)
+    print(f"\ntotal time {(time.perf_counter() - start) / 60:.1f} min")
+    (out / "teacher_student.md").write_text(md + "\n")
+    (out / "teacher_student.json").write_text(json.dumps(rows, indent=2) + "\n")
+    plot(rows, args.sizes, out / "teacher_student.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Lossy options of `nncodec encode`, and `nncodec budget` (accuracy-budget search on a built-in model).
+
+The options only gather settings; `nncodec.compress.config` turns them into the per-tensor
+compressor, so the command line and the Python API compress identically.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nncodec.compress.config import CONFIGS, SMALL_CHOICES, make_compressor
+
+LOSSY_KEYS = ("config", "step", "bits", "rel_error", "codebook", "sparsity", "global_sparsity", "rd_lambda",
+              "per_channel", "small")
+
+LOSSY_OPTIONS: list[Callable[[Callable], Callable]] = [
+    click.option("--config", "config", type=click.Choice(sorted(CONFIGS)), default=None,
+                 help="A named lossy configuration (other lossy options override its settings)."),
+    click.option("--step", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Lossy: uniform quantization step (absolute) for every weight tensor."),
+    click.option("--bits", type=click.IntRange(1, 16), default=None,
+                 help="Lossy: signed symmetric grid of this many bits over each tensor's (or channel's) max |w|."),
+    click.option("--rel-error", "rel_error", type=click.FloatRange(min=0, min_open=True, max=10), default=None,
+                 help="Lossy: step whose rounding noise is this fraction of the weights' RMS (e.g. 0.05)."),
+    click.option("--codebook", type=click.IntRange(1, 65536), default=None, metavar="K",
+                 help="Lossy: k-means weight sharing with K values per tensor."),
+    click.option("--sparsity", type=click.FloatRange(0, 1), default=None,
+                 help="Lossy: prune this fraction of each weight tensor by magnitude before quantizing."),
+    click.option("--global-sparsity", "global_sparsity", is_flag=True, default=None,
+                 help="With --sparsity: one magnitude threshold across all weight tensors."),
+    click.option("--rd-lambda", "rd_lambda", type=click.FloatRange(0), default=None,
+                 help="Lossy: rate-distortion optimized quantization with this trade-off (step^2 per bit; ~0.02-0.1)."),
+    click.option("--per-channel", "per_channel", is_flag=True, default=None,
+                 help="Lossy: one step per output channel instead of one per tensor."),
+    click.option("--small", type=click.Choice(SMALL_CHOICES), default=None,
+                 help="Lossy: biases, norms and tiny tensors get a fine step or stay lossless [fine]."),
+]
+
+
+def lossy_requested(options: Mapping[str, Any]) -> bool:
+    return any(options.get(k) not in (None, False) for k in LOSSY_KEYS)
+
+
+def build_lossy_compressor(options: Mapping[str, Any], tensors: Mapping[str, Any] | None = None):
+    """The compressor for the lossy command-line options, or None (lossless) when none is given."""
+    if not lossy_requested(options):
+        return None
+    overrides = {k: options.get(k) for k in LOSSY_KEYS if k != "config"}
+    overrides = {k: v for k, v in overrides.items() if v not in (None, False)}
+    return make_compressor(options.get("config"), tensors=tensors, **overrides)
+
+
+# ---------------------------------------------------------------------------------- budget
+
+ARCH_CHOICES = ("lenet300", "lenet5")
+
+BUDGET_EPILOG = """\b
+Examples:
+  nncodec budget --arch lenet300 --data fashion-mnist/ --max-drop 0.5 -o lenet300.nnc
+  nncodec budget --arch lenet5 --data mnist/ --checkpoint lenet5.pt --max-drop 1.0 -o small.nnc
+"""
+
+
+def _load_state(path: Path) -> dict:
+    import torch
+
+    if path.suffix == ".nnc":
+        import nncodec
+
+        return nncodec.load_file(path)
+    from nncodec.io import read_checkpoint
+
+    tensors, _, _ = read_checkpoint(path)
+    return {k: torch.as_tensor(v) for k, v in tensors.items()}
+
+
+@click.command("budget", epilog=BUDGET_EPILOG, short_help="Smallest .nnc of a built-in model within an accuracy budget.")
+@click.option("--arch", type=click.Choice(ARCH_CHOICES), required=True,
+              help="lenet300 (784-300-100-10) or lenet5 (LeNet-5-Caffe).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory with the IDX files (train-images-idx3-ubyte.gz, t10k-..., as for MNIST).")
+@click.option("--max-drop", "max_drop", type=click.FloatRange(0), required=True,
+              help="Allowed drop of test accuracy, in percentage points.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .nnc file to write.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Trained weights (.pt, .safetensors or .nnc); trained from scratch (and saved here) if missing.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs when no checkpoint exists [12 / 4].")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="Use training-image statistics: OPTQ error feedback and bias correction (no retraining).")
+@click.option("--per-channel", "per_channel", is_flag=True, help="One step per output channel.")
+@click.option("--lambdas", default="0,0.05", show_default=True, help="RD lambdas to try (comma separated).")
+@click.option("--max-evals", "max_evals", type=click.IntRange(1), default=400, show_default=True,
+              help="Stop the search after this many accuracy evaluations.")
+@click.option("--prefer", type=click.Choice(("size", "balanced", "speed")), default="balanced", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+def budget(arch: str, data_dir: Path, max_drop: float, output: Path, checkpoint: Path | None, epochs: int | None,
+           calibrate: bool, per_channel: bool, lambdas: str, max_evals: int, prefer: str, seed: int,
+           force: bool) -> None:
+    """Find the smallest .nnc file of a built-in classifier whose test accuracy stays within
+    --max-drop points of the uncompressed model (post-training: no retraining).
+
+    Every candidate file is decoded from its bytes and scored on the test set; step sizes and RD
+    lambdas are allocated per layer by sensitivity. Progress goes to stderr.
+    """
+    from nncodec import models
+    from nncodec.budget import search_budget
+    from nncodec.container.writer import atomic_write
+    from nncodec.datasets import load_fashion_mnist
+
+    from .common import CliError, check_output, human_bytes
+
+    check_output(output, force, data_dir)
+    try:
+        lams = tuple(float(v) for v in lambdas.split(",") if v.strip())
+    except ValueError:
+        raise CliError(f"--lambdas must be comma-separated numbers, got {lambdas!r}") from None
+    x_train, y_train = load_fashion_mnist(data_dir, "train")
+    x_test, y_test = load_fashion_mnist(data_dir, "test")
+    model = models.build(arch)
+    if checkpoint is not None and checkpoint.exists():
+        state = _load_state(checkpoint)
+        try:
+            model.load_state_dict(state, strict=True)
+        except (RuntimeError, KeyError) as e:
+            raise CliError(f"{checkpoint}: not a {arch} checkpoint ({' '.join(str(e).split())[:200]})") from None
+    else:
+        n_epochs = epochs or (12 if arch == "lenet300" else 4)
+        click.echo(f"training {arch} for {n_epochs} epochs...", err=True)
+        models.train(model, x_train, y_train, epochs=n_epochs, seed=seed,
+                     progress=lambda e, loss: click.echo(f"  epoch {e + 1}: loss {loss:.4f}", err=True))
+        if checkpoint is not None:
+            from safetensors.torch import save_file
+
+            save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint))
+            click.echo(f"saved the trained weights to {checkpoint}", err=True)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    stats = models.layer_statistics(model, x_train) if calibrate else None
+    evaluate = models.make_evaluator(arch, x_test, y_test)
+    t0 = time.perf_counter()
+    result = search_budget(state, evaluate, max_drop, statistics=stats, per_channel=per_channel, lambdas=lams,
+                           prefer=prefer, max_evals=max_evals, metadata={"arch": arch},
+                           progress=sys.stderr.isatty())
+    seconds = time.perf_counter() - t0
+    atomic_write(output, result.data, overwrite=force)
+    raw = sum(v.numel() * v.element_size() for v in state.values())
+    click.echo(f"wrote {output}: {human_bytes(len(result.data))} ({raw / len(result.data):.1f}x smaller than "
+               f"float32), accuracy {result.score:.2f}% (uncompressed {result.baseline:.2f}%, "
+               f"drop {result.baseline - result.score:.2f} <= {max_drop}), {result.evaluations} evaluations "
+               f"in {seconds:.0f} s")
+    for name, setting in result.settings.items():
+        click.echo(f"  {name}: {setting}")

@@ -1,0 +1,197 @@
+"""The methods as compressors: model + data loader + loss in, pruned and fine-tuned model out.
+
+Every method follows the same procedure (Barth & von Petersenn):
+  1. training with the method's sparsity penalty (none for TAMADE and layerwise, which start from a
+     trained model),
+  2. pruning: Random Gradient Pruning -> TAMADE -> Random Gradient Pruning (layerwise pruning runs
+     its per-layer fits before this step),
+  3. fine-tuning without the penalty, the mask frozen.
+Pruned weights are exactly zero afterwards, so the mask is implied by the model itself and the
+result goes straight to `save_pruned`. The model is modified in place and returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import BadArgumentError
+from .layerwise import layerwise_prune
+from .loop import Callback, LossFn, Regularizer, Runtime, cache_batches, run_epochs
+from .penalties import DRR, L1
+from .pmmp import PMMP
+from .rgp import random_gradient_pruning
+from .tamade import tamade
+from .targets import Targets, count_nonzero, count_total, masks_from_weights, select_parameters
+
+
+@dataclass
+class Options:
+    """Settings every method shares (each is a keyword argument of the method functions)."""
+
+    epochs: int = 10  # regularised training epochs (0 for tamade/layerwise, which prune a trained model)
+    lr: float = 1e-3  # Adam learning rate of the regularised phase
+    finetune_epochs: int = 5  # unregularised epochs with the mask frozen
+    finetune_lr: float | None = None  # None: same as lr
+    delta: float = 0.01  # TAMADE: tolerated relative loss increase
+    resolution: float = 1e-7  # TAMADE: bisection resolution
+    max_steps: int = 50  # TAMADE: bisection step limit
+    calib_batches: int | None = 20  # batches of the loader that TAMADE's loss (and RGP's probes) use
+    rgp: bool = True  # Random Gradient Pruning before and after TAMADE
+    rgp_batch: int = 256  # size of RGP's random batch
+    targets: Targets = None  # which parameters are pruned (see select_parameters)
+    device: str | torch.device | None = "cpu"
+    seed: int = 0
+    progress: bool = True  # tqdm bar on stderr
+    callback: Callback | None = None  # called with a dict after every epoch and pruning step
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.finetune_epochs < 0:
+            raise BadArgumentError("epochs and finetune_epochs must be >= 0")
+        if self.lr <= 0 or (self.finetune_lr is not None and self.finetune_lr <= 0):
+            raise BadArgumentError("learning rates must be positive")
+        if self.calib_batches is not None and self.calib_batches < 1:
+            raise BadArgumentError("calib_batches must be >= 1 (or None for the whole loader)")
+
+
+def _options(kwargs: dict[str, Any]) -> Options:
+    known = {f.name for f in dataclasses.fields(Options)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise BadArgumentError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return Options(**kwargs)
+
+
+class _Run:
+    """One method run: runtime, parameters, masks, calibration batches."""
+
+    def __init__(self, model: nn.Module, loader: Iterable, loss_fn: LossFn, opts: Options) -> None:
+        if not isinstance(model, nn.Module):
+            raise BadArgumentError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        self.opts = opts
+        self.rt = Runtime(opts.device, opts.seed, opts.progress, opts.callback)
+        self.model = model.to(self.rt.device)
+        self.loader, self.loss_fn = loader, loss_fn
+        self.params = select_parameters(self.model, opts.targets)
+        self.masks = masks_from_weights(self.params)
+        self._batches: list | None = None
+
+    @property
+    def batches(self) -> list:
+        if self._batches is None:
+            self._batches = cache_batches(self.loader, self.opts.calib_batches, self.rt.device)
+        return self._batches
+
+    def emit(self, phase: str, **extra: Any) -> None:
+        if self.rt.callback is not None:
+            self.rt.emit(phase=phase, nonzero=count_nonzero(self.params), total=count_total(self.params), **extra)
+
+    def train(self, regularizer: Regularizer | None, epochs: int, lr: float, phase: str, frozen: bool,
+              extra_lr: float | None = None) -> None:
+        if epochs == 0:
+            return
+        groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
+        extra = regularizer.extra_parameters() if regularizer is not None else []
+        if extra:
+            groups.append({"params": extra, "lr": extra_lr or lr})
+        opt = torch.optim.Adam(groups, lr=lr, foreach=True)
+        run_epochs(self.model, self.loader, self.loss_fn, opt, epochs, self.rt, phase=phase, params=self.params,
+                   regularizer=regularizer, masks=self.masks if frozen else None)
+
+    def rgp(self) -> None:
+        if not self.opts.rgp:
+            return
+        x = self.batches[0][0]
+        removed = random_gradient_pruning(self.model, self.params, self.masks, x.shape[1:], batch_size=self.opts.rgp_batch,
+                                          generator=self.rt.generator, probes=[b[0] for b in self.batches[:4]], dtype=x.dtype)
+        self.emit("rgp", removed=removed)
+
+    def prune_and_finetune(self) -> nn.Module:
+        self.masks = {n: m & (self.params[n].detach() != 0) for n, m in self.masks.items()}
+        self.rgp()
+        o = self.opts
+        res = tamade(self.model, self.params, self.masks, self.batches, self.loss_fn, delta=o.delta,
+                     resolution=o.resolution, max_steps=o.max_steps)
+        self.emit("tamade", threshold=res.threshold, base_loss=res.base_loss, loss=res.loss, removed=res.pruned)
+        self.rgp()
+        self.train(None, o.finetune_epochs, o.finetune_lr or o.lr, "finetune", frozen=True)
+        self.model.eval()
+        return self.model
+
+
+def pmmp(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 1e-3, init_gamma: float = 1.0,
+         u_scale: float = 1.0, companion_lr: float | None = None, **options: Any) -> nn.Module:
+    """Probabilistic minimax pruning (see `pmmp.PMMP`), then RGP -> TAMADE -> RGP and fine-tuning.
+
+    `alpha` multiplies sum(gamma) next to a per-batch *mean* loss (the paper's alpha divided by the
+    training-set size). With Adam every gamma moves by about `companion_lr` per step whatever its
+    gradient's size, so gamma needs roughly 1/companion_lr steps to reach 0 or 1: raise
+    `companion_lr` (the learning rate of w, gamma and u; default `lr`) when there are few steps."""
+    run = _Run(model, loader, loss_fn, _options(options))
+    reg = PMMP(run.params, alpha, init_gamma=init_gamma, u_scale=u_scale)
+    run.train(reg, run.opts.epochs, run.opts.lr, "pmmp", frozen=False, extra_lr=companion_lr)
+    run.emit("pmmp-gamma", undecided=reg.undecided_fraction())
+    return run.prune_and_finetune()
+
+
+def drr(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 1e-4, beta: float = 5.0,
+        normalize_layers: bool = False, **options: Any) -> nn.Module:
+    """DRR (smooth l0 penalty alpha*sum(1 - exp(-beta|theta|))), then RGP -> TAMADE -> RGP and fine-tuning."""
+    run = _Run(model, loader, loss_fn, _options(options))
+    run.train(DRR(run.params, alpha, beta, normalize_layers), run.opts.epochs, run.opts.lr, "drr", frozen=False)
+    return run.prune_and_finetune()
+
+
+def rl1(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 3e-4, **options: Any) -> nn.Module:
+    """Relaxed L1: training with alpha*||theta||_1, then RGP -> TAMADE -> RGP and fine-tuning without it."""
+    run = _Run(model, loader, loss_fn, _options(options))
+    run.train(L1(run.params, alpha), run.opts.epochs, run.opts.lr, "rl1", frozen=False)
+    return run.prune_and_finetune()
+
+
+def tamade_prune(model: nn.Module, loader: Iterable, loss_fn: LossFn, **options: Any) -> nn.Module:
+    """TAMADE alone, a post-training method: (optional plain training) RGP -> TAMADE -> RGP -> fine-tuning."""
+    options.setdefault("epochs", 0)
+    run = _Run(model, loader, loss_fn, _options(options))
+    run.train(None, run.opts.epochs, run.opts.lr, "train", frozen=False)
+    return run.prune_and_finetune()
+
+
+def layerwise(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 0.1, layer_lr: float = 1e-3,
+              init: float = 0.3, layer_steps: int = 500, layer_batches: int = 4, train_weights: bool = True,
+              **options: Any) -> nn.Module:
+    """Layerwise exact-gradient pruning of a trained model (see `layerwise`), then RGP -> TAMADE -> RGP
+    and fine-tuning. `layer_batches` batches of the loader are the calibration data of the fits."""
+    options.setdefault("epochs", 0)
+    run = _Run(model, loader, loss_fn, _options(options))
+    run.train(None, run.opts.epochs, run.opts.lr, "train", frozen=False)
+    calib = cache_batches(run.loader, layer_batches, run.rt.device)
+    layerwise_prune(run.model, run.params, run.masks, calib, run.rt, alpha=alpha, lr=layer_lr, init=init,
+                    steps=layer_steps, train_weights=train_weights, rgp=run.opts.rgp, rgp_batch=run.opts.rgp_batch,
+                    on_layer=lambda name, kept, total: run.emit("layerwise", layer=name, kept=kept, layer_total=total))
+    return run.prune_and_finetune()
+
+
+def random_gradient_prune(model: nn.Module, input_shape: tuple[int, ...], *, targets: Targets = None,
+                          batch_size: int = 256, seed: int = 0) -> int:
+    """Standalone Random Gradient Pruning of a model (inputs of shape (batch, *input_shape)); returns
+    the number of weights removed."""
+    params = select_parameters(model, targets)
+    masks = masks_from_weights(params)
+    return random_gradient_pruning(model, params, masks, input_shape, batch_size=batch_size,
+                                   generator=torch.Generator().manual_seed(seed))
+
+
+METHODS = {"pmmp": pmmp, "drr": drr, "rl1": rl1, "tamade": tamade_prune, "layerwise": layerwise}
+
+
+def prune(model: nn.Module, loader: Iterable, loss_fn: LossFn, method: str = "pmmp", **kwargs: Any) -> nn.Module:
+    """Run the named method ("pmmp", "drr", "rl1", "tamade" or "layerwise")."""
+    if method not in METHODS:
+        raise BadArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method](model, loader, loss_fn, **kwargs)

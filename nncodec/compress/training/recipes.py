@@ -1,0 +1,220 @@
+"""Ready-made runs for the built-in classifiers (LeNet-300-100, LeNet-5-Caffe) on an IDX dataset:
+dense training, one pruning method, quantization of the survivors, the .nnc file, and a report.
+
+Shared by `nncodec prune` and benchmarks/bench_prune.py so that both measure the same thing. The
+last 5,000 training images are held out for validation: the quantization search and TAMADE's
+tolerance must not see the test set that the report's accuracies come from.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ... import models
+from ...api import load_file
+from ...datasets import load_fashion_mnist
+from ...errors import BadArgumentError, UnsupportedInputError
+from .export import quantized_state_dict, save_pruned, search_steps
+from .loop import Callback, Runtime, run_epochs
+from .procedure import METHODS
+from .targets import select_parameters
+
+VALIDATION = 5000
+TARGETS = "weights+biases"  # the paper counts (and prunes) every parameter
+BATCH_SIZE = 256
+
+# Per-architecture defaults, tuned on Fashion-MNIST for the epoch budgets of benchmarks/bench_prune.py
+# (LeNet-300-100: 10 regularised + 5 fine-tuning epochs; LeNet-5: 4 + 2); see
+# benchmarks/RESULTS-prune.md for the sweeps behind them. alpha multiplies the penalty next to the
+# mean cross-entropy of a batch of 256.
+DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "lenet300": {
+        "pmmp": {"alpha": 1e-3},
+        "drr": {"alpha": 1e-4, "beta": 5.0},
+        "rl1": {"alpha": 3e-4},
+        "tamade": {},
+        "layerwise": {"alpha": 1.0, "layer_lr": 1e-2, "layer_steps": 300},
+    },
+    "lenet5": {
+        "pmmp": {"alpha": 6e-4, "companion_lr": 5e-3},
+        "drr": {"alpha": 1e-4, "beta": 5.0},
+        "rl1": {"alpha": 3e-4},
+        "tamade": {},
+        "layerwise": {"alpha": 1.0, "layer_lr": 1e-2, "layer_steps": 300},
+    },
+}
+
+
+@dataclass
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass
+class ClassifierData:
+    train: Split
+    val: Split
+    test: Split
+
+
+def load_data(data_dir: str | os.PathLike, validation: int = VALIDATION) -> ClassifierData:
+    """Fashion-MNIST (or MNIST) from an IDX directory: train minus the last `validation` images, those
+    images as validation, and the test split; inputs normalised as nncodec.models expects."""
+    xi, yi = load_fashion_mnist(data_dir, "train")
+    xt, yt = load_fashion_mnist(data_dir, "test")
+    if not 0 < validation < len(xi):
+        raise UnsupportedInputError(f"{data_dir}: {len(xi)} training images are too few for {validation} validation images")
+    x, y = models.preprocess(xi), torch.from_numpy(yi.astype(np.int64))
+    return ClassifierData(Split(x[:-validation], y[:-validation]), Split(x[-validation:], y[-validation:]),
+                          Split(models.preprocess(xt), torch.from_numpy(yt.astype(np.int64))))
+
+
+class InMemoryLoader:
+    """Shuffled mini-batches of in-memory tensors: what DataLoader(TensorDataset) yields, without its
+    per-sample indexing and collation (which costs more than a LeNet-300-100 step)."""
+
+    def __init__(self, split: Split, batch_size: int, seed: int) -> None:
+        self.x, self.y, self.batch_size = split.x, split.y, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.x), generator=self.generator)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+def make_loader(split: Split, batch_size: int = BATCH_SIZE, seed: int = 0) -> InMemoryLoader:
+    return InMemoryLoader(split, batch_size, seed)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, split: Split, state: Mapping[str, torch.Tensor] | None = None,
+             device: str | torch.device = "cpu") -> float:
+    """Accuracy in percent (of a copy of `model` with `state` loaded, if given)."""
+    if state is not None:
+        model = copy.deepcopy(model)
+        model.load_state_dict({k: v.to(device) for k, v in state.items()})
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(split.x), 5000):
+        xb = split.x[i : i + 5000].to(device)
+        correct += int((model(xb).argmax(1).cpu() == split.y[i : i + 5000]).sum())
+    model.train(was_training)
+    return 100.0 * correct / max(len(split.x), 1)
+
+
+def load_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or .nnc (never pickle)."""
+    p = Path(path)
+    if p.suffix == ".nnc":
+        return load_file(p)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file as st_load
+
+        return st_load(str(p))
+    raise BadArgumentError(f"{p}: dense checkpoints must be .safetensors or .nnc")
+
+
+def save_state(model: nn.Module, path: str | os.PathLike) -> None:
+    from safetensors.torch import save_file as st_save
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    st_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def train_dense(arch: str, data: ClassifierData, epochs: int, *, lr: float = 1e-3, batch_size: int = BATCH_SIZE,
+                seed: int = 0, device: str = "cpu", progress: bool = True, callback: Callback | None = None,
+                cache: str | os.PathLike | None = None) -> nn.Module:
+    """The dense baseline (plain Adam), loaded from `cache` when that file exists, else trained and saved there."""
+    torch.manual_seed(seed)
+    model = models.build(arch)
+    if cache is not None and Path(cache).exists():
+        try:
+            model.load_state_dict(load_state(cache))
+        except RuntimeError as e:
+            raise UnsupportedInputError(f"{cache}: not a {arch} checkpoint ({str(e).splitlines()[0]})") from None
+        return model.to(device).eval()
+    rt = Runtime(device, seed, progress, callback)
+    model.to(rt.device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    run_epochs(model, make_loader(data.train, batch_size, seed), F.cross_entropy, opt, epochs, rt, phase="dense",
+               params=select_parameters(model))
+    if cache is not None:
+        save_state(model, cache)
+    return model.eval()
+
+
+def method_options(arch: str, method: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    if arch not in DEFAULTS:
+        raise BadArgumentError(f"unknown architecture {arch!r}; choose one of {', '.join(DEFAULTS)}")
+    if method not in METHODS:
+        raise BadArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    opts = {"targets": TARGETS, **DEFAULTS[arch][method]}
+    opts.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return opts
+
+
+def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, method: str, output: str | os.PathLike, *,
+                        epochs: int = 10, finetune_epochs: int = 5, quant_tolerance: float = 0.3,
+                        batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "cpu", progress: bool = True,
+                        callback: Callback | None = None, overrides: Mapping[str, Any] | None = None,
+                        dense_accuracy: float | None = None,
+                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Prune a copy of `dense` with `method`, quantize the survivors as coarsely as validation accuracy
+    allows (at most `quant_tolerance` points below the pruned model), write `output`, decode it and
+    report its test accuracy next to the dense model's."""
+    say = log or (lambda _msg: None)
+    opts = method_options(arch, method, overrides)
+    if method in ("tamade", "layerwise"):
+        opts.setdefault("epochs", 0)  # post-training methods start from the dense model
+    else:
+        opts.setdefault("epochs", epochs)
+    opts.setdefault("finetune_epochs", finetune_epochs)
+    targets = opts["targets"]
+    start = time.perf_counter()
+    model = copy.deepcopy(dense)
+    METHODS[method](model, make_loader(data.train, batch_size, seed), F.cross_entropy, device=device, seed=seed,
+                    progress=progress, callback=callback, **opts)
+    model = model.cpu().eval()
+    train_seconds = time.perf_counter() - start
+    pruned_val = accuracy(model, data.val)
+    say(f"{method}: pruned to {sum(int(torch.count_nonzero(p)) for p in model.parameters())} non-zeros, "
+        f"validation accuracy {pruned_val:.2f}%; searching quantization steps")
+    names = [n for n, _ in model.named_parameters()]
+    steps = search_steps(model, lambda s: -accuracy(model, data.val, s), -(pruned_val - quant_tolerance),
+                         names=names, targets=targets)
+    meta = {"arch": arch, "method": method, "nncodec.training": "pruned"}
+    nbytes = save_pruned(model, output, steps=steps, targets=targets, metadata=meta)
+    decoded = load_file(output)
+    expected = quantized_state_dict(model, steps, targets)
+    if any(not torch.equal(decoded[k], expected[k]) for k in expected):
+        raise UnsupportedInputError(f"{output}: decoded weights differ from the quantized model")  # pragma: no cover
+    params = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int(torch.count_nonzero(decoded[n])) for n in names)
+    dense_acc = accuracy(dense.cpu(), data.test) if dense_accuracy is None else dense_accuracy
+    comp_acc = accuracy(model, data.test, decoded)
+    return {
+        "arch": arch, "method": method, "options": {k: v for k, v in opts.items() if k != "callback"},
+        "dense_test_accuracy": dense_acc, "pruned_test_accuracy": accuracy(model, data.test),
+        "compressed_test_accuracy": comp_acc, "accuracy_drop": dense_acc - comp_acc,
+        "file_bytes": nbytes, "float32_bytes": 4 * params, "ratio": 4 * params / nbytes,
+        "parameters": params, "nonzero": nonzero, "paper_estimate_bytes": 4 * nonzero,
+        "paper_estimate_ratio": params / max(nonzero, 1), "steps": steps, "train_seconds": round(train_seconds, 1),
+    }

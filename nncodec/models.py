@@ -1,0 +1,181 @@
+"""Built-in example architectures (LeNet-300-100, LeNet-5-Caffe) with a small trainer and evaluator.
+
+They exist so that the CLI's budget search and the benchmarks can turn an IDX dataset into a trained
+checkpoint and score decoded state dicts without user code. Inputs are uint8 images [N, 28, 28];
+they are scaled to [0, 1] and normalised with the Fashion-MNIST mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import BadArgumentError
+
+MEAN, STD = 0.2860, 0.3530
+
+
+class LeNet300100(nn.Module):
+    """784-300-100-10 fully connected network with ReLU (266,610 parameters)."""
+
+    conv = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 300)
+        self.fc2 = nn.Linear(300, 100)
+        self.fc3 = nn.Linear(100, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], -1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class LeNet5Caffe(nn.Module):
+    """conv 20@5x5, max-pool 2, conv 50@5x5, max-pool 2, fc 800->500, fc 500->10, ReLU (431,080 parameters)."""
+
+    conv = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.fc1 = nn.Linear(800, 500)
+        self.fc2 = nn.Linear(500, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, 28, 28)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"lenet300": LeNet300100, "lenet5": LeNet5Caffe}
+_ALIASES = {"lenet-300-100": "lenet300", "lenet300100": "lenet300", "lenet-5": "lenet5", "lenet5caffe": "lenet5"}
+
+
+def build(arch: str) -> nn.Module:
+    """A freshly initialised model of a built-in architecture ("lenet300" or "lenet5")."""
+    key = _ALIASES.get(arch.lower(), arch.lower())
+    if key not in ARCHITECTURES:
+        raise BadArgumentError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[key]()
+
+
+def preprocess(images: np.ndarray) -> torch.Tensor:
+    """uint8 images [N, 28, 28] (or [N, 784]) -> normalised float32 tensor [N, 784]."""
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1))
+    return (x.to(torch.float32) / 255.0 - MEAN) / STD
+
+
+def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int = 3, lr: float = 1e-3,
+          batch_size: int = 128, weight_decay: float = 0.0, seed: int = 0, cosine: bool = True,
+          regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
+          after_step: Callable[[nn.Module], None] | None = None,
+          progress: Callable[[int, float], None] | None = None) -> nn.Module:
+    """Adam with a fixed seed (deterministic on one machine), the learning rate annealed to zero on a
+    cosine schedule unless `cosine=False` (converges in few epochs). `regularizer(model)` is added to the loss
+    and `after_step(model)` runs after every optimizer step (hooks for training-aware compression);
+    `progress(epoch, mean_loss)` is called after each epoch. Returns the model in eval mode."""
+    torch.manual_seed(seed)
+    x = preprocess(images)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if cosine else None
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        total, batches = 0.0, 0
+        for i in range(0, len(x), batch_size):
+            idx = order[i : i + batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            if regularizer is not None:
+                loss = loss + regularizer(model)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            if after_step is not None:
+                after_step(model)
+            total += float(loss.detach())
+            batches += 1
+        if progress is not None:
+            progress(epoch, total / max(batches, 1))
+    return model.eval()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, *,
+             state: Mapping[str, Any] | None = None, batch_size: int = 256) -> float:
+    """Test accuracy in percent; with `state`, of the model after loading that state dict."""
+    if state is not None:
+        model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
+    model.eval()
+    x = images if isinstance(images, torch.Tensor) else preprocess(images)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+    return 100.0 * correct / max(len(x), 1)
+
+
+def make_evaluator(arch: str, images: np.ndarray, labels: np.ndarray) -> Callable[[Mapping[str, Any]], float]:
+    """`evaluate(state_dict) -> accuracy in percent` for `compress_to_budget` (inputs preprocessed once)."""
+    model = build(arch)
+    x = preprocess(images)
+
+    def score(state: Mapping[str, Any]) -> float:
+        return evaluate(model, x, labels, state=state)
+
+    return score
+
+
+@torch.no_grad()
+def layer_statistics(model: nn.Module, images: np.ndarray, *, max_samples: int = 4096,
+                     batch_size: int = 256) -> dict[str, Any]:
+    """Input mean and covariance of every Linear and Conv2d layer of the float model, keyed by the
+    name of its weight (e.g. "fc1.weight"), measured on up to `max_samples` calibration images.
+    Conv inputs are the unfolded patches (fan-in = C·kh·kw, the weight's flattened order)."""
+    from .compress.calibrate import LayerStats
+
+    sums: dict[str, list] = {}
+    hooks = []
+
+    def hook_for(name: str, module: nn.Module):
+        def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            x = inputs[0]
+            if isinstance(mod, nn.Conv2d):
+                x = F.unfold(x, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # [N, C*k*k, L]
+                x = x.transpose(1, 2).reshape(-1, x.shape[1])
+            x = x.reshape(-1, x.shape[-1]).to(torch.float32)
+            acc = sums.setdefault(name, [0, torch.zeros(x.shape[1], dtype=torch.float64),
+                                         torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)])
+            acc[0] += x.shape[0]
+            acc[1] += x.sum(0, dtype=torch.float64)
+            acc[2] += (x.T @ x).to(torch.float64)  # float32 per batch, float64 across batches
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            hooks.append(module.register_forward_hook(hook_for(f"{name}.weight" if name else "weight", module)))
+    try:
+        model.eval()
+        x = preprocess(images[:max_samples])
+        for i in range(0, len(x), batch_size):
+            model(x[i : i + batch_size])
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for name, (n, s1, s2) in sums.items():
+        mean = (s1 / n).numpy()
+        out[name] = LayerStats(mean, (s2 / n).numpy() - np.outer(mean, mean), int(n))
+    return out
