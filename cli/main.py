@@ -7,6 +7,8 @@ a traceback is a bug. Set NNCODEC_DEBUG=1 to see one anyway.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any
 
 import click
@@ -61,6 +63,18 @@ Examples:
 @click.version_option(package_name="nncodec")
 def main() -> None:
     """nncodec: compressed neural-network files (.nnc) whose size is the model's exact description length."""
+    _exit_cleanly_on_sigterm()
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM becomes SystemExit, so half-written temporary files are removed on the way out
+    (the default action would kill the process and leave them behind)."""
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
 
 
 for command in (encode, decode, info, verify, demo):

@@ -320,3 +320,39 @@ def test_zstd_frames_with_huge_windows_are_refused() -> None:
     assert zstandard.get_frame_parameters(huge).window_size == 2**31
     with pytest.raises(nncodec.CorruptFileError, match="window"):
         zstd_codec.decompress(huge, len(data), "test")
+
+
+def test_sigterm_during_cli_encode_leaves_no_partial_output(tmp_path: Path) -> None:
+    """`nncodec encode` killed with SIGTERM mid-write: the old output survives, no temp file is left."""
+    src = tmp_path / "in.npz"
+    np.savez(src, w=np.ones((50, 50), np.float32))
+    target = tmp_path / "out.nnc"
+    target.write_bytes(b"precious")
+    ready = tmp_path / "ready"
+    script = textwrap.dedent(f"""
+        import os, pathlib, sys, time
+        real_fsync = os.fsync
+        def slow_fsync(fd):
+            pathlib.Path({str(ready)!r}).write_text("x")
+            time.sleep(30)
+            real_fsync(fd)
+        os.fsync = slow_fsync
+        from nncodec_cli.main import main
+        sys.argv = ["nncodec", "encode", {str(src)!r}, "-o", {str(target)!r}, "--force"]
+        main()
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        import time
+
+        for _ in range(1200):
+            if ready.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert ready.exists(), "the encoder never reached fsync"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) != 0
+    finally:
+        proc.kill()
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "out.nnc", "ready"]
