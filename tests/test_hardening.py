@@ -190,38 +190,49 @@ def test_existing_output_is_not_replaced_without_overwrite(tmp_path: Path) -> No
     assert nncodec.load_file(target)["a"].tolist() == [1.0, 1.0, 1.0]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_during_a_write_leaves_no_partial_output(tmp_path: Path, sig: int) -> None:
-    target = tmp_path / "model.nnc"
-    target.write_bytes(b"precious")
-    ready = tmp_path / "ready"
-    script = textwrap.dedent(f"""
-        import os, pathlib, signal, sys, time
-        import numpy as np
-        import nncodec
-        from nncodec.container import writer
-        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+def _slow_fsync_prelude(ready: Path) -> str:
+    """Script lines that make fsync announce itself (by creating `ready`) and then stall: a write in progress."""
+    return textwrap.dedent(f"""
+        import os, pathlib, time
         real_fsync = os.fsync
         def slow_fsync(fd):
             pathlib.Path({str(ready)!r}).write_text("x")
             time.sleep(30)
             real_fsync(fd)
         os.fsync = slow_fsync
-        nncodec.save_file({{"a": np.ones(1000, np.float32)}}, {str(target)!r}, overwrite=True)
     """)
+
+
+def _signal_when_ready(script: str, ready: Path, sig: int) -> int:
+    """Run `script`, send `sig` once it has created `ready` (mid-write), return its exit status."""
+    import time
+
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:
-        for _ in range(600):
+        for _ in range(1200):
             if ready.exists() or proc.poll() is not None:
                 break
-            import time
-
             time.sleep(0.05)
         assert ready.exists(), "the writer never reached fsync"
         proc.send_signal(sig)
-        proc.wait(timeout=60)
+        return proc.wait(timeout=60)
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_write_leaves_no_partial_output(tmp_path: Path, sig: int) -> None:
+    target = tmp_path / "model.nnc"
+    target.write_bytes(b"precious")
+    ready = tmp_path / "ready"
+    script = _slow_fsync_prelude(ready) + textwrap.dedent(f"""
+        import signal, sys
+        import numpy as np
+        import nncodec
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+        nncodec.save_file({{"a": np.ones(1000, np.float32)}}, {str(target)!r}, overwrite=True)
+    """)
+    _signal_when_ready(script, ready, sig)
     assert target.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.nnc", "ready"]
 
@@ -329,30 +340,12 @@ def test_sigterm_during_cli_encode_leaves_no_partial_output(tmp_path: Path) -> N
     target = tmp_path / "out.nnc"
     target.write_bytes(b"precious")
     ready = tmp_path / "ready"
-    script = textwrap.dedent(f"""
-        import os, pathlib, sys, time
-        real_fsync = os.fsync
-        def slow_fsync(fd):
-            pathlib.Path({str(ready)!r}).write_text("x")
-            time.sleep(30)
-            real_fsync(fd)
-        os.fsync = slow_fsync
+    script = _slow_fsync_prelude(ready) + textwrap.dedent(f"""
+        import sys
         from nncodec_cli.main import main
         sys.argv = ["nncodec", "encode", {str(src)!r}, "-o", {str(target)!r}, "--force"]
         main()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        import time
-
-        for _ in range(1200):
-            if ready.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert ready.exists(), "the encoder never reached fsync"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) != 0
-    finally:
-        proc.kill()
+    assert _signal_when_ready(script, ready, signal.SIGTERM) != 0
     assert target.read_bytes() == b"precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.npz", "out.nnc", "ready"]
