@@ -146,10 +146,10 @@ def plot(rows: list[dict], sizes: list[int], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000, 3000])
-    ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 2.0, 8.0, 32.0, 128.0],
+    ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 2.0, 8.0, 32.0],
                     help="penalty per parameter in bits (alpha = value / n)")
-    ap.add_argument("--epochs", type=int, default=3000)
-    ap.add_argument("--finetune-epochs", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=2000)
+    ap.add_argument("--finetune-epochs", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "out"))
     ap.add_argument("--threads", type=int, default=1)

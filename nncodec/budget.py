@@ -100,6 +100,7 @@ class _Search:
         self.framework = "pt" if any(is_torch_tensor(v) for v in tensors.values()) else "np"
         self.ladder = [Setting(float(r), float(lam)) for lam in lambdas for r in sorted(rel_steps)]
         self.cache: dict[tuple[str, int], tuple[dict, int]] = {}
+        self.files: dict[tuple, tuple[bytes, float]] = {}  # every full candidate decoded and scored, by rungs
         self.evaluations = 0
         stats = dict(statistics or {})
         arrays = {}
@@ -296,7 +297,9 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
             search.fixed = {n: lossless(search.arrays[n][1], search.arrays[n][0]) for n in search.fixed}
         if per_layer:
             _scan(search, baseline, max(2.0 * max(drops), max(drops) + 1.0), min(drops) / 4, max_evals)
-        return [_allocate(search, baseline, d, per_layer, max_evals, lossless_data) for d in drops]
+        results = [_allocate(search, baseline, d, per_layer, max_evals, lossless_data) for d in drops]
+        # a file scored for one budget may be the smallest that meets another: pick from all of them
+        return [_best_of_all(search, r, lossless_data) for r in results]
     finally:
         search.bar.close()
 
@@ -354,7 +357,9 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
     start = search.evaluations
     history: list[tuple[int, float, bool]] = []
     best: tuple[bytes, float, dict[str, int]] | None = None
-    tried: dict[tuple, bool] = {}
+    for key, (data, score) in search.files.items():  # files already scored for other budgets
+        if score >= threshold and (best is None or len(data) < len(best[0])):
+            best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)})
 
     def budget_left() -> bool:
         return search.evaluations - start < max_evals
@@ -362,11 +367,12 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
     def consider(rungs: dict[str, int]) -> bool:
         nonlocal best
         key = tuple(rungs[layer.name] for layer in search.layers)
-        if key in tried:  # the same file again: same bytes, same score
-            return tried[key]
-        data, score = search.try_file(rungs)
+        if key in search.files:  # the same file again: same bytes, same score
+            data, score = search.files[key]
+        else:
+            data, score = search.try_file(rungs)
+            search.files[key] = (data, score)
         ok = score >= threshold
-        tried[key] = ok
         history.append((len(data), score, ok))
         if ok and (best is None or len(data) < len(best[0])):
             best = (data, score, dict(rungs))
@@ -429,6 +435,18 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
         if not improved:
             break
     return _result(search, best, lossless_data, baseline, threshold, history)
+
+
+def _best_of_all(search: _Search, result: BudgetResult, lossless_data: bytes) -> BudgetResult:
+    best = None
+    for key, (data, score) in search.files.items():
+        if score >= result.threshold and (best is None or len(data) < len(best[0])):
+            best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)})
+    if best is None or len(best[0]) >= len(result.data):
+        return result
+    again = _result(search, best, lossless_data, result.baseline, result.threshold, result.history)
+    again.evaluations = result.evaluations
+    return again
 
 
 def _result(search: _Search, best, lossless_data: bytes, baseline: float, threshold: float,
