@@ -8,13 +8,17 @@ decoded from its bytes and scored, and its size is len(bytes).
 
 How it allocates (per layer, by sensitivity, not one global setting):
   1. Sensitivity scan: each large weight tensor ("layer") is quantized alone on a ladder of step
-     sizes (multiples of its standard deviation) and RD lambdas while all others stay exact; its
-     score drop and its coded size are measured at every rung until the drop is far over budget.
+     sizes (multiples of its standard deviation) and RD lambdas while all others stay exact, and
+     its score drop and coded size are measured: first every other step (lambda 0), fine to
+     coarse, until the drop is far over budget, then the rungs in between and the other lambdas
+     where they matter. Keeping a layer exact is a rung too (it costs no score).
   2. Allocation: per layer, the rungs on the size/drop Pareto front; a Lagrangian sweep
      (minimise size + mu * drop per layer) gives one combination per mu, and a binary search
      over those finds the smallest combination that really keeps the score.
-  3. Refinement: greedily move single layers one rung coarser while the real score stays in
-     budget, cheapest predicted damage per byte saved first.
+  3. Refinement: greedily move single layers one or two rungs coarser while the real score stays
+     in budget, cheapest predicted damage per byte saved first. Scores are noisy (a few test
+     samples flip), so the search also tries a few combinations just below the binary search's
+     answer, and a file scored for one budget counts for every budget it meets.
 Small tensors (biases, norms) get a fine step; with calibration `statistics` (see
 nncodec.models.layer_statistics) weights are quantized with OPTQ and the biases corrected.
 """
@@ -410,8 +414,15 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
             lo = mid + 1
     if best is None and budget_left():  # even the finest combination failed: the finest rung everywhere
         consider({layer.name: fronts[layer.name][-1][2] for layer in search.layers})
+    # scores are noisy (a few test samples flip): the next few smaller combinations get a chance too
+    if best is not None:
+        below = [k for k in ranked if combos[k] < len(best[0])][-3:]
+        for key in reversed(below):
+            if not budget_left():
+                break
+            consider({layer.name: r for layer, r in zip(search.layers, key, strict=True)})
 
-    # greedy refinement: one layer one rung coarser at a time, while the real score holds
+    # greedy refinement: one layer one or two rungs coarser at a time, while the real score holds
     failed: set[tuple[str, int]] = set()
     while best is not None and budget_left():
         current = best[2]
@@ -419,10 +430,11 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
         for layer in search.layers:
             front = fronts[layer.name]
             pos = next((i for i, p in enumerate(front) if p[2] == current[layer.name]), None)
-            if not pos or (layer.name, front[pos - 1][2]) in failed:
-                continue
-            (b1, d1, r1), (b0, d0, _) = front[pos - 1], front[pos]
-            moves.append(((d1 - d0) / max(b0 - b1, 1), layer.name, r1))
+            for ahead in (1, 2):
+                if pos is None or pos - ahead < 0 or (layer.name, front[pos - ahead][2]) in failed:
+                    continue
+                (b1, d1, r1), (b0, d0, _) = front[pos - ahead], front[pos]
+                moves.append(((d1 - d0) / max(b0 - b1, 1), layer.name, r1))
         improved = False
         for _, name, r1 in sorted(moves):
             if not budget_left():
