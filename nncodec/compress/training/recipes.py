@@ -36,7 +36,7 @@ BATCH_SIZE = 256
 
 # Per-architecture defaults, tuned on Fashion-MNIST for the epoch budgets of benchmarks/bench_prune.py
 # (LeNet-300-100: 10 regularised + 5 fine-tuning epochs; LeNet-5: 4 + 2); see
-# benchmarks/RESULTS-prune.md for the sweeps behind them. alpha multiplies the penalty next to the
+# benchmarks/RESULTS.md for the sweeps behind them. alpha multiplies the penalty next to the
 # mean cross-entropy of a batch of 256.
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "lenet300": {
