@@ -38,3 +38,14 @@ def decode_everything(data: bytes) -> None:
         f.metadata()
         for name in f.keys():
             f.get_tensor(name)
+
+
+def run(test_one_input) -> None:
+    """Start libFuzzer on `test_one_input` with our defaults, unless the command line sets them."""
+    import sys
+
+    import atheris
+
+    given = " ".join(sys.argv)
+    atheris.Setup(sys.argv + [a for a in LIBFUZZER_DEFAULTS if a.split("=")[0] not in given], test_one_input)
+    atheris.Fuzz()

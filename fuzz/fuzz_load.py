@@ -3,7 +3,6 @@
     python fuzz/fuzz_load.py fuzz/corpus/load -dict=fuzz/nnc.dict -max_total_time=3600
 """
 
-import sys
 
 import atheris
 import numpy  # noqa: F401 - third-party modules are imported uninstrumented first
@@ -27,7 +26,6 @@ def test_one_input(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    from common import LIBFUZZER_DEFAULTS
+    from common import run
 
-    atheris.Setup(sys.argv + [a for a in LIBFUZZER_DEFAULTS if a.split("=")[0] not in " ".join(sys.argv)], test_one_input)
-    atheris.Fuzz()
+    run(test_one_input)

@@ -18,7 +18,7 @@ from . import codecs
 from .codecs.base import DecodeContext, EncodeOptions
 from .components import CompressedTensor, Quantizer, QuantTensor, RawTensor, check_quant_consistency, dequantize
 from .container.format import PREAMBLE_SIZE, is_optional
-from .container.reader import CONTAINER_KEYS, Container
+from .container.reader import CONTAINER_KEYS, Container, header_int
 from .container.writer import assemble
 from .dtypes import DTYPES, DType, dtype_by_name
 from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
@@ -162,13 +162,6 @@ def physical_memory_bytes() -> int:
         return 2**63
 
 
-def _int(value: object, what: str, lo: int = 0, hi: int = 2**53 - 1) -> int:
-    # (header numbers are JSON integers <= 2**53 - 1, exact in every JSON implementation)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise FormatError(f"{what} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
 def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
     for key in obj:
         if key not in known and not is_optional(key):
@@ -233,7 +226,7 @@ class TensorFile:
         if not isinstance(raw, dict):
             raise FormatError(f"{what}: part must be an object")
         _check_unknown_keys(raw, ("s", "codec", "p"), what)
-        section = _int(raw.get("s"), f"{what} section index", 0, len(self.container.sections) - 1)
+        section = header_int(raw.get("s"), f"{what} section index", 0, len(self.container.sections) - 1)
         codec = raw.get("codec")
         if not isinstance(codec, str):
             raise FormatError(f"{what}: codec must be a string")
@@ -249,7 +242,7 @@ class TensorFile:
         if not isinstance(shape_raw, list):
             raise FormatError(f"tensor {name!r}: shape must be a list")
         limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
-        shape = tuple(_int(d, f"tensor {name!r} dimension") for d in shape_raw)
+        shape = tuple(header_int(d, f"tensor {name!r} dimension") for d in shape_raw)
         numel = 1
         for d in shape:
             numel *= d  # Python ints: no overflow
@@ -273,7 +266,7 @@ class TensorFile:
         if axis is not None:
             if mode != "uniform":
                 raise FormatError(f"tensor {name!r}: only a uniform quantizer has an axis")
-            axis = _int(axis, f"tensor {name!r} quantizer axis", 0, max(len(shape) - 1, 0))
+            axis = header_int(axis, f"tensor {name!r} quantizer axis", 0, max(len(shape) - 1, 0))
             if not shape:
                 raise FormatError(f"tensor {name!r}: a scalar has no axis")
         parts = {kind: self._parse_part(name, kind, raw[kind]) for kind in QUANT_PARTS if kind in raw}
@@ -292,6 +285,16 @@ class TensorFile:
     def _payload(self, part: Part) -> memoryview:
         return memoryview(self.container.read_section(part.section))
 
+    def _quantizer_values(self, e: TensorEntry) -> np.ndarray:
+        """The step(s) or codebook of a quantized tensor: one step, one per index of the axis, or
+        as many codebook entries as the section holds."""
+        p = e.parts["quantizer"]
+        if e.quant_mode == "uniform":
+            count = 1 if e.quant_axis is None else e.shape[e.quant_axis]
+        else:
+            count = self.container.sections[p.section].length // 4
+        return codecs.quantizer.decode(p.codec, p.params, self._payload(p), count, self.ctx)
+
     def decode_components(self, name: str) -> CompressedTensor:
         """The components of tensor `name`, decoded and checked against each other."""
         e = self.resolve(name)
@@ -309,11 +312,7 @@ class TensorFile:
         p = e.parts["levels"]
         rows = codecs.levels_ctx.row_counts(e.shape, mask) if p.codec == "ans-rowclass" else None
         levels = codecs.levels.decode(p.codec, p.params, self._payload(p), survivors, ctx, rows)
-        p = e.parts["quantizer"]
-        qsec = self.container.sections[p.section]
-        count = 1 if e.quant_mode == "uniform" and e.quant_axis is None else (
-            e.shape[e.quant_axis] if e.quant_mode == "uniform" else qsec.length // 4)
-        values = codecs.quantizer.decode(p.codec, p.params, self._payload(p), count, ctx)
+        values = self._quantizer_values(e)
         t = QuantTensor(e.dtype, e.shape, levels, Quantizer(e.quant_mode, values, e.quant_axis), mask)
         check_quant_consistency(t, CorruptFileError)
         return t
@@ -346,10 +345,7 @@ class TensorFile:
         if "raw" in e.parts:
             return {}
         if e.numel > self.SPARSITY_MAX_ELEMENTS:
-            p = e.parts["quantizer"]
-            n = 1 if e.quant_mode == "uniform" and e.quant_axis is None else (
-                e.shape[e.quant_axis] if e.quant_mode == "uniform" else self.container.sections[p.section].length // 4)
-            values, nonzero = codecs.quantizer.decode(p.codec, p.params, self._payload(p), n, self.ctx), None
+            values, nonzero = self._quantizer_values(e), None
         else:
             t = self.decode_components(e.name)
             values = t.quantizer.values

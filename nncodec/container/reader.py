@@ -42,7 +42,7 @@ class Section:
     kind: str  # "data" or an optional "x-..." kind
 
 
-def _check_int(value: object, what: str, lo: int = 0, hi: int = 2**53 - 1) -> int:
+def header_int(value: object, what: str, lo: int = 0, hi: int = 2**53 - 1) -> int:
     # (header numbers are JSON integers <= 2**53 - 1, exact in every JSON implementation)
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise FormatError(f"{what} must be an integer in [{lo}, {hi}], got {value!r}")
@@ -155,7 +155,7 @@ class Container:
 
     def _parse_sections(self, header: dict) -> None:
         limits = self.limits
-        align = _check_int(header.get("align", 1), "align", 1, MAX_ALIGN)
+        align = header_int(header.get("align", 1), "align", 1, MAX_ALIGN)
         if align & (align - 1):
             raise FormatError(f"align must be a power of two, got {align}")
         entries = header.get("sections", [])
@@ -172,8 +172,8 @@ class Container:
         for i, entry in enumerate(entries):
             if not isinstance(entry, list) or len(entry) not in (2, 3):
                 raise FormatError(f"section {i} must be [length, crc32] or [length, crc32, kind]")
-            length = _check_int(entry[0], f"section {i} length")
-            crc = _check_int(entry[1], f"section {i} crc32", 0, 2**32 - 1)
+            length = header_int(entry[0], f"section {i} length")
+            crc = header_int(entry[1], f"section {i} crc32", 0, 2**32 - 1)
             kind = entry[2] if len(entry) == 3 else "data"
             if not isinstance(kind, str):
                 raise FormatError(f"section {i} kind must be a string")
