@@ -174,7 +174,7 @@ class TensorFile:
     def __init__(self, container: Container) -> None:
         self.container = container
         self.limits: Limits = container.limits
-        self.ctx = DecodeContext(self.limits)
+        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1)
         header = container.header
         _check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
         self.metadata = self._parse_metadata(header.get("meta", {}))

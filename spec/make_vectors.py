@@ -1,4 +1,4 @@
-"""Golden test vectors for the .nnc v1 format (spec/FORMAT.md): small files, fixed inputs, known outputs.
+"""Golden test vectors for the .nnc format 2.0 (spec/FORMAT.md): small files, fixed inputs, known outputs.
 
     python spec/make_vectors.py            # write spec/vectors/*.nnc and manifest.json (refuses to change a vector)
     python spec/make_vectors.py --check    # only compare: exit 1 if any vector or manifest entry would differ
@@ -406,7 +406,7 @@ def build_all() -> tuple[dict[str, bytes], dict]:
         _check_decodes_to_inputs(v, data)
         files[f"{v.name}.nnc"] = data
         entries.append(manifest_entry(v, data))
-    manifest = {"format": "nnc 1.0", "spec": "spec/FORMAT.md", "generator": _versions(),
+    manifest = {"format": "nnc 2.0", "spec": "spec/FORMAT.md", "generator": _versions(),
                 "note": "tensor sha256 = sha256 of the decoded tensor's little-endian bytes (bool: 1 byte 0/1, "
                         "bfloat16: uint16 words); these must never change. File sha256 and bytes hold for the "
                         "generator versions listed.",

@@ -32,7 +32,7 @@ from nncodec import (
 )
 from nncodec.codecs import ans, binary, levels, mask, raw, zstd
 from nncodec.codecs.base import Encoded
-from nncodec.container.format import HEADER_JSON, HEADER_ZSTD, MAGIC, PREAMBLE_SIZE, Preamble
+from nncodec.container.format import HEADER_JSON, HEADER_ZSTD, MAGIC, MAJOR, PREAMBLE_SIZE, Preamble
 from nncodec.container.reader import Container
 from nncodec.container.writer import assemble
 from nncodec.dtypes import DTYPES
@@ -67,7 +67,7 @@ def rebuild(body: dict, sections: list[bytes], align: int = 1, kinds: dict[int, 
     return assemble(body, sections, align=align, kinds=kinds)
 
 
-def raw_file(header: bytes | dict, tail: bytes = b"", *, major: int = 1, minor: int = 0, encoding: int = HEADER_JSON,
+def raw_file(header: bytes | dict, tail: bytes = b"", *, major: int = MAJOR, minor: int = 0, encoding: int = HEADER_JSON,
              reserved: bytes = b"\0\0\0", file_length: int | None = None, header_length: int | None = None) -> bytes:
     """Preamble (with a correct preamble CRC and header CRC) + header bytes + tail, written by hand."""
     text = header if isinstance(header, bytes) else json.dumps(header, separators=(",", ":")).encode()
@@ -304,8 +304,8 @@ def _split(data: bytes) -> tuple[bytes, bytes, int]:
 
 def test_future_major_version_is_refused():
     header, tail, enc = _split(sample_file())
-    err = expect(UnsupportedVersionError, raw_file(header, tail, major=2, encoding=enc))
-    assert "2.0" in str(err)
+    err = expect(UnsupportedVersionError, raw_file(header, tail, major=3, encoding=enc))
+    assert "3.0" in str(err)
     expect(UnsupportedVersionError, raw_file(header, tail, major=0, encoding=enc))
 
 

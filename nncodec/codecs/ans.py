@@ -3,7 +3,10 @@
 The model is plain data: a contiguous alphabet [lo, lo + len(counts)) and a count per symbol.
 Both sides build it the same way (counts / sum in float64, constriction's `Categorical` with
 `perfect=False`), so only the counts need storing. Any failure inside constriction is converted
-to CorruptFileError, and a stream must be consumed exactly: leftover words mean a bad payload.
+to CorruptFileError, and a stream must be consumed exactly: leftover words mean a bad payload, and
+(format 2) the decoder must end in the known state the encoder started from, so missing words are
+caught too. Every codec builds its streams with StreamEncoder / StreamDecoder, never constriction's
+coder directly, so each gets that proof and chunked decoding.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ from ..errors import CorruptFileError, LimitExceededError
 from .binary import Reader, encode_uvarints, write_uvarint, zigzag
 
 _MAX_TOTAL = 2**53  # counts summing to at most this are exact in float64, whatever the summation order
+# Format 2 (spec §8.6): every stream starts (encoder) and must end (decoder) in this state. >= 2**24, so
+# an exhausted decoder, whose state only falls once words run out, cannot sit in it; < 2**32, so it is
+# one word: measured cost 1.2 bytes per stream on average, at most 4.
+FINAL_STATE = 0x1B873593
+LEGACY_FINAL_STATE = 0  # format 1: streams started empty and had to end empty
+CHUNK = 1 << 20  # symbols per constriction call: bounds its own allocations (4 bytes per symbol)
 
 
 @contextmanager
@@ -86,6 +95,83 @@ def coarsened(table: CountTable, max_count: int) -> CountTable:
     return CountTable(table.lo, scaled)
 
 
+def categorical(probabilities: np.ndarray):
+    """constriction's fixed-point categorical model of spec §8.5 (always `perfect=False`)."""
+    return constriction.stream.model.Categorical(probabilities, perfect=False)
+
+
+class StreamEncoder:
+    """One ANS stream (spec §8.6) built by pushing symbol runs in reverse decoding order.
+
+    Format 2 starts the coder in the state FINAL_STATE (one word) instead of 0, so the decoder must
+    end in exactly that state with every word consumed: a stream with words dropped or added cannot
+    end there (except by a 2**-28-ish accident), where format 1 silently yielded the first symbol.
+    """
+
+    def __init__(self) -> None:
+        self._coder = constriction.stream.stack.AnsCoder(np.array([FINAL_STATE], dtype=np.uint32))
+
+    def push(self, indices: np.ndarray, model) -> None:
+        """Push `indices` (int32 model indices, in decoding order) so the decoder pops them first."""
+        if indices.size:
+            with constriction_errors("ANS encoder"):
+                self._coder.encode_reverse(np.ascontiguousarray(indices, dtype=np.int32), model)
+
+    def to_bytes(self) -> bytes:
+        with constriction_errors("ANS encoder"):
+            return self._coder.get_compressed().astype("<u4").tobytes()
+
+
+class StreamDecoder:
+    """The decoder of one ANS stream: symbols in chunks into numpy arrays, then the end check.
+
+    Symbols are decoded CHUNK at a time into arrays that numpy allocates first (a numpy
+    MemoryError can be caught; constriction aborts the process when its own allocation fails).
+    `final_state` is FINAL_STATE for format 2 and LEGACY_FINAL_STATE (0) for format 1 files.
+    """
+
+    def __init__(self, payload: bytes | memoryview, what: str, final_state: int = FINAL_STATE) -> None:
+        self.what = what
+        self.final_state = final_state
+        words = Reader(payload, what).words_le(len(payload))
+        if words.size and words[-1] == 0:
+            raise CorruptFileError(f"{what}: ANS payload ends in a zero word")
+        with constriction_errors(what):
+            self._coder = constriction.stream.stack.AnsCoder(words)
+
+    def decode_into(self, out: np.ndarray, model, offset: int = 0, unused: np.ndarray | None = None) -> None:
+        """Fill `out` (1-D, any integer or bool dtype) with model indices + `offset`, chunk by chunk.
+        `unused` (per model index) marks symbols whose stored count is zero: decoding one is damage.
+        Callers check that index + offset fits `out`'s dtype."""
+        n = out.shape[0]
+        check = unused is not None and bool(unused.any())
+        with constriction_errors(self.what):
+            for start in range(0, n, CHUNK):
+                stop = min(n, start + CHUNK)
+                chunk = self._coder.decode(model, stop - start)
+                if check and unused[chunk].any():
+                    raise CorruptFileError(f"{self.what}: decoded a symbol whose count is zero")
+                if offset:
+                    chunk += np.int32(offset)
+                out[start:stop] = chunk
+
+    def decode(self, model, count: int, dtype=np.int32) -> np.ndarray:
+        out = np.empty(count, dtype=dtype)
+        self.decode_into(out, model)
+        return out
+
+    def finish(self) -> None:
+        """The stream must now be exactly its final state: every word read, nothing missing."""
+        with constriction_errors(self.what):
+            if self.final_state == LEGACY_FINAL_STATE:
+                ok = self._coder.is_empty()
+            else:
+                ok = self._coder.num_words() == 1 and int(self._coder.get_compressed()[0]) == self.final_state
+        if not ok:
+            raise CorruptFileError(f"{self.what}: ANS stream does not end in its final state "
+                                   "(words missing, added or damaged)")
+
+
 def encode(symbols: np.ndarray, table: CountTable) -> bytes:
     """ANS words (little-endian uint32) for `symbols`, all of which must have a non-zero count."""
     if table.alphabet == 1 or symbols.size == 0:
@@ -97,34 +183,31 @@ def _encode_indices(sym: np.ndarray, table: CountTable) -> bytes:
     """`encode` for symbols already shifted to int32 indices into the table (symbols - lo)."""
     if table.alphabet == 1 or sym.size == 0:
         return b""
-    with constriction_errors("ANS encoder"):
-        model = constriction.stream.model.Categorical(table.probabilities(), perfect=False)
-        coder = constriction.stream.stack.AnsCoder()
-        coder.encode_reverse(sym, model)
-        words = coder.get_compressed()
-    return words.astype("<u4").tobytes()
+    enc = StreamEncoder()
+    enc.push(sym, categorical(table.probabilities()))
+    return enc.to_bytes()
 
 
-def decode(payload: bytes | memoryview, table: CountTable, count: int, what: str) -> np.ndarray:
-    """Decode exactly `count` symbols; the payload must be consumed exactly, symbols must be counted."""
+def decode(payload: bytes | memoryview, table: CountTable, count: int, what: str,
+           final_state: int = FINAL_STATE, dtype=np.int32) -> np.ndarray:
+    """Exactly `count` symbols as `dtype` (int32 by default); the payload must be consumed exactly,
+    symbols must be counted. A one-symbol alphabet needs no words: a constant (read-only, zero-stride)
+    array is returned, so a few bytes declaring many constant symbols allocate nothing."""
+    lo, hi = table.lo, table.lo + table.alphabet - 1
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    if info is not None and (lo < info.min or hi > info.max):
+        raise CorruptFileError(f"{what}: symbols [{lo}, {hi}] do not fit {np.dtype(dtype).name}")
+    if info is None and (lo < 0 or hi > 1):
+        raise CorruptFileError(f"{what}: symbols [{lo}, {hi}] are not booleans")
     if table.alphabet == 1 or count == 0:
         if len(payload):
             raise CorruptFileError(f"{what}: {len(payload)} bytes where no entropy payload belongs")
-        return np.full(count, table.lo, dtype=np.int64)
-    words = Reader(payload, what).words_le(len(payload))
-    if words.size and words[-1] == 0:
-        raise CorruptFileError(f"{what}: ANS payload ends in a zero word")
-    # a symbol costs at least 2**-24 of a bit... but at most 24 bits; bound the work before decoding
-    with constriction_errors(what):
-        model = constriction.stream.model.Categorical(table.probabilities(), perfect=False)
-        coder = constriction.stream.stack.AnsCoder(words)
-        sym = coder.decode(model, count)
-        if not coder.is_empty():
-            raise CorruptFileError(f"{what}: ANS payload has data left after {count} symbols")
-    unused = table.counts == 0
-    if unused.any() and unused[sym].any():  # the lookup only when the table has unused symbols
-        raise CorruptFileError(f"{what}: decoded a symbol whose count is zero")
-    return np.add(sym, table.lo, dtype=np.int64)
+        return np.broadcast_to(np.array(table.lo, dtype=dtype), (count,))
+    dec = StreamDecoder(payload, what, final_state)
+    out = np.empty(count, dtype=dtype)
+    dec.decode_into(out, categorical(table.probabilities()), lo, table.counts == 0)
+    dec.finish()
+    return out
 
 
 def encode_with_table(symbols: np.ndarray, coarsen: tuple[int, ...] = (255, 4095)) -> bytes:
@@ -141,7 +224,8 @@ def encode_with_table(symbols: np.ndarray, coarsen: tuple[int, ...] = (255, 4095
     return best
 
 
-def decode_with_table(payload: bytes | memoryview, count: int, what: str, max_alphabet: int) -> np.ndarray:
+def decode_with_table(payload: bytes | memoryview, count: int, what: str, max_alphabet: int,
+                      final_state: int = FINAL_STATE, dtype=np.int32) -> np.ndarray:
     reader = Reader(payload, what)
     table = CountTable.read(reader, max_alphabet)
-    return decode(reader.take(reader.remaining), table, count, what)
+    return decode(reader.take(reader.remaining), table, count, what, final_state, dtype)

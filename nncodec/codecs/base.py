@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
+from .ans import FINAL_STATE, LEGACY_FINAL_STATE
 
 PREFER_CHOICES = ("size", "balanced", "speed")
 
@@ -53,6 +54,11 @@ BALANCED_MARGIN = 1 / 64
 @dataclass(frozen=True)
 class DecodeContext:
     limits: Limits = DEFAULT_LIMITS
+    legacy_ans: bool = False  # a format 1 file: its ANS streams end empty, not in FINAL_STATE (spec §12)
+
+    @property
+    def ans_final_state(self) -> int:
+        return LEGACY_FINAL_STATE if self.legacy_ans else FINAL_STATE
 
 
 def smallest(candidates: Iterable[Callable[[], Encoded | None]], options: EncodeOptions) -> Encoded:

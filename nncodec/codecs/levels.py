@@ -23,8 +23,9 @@ def _zigzag(levels: np.ndarray) -> np.ndarray:
 
 
 def _unzigzag(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.int64)
-    return (z >> 1) ^ -(z & 1)
+    """Levels as int32 (decoded levels are always within int32; half the memory of int64)."""
+    z = z.astype(np.uint32)
+    return ((z >> np.uint32(1)) ^ (np.uint32(0) - (z & np.uint32(1)))).view(np.int32)
 
 
 def encode(levels: np.ndarray, options: EncodeOptions, rows: np.ndarray | None = None) -> Encoded:
@@ -57,15 +58,15 @@ def decode(codec: str, params: dict, payload: memoryview, count: int, ctx: Decod
     what = f"levels/{codec}"
     if codec == "ans":
         expect_params(params, {}, what)
-        return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet)
+        return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state)
     if codec == "ans-rowclass":
         expect_params(params, {}, what)
-        return levels_ctx.decode(payload, count, rows, what, ctx.limits.max_alphabet)
+        return levels_ctx.decode(payload, count, rows, ctx, what)
     if codec == "zstd":
         expect_params(params, {"width": int}, what)
         width = params["width"]
         if width not in _WIDTHS:
             raise CorruptFileError(f"{what}: width {width} is not 1, 2 or 4")
         data = zstd.decompress(payload, count * width, what)
-        return _unzigzag(np.frombuffer(data, dtype=_WIDTHS[width]))
+        return _unzigzag(np.frombuffer(data, dtype=_WIDTHS[width]))  # int32 range: width <= 4
     raise UnsupportedVersionError(f"unknown levels codec {codec!r} (written by a newer nncodec?)")

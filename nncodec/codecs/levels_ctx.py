@@ -20,11 +20,11 @@ Payload (one ANS stream; symbols are decoded in this order):
 
 from __future__ import annotations
 
-import constriction
 import numpy as np
 
 from ..errors import CorruptFileError, LimitExceededError
-from .ans import CountTable, coarsened, constriction_errors, histogram
+from .ans import CountTable, StreamDecoder, StreamEncoder, categorical, coarsened, histogram
+from .base import DecodeContext
 from .binary import Reader, write_uvarint
 
 MAX_CLASSES = 16
@@ -32,8 +32,9 @@ CLASS_CHOICES = (2, 4, 8)
 
 
 def row_counts(shape: tuple[int, ...], mask: np.ndarray | None) -> np.ndarray | None:
-    """Survivors per row (rows = first axis), or None where row contexts do not apply."""
-    if len(shape) < 2 or shape[0] < 2:
+    """Survivors per row (rows = first axis), or None where row contexts do not apply or where the
+    tensor has no elements (a 0-element tensor may declare 2**53 rows: allocate nothing per row)."""
+    if len(shape) < 2 or shape[0] < 2 or 0 in shape:
         return None
     rows = shape[0]
     cols = int(np.prod(shape[1:], dtype=np.int64))
@@ -43,7 +44,7 @@ def row_counts(shape: tuple[int, ...], mask: np.ndarray | None) -> np.ndarray | 
 
 
 def _model(table: CountTable):
-    return constriction.stream.model.Categorical(table.probabilities(), perfect=False)
+    return categorical(table.probabilities())
 
 
 def _grouping(classes: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,18 +76,16 @@ def _encode_with(levels: np.ndarray, counts: np.ndarray, classes_all: np.ndarray
     if max_count and int(class_table.counts.max()) > max_count:
         class_table = coarsened(class_table, max_count)
     head = write_uvarint(k) + class_table.to_bytes() + b"".join(t.to_bytes() for t in tables)
-    with constriction_errors("levels encoder"):
-        coder = constriction.stream.stack.AnsCoder()
-        pos = grouped.size
-        for c in range(k - 1, -1, -1):  # reverse of the decoding order
-            part = grouped[pos - per_class[c] : pos]
-            pos -= per_class[c]
-            if part.size and tables[c].alphabet > 1:
-                coder.encode_reverse((part - tables[c].lo).astype(np.int32), _model(tables[c]))
-        if classes.size:
-            coder.encode_reverse(classes.astype(np.int32), _model(class_table))
-        words = coder.get_compressed()
-    return head + words.astype("<u4").tobytes()
+    enc = StreamEncoder()
+    pos = grouped.size
+    for c in range(k - 1, -1, -1):  # reverse of the decoding order
+        part = grouped[pos - per_class[c] : pos]
+        pos -= per_class[c]
+        if part.size and tables[c].alphabet > 1:
+            enc.push((part - tables[c].lo).astype(np.int32), _model(tables[c]))
+    if classes.size:
+        enc.push(classes.astype(np.int32), _model(class_table))
+    return head + enc.to_bytes()
 
 
 def encode(levels: np.ndarray, counts: np.ndarray) -> bytes | None:
@@ -110,10 +109,11 @@ def encode(levels: np.ndarray, counts: np.ndarray) -> bytes | None:
     return best
 
 
-def decode(payload: memoryview, count: int, counts: np.ndarray | None, what: str, max_alphabet: int) -> np.ndarray:
-    if counts is None:
+def decode(payload: memoryview, count: int, counts: np.ndarray | None, ctx: DecodeContext, what: str) -> np.ndarray:
+    """`counts`: survivors per row (`row_counts`); None when the tensor has no survivors at all."""
+    if counts is None and count:
         raise CorruptFileError(f"{what}: row classes need a tensor of at least two rows")
-    if int(counts.sum()) != count:
+    if counts is not None and int(counts.sum()) != count:
         raise CorruptFileError(f"{what}: rows hold {int(counts.sum())} levels, {count} expected")
     reader = Reader(payload, what)
     k = reader.uvarint()
@@ -125,36 +125,30 @@ def decode(payload: memoryview, count: int, counts: np.ndarray | None, what: str
         raise CorruptFileError(f"{what}: the class table has more than {k} symbols") from None
     if class_table.lo != 0 or class_table.alphabet > k:
         raise CorruptFileError(f"{what}: the class table must cover classes within 0..{k - 1}")
-    tables = [CountTable.read(reader, max_alphabet) for _ in range(k)]
-    words = reader.words_le(reader.remaining)
-    if words.size and words[-1] == 0:
-        raise CorruptFileError(f"{what}: ANS payload ends in a zero word")
+    tables = [CountTable.read(reader, ctx.limits.max_alphabet) for _ in range(k)]
+    dec = StreamDecoder(reader.take(reader.remaining), what, ctx.ans_final_state)
+    if not count:  # no survivors: no row has a class, the stream holds no symbols
+        dec.finish()
+        return np.zeros(0, dtype=np.int32)
     nonempty = counts > 0
     n_rows = int(nonempty.sum())
-    with constriction_errors(what):
-        coder = constriction.stream.stack.AnsCoder(words)
-        if class_table.alphabet > 1:
-            classes = coder.decode(_model(class_table), n_rows).astype(np.int64)
+    if class_table.alphabet > 1:
+        classes = np.empty(n_rows, dtype=np.int64)
+        dec.decode_into(classes, _model(class_table), 0, class_table.counts == 0)
+    else:
+        classes = np.zeros(n_rows, dtype=np.int64)
+    idx, per_class = _grouping(classes, counts[nonempty], k)
+    grouped = np.empty(count, dtype=np.int32)
+    pos = 0
+    for c in range(k):
+        n = int(per_class[c])
+        t = tables[c]
+        if n and t.alphabet > 1:
+            dec.decode_into(grouped[pos : pos + n], _model(t), t.lo, t.counts == 0)
         else:
-            classes = np.zeros(n_rows, dtype=np.int64)
-        if n_rows and (class_table.counts[classes] == 0).any():
-            raise CorruptFileError(f"{what}: decoded a row class whose count is zero")
-        idx, per_class = _grouping(classes, counts[nonempty], k)
-        grouped = np.empty(count, dtype=np.int64)
-        pos = 0
-        for c in range(k):
-            n = int(per_class[c])
-            t = tables[c]
-            if n and t.alphabet > 1:
-                sym = coder.decode(_model(t), n)
-                if (t.counts[sym] == 0).any():
-                    raise CorruptFileError(f"{what}: decoded a level whose count is zero")
-                grouped[pos : pos + n] = sym.astype(np.int64) + t.lo
-            else:
-                grouped[pos : pos + n] = t.lo
-            pos += n
-        if not coder.is_empty():
-            raise CorruptFileError(f"{what}: ANS payload has data left after the last level")
-    out = np.empty(count, dtype=np.int64)
+            grouped[pos : pos + n] = t.lo
+        pos += n
+    dec.finish()
+    out = np.empty(count, dtype=np.int32)
     out[idx] = grouped
     return out

@@ -25,11 +25,11 @@ count is zero codes its bits with no bits.
 
 from __future__ import annotations
 
-import constriction
 import numpy as np
 
 from ..errors import CorruptFileError, LimitExceededError
-from .ans import CountTable, coarsened, constriction_errors
+from .ans import CountTable, StreamDecoder, StreamEncoder, categorical, coarsened
+from .base import DecodeContext
 from .binary import Reader, encode_uvarints, write_uvarint
 
 MAX_ROW_CLASSES = 16
@@ -51,7 +51,7 @@ def _classes(density: np.ndarray, k: int) -> np.ndarray:
 
 def _model(pair: np.ndarray):
     p = pair.astype(np.float64)
-    return constriction.stream.model.Categorical(p / p.sum(), perfect=False)
+    return categorical(p / p.sum())
 
 
 def _encode_with(bits: np.ndarray, rc: np.ndarray, cc: np.ndarray, kr: int, kc: int, max_count: int | None) -> bytes:
@@ -72,19 +72,16 @@ def _encode_with(bits: np.ndarray, rc: np.ndarray, cc: np.ndarray, kr: int, kc: 
             tables[which] = coarsened(t, max_count) if max_count is not None and int(t.counts.max()) > max_count else t
     head = write_uvarint(kr) + write_uvarint(kc) + b"".join(t.to_bytes() for t in tables.values())
     head += encode_uvarints(pairs.reshape(-1))
-    with constriction_errors("mask encoder"):
-        coder = constriction.stream.stack.AnsCoder()
-        ends = np.cumsum(total.astype(np.int64))
-        for c in range(n_ctx - 1, -1, -1):
-            if pairs[c, 0] and pairs[c, 1]:
-                coder.encode_reverse(grouped[ends[c] - int(total[c]) : ends[c]], _model(pairs[c]))
-        for which, cls in (("cols", cc), ("rows", rc)):
-            t = tables.get(which)
-            if t is not None and t.alphabet > 1:
-                coder.encode_reverse(cls.astype(np.int32), constriction.stream.model.Categorical(
-                    t.probabilities(), perfect=False))
-        words = coder.get_compressed()
-    return head + words.astype("<u4").tobytes()
+    enc = StreamEncoder()
+    ends = np.cumsum(total.astype(np.int64))
+    for c in range(n_ctx - 1, -1, -1):
+        if pairs[c, 0] and pairs[c, 1]:
+            enc.push(grouped[ends[c] - int(total[c]) : ends[c]], _model(pairs[c]))
+    for which, cls in (("cols", cc), ("rows", rc)):
+        t = tables.get(which)
+        if t is not None and t.alphabet > 1:
+            enc.push(cls.astype(np.int32), categorical(t.probabilities()))
+    return head + enc.to_bytes()
 
 
 def encode(mask: np.ndarray, choices: tuple[tuple[int, int], ...] = CLASS_CHOICES) -> bytes:
@@ -117,7 +114,7 @@ def _read_classes(reader: Reader, k: int, what: str) -> CountTable | None:
     return table
 
 
-def decode(payload: memoryview, shape: tuple[int, ...], what: str) -> np.ndarray:
+def decode(payload: memoryview, shape: tuple[int, ...], ctx: DecodeContext, what: str) -> np.ndarray:
     if not applies(shape):
         raise CorruptFileError(f"{what}: row/column classes need a tensor of at least two dimensions")
     rows = shape[0]
@@ -132,37 +129,34 @@ def decode(payload: memoryview, shape: tuple[int, ...], what: str) -> np.ndarray
     total = int((pairs >> np.uint64(32)).sum()) * 2**32 + int((pairs & np.uint64(0xFFFFFFFF)).sum())
     if total == 0 or total > _MAX_TOTAL:
         raise CorruptFileError(f"{what}: context counts are all zero or sum to over 2**53")
-    words = reader.words_le(reader.remaining)
-    if words.size and words[-1] == 0:
-        raise CorruptFileError(f"{what}: ANS payload ends in a zero word")
-    with constriction_errors(what):
-        coder = constriction.stream.stack.AnsCoder(words)
-        classes = []
-        for table, n in ((row_table, rows), (col_table, cols)):
-            if table is None or table.alphabet == 1:
-                classes.append(np.zeros(n, dtype=np.int64))
-                continue
-            cls = coder.decode(constriction.stream.model.Categorical(table.probabilities(), perfect=False), n)
-            if (table.counts[cls] == 0).any():
-                raise CorruptFileError(f"{what}: decoded a class whose count is zero")
-            classes.append(cls.astype(np.int64))
-        rc, cc = classes
-        ctx = (rc[:, None] * kc + cc[None, :]).reshape(-1).astype(np.uint16)
-        sizes = np.bincount(ctx, minlength=kr * kc)
-        grouped = np.zeros(rows * cols, dtype=bool)
-        pos = 0
-        for c in np.flatnonzero(sizes):
-            n = int(sizes[c])
-            zeros, ones = int(pairs[c, 0]), int(pairs[c, 1])
-            if zeros == 0 and ones == 0:
-                raise CorruptFileError(f"{what}: context {c} holds bits but has no counts")
-            if zeros and ones:
-                grouped[pos : pos + n] = coder.decode(_model(pairs[c]), n).astype(bool)
-            else:
-                grouped[pos : pos + n] = bool(ones)
-            pos += n
-        if not coder.is_empty():
-            raise CorruptFileError(f"{what}: ANS payload has data left after the last bit")
-    out = np.empty(rows * cols, dtype=bool)
-    out[np.argsort(ctx, kind="stable")] = grouped
+    dec = StreamDecoder(reader.take(reader.remaining), what, ctx.ans_final_state)
+    classes = []
+    for table, n in ((row_table, rows), (col_table, cols)):
+        if table is None or table.alphabet == 1:
+            classes.append(np.zeros(n, dtype=np.int64))
+            continue
+        cls = np.empty(n, dtype=np.int64)
+        dec.decode_into(cls, categorical(table.probabilities()), 0, table.counts == 0)
+        classes.append(cls)
+    rc, cc = classes
+    # The positions of context (a, b) in row-major order are rows of class a x columns of class b:
+    # decode each context's bits straight into that sub-grid (no per-position index arrays).
+    row_sets = [np.flatnonzero(rc == a) for a in range(kr)]
+    col_sets = [np.flatnonzero(cc == b) for b in range(kc)]
+    out = np.zeros((rows, cols), dtype=bool)
+    for c in range(kr * kc):
+        r_idx, c_idx = row_sets[c // kc], col_sets[c % kc]
+        n = r_idx.size * c_idx.size
+        if not n:
+            continue
+        zeros, ones = int(pairs[c, 0]), int(pairs[c, 1])
+        if zeros == 0 and ones == 0:
+            raise CorruptFileError(f"{what}: context {c} holds bits but has no counts")
+        if zeros and ones:
+            bits = np.empty(n, dtype=bool)
+            dec.decode_into(bits, _model(pairs[c]))
+            out[np.ix_(r_idx, c_idx)] = bits.reshape(r_idx.size, c_idx.size)
+        elif ones:
+            out[np.ix_(r_idx, c_idx)] = True
+    dec.finish()
     return out.reshape(shape)

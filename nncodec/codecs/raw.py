@@ -62,7 +62,22 @@ def _stream_widths(dt: DType) -> tuple[str, list[int]]:
     return "bytes", [1] * dt.itemsize
 
 
+_JOIN_BLOCK = 1 << 20  # words reassembled per step: temporaries stay a few MiB whatever the tensor size
+
+
 def _join(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
+    """Words from their streams, block by block into one output array (peak = streams + output)."""
+    n = streams[0].size
+    if n <= _JOIN_BLOCK:
+        return _join_block(split, streams, dt)
+    out = np.empty(n, dtype=dt.storage)
+    for start in range(0, n, _JOIN_BLOCK):
+        stop = min(n, start + _JOIN_BLOCK)
+        out[start:stop] = _join_block(split, [s[start:stop] for s in streams], dt)
+    return out
+
+
+def _join_block(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
     if split == "bytes":
         out = np.empty((streams[0].size, dt.itemsize), dtype=np.uint8)
         for k, plane in enumerate(streams):
@@ -137,11 +152,9 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
         return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
     if method == "zstd":
         return np.frombuffer(zstd.decompress(payload, count * width, what), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
-    if method == "ans":
-        sym = ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet)
-        if sym.size and (sym.min() < 0 or sym.max() >= 256**width):
-            raise CorruptFileError(f"{what}: decoded values outside the {8 * width}-bit range")
-        return sym.astype(dtype.newbyteorder("="))
+    if method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
+        return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state,
+                                     dtype.newbyteorder("="))
     raise UnsupportedVersionError(f"{what}: unknown stream method {method!r} (written by a newer nncodec?)")
 
 

@@ -7,8 +7,9 @@ import zlib
 from dataclasses import dataclass
 
 MAGIC = b"\x89NNC\r\n\x1a\n"
-MAJOR = 1
+MAJOR = 2  # written; spec/FORMAT.md §12
 MINOR = 0
+READABLE_MAJORS = (1, 2)  # 1.x files are read with format 1's ANS end rule (§12)
 PREAMBLE = struct.Struct("<8sHHB3sQQII")
 PREAMBLE_SIZE = PREAMBLE.size  # 40
 HEADER_JSON = 0

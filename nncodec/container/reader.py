@@ -20,7 +20,7 @@ from .format import (
     HEADER_JSON,
     HEADER_ZSTD,
     MAGIC,
-    MAJOR,
+    READABLE_MAJORS,
     MAX_ALIGN,
     PREAMBLE,
     PREAMBLE_SIZE,
@@ -64,8 +64,9 @@ def parse_preamble(head: bytes, file_size: int) -> Preamble:
     magic, major, minor, encoding, reserved, header_length, file_length, header_crc, crc = PREAMBLE.unpack(head[:PREAMBLE_SIZE])
     if zlib.crc32(head[:36]) != crc and not _FUZZING_SKIP_CHECKSUMS:
         raise CorruptFileError("preamble checksum mismatch: the first 40 bytes are damaged")
-    if major != MAJOR:
-        raise UnsupportedVersionError(f"file format version {major}.{minor} needs a newer nncodec (this one reads {MAJOR}.x)")
+    if major not in READABLE_MAJORS:
+        raise UnsupportedVersionError(f"file format version {major}.{minor} needs a newer nncodec (this one reads "
+                                      f"{', '.join(f'{m}.x' for m in READABLE_MAJORS)}); upgrade nncodec to read it")
     if reserved != b"\0\0\0":
         raise FormatError("reserved preamble bytes are not zero")
     if encoding not in (HEADER_JSON, HEADER_ZSTD):
