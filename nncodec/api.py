@@ -85,6 +85,7 @@ class NncFile:
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
+        self._tied = set(self._tf.aliases.values())  # targets of aliases: cached so tied names share one object
 
     def keys(self) -> list[str]:
         return list(self._tf.names)
@@ -108,9 +109,14 @@ class NncFile:
             return self._cache[target]
         dt, shape, words = self._tf.decode(target)
         value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
-        if target != name or any(t == target for t in self._tf.aliases.values()):
+        if target in self._tied:
             self._cache[target] = value
         return value
+
+    def _load_all(self) -> dict[str, Any]:
+        """Every tensor, after checking that all of them together fit in memory (they are all kept)."""
+        self._tf.check_memory_for_all(self._tf.names)
+        return {name: self.get_tensor(name) for name in self}
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""
@@ -145,7 +151,7 @@ def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: L
 def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """All tensors of a .nnc file as a dict of torch tensors."""
     with NncFile(filename, device=device, limits=limits) as f:
-        return {name: f.get_tensor(name) for name in f}
+        return f._load_all()
 
 
 def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
@@ -153,7 +159,7 @@ def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Lim
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BadArgumentError(f"load() takes bytes, not {type(data).__name__}; use load_file() for paths")
     with NncFile(data, framework=framework, device=device, limits=limits) as f:
-        return {name: f.get_tensor(name) for name in f}
+        return f._load_all()
 
 
 def load_into(module: Any, filename: str | os.PathLike, strict: bool = True, device: str | None = None) -> Any:

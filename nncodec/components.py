@@ -42,7 +42,7 @@ class QuantTensor:
 
     dtype: DType
     shape: tuple[int, ...]
-    levels: np.ndarray  # int64, one per surviving position
+    levels: np.ndarray  # integers, one per surviving position (components() returns int64)
     quantizer: Quantizer
     mask: np.ndarray | None = None  # bool, self.shape
     extra: dict = field(default_factory=dict)
@@ -64,6 +64,7 @@ def check_quant_consistency(t: QuantTensor, exc: type[Exception] = CorruptFileEr
         raise exc(f"mask shape {t.mask.shape} differs from tensor shape {t.shape}")
     if t.levels.size != survivors:
         raise exc(f"{t.levels.size} levels for {survivors} surviving weights")
+    lo, hi = levels_range(t.levels) if t.levels.size else (0, 0)
     q = t.quantizer
     if q.values.ndim != 1 or not np.isfinite(q.values).all():
         raise exc("quantizer values must be a finite 1-D array")
@@ -78,9 +79,9 @@ def check_quant_consistency(t: QuantTensor, exc: type[Exception] = CorruptFileEr
     else:
         if q.axis is not None:
             raise exc("a codebook quantizer has no axis")
-        if t.levels.size and (q.values.size == 0 or t.levels.min() < 0 or t.levels.max() >= q.values.size):
+        if t.levels.size and (q.values.size == 0 or lo < 0 or hi >= q.values.size):
             raise exc(f"levels outside the codebook of {q.values.size} entries")
-    if t.levels.size and (t.levels.min() < -(2**31) or t.levels.max() >= 2**31):
+    if t.levels.size and (lo < -(2**31) or hi >= 2**31):
         raise exc("levels must fit in int32")
 
 
@@ -93,28 +94,60 @@ def _float32_to_bfloat16_words(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint16)
 
 
+_BLOCK = 1 << 20  # output elements dequantized per step: temporaries stay a few MiB
+
+
+def _is_constant(a: np.ndarray) -> bool:
+    """A zero-stride array (the decoders' constant levels or mask): one value, no memory."""
+    return a.ndim >= 1 and a.size > 0 and all(st == 0 for st in a.strides)
+
+
+def levels_range(levels: np.ndarray) -> tuple[int, int]:
+    """(min, max) of non-empty levels; O(1) for a constant (zero-stride) array."""
+    if _is_constant(levels):
+        v = int(levels.reshape(-1)[0])
+        return v, v
+    return int(levels.min()), int(levels.max())
+
+
 @np.errstate(over="ignore")  # level x step beyond the dtype's range is inf, as IEEE rounding says: not a warning
-def dequantize(t: QuantTensor) -> np.ndarray:
-    """Decoded storage words of a quantized tensor: level × step (or codebook[level]) in float32,
-    scattered into the mask positions (zeros elsewhere), then rounded to the tensor's dtype."""
+def _values_block(t: QuantTensor, lv: np.ndarray, positions) -> np.ndarray:
+    """float32 values of the survivors `lv` at flat `positions` (a callable, only for per-channel steps)."""
     q = t.quantizer
     if q.mode == "codebook":
-        vals = q.values.astype(np.float32)[t.levels]
-    else:
-        lv = t.levels.astype(np.float32)
-        if q.axis is None:
-            vals = lv * np.float32(q.values[0])
-        else:
-            flat_pos = np.arange(t.numel, dtype=np.int64) if t.mask is None else np.flatnonzero(t.mask)
-            inner = int(np.prod(t.shape[q.axis + 1 :], dtype=np.int64))
-            channel = (flat_pos // inner) % t.shape[q.axis]
-            vals = lv * q.values.astype(np.float32)[channel]
-    full = np.zeros(t.numel, dtype=np.float32)
-    if t.mask is None:
-        full[:] = vals
-    else:
-        full[t.mask.reshape(-1)] = vals
-    name = t.dtype.name
+        return q.values.astype(np.float32)[lv]
+    if q.axis is None:
+        return lv.astype(np.float32) * np.float32(q.values[0])
+    inner = int(np.prod(t.shape[q.axis + 1 :], dtype=np.int64))
+    channel = (positions() // inner) % t.shape[q.axis]
+    return lv.astype(np.float32) * q.values.astype(np.float32)[channel]
+
+
+def _to_dtype(full: np.ndarray, name: str) -> np.ndarray:
     if name == "bfloat16":
         return _float32_to_bfloat16_words(full)
     return full.astype(name).view(DTYPES[name].storage)
+
+
+def dequantize(t: QuantTensor) -> np.ndarray:
+    """Decoded storage words of a quantized tensor: level × step (or codebook[level]) in float32,
+    scattered into the mask positions (zeros elsewhere), then rounded to the tensor's dtype.
+    Works block by block into the output, so the peak is the output plus a few MiB."""
+    n = t.numel
+    out = np.empty(n, dtype=t.dtype.storage)
+    mask = None if t.mask is None else t.mask.reshape(-1)
+    taken = 0
+    for start in range(0, n, _BLOCK):
+        stop = min(n, start + _BLOCK)
+        full = np.zeros(stop - start, dtype=np.float32)
+        if mask is None:
+            lv = t.levels[start:stop]
+            full[:] = _values_block(t, lv, lambda a=start, b=stop: np.arange(a, b, dtype=np.int64))
+        else:
+            m = mask[start:stop]
+            k = int(np.count_nonzero(m))
+            lv = t.levels[taken : taken + k]
+            taken += k
+            full[m] = _values_block(t, lv, lambda m=m, a=start: np.flatnonzero(m) + a)
+        out[start:stop] = _to_dtype(full, t.dtype.name)
+    return out

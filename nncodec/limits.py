@@ -23,6 +23,7 @@ class Limits:
     max_json_depth: int = 32
     max_nesting_depth: int = 1
     max_alphabet: int = 2**20
+    max_decode_memory_bytes: int = 2**36  # modelled peak of decoding one tensor (decode_memory.py)
 
     def check(self, what: str, value: int, limit: int) -> None:
         """Raise LimitExceededError when value > limit, naming the limit the user can raise."""

@@ -8,13 +8,12 @@ It knows component kinds by name only; the codecs know how their bytes work.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import codecs
+from . import codecs, decode_memory
 from .codecs.base import DecodeContext, EncodeOptions
 from .components import CompressedTensor, Quantizer, QuantTensor, RawTensor, check_quant_consistency, dequantize
 from .container.format import PREAMBLE_SIZE, is_optional
@@ -154,14 +153,6 @@ def _check_writable(name: str, t: object) -> None:
 # ----------------------------------------------------------------------------------- reading
 
 
-def physical_memory_bytes() -> int:
-    """Installed RAM (no tensor larger than this can be decoded); unlimited where unknown."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return 2**63
-
-
 def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
     for key in obj:
         if key not in known and not is_optional(key):
@@ -295,9 +286,26 @@ class TensorFile:
             count = self.container.sections[p.section].length // 4
         return codecs.quantizer.decode(p.codec, p.params, self._payload(p), count, self.ctx)
 
-    def decode_components(self, name: str) -> CompressedTensor:
-        """The components of tensor `name`, decoded and checked against each other."""
-        e = self.resolve(name)
+    def _section_length(self, index: int) -> int:
+        return self.container.sections[index].length
+
+    def peak_bytes(self, name: str, components: bool = False) -> int:
+        """The modelled peak memory of decoding tensor `name` (decode_memory.py)."""
+        return decode_memory.tensor_peak_bytes(self.resolve(name), self._section_length, components)
+
+    def check_memory_for_all(self, names: list[str]) -> None:
+        """Before decoding several tensors that are all kept (load_file): their outputs together,
+        plus the largest single decode's extra working memory, must fit the cap and free memory."""
+        kept, extra = 0, 0
+        for name in dict.fromkeys(self.aliases.get(n, n) for n in names):
+            e = self.resolve(name)
+            out = e.numel * e.dtype.itemsize
+            kept += out
+            extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
+        decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)
+
+    def _decode_parts(self, e: TensorEntry) -> CompressedTensor:
+        """The components of `e`, decoded and checked against each other (levels as int32)."""
         ctx = self.ctx
         if "raw" in e.parts:
             p = e.parts["raw"]
@@ -317,37 +325,59 @@ class TensorFile:
         check_quant_consistency(t, CorruptFileError)
         return t
 
+    def decode_components(self, name: str) -> CompressedTensor:
+        """The components of tensor `name`, decoded and checked against each other (int64 levels).
+
+        Like `decode`, refused before decoding when its modelled peak memory does not fit, and an
+        out-of-memory failure is a LimitExceededError."""
+        e = self.resolve(name)
+        need = decode_memory.tensor_peak_bytes(e, self._section_length, components=True)
+        decode_memory.check(f"the components of tensor {name!r}", need, self.limits)
+        try:
+            t = self._decode_parts(e)
+            if isinstance(t, QuantTensor):
+                t = replace(t, levels=t.levels.astype(np.int64))
+        except MemoryError:
+            raise LimitExceededError(f"out of memory while decoding tensor {name!r} (about {need} bytes)") from None
+        return t
+
     def decode(self, name: str) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of tensor `name`.
 
-        A tensor larger than this machine's memory is refused before anything is allocated (a few
-        bytes can declare a huge constant tensor), and running out of memory while decoding is
-        reported as LimitExceededError rather than escaping as MemoryError.
+        The decoder's modelled peak memory (output, masks, levels, streams: decode_memory.py) is
+        checked against `Limits.max_decode_memory_bytes` and the free memory before anything is
+        allocated (a few bytes can declare a huge constant tensor), and running out of memory while
+        decoding is reported as LimitExceededError rather than escaping as MemoryError.
         """
         e = self.resolve(name)
-        need = e.numel * e.dtype.itemsize
-        if need > physical_memory_bytes():
-            raise LimitExceededError(f"tensor {name!r} needs {need} bytes, more than this machine's memory")
+        need = decode_memory.tensor_peak_bytes(e, self._section_length)
+        decode_memory.check(f"tensor {name!r}", need, self.limits)
         try:
-            t = self.decode_components(name)
+            t = self._decode_parts(e)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:
-            raise LimitExceededError(f"out of memory while decoding tensor {name!r} ({need} bytes)") from None
+            raise LimitExceededError(f"out of memory while decoding tensor {name!r} (about {need} bytes)") from None
         return t.dtype, t.shape, words
 
     # ------------------------------------------------------------------------------- info
 
-    SPARSITY_MAX_ELEMENTS = 2**26  # info decodes quantized tensors up to this size to report sparsity
+    SPARSITY_BUDGET = 2**24  # elements `info` decodes, over all tensors, to report sparsity
 
-    def _quant_fields(self, e: TensorEntry) -> dict:
+    def _quant_fields(self, e: TensorEntry, budget: list[int]) -> dict:
         """step(s) or codebook size and the fraction of zero weights of a quantized tensor, for
-        `info` (decodes the tensor's components; sparsity is skipped above SPARSITY_MAX_ELEMENTS)."""
+        `info`. Sparsity needs the components decoded, so it is reported only while the tensors
+        decoded for it total at most SPARSITY_BUDGET elements (`budget[0]` is what is left): a small
+        file declaring thousands of big tensors must not make `info` decode them all."""
         if "raw" in e.parts:
             return {}
-        if e.numel > self.SPARSITY_MAX_ELEMENTS:
+        if e.numel > budget[0]:
             values, nonzero = self._quantizer_values(e), None
         else:
-            t = self.decode_components(e.name)
+            budget[0] -= e.numel
+            try:
+                t = self._decode_parts(e)
+            except MemoryError:
+                raise LimitExceededError(f"out of memory while decoding tensor {e.name!r} for its sparsity") from None
             values = t.quantizer.values
             lv = t.levels if t.quantizer.mode == "uniform" else values[t.levels]
             nonzero = int(np.count_nonzero(lv))
@@ -367,6 +397,7 @@ class TensorFile:
         section, or one component of one tensor; the parts add up to the file size exactly."""
         c = self.container
         tensors = []
+        budget = [self.SPARSITY_BUDGET]
         for name in self.names:
             if name in self.aliases:
                 tensors.append({"name": name, "alias": self.aliases[name], "bytes": 0, "components": []})
@@ -378,7 +409,7 @@ class TensorFile:
             tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
                             "encoding": "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}",
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
-                            **self._quant_fields(e), "components": comps})
+                            **self._quant_fields(e, budget), "components": comps})
         optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
         padding = sum(n for _, n in c.padding)
         report = {

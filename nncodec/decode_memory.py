@@ -1,0 +1,106 @@
+"""How much memory decoding a tensor takes at its peak, known from the header before decoding.
+
+The output size alone is not the decoder's peak: masks, int32 levels, zstd's decompressed bytes
+and the planes' symbol streams live beside the output. `tensor_peak_bytes` adds up what the decode
+path of each codec allocates (an upper bound: every buffer as if alive at once, survivors = numel),
+and `check` compares it with `Limits.max_decode_memory_bytes` and with the memory this process can
+still get, so a few bytes declaring a huge tensor are refused before anything is allocated rather
+than swapping the machine or, inside constriction, aborting the process.
+
+Measured against tracemalloc in tests/test_decode_memory.py (the model must never be below the
+real peak).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import LimitExceededError
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from .tensorfile import TensorEntry
+
+# Fixed working set of the chunked paths: constriction calls of 2**20 symbols (int32), planes
+# reassembly and dequantization blocks of 2**20 words with a few 8-byte temporaries each.
+WORKING_SET = 64 * 2**20
+_STREAM_WIDTHS = {"float64": (2, 7), "float32": (1, 3), "float16": (1, 2), "bfloat16": (1, 1)}
+
+
+def _raw_peak(e: TensorEntry, payload: int) -> int:
+    n, out = e.numel, e.numel * e.dtype.itemsize
+    codec = e.parts["raw"].codec
+    if codec == "copy":
+        return payload + out
+    if codec == "zstd":
+        return payload + 2 * out  # the decompressed bytes and the writable copy
+    # planes: every stream (n symbols of 1 or 2 bytes) stays alive until the words are joined;
+    # a zstd stream also holds its decompressed bytes while being read
+    exp_w, planes = _STREAM_WIDTHS.get(e.dtype.name, (0, e.dtype.itemsize))
+    streams = n * (exp_w + planes)
+    return payload + streams + out + n * max(exp_w, 1)
+
+
+def _quant_peak(e: TensorEntry, payload: int, components: bool) -> int:
+    n = e.numel
+    mask = 2 * n if "mask" in e.parts else 0  # the mask, plus one context's or the zstd path's bytes
+    codec = e.parts["levels"].codec
+    if codec == "zstd":
+        levels = 4 * n + 12 * n  # decompressed (<= 4 bytes each), int32 result, unzigzag temporaries
+    elif codec == "ans-rowclass":
+        levels = 24 * n + 8 * (e.shape[0] if e.shape else 1)  # grouped + result (int32), int64 index; per-row counts
+    else:
+        levels = 4 * n
+    if components:
+        levels += 8 * n  # components() hands out int64 levels
+    return payload + mask + levels + n * e.dtype.itemsize
+
+
+def tensor_peak_bytes(e: TensorEntry, section_length: Callable[[int], int], components: bool = False) -> int:
+    """An upper bound on the bytes decoding `e` allocates at once (output included)."""
+    if e.numel == 0:
+        return 0
+    payload = sum(section_length(p.section) for p in e.parts.values())
+    peak = _raw_peak(e, payload) if "raw" in e.parts else _quant_peak(e, payload, components)
+    return peak + WORKING_SET
+
+
+def available_memory_bytes() -> int:
+    """What this process can still allocate: MemAvailable, and the address-space limit (RLIMIT_AS)
+    minus what is mapped already; physical memory where /proc is missing."""
+    avail = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):
+            avail = 2**63
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        try:
+            with open("/proc/self/statm", encoding="ascii") as f:
+                mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            mapped = 0
+        avail = min(avail, max(0, soft - mapped))
+    return avail
+
+
+def check(what: str, need: int, limits: Limits) -> None:
+    """Refuse (LimitExceededError) a decode whose modelled peak is over the cap or the free memory."""
+    limits.check(f"memory to decode {what} (bytes)", need, limits.max_decode_memory_bytes)
+    free = available_memory_bytes()
+    if need > free:
+        raise LimitExceededError(f"decoding {what} needs about {need} bytes of memory, "
+                                 f"{free} are available")
+
