@@ -94,7 +94,7 @@ def _float32_to_bfloat16_words(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint16)
 
 
-_BLOCK = 1 << 20  # output elements dequantized per step: temporaries stay a few MiB
+_BLOCK = 1 << 18  # output elements dequantized per step: temporaries (~40 bytes each) stay ~10 MiB
 
 
 def _is_constant(a: np.ndarray) -> bool:
@@ -123,6 +123,7 @@ def _values_block(t: QuantTensor, lv: np.ndarray, positions) -> np.ndarray:
     return lv.astype(np.float32) * q.values.astype(np.float32)[channel]
 
 
+@np.errstate(over="ignore")  # float32 -> float16 overflow is inf by IEEE rounding, not a warning
 def _to_dtype(full: np.ndarray, name: str) -> np.ndarray:
     if name == "bfloat16":
         return _float32_to_bfloat16_words(full)
@@ -136,6 +137,9 @@ def dequantize(t: QuantTensor) -> np.ndarray:
     n = t.numel
     out = np.empty(n, dtype=t.dtype.storage)
     mask = None if t.mask is None else t.mask.reshape(-1)
+    if mask is None and n and _is_constant(t.levels) and t.quantizer.axis is None:
+        out[:] = _to_dtype(_values_block(t, t.levels[:1], None).reshape(1), t.dtype.name)  # one value: a fill
+        return out
     taken = 0
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # Fixed working set of the chunked paths: constriction calls of 2**20 symbols (int32), planes
 # reassembly and dequantization blocks of 2**20 words with a few 8-byte temporaries each.
 WORKING_SET = 64 * 2**20
+_ALWAYS_FITS = WORKING_SET + 2**26  # needs this small are not compared with the free memory
 _STREAM_WIDTHS = {"float64": (2, 7), "float32": (1, 3), "float16": (1, 2), "bfloat16": (1, 1)}
 
 
@@ -99,6 +100,8 @@ def available_memory_bytes() -> int:
 def check(what: str, need: int, limits: Limits) -> None:
     """Refuse (LimitExceededError) a decode whose modelled peak is over the cap or the free memory."""
     limits.check(f"memory to decode {what} (bytes)", need, limits.max_decode_memory_bytes)
+    if need <= _ALWAYS_FITS:
+        return  # reading /proc per tiny tensor would cost more than decoding it
     free = available_memory_bytes()
     if need > free:
         raise LimitExceededError(f"decoding {what} needs about {need} bytes of memory, "

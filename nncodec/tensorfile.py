@@ -25,6 +25,10 @@ from .limits import DEFAULT_LIMITS, Limits
 
 BODY_KEYS = ("tensors", "meta")
 QUANT_PARTS = ("mask", "levels", "quantizer")
+_PART_KEYS = frozenset(("s", "codec", "p"))
+_RAW_KEYS = frozenset(("dtype", "shape", "raw"))
+_NO_PARAMS: dict = {}
+_MAX_HEADER_INT = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ class TensorFile:
             if not isinstance(raw, dict):
                 raise FormatError(f"tensor {name!r}: entry must be an object")
             if "alias" in raw:
-                _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
+                if len(raw) > 1:
+                    _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
                 if not isinstance(raw["alias"], str):
                     raise FormatError(f"tensor {name!r}: alias must be a tensor name")
                 self.aliases[name] = raw["alias"]
@@ -192,7 +197,8 @@ class TensorFile:
                     raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {name!r}")
                 used[part.section] = name
             total_bytes += entry.numel * entry.dtype.itemsize
-            self.limits.check("total decoded size in bytes", total_bytes, self.limits.max_total_decoded_bytes)
+            if total_bytes > self.limits.max_total_decoded_bytes:
+                self.limits.check("total decoded size in bytes", total_bytes, self.limits.max_total_decoded_bytes)
             self.entries[name] = entry
         for name, target in self.aliases.items():
             if target not in self.entries:
@@ -213,33 +219,43 @@ class TensorFile:
         return dict(meta)
 
     def _parse_part(self, name: str, kind: str, raw: object) -> Part:
-        what = f"tensor {name!r} {kind}"
+        # the happy path builds no message strings: files may hold a million entries
         if not isinstance(raw, dict):
-            raise FormatError(f"{what}: part must be an object")
-        _check_unknown_keys(raw, ("s", "codec", "p"), what)
-        section = header_int(raw.get("s"), f"{what} section index", 0, len(self.container.sections) - 1)
+            raise FormatError(f"tensor {name!r} {kind}: part must be an object")
+        if not raw.keys() <= _PART_KEYS:
+            _check_unknown_keys(raw, tuple(_PART_KEYS), f"tensor {name!r} {kind}")
+        section = raw.get("s")
+        if type(section) is not int or not 0 <= section < len(self.container.sections):
+            header_int(section, f"tensor {name!r} {kind} section index", 0, len(self.container.sections) - 1)
         codec = raw.get("codec")
         if not isinstance(codec, str):
-            raise FormatError(f"{what}: codec must be a string")
-        params = raw.get("p", {})
+            raise FormatError(f"tensor {name!r} {kind}: codec must be a string")
+        params = raw.get("p", _NO_PARAMS)
         if not isinstance(params, dict):
-            raise FormatError(f"{what}: p must be an object")
+            raise FormatError(f"tensor {name!r} {kind}: p must be an object")
         return Part(kind, section, codec, params)
 
     def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
         limits = self.limits
-        dt = dtype_by_name(raw.get("dtype"))
+        dt = DTYPES.get(raw.get("dtype")) if isinstance(raw.get("dtype"), str) else None
+        if dt is None:
+            dt = dtype_by_name(raw.get("dtype"))
         shape_raw = raw.get("shape")
         if not isinstance(shape_raw, list):
             raise FormatError(f"tensor {name!r}: shape must be a list")
-        limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
-        shape = tuple(header_int(d, f"tensor {name!r} dimension") for d in shape_raw)
+        if len(shape_raw) > limits.max_ndim:
+            limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
         numel = 1
-        for d in shape:
+        for d in shape_raw:
+            if type(d) is not int or not 0 <= d <= _MAX_HEADER_INT:
+                header_int(d, f"tensor {name!r} dimension")
             numel *= d  # Python ints: no overflow
-        limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
+        shape = tuple(shape_raw)
+        if numel > limits.max_elements_per_tensor:
+            limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
         if "raw" in raw:
-            _check_unknown_keys(raw, ("dtype", "shape", "raw"), f"tensor {name!r}")
+            if not raw.keys() <= _RAW_KEYS:
+                _check_unknown_keys(raw, tuple(_RAW_KEYS), f"tensor {name!r}")
             return TensorEntry(name, dt, shape, {"raw": self._parse_part(name, "raw", raw["raw"])})
         if "levels" not in raw or "quantizer" not in raw or "q" not in raw:
             raise FormatError(f"tensor {name!r}: needs either a raw part or q, levels and quantizer parts")
