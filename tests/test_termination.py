@@ -14,6 +14,7 @@ import pytest
 
 import nncodec
 from nncodec.codecs import ans, levels_ctx, mask, mask_ctx, raw, zstd
+from nncodec.codecs import levels as levels_module
 from nncodec.codecs.binary import Reader
 from nncodec.container.writer import assemble
 from nncodec.dtypes import DTYPES
@@ -174,3 +175,132 @@ def test_a_stream_ending_early_but_asked_for_more_symbols_is_refused():
         _decode(_quant_file((51,), None, ("ans", payload, None)))
     with pytest.raises(nncodec.CorruptFileError):
         _decode(_quant_file((49,), None, ("ans", payload, None)))
+
+
+# ------------------------------------------------------------------ property: random files, word edits
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+MASK_CODECS = {"ans": lambda m: ans.encode_with_table(m.reshape(-1).astype(np.int64), coarsen=()),
+               "ans-rows": lambda m: mask._encode_rows(m.reshape(-1), m.shape[0]),
+               "ans-classes": mask_ctx.encode}
+MASK_HEADS = {"ans": _head_table, "ans-rows": lambda m: _head_rows(m.shape[0]), "ans-classes": lambda m: _head_classes}
+
+
+@st.composite
+def ans_files(draw):
+    """(file maker taking a replacement payload, the valid ANS payload, its head length): one
+    randomly shaped quantized or lossless tensor whose chosen component is ANS-coded."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    r = np.random.default_rng(seed)
+    rows, cols = draw(st.integers(2, 12)), draw(st.integers(2, 40))
+    kind = draw(st.sampled_from(["mask/ans", "mask/ans-rows", "mask/ans-classes", "levels/ans",
+                                 "levels/ans-rowclass", "raw/planes"]))
+    if kind == "raw/planes":
+        bf = (r.standard_normal(rows * cols).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        _, streams = raw._split(bf, DTYPES["bfloat16"])
+        which = draw(st.integers(0, 1))
+        coded = [ans.encode_with_table(s.astype(np.int64), coarsen=()) for s in streams]
+
+        def make(p: bytes) -> bytes:
+            parts = [p if k == which else c for k, c in enumerate(coded)]
+            part = {"s": 0, "codec": "planes", "p": {"split": "float", "streams": [["ans", len(c)] for c in parts]}}
+            return assemble({"tensors": {"t": {"dtype": "bfloat16", "shape": [rows, cols], "raw": part}}}, [b"".join(parts)])
+        return make, coded[which], _head_table(coded[which])
+    m = r.random((rows, cols)) < draw(st.floats(0.05, 0.95))
+    m[0, 0] = m[1, 0] = True  # two rows with survivors (the row-class codec needs them)
+    lv = np.round(r.laplace(0, draw(st.floats(0.3, 6.0)), int(m.sum()))).astype(np.int64)
+    lv[0] = lv[0] + 1 if lv.min() == lv.max() else lv[0]  # two distinct levels: a stream exists
+    comp, codec = kind.split("/")
+    if comp == "mask":
+        payload = MASK_CODECS[codec](m)
+        head = (MASK_HEADS[codec](payload) if codec == "ans" else MASK_HEADS[codec](m)(payload))
+        lvz = zstd.compress(levels_module._zigzag(lv).astype(np.uint8).tobytes()) if np.abs(lv).max() < 128 else None
+        lpart = ("zstd", lvz, {"width": 1}) if lvz is not None else ("ans", ans.encode_with_table(lv), None)
+        return (lambda p: _quant_file((rows, cols), (codec, p, None), lpart)), payload, head
+    mz = zstd.compress(np.packbits(m.reshape(-1), bitorder="little").tobytes())
+    if codec == "ans":
+        payload = ans.encode_with_table(lv, coarsen=())
+        head = _head_table(payload)
+    else:
+        payload = levels_ctx.encode(lv, levels_ctx.row_counts((rows, cols), m))
+        head = _head_rowclass(payload)
+    return (lambda p: _quant_file((rows, cols), ("zstd", mz, None), (codec, p, None))), payload, head
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ans_files(), st.data())
+def test_dropping_or_adding_ans_words_is_never_silent(case, data):
+    make, payload, head = case
+    _decode(make(payload))  # the unedited file is valid
+    words = [payload[i : i + 4] for i in range(head, len(payload), 4)]
+    op = data.draw(st.sampled_from(["drop", "add"]))
+    if op == "drop":
+        if not words:
+            return
+        at = data.draw(st.integers(0, len(words) - 1))
+        n = data.draw(st.integers(1, len(words) - at))
+        edited = words[:at] + words[at + n :]
+    else:
+        at = data.draw(st.integers(0, len(words)))
+        new = [data.draw(st.binary(min_size=4, max_size=4)) for _ in range(data.draw(st.integers(1, 3)))]
+        edited = words[:at] + new + words[at:]
+    bad = payload[:head] + b"".join(edited)
+    if bad == payload:
+        return
+    try:
+        _decode(make(bad))
+    except nncodec.CorruptFileError:
+        return
+    # anything else: a silent success (or, if another exception escaped, pytest reports it)
+    raise AssertionError(f"{op} at word {at} of {len(words)} decoded without error")
+
+
+# ------------------------------------------------------------------ format 1 files (spec §12.1)
+
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import struct  # noqa: E402
+import zlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+FORMAT1 = Path(__file__).resolve().parent / "data" / "format1"  # the golden vectors as format 1 wrote them
+FORMAT1_MANIFEST = json.loads((FORMAT1 / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _with_major(data: bytes, major: int) -> bytes:
+    head = data[:8] + struct.pack("<H", major) + data[10:36]
+    return head + struct.pack("<I", zlib.crc32(head)) + data[40:]
+
+
+@pytest.mark.parametrize("entry", FORMAT1_MANIFEST["vectors"], ids=lambda e: e["file"])
+def test_format_1_files_are_read_with_their_own_ans_rule(entry):
+    data = (FORMAT1 / entry["file"]).read_bytes()
+    assert data[8:10] == b"\x01\x00"
+    with nncodec.open(data, framework="np") as f:
+        f.verify()
+        assert f.info()["version"] == "1.0"
+        for name, want in entry["tensors"].items():
+            arr = np.ascontiguousarray(f.get_tensor(name))
+            assert hashlib.sha256(arr.astype(arr.dtype.newbyteorder("<")).tobytes()).hexdigest() == want["sha256"]
+
+
+def test_the_version_decides_the_rule():
+    """A format 1 file relabelled as format 2 fails the termination proof, and the reverse."""
+    # (metadata.nnc's ANS streams all have one-symbol tables: no words in either format)
+    uses_ans = [e["file"] for e in FORMAT1_MANIFEST["vectors"]
+                if any("ans" in c for c in e["codecs"]) and e["file"] != "metadata.nnc"]
+    assert len(uses_ans) >= 8
+    vectors = Path(__file__).resolve().parent.parent / "spec" / "vectors"
+    for name in uses_ans:
+        with pytest.raises(nncodec.CorruptFileError, match="final state"):
+            nncodec.load(_with_major((FORMAT1 / name).read_bytes(), 2), framework="np")
+        with pytest.raises(nncodec.CorruptFileError):
+            nncodec.load(_with_major((vectors / name).read_bytes(), 1), framework="np")
+
+
+def test_a_future_major_is_refused_naming_the_version():
+    data = _with_major((FORMAT1 / "minimal.nnc").read_bytes(), 3)
+    with pytest.raises(nncodec.UnsupportedVersionError, match=r"3\.0 needs a newer nncodec.*1\.x, 2\.x"):
+        nncodec.open(data)
