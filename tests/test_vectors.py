@@ -22,8 +22,9 @@ import pytest
 
 import nncodec
 from nncodec.codecs import ans, zstd
+from nncodec.codecs import raw as raw_codec
 from nncodec.codecs.base import EncodeOptions
-from nncodec.codecs.binary import encode_uvarints, write_uvarint, zigzag
+from nncodec.codecs.binary import Reader, encode_uvarints, write_uvarint, zigzag
 from nncodec.container.writer import assemble
 from nncodec.dtypes import DTYPES
 from nncodec.tensorfile import Alias, encode_file, open_tensor_file
@@ -197,3 +198,106 @@ def test_spec_9_2_ans_rows_counts_must_match_the_decoded_rows():
     data = _file({"t": entry}, [payload, zstd.compress(b"\0"), np.float32(1).tobytes()])
     with pytest.raises(nncodec.CorruptFileError, match="row 0"):
         _decode_all(data)
+
+
+# ------------------------------------------------------------------ an independent ANS decoder (§8.5, §8.6)
+
+X0 = 0x1B873593  # spec §8.6: the final state, written here from the spec, not imported
+
+
+def _spec_cdf(counts: list[int]) -> list[int]:
+    """§8.5 steps 1-5, in plain Python floats (binary64, round-to-nearest-even)."""
+    n, total = len(counts), sum(counts)
+    p = [c / total for c in counts]
+    t = 0.0
+    for v in p:
+        t += v
+    scale = (2**24 - n) / t
+    cdf, acc = [], 0.0
+    for i in range(n):
+        cdf.append(int(acc * scale) + i)  # floor of a non-negative product
+        acc += p[i]
+    return cdf + [2**24]
+
+
+class _SpecDecoder:
+    """§8.6 step by step: the words are popped from the end; the stream must end in X0."""
+
+    def __init__(self, payload: bytes) -> None:
+        assert len(payload) % 4 == 0
+        self.w = list(struct.unpack(f"<{len(payload) // 4}I", payload))
+        k = len(self.w)
+        assert k == 0 or self.w[-1] != 0
+        self.x = 0 if k == 0 else (self.w[-1] if k == 1 else (self.w[-1] << 32) | self.w[-2])
+        self.next = k - 3
+
+    def symbols(self, cdf: list[int], count: int) -> list[int]:
+        out = []
+        for _ in range(count):
+            q = self.x & 0xFFFFFF
+            i = next(j for j in range(len(cdf) - 1) if cdf[j] <= q < cdf[j + 1])
+            self.x = (self.x >> 24) * (cdf[i + 1] - cdf[i]) + (q - cdf[i])
+            if self.x < 2**32 and self.next >= 0:
+                self.x = (self.x << 32) | self.w[self.next]
+                self.next -= 1
+            out.append(i)
+        return out
+
+    def ended(self) -> bool:
+        return self.next == -1 and self.x == X0
+
+
+def _spec_table(payload: bytes) -> tuple[int, list[int], bytes]:
+    r = Reader(payload)
+    table = ans.CountTable.read(r, 2**24)
+    return table.lo, [int(c) for c in table.counts], bytes(r.take(r.remaining))
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
+    """Every ANS stream of the vectors, decoded by the procedure of §8.5/§8.6 written out above,
+    gives nncodec's symbols and ends in the final state X0 with every word consumed."""
+    data = (VECTOR_DIR / name).read_bytes()
+    tf = open_tensor_file(data, nncodec.DEFAULT_LIMITS)
+    checked = 0
+    try:
+        for tname, e in tf.entries.items():
+            comps = tf.decode_components(tname)
+            for kind, part in e.parts.items():
+                payload = tf.container.read_section(part.section)
+                if kind == "raw" and part.codec == "planes":
+                    _, streams = raw_codec._split(comps.words.reshape(-1), e.dtype)
+                    pos = 0
+                    for (method, length), want in zip(part.params["streams"], streams, strict=True):
+                        if method == "ans":
+                            lo, counts, words = _spec_table(payload[pos : pos + length])
+                            if len(counts) > 1:
+                                dec = _SpecDecoder(words)
+                                got = [lo + s for s in dec.symbols(_spec_cdf(counts), e.numel)]
+                                assert got == want.astype(np.int64).tolist() and dec.ended(), (tname, name)
+                                checked += 1
+                        pos += length
+                elif part.codec == "ans" and kind in ("mask", "levels"):
+                    lo, counts, words = _spec_table(payload)
+                    want = comps.mask.reshape(-1).astype(np.int64) if kind == "mask" else comps.levels
+                    if len(counts) > 1 and want.size:
+                        dec = _SpecDecoder(words)
+                        assert [lo + s for s in dec.symbols(_spec_cdf(counts), want.size)] == want.tolist()
+                        assert dec.ended(), (tname, name)
+                        checked += 1
+                elif part.codec == "ans-rows":
+                    rows = e.shape[0]
+                    r = Reader(payload)
+                    ones = [int(k) for k in r.uvarints(rows)]
+                    dec = _SpecDecoder(bytes(r.take(r.remaining)))
+                    row_len = e.numel // rows
+                    mask_rows = comps.mask.reshape(rows, row_len)
+                    for k, row in zip(ones, mask_rows, strict=True):
+                        if 0 < k < row_len:
+                            assert dec.symbols(_spec_cdf([row_len - k, k]), row_len) == row.astype(int).tolist()
+                    assert dec.ended(), (tname, name)
+                    checked += 1
+    finally:
+        tf.container.close()
+    uses = [c for c in ENTRIES[name]["codecs"] if "ans" in c]
+    assert checked or not uses or name == "metadata.nnc", (name, uses)
