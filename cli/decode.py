@@ -35,6 +35,7 @@ def decode(source: Path, output: Path | None, force: bool) -> None:
         report = f.info()
         sizes = {t["name"]: t.get("numel", 0) * DTYPES[t["dtype"]].itemsize if "dtype" in t else 0
                  for t in report["tensors"]}
+        f.check_memory()  # every tensor is kept until written: refuse before decoding what cannot fit
         tensors = {}
         with progress_bar(sum(sizes.values()), "decoding") as bar:
             for name in f:

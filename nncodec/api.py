@@ -113,9 +113,14 @@ class NncFile:
             self._cache[target] = value
         return value
 
+    def check_memory(self, names: list[str] | None = None) -> None:
+        """Raise LimitExceededError unless the tensors `names` (default: all), decoded and all kept,
+        fit in memory: their outputs plus the largest single decode's working memory."""
+        self._tf.check_memory_for_all(self._tf.names if names is None else list(names))
+
     def _load_all(self) -> dict[str, Any]:
         """Every tensor, after checking that all of them together fit in memory (they are all kept)."""
-        self._tf.check_memory_for_all(self._tf.names)
+        self.check_memory()
         return {name: self.get_tensor(name) for name in self}
 
     def components(self, name: str) -> RawTensor | QuantTensor:
