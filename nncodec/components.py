@@ -102,6 +102,13 @@ def _is_constant(a: np.ndarray) -> bool:
     return a.ndim >= 1 and a.size > 0 and all(st == 0 for st in a.strides)
 
 
+def as_int64(levels: np.ndarray) -> np.ndarray:
+    """int64 levels (what components() hands out); a constant stays a zero-stride array."""
+    if _is_constant(levels):
+        return np.broadcast_to(np.int64(levels.reshape(-1)[0]), levels.shape)
+    return levels.astype(np.int64)
+
+
 def levels_range(levels: np.ndarray) -> tuple[int, int]:
     """(min, max) of non-empty levels; O(1) for a constant (zero-stride) array."""
     if _is_constant(levels):

@@ -15,7 +15,15 @@ import numpy as np
 
 from . import codecs, decode_memory
 from .codecs.base import DecodeContext, EncodeOptions
-from .components import CompressedTensor, Quantizer, QuantTensor, RawTensor, check_quant_consistency, dequantize
+from .components import (
+    CompressedTensor,
+    Quantizer,
+    QuantTensor,
+    RawTensor,
+    as_int64,
+    check_quant_consistency,
+    dequantize,
+)
 from .container.format import PREAMBLE_SIZE, is_optional
 from .container.reader import CONTAINER_KEYS, Container, header_int
 from .container.writer import assemble
@@ -352,7 +360,7 @@ class TensorFile:
         try:
             t = self._decode_parts(e)
             if isinstance(t, QuantTensor):
-                t = replace(t, levels=t.levels.astype(np.int64))
+                t = replace(t, levels=as_int64(t.levels))
         except MemoryError:
             raise LimitExceededError(f"out of memory while decoding tensor {name!r} (about {need} bytes)") from None
         return t
