@@ -232,7 +232,7 @@ def test_ans_rows_builds_one_model_per_distinct_count_not_per_row(monkeypatch):
 
 
 def test_get_tensor_with_many_aliases_is_not_quadratic():
-    n = 20_000
+    n = 10_000
     tensors = {f"t{i}": {"dtype": "float32", "shape": [0], "raw": {"s": i, "codec": "copy"}} for i in range(n)}
     tensors.update({f"a{i}": {"alias": f"t{i}"} for i in range(n)})
     data = assemble({"tensors": tensors}, [b""] * n)
@@ -240,7 +240,7 @@ def test_get_tensor_with_many_aliases_is_not_quadratic():
     with nncodec.open(data, framework="np") as f:
         for name in f.keys():
             f.get_tensor(name)
-    assert time.perf_counter() - start < 20  # format 1's reader: ~n**2 / 2 = 2e8 comparisons
+    assert time.perf_counter() - start < 20  # the old reader: n**2 = 1e8 comparisons (minutes)
 
 
 # ------------------------------------------------------------------ the model bounds the real peak
