@@ -100,6 +100,9 @@ def categorical(probabilities: np.ndarray):
     return constriction.stream.model.Categorical(probabilities, perfect=False)
 
 
+_CATEGORICAL_FAMILY = constriction.stream.model.Categorical(perfect=False)  # probabilities given per symbol
+
+
 class StreamEncoder:
     """One ANS stream (spec §8.6) built by pushing symbol runs in reverse decoding order.
 
@@ -154,6 +157,13 @@ class StreamDecoder:
                 if offset:
                     chunk += np.int32(offset)
                 out[start:stop] = chunk
+
+    def decode_per_symbol(self, probabilities: np.ndarray) -> np.ndarray:
+        """One symbol per row of `probabilities` (float64, one distribution per symbol), each under
+        the same fixed-point model `categorical(row)` would build (constriction's model family).
+        Callers keep the rows to at most CHUNK per call."""
+        with constriction_errors(self.what):
+            return self._coder.decode(_CATEGORICAL_FAMILY, np.ascontiguousarray(probabilities, dtype=np.float64))
 
     def decode(self, model, count: int, dtype=np.int32) -> np.ndarray:
         out = np.empty(count, dtype=dtype)

@@ -42,9 +42,14 @@ def _encode_rows(bits: np.ndarray, rows: int) -> bytes:
     return encode_uvarints(ones) + enc.to_bytes()
 
 
+_LONG_RUN = 4096  # symbols: a run of rows this long is decoded under its one model
+
+
 def _decode_rows(payload: memoryview, shape: tuple[int, ...], ctx: DecodeContext, what: str) -> np.ndarray:
-    """Rows that share a ones count share a model, and a run of consecutive such rows is decoded in
-    one call (one call per row only when counts alternate: ~1 µs each, not one model per row)."""
+    """Consecutive rows with the same count form a run decoded under one model; short runs (counts
+    that change from row to row) are batched and decoded in one call with a probability pair per
+    symbol (the same fixed-point model per row), so a million rows cost a few calls, not a million
+    models built in a Python loop."""
     rows = _rows(shape)
     numel = math.prod(shape)
     row_len = numel // rows if rows else 0
@@ -57,18 +62,29 @@ def _decode_rows(payload: memoryview, shape: tuple[int, ...], ctx: DecodeContext
     out[ones == row_len] = True
     coded = np.flatnonzero((ones > 0) & (ones < row_len))
     if coded.size:
-        # runs of consecutive coded rows with the same count
         k_coded = ones[coded]
         brk = np.flatnonzero((np.diff(coded) != 1) | (np.diff(k_coded) != 0)) + 1
-        starts = np.concatenate(([0], brk))
-        ends = np.concatenate((brk, [coded.size]))
-        models: dict[int, object] = {}
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            k = int(k_coded[s])
-            if k not in models:
-                models[k] = _row_model(row_len, k)
-            r0, r1 = int(coded[s]), int(coded[e - 1]) + 1
-            dec.decode_into(out[r0:r1].reshape(-1), models[k])
+        starts = np.concatenate(([0], brk)).tolist()
+        ends = np.concatenate((brk, [coded.size])).tolist()
+
+        def batch(lo: int, hi: int) -> None:  # coded rows lo..hi-1, each under its own (row_len, k)
+            if hi > lo:
+                k = k_coded[lo:hi].astype(np.float64)
+                pairs = np.stack([(row_len - k) / row_len, k / row_len], axis=1)  # as _row_model computes them
+                bits = dec.decode_per_symbol(np.repeat(pairs, row_len, axis=0))
+                out[coded[lo:hi]] = bits.reshape(hi - lo, row_len).astype(bool)
+
+        pending = 0
+        for s, e in zip(starts, ends, strict=True):
+            if (e - s) * row_len >= _LONG_RUN:
+                batch(pending, s)
+                r0, r1 = int(coded[s]), int(coded[e - 1]) + 1
+                dec.decode_into(out[r0:r1].reshape(-1), _row_model(row_len, int(k_coded[s])))
+                pending = e
+            elif (e - pending) * row_len >= ans.CHUNK:
+                batch(pending, e)
+                pending = e
+        batch(pending, coded.size)
         got = np.count_nonzero(out[coded], axis=1)
         bad = np.flatnonzero(got != k_coded)
         if bad.size:
