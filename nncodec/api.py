@@ -127,7 +127,7 @@ class NncFile:
     def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS) -> None:
         if framework not in ("pt", "torch", "np", "numpy"):
             raise BadArgumentError(f"framework must be 'pt' or 'np', not {framework!r}")
-        if framework in ("pt", "torch"):
+        if framework in ("pt", "torch") and device != "cpu":  # "cpu" needs no check (and no torch import)
             check_device(device)
         self._closed = False
         self._tf: TensorFile = open_tensor_file(source, limits)
