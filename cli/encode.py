@@ -85,7 +85,7 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 
 @click.command(epilog=EPILOG, short_help="Compress a checkpoint (.pt, .safetensors, .npz...) into .nnc.")
 @click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file [default: INPUT with .nnc].")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file, or - for stdout [default: INPUT with .nnc].")
 @click.option("--prefer", type=click.Choice(PREFER_CHOICES), default="balanced", show_default=True,
               help="size: smallest file; balanced: entropy coding only when it saves >1/64; speed: fastest decode.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
@@ -127,7 +127,7 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, any_exte
         sizes = {name: unique_nbytes({name: t}) for name, t in tensors.items()}
         stages = 2 if compressor is not None else 1
         bar.phase(f"quantizing {plural(len(tensors), 'tensor')} ({lossy})" if lossy else
-                  f"coding {plural(len(tensors), 'tensor')} losslessly", total=stages * raw)
+                  f"coding {plural(len(tensors), 'tensor')} losslessly", total=raw)
 
         coding = [stages == 1]
 
@@ -135,7 +135,7 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, any_exte
             if stage == "code" and not coding[0]:
                 coding[0] = True
                 bar.phase(f"coding {plural(len(tensors), 'tensor')}")
-            bar.update(sizes.get(name, 0))
+            bar.update(sizes.get(name, 0) // stages)  # the bar counts input bytes; each stage is half the work
 
         data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step)
         bar.phase(f"writing {'stdout' if to_stdout else out}")
