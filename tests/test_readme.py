@@ -19,6 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+RUN_ALL = ("import sys\nfor i, code in enumerate(sys.argv[1:]):\n"
+           "    exec(compile(code, f'<README python block {i}>', 'exec'), {'__name__': '__main__'})\n"
+           "    print('\\0block ok', flush=True)\n")
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -56,19 +59,28 @@ def test_every_code_block_runs(tmp_path):
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
            "OMP_NUM_THREADS": "1"}
     ran = checked = 0
+    python_blocks = []
     for i, (lang, body) in enumerate(blocks()):
         if lang == "bash" and "pip install" in body:
             check_install(body)
             checked += 1
-            continue
-        if lang == "bash" and body.strip() == "pytest":
+        elif lang == "bash" and body.strip() == "pytest":
             assert (ROOT / "tests").is_dir() and "testpaths" in (ROOT / "pyproject.toml").read_text()
             checked += 1
-            continue
-        cmd = ["bash", "-euo", "pipefail", "-c", body] if lang == "bash" else [sys.executable, "-c", body]
-        p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert p.returncode == 0, f"README block {i} ({lang}) failed:\n{body}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
-        ran += 1
+        elif lang == "bash":
+            p = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=300)
+            assert p.returncode == 0, f"README block {i} failed:\n{body}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
+            ran += 1
+        else:
+            python_blocks.append(body)
+    # The python blocks depend on no shell block: they run after them, in order, each in a fresh
+    # namespace of one interpreter (so torch is imported once), as if pasted into a new session.
+    p = subprocess.run([sys.executable, "-c", RUN_ALL, *python_blocks], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, f"a README python block failed:\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
+    assert p.stdout.count("\0block ok") == len(python_blocks)
+    ran += len(python_blocks)
     assert checked == 2 and ran == len(blocks()) - 2
 
 
