@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 import nncodec
+from nncodec.errors import NNCodecError
 
-from .common import display_name, nnc_source, plural, reading
+from .common import CliError, about, describe_os_error, display_name, nnc_source, plural
 from .report import format_report
 
 EPILOG = """\b
@@ -34,18 +35,30 @@ def info(files: tuple[Path, ...], as_json: bool) -> None:
     decoded for that); raw tensors are not decoded. A lossy file shows the relative L2 error of its
     weights, measured when it was encoded.
     """
-    reports = []
-    for file in files:
+    reports: list[dict] = []
+    failed = False
+    for i, file in enumerate(files):
         name = display_name(file)
-        with reading(name), nncodec.open(nnc_source(file)) as f:
-            report = f.info()
+        try:
+            with nncodec.open(nnc_source(file)) as f:
+                report = f.info()
+        except (NNCodecError, OSError) as e:
+            if len(files) == 1:
+                raise CliError(describe_os_error(e) if isinstance(e, OSError) else about(name, e)) from None
+            failed = True  # like verify: report it, go on with the other files, exit 1 at the end
+            message = describe_os_error(e) if isinstance(e, OSError) else about(name, e)
+            reports.append({"file": name, "error": message})
+            if not as_json:
+                click.echo(f"error: {message}", err=True)
+            continue
         if as_json:
             reports.append({"file": name, **report} if len(files) > 1 else report)
             continue
-        if len(reports) or file != files[0]:
+        if i:
             click.echo()
-        reports.append(report)
         click.echo(f"{name}: .nnc version {report['version']}, {plural(len(report['tensors']), 'tensor')}")
         click.echo(format_report(report))
     if as_json:
         click.echo(json.dumps(reports if len(files) > 1 else reports[0], indent=2))
+    if failed:
+        raise click.exceptions.Exit(1)

@@ -284,6 +284,11 @@ def test_stdin_stdout_several_files_and_json(ckpt, tmp_path):
     bad.write_bytes(bytes(data))
     p = nnc("info", "-", stdin=good.read_bytes())  # info -
     assert p.returncode == 0 and text(p)[0].startswith("stdin: .nnc version")
+    garbage = tmp_path / "notes.txt"
+    garbage.write_text("not a model")
+    p = nnc("info", good, garbage)  # one bad file among several: reported, the rest still shown, status 1
+    out, err = text(p)
+    assert p.returncode == 1 and out.startswith(f"{good}: .nnc version") and err.startswith(f"error: {garbage}: not an .nnc")
     reports = json.loads(nnc("info", good, good, "--json").stdout)  # several files
     assert [r["file"] for r in reports] == [str(good)] * 2 and reports[0]["file_bytes"] == good.stat().st_size
     p = nnc("verify", good, bad)  # a damaged file does not stop the others; the status says it
