@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -67,6 +68,34 @@ def nnc_source(path: Path) -> Any:
             raise CliError("'-' reads a .nnc file from stdin, but stdin is a terminal; pipe a file in")
         return sys.stdin.buffer.read()
     return path
+
+
+@contextmanager
+def stdin_checkpoint() -> Iterator[Path]:
+    """stdin's checkpoint bytes as a temporary file named by what they are (.safetensors, .npz, .pt):
+    checkpoint readers need a path and an extension; the file is removed afterwards."""
+    import tempfile
+    import zipfile
+
+    if is_terminal(sys.stdin):
+        raise CliError("'-' reads a checkpoint from stdin, but stdin is a terminal; pipe a file in")
+    data = sys.stdin.buffer.read()
+    if len(data) >= 9 and data[8:9] == b"{" and int.from_bytes(data[:8], "little") < len(data):
+        suffix = ".safetensors"
+    elif data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                suffix = ".npz" if all(n.endswith(".npy") for n in z.namelist()) else ".pt"
+        except zipfile.BadZipFile:
+            raise CliError("stdin looks like a ZIP archive but is not a valid one") from None
+    elif data[:1] == b"\x80":
+        suffix = ".pt"
+    else:
+        raise CliError("cannot tell the checkpoint format of stdin (safetensors, torch.save or .npz expected)")
+    with tempfile.TemporaryDirectory(prefix="nncodec-stdin-") as d:
+        path = Path(d) / f"stdin{suffix}"
+        path.write_bytes(data)
+        yield path
 
 
 def display_name(path: Path) -> str:

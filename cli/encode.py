@@ -17,7 +17,18 @@ from nncodec.codecs.base import PREFER_CHOICES
 from nncodec.container.writer import atomic_write
 from nncodec.io import read_checkpoint
 
-from .common import CliError, check_output, default_output, human_bytes, is_terminal, note, plural, progress
+from .common import (
+    CliError,
+    check_output,
+    default_output,
+    display_name,
+    human_bytes,
+    is_terminal,
+    note,
+    plural,
+    progress,
+    stdin_checkpoint,
+)
 from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor
 
 Compressor = Callable[[str, Any], Any]
@@ -59,6 +70,7 @@ Examples:
   nncodec encode model.pt -o model-int8.nnc --config int8     # lossy: prints the error it made
   nncodec encode model.pt -o pruned.nnc --bits 6 --sparsity 0.5
   nncodec encode model.pt -o - | ssh host 'cat > model.nnc'   # to stdout
+  curl -s https://example.org/model.safetensors | nncodec encode - -o model.nnc
 """
 
 
@@ -84,7 +96,7 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 
 
 @click.command(epilog=EPILOG, short_help="Compress a checkpoint (.pt, .safetensors, .npz...) into .nnc.")
-@click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file, or - for stdout [default: INPUT with .nnc].")
 @click.option("--prefer", type=click.Choice(PREFER_CHOICES), default="balanced", show_default=True,
               help="size: smallest file; balanced: entropy coding only when it saves >1/64; speed: fastest decode.")
@@ -105,8 +117,11 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, any_exte
     INPUT is a .pt/.pth/.bin/.ckpt checkpoint (read only with torch.load(weights_only=True); the state
     dict may sit under 'state_dict' or 'model'), a .safetensors file, a sharded *.safetensors.index.json
     or an .npz archive. Plain values in a checkpoint (epoch, config strings) and the file's own
-    metadata are kept as metadata. OUTPUT '-' writes the .nnc bytes to stdout.
+    metadata are kept as metadata. INPUT '-' reads a checkpoint from stdin (its format is recognised
+    from its bytes); OUTPUT '-' writes the .nnc bytes to stdout.
     """
+    if output is None and str(source) == "-":
+        raise CliError("encoding stdin needs -o OUTPUT.nnc (or -o - for stdout)")
     out = output or default_output(source, ".nnc")
     to_stdout = str(out) == "-"
     check_nnc_name(out, any_extension)
@@ -117,8 +132,12 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, any_exte
         check_output(out, force, source)
     lossy = lossy_description(compressor_options)
     with progress("encode", quiet=quiet) as bar:
-        bar.phase(f"reading {source}")
-        tensors, meta, notes = read_checkpoint(source)
+        bar.phase(f"reading {display_name(source)}")
+        if str(source) == "-":
+            with stdin_checkpoint() as path:
+                tensors, meta, notes = read_checkpoint(path)
+        else:
+            tensors, meta, notes = read_checkpoint(source)
         for message in notes if not quiet else ():
             note(message)
         meta.update(metadata)
