@@ -6,30 +6,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from nncodec.errors import NNCodecError
 
-from .common import Interrupted, is_terminal
+from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line
 
 METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
 ARCH_NAMES = ("lenet300", "lenet5")
 
 
-class PruneError(click.ClickException):
-    """One `error: ...` line on stderr, exit code 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+PruneError = CliError  # one `error: ...` line on stderr, exit code 1
 
 
 def _one_line(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        name = err.filename2 if err.filename2 is not None else err.filename
-        return f"{name}: {err.strerror}" if name is not None else err.strerror
-    return " ".join(str(err).split()) or type(err).__name__
+    return describe_os_error(err) if isinstance(err, OSError) else one_line(err)
 
 
 def _check_output(path: Path, force: bool, what: str) -> None:
