@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +20,8 @@ from nncodec.errors import NNCodecError
 from nncodec.io import INDEX_SUFFIX
 
 PROGRESS_DELAY_S = 2.0  # the bar appears only when the work takes longer than this
+TICK_S = 0.5  # how often a shown bar is redrawn while one step runs (elapsed time keeps moving)
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, the shell convention for Ctrl-C
 
 
 class CliError(click.ClickException):
@@ -24,6 +29,15 @@ class CliError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+
+
+class Interrupted(CliError):
+    """Ctrl-C: `error: interrupted` and exit status 130, as shells expect (not click's "Aborted!", 1)."""
+
+    exit_code = INTERRUPTED_EXIT
+
+    def __init__(self) -> None:
+        super().__init__("interrupted")
 
 
 def one_line(err: BaseException | str) -> str:
@@ -45,6 +59,47 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
         yield
     except NNCodecError as e:
         raise CliError(about(path, e)) from None
+
+
+def nnc_source(path: Path) -> Any:
+    """What nncodec.open takes for a command-line FILE: the path, or stdin's bytes for `-`."""
+    if str(path) == "-":
+        if is_terminal(sys.stdin):
+            raise CliError("'-' reads a .nnc file from stdin, but stdin is a terminal; pipe a file in")
+        return sys.stdin.buffer.read()
+    return path
+
+
+@contextmanager
+def stdin_checkpoint() -> Iterator[Path]:
+    """stdin's checkpoint bytes as a temporary file named by what they are (.safetensors, .npz, .pt):
+    checkpoint readers need a path and an extension; the file is removed afterwards."""
+    import tempfile
+    import zipfile
+
+    if is_terminal(sys.stdin):
+        raise CliError("'-' reads a checkpoint from stdin, but stdin is a terminal; pipe a file in")
+    data = sys.stdin.buffer.read()
+    if len(data) >= 9 and data[8:9] == b"{" and int.from_bytes(data[:8], "little") < len(data):
+        suffix = ".safetensors"
+    elif data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as z:
+                suffix = ".npz" if all(n.endswith(".npy") for n in z.namelist()) else ".pt"
+        except zipfile.BadZipFile:
+            raise CliError("stdin looks like a ZIP archive but is not a valid one") from None
+    elif data[:1] == b"\x80":
+        suffix = ".pt"
+    else:
+        raise CliError("cannot tell the checkpoint format of stdin (safetensors, torch.save or .npz expected)")
+    with tempfile.TemporaryDirectory(prefix="nncodec-stdin-") as d:
+        path = Path(d) / f"stdin{suffix}"
+        path.write_bytes(data)
+        yield path
+
+
+def display_name(path: Path) -> str:
+    return "stdin" if str(path) == "-" else os.fspath(path)
 
 
 def plural(n: int, word: str) -> str:
@@ -96,19 +151,75 @@ def human_bytes(n: float) -> str:
     return f"{n:,.1f} TB"  # pragma: no cover
 
 
-def tensor_nbytes(value: Any) -> int:
-    """Bytes of a torch tensor or numpy array, for progress bars and ratios."""
-    if hasattr(value, "element_size"):
-        return int(value.numel()) * int(value.element_size())
-    return int(getattr(value, "nbytes", 0))
+def is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+class Progress:
+    """The one progress policy of every command.
+
+    On a terminal: a byte-weighted bar on stderr for work that takes longer than `delay` seconds. It
+    appears as soon as the delay has passed, even in the middle of one long step (a ticker thread
+    redraws it), and it is drawn at 100 % before it is cleared. Not on a terminal (pipes, logs, CI):
+    one line per phase, `COMMAND: PHASE`. With `quiet`: nothing. The library itself never prints.
+    """
+
+    def __init__(self, command: str, *, quiet: bool = False, stream: Any = None, delay: float = PROGRESS_DELAY_S,
+                 unit: str = "B") -> None:
+        self.command = command
+        self.stream = stream if stream is not None else sys.stderr
+        self.lines = not quiet and not is_terminal(self.stream)
+        self.start = time.monotonic()
+        self.delay = delay
+        self.bar: tqdm | None = None
+        self._stop = threading.Event()
+        if not quiet and not self.lines:
+            self.bar = tqdm(total=None, desc=command, unit=unit, unit_scale=unit == "B", file=self.stream,
+                            leave=False, delay=delay, dynamic_ncols=True)
+            threading.Thread(target=self._tick, daemon=True).start()
+
+    def _tick(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        while not self._stop.is_set():
+            bar = self.bar
+            if bar is not None:
+                bar.refresh()
+            self._stop.wait(TICK_S)
+
+    def phase(self, text: str, total: int | None = None) -> None:
+        """Start a phase: a line off a terminal, the bar's label on one; `total` sets the bar's total."""
+        if self.lines:
+            click.echo(f"{self.command}: {text}", file=self.stream)
+        if self.bar is not None:
+            self.bar.set_description_str(text, refresh=False)
+            if total is not None:
+                self.bar.total = total
+
+    def update(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        """Stop the ticker; a bar that was shown is drawn full (100 %) and then cleared."""
+        self._stop.set()
+        bar, self.bar = self.bar, None
+        if bar is None:
+            return
+        if time.monotonic() - self.start >= self.delay:
+            if bar.total is not None:
+                bar.n = bar.total
+            bar.refresh()
+        bar.close()
 
 
 @contextmanager
-def progress_bar(total_bytes: int, desc: str) -> Iterator[tqdm]:
-    """A byte-weighted bar on stderr; silent when stderr is not a terminal or the job is short."""
-    bar = tqdm(total=total_bytes, desc=desc, unit="B", unit_scale=True, file=sys.stderr, leave=False,
-               delay=PROGRESS_DELAY_S, disable=not sys.stderr.isatty())
+def progress(command: str, *, quiet: bool = False, **kwargs: Any) -> Iterator[Progress]:
+    p = Progress(command, quiet=quiet, **kwargs)
     try:
-        yield bar
+        yield p
     finally:
-        bar.close()
+        p.close()

@@ -2,47 +2,88 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import click
 
 import nncodec
-from nncodec.dtypes import DTYPES
-from nncodec.io import output_format, write_checkpoint
+from nncodec.container.writer import atomic_write
+from nncodec.io import checkpoint_bytes, output_format
 
-from .common import check_output, default_output, human_bytes, note, plural, progress_bar, reading
+from .common import (
+    CliError,
+    check_output,
+    default_output,
+    display_name,
+    human_bytes,
+    is_terminal,
+    nnc_source,
+    note,
+    plural,
+    progress,
+    reading,
+)
+from .report import raw_bytes
 
 EPILOG = """\b
 Examples:
   nncodec decode model.nnc                     # writes model.safetensors
   nncodec decode model.nnc -o model.pt         # a plain state dict for torch.load
   nncodec decode model.nnc -o restored.safetensors --force
+  cat model.nnc | nncodec decode - -o - --format pt > model.pt
 """
 
 
 @click.command(epilog=EPILOG, short_help="Decode a .nnc file to .safetensors or .pt.")
-@click.argument("source", metavar="INPUT.nnc", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output file ending in .safetensors or .pt [default: INPUT with .safetensors].")
+@click.argument("source", metavar="INPUT.nnc", type=click.Path(dir_okay=True, allow_dash=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(allow_dash=True, path_type=Path),
+              help="Output file ending in .safetensors or .pt, or - for stdout [default: INPUT with .safetensors].")
+@click.option("--format", "fmt", type=click.Choice(("safetensors", "pt")), default=None,
+              help="Output format [default: from OUTPUT's extension; safetensors for stdout].")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(source: Path, output: Path | None, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, notes or summary).")
+def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_json: bool, quiet: bool) -> None:
     """Decode every tensor of a .nnc file and write them as .safetensors (with the file's metadata)
-    or as a .pt state dict (torch.save of a dict of tensors; metadata is not kept)."""
+    or as a .pt state dict (torch.save of a dict of tensors; metadata is not kept). INPUT '-' reads
+    stdin; OUTPUT '-' writes to stdout."""
+    if output is None and str(source) == "-":
+        raise CliError("decoding stdin needs -o OUTPUT (a file, or - for stdout)")
     out = output or default_output(source, ".safetensors")
-    fmt = output_format(out)
-    check_output(out, force, source)
-    with reading(source), nncodec.open(source) as f:
+    to_stdout = str(out) == "-"
+    if to_stdout:
+        fmt = fmt or "safetensors"
+        if is_terminal(sys.stdout):
+            raise CliError("refusing to write binary data to a terminal; redirect stdout or give -o FILE")
+    else:
+        fmt = fmt or output_format(out)
+        check_output(out, force, source)
+    name = display_name(source)
+    with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source)) as f:
         report = f.info()
-        sizes = {t["name"]: t.get("numel", 0) * DTYPES[t["dtype"]].itemsize if "dtype" in t else 0
-                 for t in report["tensors"]}
+        sizes = {t["name"]: raw_bytes({"tensors": [t]}) for t in report["tensors"]}
+        bar.phase(f"decoding {plural(len(f), 'tensor')} of {name}", total=raw_bytes(report))
         f.check_memory()  # every tensor is kept until written: refuse before decoding what cannot fit
         tensors = {}
-        with progress_bar(sum(sizes.values()), "decoding") as bar:
-            for name in f:
-                tensors[name] = f.get_tensor(name)
-                bar.update(sizes.get(name, 0))
+        for tname in f:
+            tensors[tname] = f.get_tensor(tname)
+            bar.update(sizes.get(tname, 0))
         metadata = f.metadata()
-    written = write_checkpoint(tensors, out, metadata, overwrite=force, fmt=fmt)
-    if fmt == "pt" and metadata:
+        bar.phase(f"writing {'stdout' if to_stdout else out}")
+        data = checkpoint_bytes(tensors, fmt, metadata)
+        if to_stdout:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            atomic_write(out, data, overwrite=force)
+    if fmt == "pt" and metadata and not quiet:
         note(f"a .pt state dict has no place for metadata: {len(metadata)} entries not written (use .safetensors)")
-    click.echo(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(written)}")
+    where = "stdout" if to_stdout else str(out)
+    if as_json:
+        click.echo(json.dumps({"output": where, "format": fmt, "tensors": len(tensors), "bytes": len(data)}, indent=2),
+                   err=to_stdout)
+    elif not quiet:
+        click.echo(f"wrote {where}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}", err=to_stdout)
+

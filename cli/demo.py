@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def bit_exact(a: object, b: object) -> bool:
 @click.command(epilog=EPILOG, short_help="Encode a bundled trained model (no download).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Also write the .nnc file here.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def demo(output: Path | None, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the byte report as JSON (with the round-trip result).")
+def demo(output: Path | None, force: bool, as_json: bool) -> None:
     """Losslessly encode a small MLP trained on Fashion-MNIST (shipped inside the package), print the
     byte table and the size against float32, and check that decoding gives back the exact bits."""
     if output is not None:
@@ -46,15 +48,20 @@ def demo(output: Path | None, force: bool) -> None:
     with nncodec.open(data) as f:
         report = f.info()
         decoded = {name: f.get_tensor(name) for name in f}
+    bad = [n for n in tensors if n not in decoded or not bit_exact(tensors[n], decoded[n])]
+    if bad or len(decoded) != len(tensors):
+        raise CliError(f"round trip differs for {', '.join(bad) or 'the tensor list'}")
+    if output is not None:
+        atomic_write(output, data, overwrite=force)
+    if as_json:
+        click.echo(json.dumps({"source": DEMO_CHECKPOINT, "round_trip": "bit-exact", "output": output and str(output),
+                               **report}, indent=2))
+        return
     click.echo(f"{DEMO_CHECKPOINT} -> .nnc (lossless)")
     click.echo(format_report(report))
     f32 = 4 * report["parameters"]
     click.echo(f"\n{len(data):,} bytes vs {f32:,} bytes as float32: {len(data) / f32:.1%} "
                f"({1 - len(data) / f32:.1%} smaller)")
-    bad = [n for n in tensors if n not in decoded or not bit_exact(tensors[n], decoded[n])]
-    if bad or len(decoded) != len(tensors):
-        raise CliError(f"round trip differs for {', '.join(bad) or 'the tensor list'}")
     click.echo(f"round trip: all {len(tensors)} tensors decode bit-exactly")
     if output is not None:
-        atomic_write(output, data, overwrite=force)
         click.echo(f"wrote {output}")

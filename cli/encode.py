@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,12 +11,25 @@ from typing import Any
 import click
 
 import nncodec
+from nncodec import fidelity
+from nncodec.api import unique_nbytes
 from nncodec.codecs.base import PREFER_CHOICES
 from nncodec.container.writer import atomic_write
 from nncodec.io import read_checkpoint
 
-from .common import check_output, default_output, human_bytes, note, plural, progress_bar, tensor_nbytes
-from .lossy import LOSSY_OPTIONS, build_lossy_compressor
+from .common import (
+    CliError,
+    check_output,
+    default_output,
+    display_name,
+    human_bytes,
+    is_terminal,
+    note,
+    plural,
+    progress,
+    stdin_checkpoint,
+)
+from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor
 
 Compressor = Callable[[str, Any], Any]
 
@@ -48,43 +63,124 @@ def _compressor_options(f: Callable) -> Callable:
 
 EPILOG = """\b
 Examples:
-  nncodec encode model.pt                      # writes model.nnc
+  nncodec encode model.pt                      # lossless: writes model.nnc
   nncodec encode model.safetensors -o small.nnc --prefer size
   nncodec encode model.safetensors.index.json -o model.nnc
   nncodec encode weights.npz -o weights.nnc -m arch=mlp -m dataset=fashion-mnist --force
+  nncodec encode model.pt -o model-int8.nnc --config int8     # lossy: prints the error it made
+  nncodec encode model.pt -o pruned.nnc --bits 6 --sparsity 0.5
+  nncodec encode model.pt -o - | ssh host 'cat > model.nnc'   # to stdout
+  curl -s https://example.org/model.safetensors | nncodec encode - -o model.nnc
 """
 
 
+def lossy_description(options: dict[str, Any]) -> str:
+    """The lossy options as given on the command line (`--config balanced --sparsity 0.5`)."""
+    parts = []
+    for key in LOSSY_KEYS:
+        value = options.get(key)
+        if value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def check_nnc_name(out: Path, any_extension: bool) -> None:
+    """`encode` writes .nnc bytes: another extension would mislead every tool that trusts it."""
+    if str(out) == "-" or any_extension or out.name.lower().endswith(".nnc"):
+        return
+    hint = " (to write .safetensors or .pt, use `nncodec decode`)" if out.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin") else ""
+    raise CliError(f"{out} does not end in .nnc: encode writes .nnc files{hint}; "
+                   "pass --any-extension to use this name anyway")
+
+
 @click.command(epilog=EPILOG, short_help="Compress a checkpoint (.pt, .safetensors, .npz...) into .nnc.")
-@click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file [default: INPUT with .nnc].")
+@click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file, or - for stdout [default: INPUT with .nnc].")
 @click.option("--prefer", type=click.Choice(PREFER_CHOICES), default="balanced", show_default=True,
               help="size: smallest file; balanced: entropy coding only when it saves >1/64; speed: fastest decode.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--any-extension", "any_extension", is_flag=True, help="Allow an OUTPUT name not ending in .nnc.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (sizes, ratio, lossy error).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no progress, notes or summary).")
 @click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata,
               help="Store a metadata string in the file (repeatable).")
 @_compressor_options
-def encode(source: Path, output: Path | None, prefer: str, force: bool, metadata: dict[str, str],
-           **compressor_options: Any) -> None:
-    """Compress a checkpoint into a .nnc file (lossless: every tensor decodes bit-exactly).
+def encode(source: Path, output: Path | None, prefer: str, force: bool, any_extension: bool, as_json: bool,
+           quiet: bool, metadata: dict[str, str], **compressor_options: Any) -> None:
+    """Compress a checkpoint into a .nnc file. Lossless by default: every tensor decodes bit-exactly.
+    Any lossy option (--config, --bits, --step, --rel-error, --codebook, --sparsity, --rd-lambda)
+    makes it lossy: the output then says so and prints the relative L2 error of the weights, which
+    `nncodec info` shows later too.
 
     INPUT is a .pt/.pth/.bin/.ckpt checkpoint (read only with torch.load(weights_only=True); the state
     dict may sit under 'state_dict' or 'model'), a .safetensors file, a sharded *.safetensors.index.json
     or an .npz archive. Plain values in a checkpoint (epoch, config strings) and the file's own
-    metadata are kept as metadata.
+    metadata are kept as metadata. INPUT '-' reads a checkpoint from stdin (its format is recognised
+    from its bytes); OUTPUT '-' writes the .nnc bytes to stdout.
     """
+    if output is None and str(source) == "-":
+        raise CliError("encoding stdin needs -o OUTPUT.nnc (or -o - for stdout)")
     out = output or default_output(source, ".nnc")
-    check_output(out, force, source)
-    tensors, meta, notes = read_checkpoint(source)
-    for message in notes:
-        note(message)
-    meta.update(metadata)
-    compressor = build_compressor({**compressor_options, "tensors": tensors})
-    sizes = {name: tensor_nbytes(t) for name, t in tensors.items()}
-    with progress_bar(sum(sizes.values()), "encoding") as bar:
-        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor,
-                            progress=lambda name: bar.update(sizes.get(name, 0)))
-    atomic_write(out, data, overwrite=force)
-    raw = sum(sizes.values())
-    ratio = f" ({len(data) / raw:.1%} of {human_bytes(raw)})" if raw else ""
-    click.echo(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}{ratio}")
+    to_stdout = str(out) == "-"
+    check_nnc_name(out, any_extension)
+    if to_stdout:
+        if is_terminal(sys.stdout):
+            raise CliError("refusing to write .nnc bytes to a terminal; redirect stdout or give -o FILE.nnc")
+    else:
+        check_output(out, force, source)
+    lossy = lossy_description(compressor_options)
+    with progress("encode", quiet=quiet) as bar:
+        bar.phase(f"reading {display_name(source)}")
+        if str(source) == "-":
+            with stdin_checkpoint() as path:
+                tensors, meta, notes = read_checkpoint(path)
+        else:
+            tensors, meta, notes = read_checkpoint(source)
+        for message in notes if not quiet else ():
+            note(message)
+        meta.update(metadata)
+        compressor = build_compressor({**compressor_options, "tensors": tensors})
+        raw = unique_nbytes(tensors)
+        sizes = {name: unique_nbytes({name: t}) for name, t in tensors.items()}
+        stages = 2 if compressor is not None else 1
+        bar.phase(f"quantizing {plural(len(tensors), 'tensor')} ({lossy})" if lossy else
+                  f"coding {plural(len(tensors), 'tensor')} losslessly", total=raw)
+
+        coding = [stages == 1]
+
+        def step(stage: str, name: str) -> None:
+            if stage == "code" and not coding[0]:
+                coding[0] = True
+                bar.phase(f"coding {plural(len(tensors), 'tensor')}")
+            bar.update(sizes.get(name, 0) // stages)  # the bar counts input bytes; each stage is half the work
+
+        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step)
+        bar.phase(f"writing {'stdout' if to_stdout else out}")
+        if to_stdout:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            atomic_write(out, data, overwrite=force)
+    with nncodec.open(data) as f:
+        summary = f.error_summary()
+    warn = fidelity.warning(summary)
+    if warn:
+        click.echo(f"warning: {warn}", err=True)
+    if as_json:
+        report = {"output": str(out), "tensors": len(tensors), "file_bytes": len(data), "uncompressed_bytes": raw,
+                  "fraction": len(data) / raw if raw else None, "lossless": compressor is None,
+                  "lossy_options": lossy or None, "error": summary}
+        click.echo(json.dumps(report, indent=2), err=to_stdout)
+        return
+    if quiet:
+        return
+    ratio = f" ({len(data) / raw:.1%} of {human_bytes(raw)} uncompressed)" if raw else ""
+    kind = f"lossy: {lossy}" if compressor is not None else "lossless"
+    click.echo(f"wrote {out if not to_stdout else 'stdout'} ({kind}): {plural(len(tensors), 'tensor')}, "
+               f"{human_bytes(len(data))}{ratio}", err=to_stdout)
+    if summary:
+        click.echo("error of the decoded values against the input:", err=to_stdout)
+        for line in fidelity.describe(summary):
+            click.echo(f"  {line}", err=to_stdout)

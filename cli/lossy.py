@@ -100,9 +100,11 @@ def _load_state(path: Path) -> dict:
 @click.option("--prefer", type=click.Choice(("size", "balanced", "speed")), default="balanced", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result (sizes, accuracies, settings) as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, phase lines or summary).")
 def budget(arch: str, data_dir: Path, max_drop: float, output: Path, checkpoint: Path | None, epochs: int | None,
            calibrate: bool, per_channel: bool, lambdas: str, max_evals: int, prefer: str, seed: int,
-           force: bool) -> None:
+           force: bool, as_json: bool, quiet: bool) -> None:
     """Find the smallest .nnc file of a built-in classifier whose test accuracy stays within
     --max-drop points of the uncompressed model (post-training: no retraining).
 
@@ -114,7 +116,11 @@ def budget(arch: str, data_dir: Path, max_drop: float, output: Path, checkpoint:
     from nncodec.container.writer import atomic_write
     from nncodec.datasets import load_fashion_mnist
 
-    from .common import CliError, check_output, human_bytes
+    from .common import CliError, check_output, human_bytes, is_terminal
+
+    def say(msg: str) -> None:  # a line per phase off a terminal (logs, CI); the search bar on one
+        if not quiet:
+            click.echo(f"budget: {msg}", err=True)
 
     check_output(output, force, data_dir)
     try:
@@ -132,24 +138,39 @@ def budget(arch: str, data_dir: Path, max_drop: float, output: Path, checkpoint:
             raise CliError(f"{checkpoint}: not a {arch} checkpoint ({' '.join(str(e).split())[:200]})") from None
     else:
         n_epochs = epochs or (12 if arch == "lenet300" else 4)
-        click.echo(f"training {arch} for {n_epochs} epochs...", err=True)
+        say(f"training {arch} for {n_epochs} epochs")
         models.train(model, x_train, y_train, epochs=n_epochs, seed=seed,
-                     progress=lambda e, loss: click.echo(f"  epoch {e + 1}: loss {loss:.4f}", err=True))
+                     progress=lambda e, loss: say(f"  epoch {e + 1}: loss {loss:.4f}"))
         if checkpoint is not None:
             from safetensors.torch import save_file
 
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(checkpoint))
-            click.echo(f"saved the trained weights to {checkpoint}", err=True)
+            say(f"saved the trained weights to {checkpoint}")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if calibrate:
+        say("calibrating: layer statistics from training images")
     stats = models.layer_statistics(model, x_train) if calibrate else None
     evaluate = models.make_evaluator(arch, x_test, y_test)
     t0 = time.perf_counter()
+    bar = not quiet and is_terminal(sys.stderr)
+    if not bar:
+        say(f"searching: at most {max_evals} evaluations of decoded candidates (this can take minutes)")
     result = search_budget(state, evaluate, max_drop, statistics=stats, per_channel=per_channel, lambdas=lams,
                            prefer=prefer, max_evals=max_evals, metadata={"arch": arch},
-                           progress=sys.stderr.isatty())
+                           progress=bar)
     seconds = time.perf_counter() - t0
     atomic_write(output, result.data, overwrite=force)
     raw = sum(v.numel() * v.element_size() for v in state.values())
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"output": str(output), "file_bytes": len(result.data), "float32_bytes": raw,
+                               "accuracy": result.score, "baseline_accuracy": result.baseline,
+                               "max_drop": max_drop, "evaluations": result.evaluations, "seconds": round(seconds, 1),
+                               "settings": {k: str(v) for k, v in result.settings.items()}}, indent=2))
+        return
+    if quiet:
+        return
     click.echo(f"wrote {output}: {human_bytes(len(result.data))} ({raw / len(result.data):.1f}x smaller than "
                f"float32), accuracy {result.score:.2f}% (uncompressed {result.baseline:.2f}%, "
                f"drop {result.baseline - result.score:.2f} <= {max_drop}), {result.evaluations} evaluations "

@@ -1,7 +1,7 @@
 """Entry point of the `nncodec` command; the commands live in their own modules.
 
-Every failure is one `error: ...` line on stderr with exit code 1 (usage errors: click's code 2);
-a traceback is a bug. Set NNCODEC_DEBUG=1 to see one anyway.
+Every failure is one `error: ...` line on stderr with exit code 1 (usage errors: click's code 2;
+Ctrl-C: `error: interrupted`, 130); a traceback is a bug. Set NNCODEC_DEBUG=1 to see one anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 
 from nncodec.errors import NNCodecError
 
-from .common import CliError, describe_os_error, one_line
+from .common import CliError, Interrupted, describe_os_error, one_line
 from .decode import decode
 from .demo import demo
 from .encode import encode
@@ -41,7 +41,7 @@ class NncodecGroup(click.Group):
         except OSError as e:
             raise CliError(describe_os_error(e)) from None
         except KeyboardInterrupt:
-            raise click.Abort() from None
+            raise Interrupted() from None
         except Exception as e:
             if os.environ.get("NNCODEC_DEBUG"):
                 raise

@@ -6,28 +6,22 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from nncodec.errors import NNCodecError
 
+from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line
+
 METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
 ARCH_NAMES = ("lenet300", "lenet5")
 
 
-class PruneError(click.ClickException):
-    """One `error: ...` line on stderr, exit code 1."""
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+PruneError = CliError  # one `error: ...` line on stderr, exit code 1
 
 
 def _one_line(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        name = err.filename2 if err.filename2 is not None else err.filename
-        return f"{name}: {err.strerror}" if name is not None else err.strerror
-    return " ".join(str(err).split()) or type(err).__name__
+    return describe_os_error(err) if isinstance(err, OSError) else one_line(err)
 
 
 def _check_output(path: Path, force: bool, what: str) -> None:
@@ -39,7 +33,18 @@ def _check_output(path: Path, force: bool, what: str) -> None:
         raise PruneError(f"{path} already exists (use --force to overwrite it)")
 
 
-@click.command("prune")
+EPILOG = """\b
+Examples:
+  nncodec prune --method drr --arch lenet300 --data fashion-mnist/ -o lenet300-drr.nnc
+  nncodec prune --method pmmp --arch lenet5 --data fashion-mnist/ --epochs 20 -o lenet5.nnc --report r.json
+  nncodec prune --method tamade --arch lenet300 --data fashion-mnist/ --dense dense.safetensors -o t.nnc
+  nncodec prune --method rl1 --arch lenet300 --data mnist/ -o small.nnc --quiet --json > result.json
+\b
+Your own model and data loader: see examples/prune_your_model.py (the Python API).
+"""
+
+
+@click.command("prune", epilog=EPILOG, short_help="Train, prune and store a built-in classifier (real file bytes).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), required=True, help="Pruning method.")
 @click.option("--arch", type=click.Choice(ARCH_NAMES), required=True, help="Built-in architecture.")
 @click.option("--data", "data_dir", type=click.Path(), required=True,
@@ -59,10 +64,11 @@ def _check_output(path: Path, force: bool, what: str) -> None:
 @click.option("-o", "--output", type=click.Path(), required=True, help="The .nnc file to write.")
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a JSON report here.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, no phase lines, no summary).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the summary line.")
 def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
-          output: str, report_path: str | None, force: bool, quiet: bool) -> None:
+          output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Train ARCH densely, prune it with METHOD, store it as a .nnc file and report its real size.
 
     The report holds the dense and compressed test accuracy, the file's bytes, its ratio to float32
@@ -76,11 +82,14 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
     try:
         from nncodec.compress.training import recipes
 
-        progress = not quiet
+        progress = not quiet and is_terminal(sys.stderr)  # tqdm bars only on a terminal, never into pipes
 
         def say(msg: str) -> None:
             if not quiet:
-                click.echo(msg, err=True)
+                click.echo(f"prune: {msg}", err=True)
+
+        say(f"reading {data_dir}; training {arch} densely" if dense_path is None or not Path(dense_path).exists()
+            else f"reading {data_dir}; dense weights from {dense_path}")
 
         data = recipes.load_data(data_dir)
         dense = recipes.train_dense(arch, data, dense_epochs or max(epochs, 1), batch_size=batch_size, seed=seed,
@@ -102,7 +111,10 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
     except RuntimeError as e:  # torch failures (out of memory, CUDA errors)
         raise PruneError(_one_line(e)) from None
     except KeyboardInterrupt:
-        raise PruneError("interrupted") from None
-    click.echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32; paper-style estimate "
-               f"{report['paper_estimate_bytes']:,} B = 4 B x {report['nonzero']:,} non-zeros), test accuracy "
-               f"{report['compressed_test_accuracy']:.2f}% (dense {report['dense_test_accuracy']:.2f}%)")
+        raise Interrupted() from None
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+    elif not quiet:
+        click.echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32; paper-style estimate "
+                   f"{report['paper_estimate_bytes']:,} B = 4 B x {report['nonzero']:,} non-zero weights in the file), "
+                   f"test accuracy {report['compressed_test_accuracy']:.2f}% (dense {report['dense_test_accuracy']:.2f}%)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nncodec.fidelity import describe as describe_error
+
 HEADERS = ("name", "dtype", "shape", "part", "codec", "bytes", "bits/param")
 
 
@@ -46,7 +48,8 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def raw_bytes(report: dict[str, Any]) -> int:
-    """What the tensors take uncompressed, each in its own dtype (aliases counted once)."""
+    """What the tensors take uncompressed, each in its own dtype, each storage once (an alias, a tied
+    weight, adds nothing): the same definition as nncodec.api.unique_nbytes, used by `encode`."""
     from nncodec.dtypes import DTYPES
 
     return sum(t["numel"] * DTYPES[t["dtype"]].itemsize for t in report["tensors"] if "alias" not in t)
@@ -77,6 +80,10 @@ def format_report(report: dict[str, Any]) -> str:
                    f"steps {step[0]:.4g}..{step[1]:.4g}" if step else f"codebook of {t.get('codebook_size')}")
             sparsity = f", sparsity {t['sparsity']:.1%}" if "sparsity" in t else ""
             out.append(f"  {t['name']}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
+    if report.get("error"):
+        out.append(f"lossy: error of the decoded values, measured at encoding ({report.get('error_header_bytes', 0):,} "
+                   "header bytes):")
+        out.extend(f"  {line}" for line in describe_error(report["error"]))
     if report.get("metadata"):
         out.append("metadata:")
         for k, v in report["metadata"].items():

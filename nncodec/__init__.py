@@ -13,6 +13,7 @@ from .codecs.base import EncodeOptions
 from .components import Quantizer, QuantTensor, RawTensor
 from .errors import (
                      BadArgumentError,
+                     ClosedFileError,
                      CorruptFileError,
                      FormatError,
                      LimitExceededError,
@@ -28,5 +29,5 @@ __all__ = [
     "save_file", "load_file", "open", "load_into", "save", "load", "NncFile", "compress_to_budget",
     "EncodeOptions", "Limits", "DEFAULT_LIMITS", "RawTensor", "QuantTensor", "Quantizer",
     "NNCodecError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
-    "LimitExceededError", "BadArgumentError", "UnsupportedInputError",
+    "LimitExceededError", "BadArgumentError", "UnsupportedInputError", "ClosedFileError",
 ]

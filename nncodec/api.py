@@ -3,22 +3,25 @@ save / load and load_into for a torch module."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from . import fidelity
 from .codecs.base import EncodeOptions
 from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
-from .errors import BadArgumentError
+from .errors import BadArgumentError, ClosedFileError
 from .limits import DEFAULT_LIMITS, Limits
 from .tensorfile import Alias, TensorFile, encode_file, open_tensor_file
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
+Progress = Callable[[str, str], None]  # progress(stage, tensor name); stage "compress" or "code"
 
 
 def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -32,7 +35,8 @@ def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str] | None
 def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None = None,
                      progress: Callable[[str], None] | None = None) -> dict[str, RawTensor | QuantTensor | Alias]:
     """Components for every tensor: `compressor(name, tensor)` may return a component set or None
-    (None = lossless). Tensors that share memory (tied weights) are stored once, as aliases."""
+    (None = lossless). Tensors that share memory (tied weights) are stored once, as aliases;
+    `progress(name)` is called after each stored (non-alias) tensor is compressed."""
     if not isinstance(tensors, Mapping):
         raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
     out: dict[str, RawTensor | QuantTensor | Alias] = {}
@@ -40,7 +44,7 @@ def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None =
     for name, value in tensors.items():
         if not isinstance(name, str):
             raise BadArgumentError(f"tensor names must be strings, got {name!r}")
-        if isinstance(value, (RawTensor, QuantTensor)):
+        if isinstance(value, (RawTensor, QuantTensor, Alias)):
             out[name] = value
             continue
         key = storage_key(value)
@@ -59,19 +63,61 @@ def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None =
     return out
 
 
+def unique_nbytes(tensors: Mapping[str, Any]) -> int:
+    """The uncompressed size of `tensors`: each storage counted once, as it is stored once (tied
+    weights), each tensor in its own dtype. The one definition used by `encode`, `info` and the bar."""
+    total, seen = 0, set()
+    for value in tensors.values():
+        if isinstance(value, (RawTensor, QuantTensor)):
+            total += int(np.prod(value.shape, dtype=np.int64)) * value.dtype.itemsize
+            continue
+        if isinstance(value, Alias):
+            continue
+        key = storage_key(value)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        if hasattr(value, "element_size"):
+            total += int(value.numel()) * int(value.element_size())
+        else:
+            total += int(getattr(value, "nbytes", 0))
+    return total
+
+
 def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, *, prefer: str = "balanced",
-         compressor: Compressor | None = None, align: int = 1, progress: Callable[[str], None] | None = None) -> bytes:
-    """The bytes of a .nnc file holding `tensors` (lossless unless a compressor says otherwise);
-    `progress(name)` is called as each tensor is coded."""
+         compressor: Compressor | None = None, align: int = 1, progress: Progress | None = None) -> bytes:
+    """The bytes of a .nnc file holding `tensors` (lossless unless a compressor says otherwise).
+
+    `progress(stage, name)` is called after each stored tensor is compressed (stage "compress", only
+    with a compressor) and coded (stage "code"); nothing is printed. A lossy file carries the relative
+    L2 error of its weights (nncodec.fidelity), which `nncodec info` shows."""
     meta = _check_metadata(metadata)
-    return encode_file(compress_tensors(tensors, compressor), meta, EncodeOptions(prefer=prefer), align, progress)
+    comps = compress_tensors(tensors, compressor, (lambda n: progress("compress", n)) if progress and compressor else None)
+    summary = fidelity.measure(tensors, comps) if compressor else None
+    code_progress = None
+    if progress:
+        def code_progress(name: str) -> None:
+            if not isinstance(comps.get(name), Alias):
+                progress("code", name)
+    return encode_file(comps, meta, EncodeOptions(prefer=prefer), align, code_progress,
+                       optional={fidelity.HEADER_KEY: summary} if summary else None)
 
 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
               prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True) -> int:
     """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length)."""
     data = save(tensors, metadata, prefer=prefer, compressor=compressor)
-    atomic_write(filename, data, overwrite=overwrite)
+    name = os.fspath(filename)
+    try:
+        atomic_write(filename, data, overwrite=overwrite)
+    except FileExistsError:  # name the user's file, not the temporary one beside it
+        raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)", name) from None
+    except FileNotFoundError:
+        folder = os.path.dirname(os.path.abspath(name))
+        if os.path.isdir(folder):
+            raise
+        raise FileNotFoundError(errno.ENOENT, "the folder does not exist (create it first)", folder) from None
     return len(data)
 
 
@@ -81,33 +127,43 @@ class NncFile:
     def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS) -> None:
         if framework not in ("pt", "torch", "np", "numpy"):
             raise BadArgumentError(f"framework must be 'pt' or 'np', not {framework!r}")
+        if framework in ("pt", "torch") and device != "cpu":  # "cpu" needs no check (and no torch import)
+            check_device(device)
+        self._closed = False
         self._tf: TensorFile = open_tensor_file(source, limits)
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
         self._tied = set(self._tf.aliases.values())  # targets of aliases: cached so tied names share one object
 
+    def _open_file(self) -> TensorFile:
+        if self._closed:
+            raise ClosedFileError("this NncFile is closed: use it inside its `with nncodec.open(...)` block "
+                                  "(or call nncodec.load_file to keep every tensor)")
+        return self._tf
+
     def keys(self) -> list[str]:
-        return list(self._tf.names)
+        return list(self._open_file().names)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tf.names
+        return name in self._open_file().names
 
     def __len__(self) -> int:
-        return len(self._tf.names)
+        return len(self._open_file().names)
 
     def metadata(self) -> dict[str, str]:
-        return dict(self._tf.metadata)
+        return dict(self._open_file().metadata)
 
     def get_tensor(self, name: str) -> Any:
         """Decode one tensor, reading only its own sections. Tied names return the same object."""
-        target = self._tf.aliases.get(name, name)
+        tf = self._open_file()
+        target = tf.aliases.get(name, name)
         if target in self._cache:
             return self._cache[target]
-        dt, shape, words = self._tf.decode(target)
+        dt, shape, words = tf.decode(target)
         value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
         if target in self._tied:
             self._cache[target] = value
@@ -125,20 +181,26 @@ class NncFile:
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""
-        return self._tf.decode_components(name)
+        return self._open_file().decode_components(name)
 
     def info(self) -> dict:
         """Every byte of the file attributed to a part; see `nncodec info`."""
-        return self._tf.byte_report()
+        return self._open_file().byte_report()
 
     def verify(self) -> None:
         """Check every section checksum and decode every tensor; raises NNCodecError on damage."""
-        for s in self._tf.container.sections:
-            self._tf.container.read_section(s.index)
-        for name in self._tf.entries:
-            self._tf.decode(name)
+        tf = self._open_file()
+        for s in tf.container.sections:
+            tf.read_section(s.index)
+        for name in tf.entries:
+            tf.decode(name)
+
+    def error_summary(self) -> dict | None:
+        """The relative L2 error per tensor class stored by a lossy encode (None: lossless file)."""
+        return self._open_file().error_summary
 
     def close(self) -> None:
+        self._closed = True
         self._tf.container.close()
 
     def __enter__(self) -> NncFile:
@@ -146,6 +208,22 @@ class NncFile:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_device(device: object) -> None:
+    """Refuse a device this torch cannot use before anything is decoded (a typed error, not torch's)."""
+    from .convert import _torch
+
+    torch = _torch()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise BadArgumentError(f"{device!r} is not a torch device (use 'cpu', 'cuda', 'cuda:1', 'mps'...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadArgumentError(f"device {device!r} is not available: this torch build or machine has no CUDA "
+                               "(use device='cpu')")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise BadArgumentError(f"device {device!r} is not available on this machine (use device='cpu')")
 
 
 def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> NncFile:  # noqa: A001

@@ -33,3 +33,7 @@ class BadArgumentError(NNCodecError, ValueError):
 
 class UnsupportedInputError(NNCodecError):
     """The input (checkpoint, dtype, object) cannot be represented or read safely."""
+
+
+class ClosedFileError(NNCodecError, ValueError):
+    """An NncFile was used after it was closed (after its `with` block)."""

@@ -147,7 +147,7 @@ def split_checkpoint(obj: Any, path: str = "checkpoint") -> Checkpoint:
 
     The state dict is the top level, or the first of STATE_KEYS that holds tensors. Nested dicts
     (and lists) of tensors are flattened with dotted names; plain values (numbers, strings, lists of
-    them) become JSON-encoded metadata; anything else is skipped and named in the notes.
+    them) become metadata (strings as they are, the rest JSON-encoded); anything else is skipped and named in the notes.
     """
     tensors: dict[str, Any] = {}
     meta: dict[str, str] = {}
@@ -189,7 +189,9 @@ def split_checkpoint(obj: Any, path: str = "checkpoint") -> Checkpoint:
 
     def to_metadata(key: str, value: Any) -> None:
         try:
-            meta[key] = json.dumps(_json_value(value), allow_nan=True, ensure_ascii=False)
+            # strings as they are (like the safetensors index's metadata), everything else as JSON
+            meta[key] = value if isinstance(value, str) else json.dumps(_json_value(value), allow_nan=True,
+                                                                           ensure_ascii=False)
         except (TypeError, ValueError):
             notes.append(f"skipped {key!r} ({_describe(value)}, not tensors or plain values)")
 

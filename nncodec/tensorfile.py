@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import codecs, decode_memory
+from . import codecs, decode_memory, fidelity
 from .codecs.base import DecodeContext, EncodeOptions
 from .components import (
     CompressedTensor,
@@ -24,6 +24,7 @@ from .components import (
     check_quant_consistency,
     dequantize,
 )
+from .container import strict_json
 from .container.format import PREAMBLE_SIZE, is_optional
 from .container.reader import CONTAINER_KEYS, Container, header_int
 from .container.writer import assemble
@@ -73,9 +74,10 @@ class TensorEntry:
 
 def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str, str] | None = None,
                 options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
-                progress: Callable[[str], None] | None = None) -> bytes:
+                progress: Callable[[str], None] | None = None, optional: dict | None = None) -> bytes:
     """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`.
-    `progress(name)` is called after each tensor is coded (the CLI's progress bar)."""
+    `progress(name)` is called after each tensor is coded (the CLI's progress bar); `optional` holds
+    optional ("x-") header members, such as the lossy error summary of nncodec.fidelity."""
     sections: list[bytes] = []
     entries: dict[str, dict] = {}
 
@@ -116,6 +118,10 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
             _check_text(key, "metadata key")
             _check_text(value, f"metadata value of {key!r}")
         body["meta"] = dict(metadata)
+    for key, value in (optional or {}).items():
+        if not is_optional(key) or key in body:
+            raise BadArgumentError(f"{key!r} is not an optional header member name (they start with 'x-')")
+        body[key] = value
     return assemble(body, sections, align=align)
 
 
@@ -218,6 +224,8 @@ class TensorFile:
             if s.kind != "data" and s.index in used:
                 raise FormatError(f"section {s.index} of optional kind {s.kind!r} is used by tensor {used[s.index]!r}")
         self.names = list(raw_tensors)
+        self.owners = {index: (name, self.entries[name].parts) for index, name in used.items()}
+        self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
 
     def _parse_metadata(self, meta: object) -> dict[str, str]:
         if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
@@ -298,7 +306,18 @@ class TensorFile:
             raise KeyError(f"no tensor named {name!r} in this file") from None
 
     def _payload(self, part: Part) -> memoryview:
-        return memoryview(self.container.read_section(part.section))
+        return memoryview(self.read_section(part.section))
+
+    def read_section(self, index: int) -> bytes:
+        """Section `index` after its CRC check; a mismatch names the tensor and component it holds."""
+        try:
+            return self.container.read_section(index)
+        except CorruptFileError as e:
+            if index not in self.owners:
+                raise
+            name, parts = self.owners[index]
+            kind = next((k for k, p in parts.items() if p.section == index), "data")
+            raise CorruptFileError(f"tensor {name!r} ({kind}, section {index}): {e}") from None
 
     def _quantizer_values(self, e: TensorEntry) -> np.ndarray:
         """The step(s) or codebook of a quantized tensor: one step, one per index of the axis, or
@@ -447,6 +466,11 @@ class TensorFile:
             "tensors": tensors,
             "metadata": self.metadata,
         }
+        if self.error_summary is not None:
+            member = c.header.get(fidelity.HEADER_KEY)
+            report["error"] = self.error_summary
+            # its JSON text in the header, with key and comma (before the header's zstd compression, if any)
+            report["error_header_bytes"] = len(strict_json.dumps({fidelity.HEADER_KEY: member})) - 1
         accounted = PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + sum(t["bytes"] for t in tensors)
         if accounted != c.file_size:
             raise CorruptFileError(f"byte accounting found {accounted} bytes in a {c.file_size}-byte file")

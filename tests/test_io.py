@@ -52,7 +52,7 @@ def test_state_dict_found_under_key_rest_becomes_metadata_or_notes(tmp_path, key
     torch.save({key: state, "epoch": 3, "arch": "mlp", "sizes": [784, 10], "optimizer": opt}, tmp_path / "c.pt")
     tensors, meta, notes = read_checkpoint(tmp_path / "c.pt")
     assert_same(tensors, state)
-    assert meta == {"epoch": "3", "arch": '"mlp"', "sizes": "[784, 10]"}
+    assert meta == {"epoch": "3", "arch": "mlp", "sizes": "[784, 10]"}  # strings unquoted
     assert any(key in n for n in notes) and any("optimizer" in n for n in notes)
 
 

@@ -58,7 +58,9 @@ def parse_preamble(head: bytes, file_size: int) -> Preamble:
     if len(head) < 8 or head[:8] != MAGIC:
         if len(head) < 8 and MAGIC.startswith(head):
             raise CorruptFileError(f"file is {file_size} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble")
-        raise FormatError(f"not an .nnc file: this looks like {describe_foreign(head)}")
+        looks = describe_foreign(head)
+        raise FormatError(f"not an .nnc file: this looks like {looks}" if looks else
+                          "not an .nnc file: it does not start with the .nnc signature (\\x89NNC\\r\\n\\x1a\\n)")
     if len(head) < PREAMBLE_SIZE:
         raise CorruptFileError(f"file is {file_size} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble (truncated)")
     magic, major, minor, encoding, reserved, header_length, file_length, header_crc, crc = PREAMBLE.unpack(head[:PREAMBLE_SIZE])

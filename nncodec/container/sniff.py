@@ -6,7 +6,7 @@ from .format import MAGIC
 
 
 def describe_foreign(head: bytes) -> str:
-    """A short phrase for the kind of file whose first bytes are `head`."""
+    """A short phrase for the kind of file whose first bytes are `head` ("" when unknown)."""
     if head[:4] == MAGIC[:4] and head[:8] != MAGIC:
         return "a damaged .nnc file (line endings were converted or bytes lost: copy it in binary mode)"
     if head.startswith(b"GGUF"):
@@ -25,4 +25,4 @@ def describe_foreign(head: bytes) -> str:
         return "a .npy array (use `nncodec encode` on an .npz to convert it)"
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 2**32:
         return "a safetensors file (use `nncodec encode` to convert it)"
-    return "not an .nnc file"
+    return ""

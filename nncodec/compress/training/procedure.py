@@ -47,7 +47,7 @@ class Options:
     targets: Targets = None  # which parameters are pruned (see select_parameters)
     device: str | torch.device | None = "cpu"
     seed: int = 0
-    progress: bool = True  # tqdm bar on stderr
+    progress: bool = False  # a tqdm bar on stderr only when asked (the library prints nothing by default)
     callback: Callback | None = None  # called with a dict after every epoch and pruning step
 
     def __post_init__(self) -> None:

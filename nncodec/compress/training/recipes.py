@@ -195,8 +195,8 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     model = model.cpu().eval()
     train_seconds = time.perf_counter() - start
     pruned_val = accuracy(model, data.val)
-    say(f"{method}: pruned to {sum(int(torch.count_nonzero(p)) for p in model.parameters())} non-zeros, "
-        f"validation accuracy {pruned_val:.2f}%; searching quantization steps")
+    # (no non-zero count here: quantization zeroes more weights, and the one count users see is the file's)
+    say(f"{method}: pruned, validation accuracy {pruned_val:.2f}%; searching quantization steps")
     names = [n for n, _ in model.named_parameters()]
     steps = search_steps(model, lambda s: -accuracy(model, data.val, s), -(pruned_val - quant_tolerance),
                          names=names, targets=targets)
