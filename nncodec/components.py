@@ -94,9 +94,9 @@ def _float32_to_bfloat16_words(x: np.ndarray) -> np.ndarray:
 
 
 @np.errstate(over="ignore")  # level x step beyond the dtype's range is inf, as IEEE rounding says: not a warning
-def dequantize(t: QuantTensor) -> np.ndarray:
-    """Decoded storage words of a quantized tensor: level × step (or codebook[level]) in float32,
-    scattered into the mask positions (zeros elsewhere), then rounded to the tensor's dtype."""
+def dequantize_float32(t: QuantTensor) -> np.ndarray:
+    """The float32 values of a quantized tensor: level × step (or codebook[level]) in float32,
+    scattered into the mask positions (zeros elsewhere), before rounding to the tensor's dtype."""
     q = t.quantizer
     if q.mode == "codebook":
         vals = q.values.astype(np.float32)[t.levels]
@@ -114,7 +114,18 @@ def dequantize(t: QuantTensor) -> np.ndarray:
         full[:] = vals
     else:
         full[t.mask.reshape(-1)] = vals
-    name = t.dtype.name
+    return full
+
+
+@np.errstate(over="ignore")
+def float32_to_words(full: np.ndarray, dtype: DType) -> np.ndarray:
+    """float32 values rounded to a float dtype (spec §7), as that dtype's storage words."""
+    name = dtype.name
     if name == "bfloat16":
         return _float32_to_bfloat16_words(full)
     return full.astype(name).view(DTYPES[name].storage)
+
+
+def dequantize(t: QuantTensor) -> np.ndarray:
+    """Decoded storage words of a quantized tensor (see dequantize_float32 and float32_to_words)."""
+    return float32_to_words(dequantize_float32(t), t.dtype)
