@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 import nncodec
+from nncodec.collection import get_model
 from nncodec.dtypes import DTYPES
 from nncodec.io import output_format, write_checkpoint
 
@@ -17,6 +18,7 @@ Examples:
   nncodec decode model.nnc                     # writes model.safetensors
   nncodec decode model.nnc -o model.pt         # a plain state dict for torch.load
   nncodec decode model.nnc -o restored.safetensors --force
+  nncodec decode set.nnc --model b -o b.safetensors   # one model of a collection
 """
 
 
@@ -25,13 +27,19 @@ Examples:
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output file ending in .safetensors or .pt [default: INPUT with .safetensors].")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(source: Path, output: Path | None, force: bool) -> None:
+@click.option("--model", default=None, help="Decode only this model of a collection (its tensors 'MODEL/...').")
+def decode(source: Path, output: Path | None, force: bool, model: str | None) -> None:
     """Decode every tensor of a .nnc file and write them as .safetensors (with the file's metadata)
     or as a .pt state dict (torch.save of a dict of tensors; metadata is not kept)."""
     out = output or default_output(source, ".safetensors")
     fmt = output_format(out)
     check_output(out, force, source)
     with reading(source), nncodec.open(source) as f:
+        if model is not None:
+            tensors, metadata = get_model(f, model), f.metadata()
+            written = write_checkpoint(tensors, out, metadata, overwrite=force, fmt=fmt)
+            click.echo(f"wrote {out}: model {model!r}, {plural(len(tensors), 'tensor')}, {human_bytes(written)}")
+            return
         report = f.info()
         sizes = {t["name"]: t.get("numel", 0) * DTYPES[t["dtype"]].itemsize if "dtype" in t else 0
                  for t in report["tensors"]}

@@ -15,12 +15,13 @@ from nncodec.io import read_checkpoint
 
 from .common import check_output, default_output, human_bytes, note, plural, progress_bar, tensor_nbytes
 from .lossy import LOSSY_OPTIONS, build_lossy_compressor
+from .vae import VAE_KEYS, VAE_OPTIONS, encode_vae
 
 Compressor = Callable[[str, Any], Any]
 
 # Options that choose how tensors are compressed. Lossy options (bits, step, sparsity...) are
 # appended here as click.option(...) decorators and interpreted in `build_compressor`.
-COMPRESSOR_OPTIONS: list[Callable[[Callable], Callable]] = [*LOSSY_OPTIONS]
+COMPRESSOR_OPTIONS: list[Callable[[Callable], Callable]] = [*LOSSY_OPTIONS, *VAE_OPTIONS]
 
 
 def build_compressor(options: dict[str, Any]) -> Compressor | None:
@@ -52,11 +53,12 @@ Examples:
   nncodec encode model.safetensors -o small.nnc --prefer size
   nncodec encode model.safetensors.index.json -o model.nnc
   nncodec encode weights.npz -o weights.nnc -m arch=mlp -m dataset=fashion-mnist --force
+  nncodec encode --method vae a.pt b.pt c.pt -o set.nnc   # one shared VAE decoder
 """
 
 
 @click.command(epilog=EPILOG, short_help="Compress a checkpoint (.pt, .safetensors, .npz...) into .nnc.")
-@click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, path_type=Path))
+@click.argument("sources", metavar="INPUT...", nargs=-1, required=True, type=click.Path(dir_okay=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file [default: INPUT with .nnc].")
 @click.option("--prefer", type=click.Choice(PREFER_CHOICES), default="balanced", show_default=True,
               help="size: smallest file; balanced: entropy coding only when it saves >1/64; speed: fastest decode.")
@@ -64,15 +66,22 @@ Examples:
 @click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata,
               help="Store a metadata string in the file (repeatable).")
 @_compressor_options
-def encode(source: Path, output: Path | None, prefer: str, force: bool, metadata: dict[str, str],
+def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: bool, metadata: dict[str, str],
            **compressor_options: Any) -> None:
     """Compress a checkpoint into a .nnc file (lossless: every tensor decodes bit-exactly).
 
     INPUT is a .pt/.pth/.bin/.ckpt checkpoint (read only with torch.load(weights_only=True); the state
     dict may sit under 'state_dict' or 'model'), a .safetensors file, a sharded *.safetensors.index.json
     or an .npz archive. Plain values in a checkpoint (epoch, config strings) and the file's own
-    metadata are kept as metadata.
+    metadata are kept as metadata. With --method vae, several INPUTs make one collection file.
     """
+    vae_options = {k: compressor_options.pop(k) for k in VAE_KEYS}
+    if vae_options["method"] == "vae":
+        _encode_vae(sources, output, force, metadata, vae_options)
+        return
+    if len(sources) != 1:
+        raise click.UsageError("several INPUTs make a collection: use --method vae")
+    source = sources[0]
     out = output or default_output(source, ".nnc")
     check_output(out, force, source)
     tensors, meta, notes = read_checkpoint(source)
@@ -88,3 +97,21 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, metadata
     raw = sum(sizes.values())
     ratio = f" ({len(data) / raw:.1%} of {human_bytes(raw)})" if raw else ""
     click.echo(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}{ratio}")
+
+
+def _encode_vae(sources: tuple[Path, ...], output: Path | None, force: bool, metadata: dict[str, str],
+                options: dict[str, Any]) -> None:
+    out = output or default_output(sources[0], ".nnc")
+    for source in sources:
+        check_output(out, force, source)
+
+    def read(path: Path) -> dict:
+        tensors, _, notes = read_checkpoint(path)
+        for message in notes:
+            note(f"{path}: {message}")
+        return tensors
+
+    data, line = encode_vae(sources, read, dict(metadata), options)
+    atomic_write(out, data, overwrite=force)
+    click.echo(f"wrote {out}: {plural(len(sources), 'model')}, {human_bytes(len(data))}")
+    click.echo(line)
