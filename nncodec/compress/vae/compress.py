@@ -84,6 +84,7 @@ class VaeResult:
     latent_step: float = 0.0
     decoder_rel_step: float = 0.0
     log: TrainLog | None = None
+    bare: bytes | None = None  # with keep_bare: the same file without any residual (the paper's setting)
 
     @property
     def paper_ratio(self) -> float:
@@ -152,7 +153,8 @@ def _values(t: QuantTensor) -> np.ndarray:
 
 
 def vae_compress(tensors: Mapping[str, Any], evaluate: Evaluate | None = None, options: VaeOptions | None = None,
-                 *, metadata: Mapping[str, str] | None = None, progress: Callable[[str], None] | None = None) -> VaeResult:
+                 *, metadata: Mapping[str, str] | None = None, progress: Callable[[str], None] | None = None,
+                 keep_bare: bool = False) -> VaeResult:
     """Compress one state dict, or a collection {model name: state dict} sharing one decoder.
 
     Collection tensors are named "model/tensor". With `evaluate(model, decoded state dict) -> score`
@@ -227,7 +229,11 @@ def vae_compress(tensors: Mapping[str, Any], evaluate: Evaluate | None = None, o
         groups.append(VaeGroup(m.name, 0, Latents(levels[m.first_chunk : m.first_chunk + len(m.chunks)], lat_step)))
         result.residual_steps[m.name] = rel
     spec = DecoderSpec(opt.chunk, opt.latent, arch.layers, dict(dec_q))
-    result.data = encode_file(out_tensors, dict(metadata) if metadata else None, vae=VaeSet((spec,), tuple(groups)))
+    meta = dict(metadata) if metadata else None
+    result.data = encode_file(out_tensors, meta, vae=VaeSet((spec,), tuple(groups)))
+    if keep_bare:
+        bare = {n: VaeTensor(t.dtype, t.shape, t.group) if isinstance(t, VaeTensor) else t for n, t in out_tensors.items()}
+        result.bare = encode_file(bare, meta, vae=VaeSet((spec,), tuple(groups)))
     return result
 
 
