@@ -270,9 +270,13 @@ def _choose_residual(m: _Model, cut: list[np.ndarray], evaluate: Evaluate | None
     lo, hi = 0, len(REL_LADDER) - 1  # REL_LADDER ascending: index lo fine (passes?), hi coarse
     best: tuple[float, float] | None = None
     s0 = float(evaluate(m.name, decoded_state(m, cut, REL_LADDER[0])))
-    if s0 < target:
+    if s0 < target:  # finer than the ladder: halve the step until the budget is met (it always is, eventually)
+        rel = REL_LADDER[0]
+        while s0 < target and rel > 2.0**-30:
+            rel /= 2
+            s0 = float(evaluate(m.name, decoded_state(m, cut, rel)))
         result.scores[m.name] = (baseline, s0)
-        return REL_LADDER[0]  # the finest step on the ladder: report the miss through the score
+        return rel
     best = (REL_LADDER[0], s0)
     while lo < hi:
         mid = (lo + hi + 1) // 2
