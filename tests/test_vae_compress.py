@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from nncodec_cli.main import main
 
 import nncodec
 from nncodec.compress.vae import VaeOptions, from_chunks, to_chunks, vae_compress
 from nncodec.errors import BadArgumentError
-from nncodec_cli.main import main
 
 TINY = dict(latent=4, chunk=64, hidden=8, epochs=15, patience=5, val_copies=2, max_seconds=20.0)
 
