@@ -216,17 +216,8 @@ def part_collection(args: argparse.Namespace, sp: dict) -> dict:
     test0 = [test(c) for c in cps]
     val0 = [val(c) for c in cps]
     res: dict = {"raw_bytes_per_model": raw, "checkpoint_test": test0, "vae": [], "lossy": []}
-    # nncodec's lossy path, per model, on 8 evenly spaced checkpoints (its bytes do not depend on N)
-    ref = FNN()
-    t_lossy = time.monotonic()
-    for i in np.linspace(0, len(cps) - 1, args.lossy_samples).round().astype(int):
-        ref.load_state_dict(cps[i])
-        stats = zoo.layer_statistics(ref, sp["train"][0], max_samples=4096)
-        r = search_budget(cps[i], val, 1.0, statistics=stats, max_evals=args.max_evals, progress=False)
-        acc = test(load_model_all(r.data))
-        res["lossy"].append({"checkpoint": int(i), "bytes": len(r.data), "test": acc, "drop": test0[i] - acc})
-        print(f"lossy checkpoint {i}: {res['lossy'][-1]}", flush=True)
-    res["lossy_seconds"] = time.monotonic() - t_lossy
+    lossy_json = args.out / "vae_lossy.json"
+    res["lossy"] = json.loads(lossy_json.read_text())["lossy"] if lossy_json.exists() else []
     for n in args.sizes:
         idx = np.linspace(0, len(cps) - 1, n).round().astype(int) if n > 1 else np.array([len(cps) - 1])
         coll = {f"c{i:02d}": cps[i] for i in idx}
@@ -247,6 +238,25 @@ def part_collection(args: argparse.Namespace, sp: dict) -> dict:
         print(f"vae collection {n}: {res['vae'][-1]}", flush=True)
     res["val_original"] = val0
     return {"collection": res}
+
+
+def part_lossy(args: argparse.Namespace, sp: dict) -> dict:
+    """nncodec's lossy path, per model, on evenly spaced checkpoints (its bytes do not depend on N)."""
+    cps = checkpoints(sp, args.out)
+    val, test = scorer("fnn", *sp["val"]), scorer("fnn", *sp["test"])
+    test0 = [test(c) for c in cps]
+    res: dict = {"lossy": []}
+    ref = FNN()
+    t_lossy = time.monotonic()
+    for i in np.linspace(0, len(cps) - 1, args.lossy_samples).round().astype(int):
+        ref.load_state_dict(cps[i])
+        stats = zoo.layer_statistics(ref, sp["train"][0], max_samples=4096)
+        r = search_budget(cps[i], val, 1.0, statistics=stats, max_evals=args.max_evals, progress=False)
+        acc = test(load_model_all(r.data))
+        res["lossy"].append({"checkpoint": int(i), "bytes": len(r.data), "test": acc, "drop": test0[i] - acc})
+        print(f"lossy checkpoint {i}: {res['lossy'][-1]}", flush=True)
+    res["lossy_seconds"] = time.monotonic() - t_lossy
+    return res
 
 
 def collection_markdown(res: dict) -> str:
@@ -296,26 +306,28 @@ def plot(res: dict, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="directory with the Fashion-MNIST IDX files")
-    ap.add_argument("--part", choices=("paper", "collection"), required=True)
+    ap.add_argument("--part", choices=("paper", "lossy", "collection"), required=True,
+                    help="paper: FNN/CNN at latent 64/128; lossy: the per-model lossy path on checkpoints; "
+                         "collection: VAE collections (run lossy first, it reads vae_lossy.json)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_vae"))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--latent", type=int, default=64, help="collection part: latent size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
-    ap.add_argument("--lossy-samples", type=int, default=8)
-    ap.add_argument("--max-evals", type=int, default=120)
+    ap.add_argument("--lossy-samples", type=int, default=4)
+    ap.add_argument("--max-evals", type=int, default=80)
     ap.add_argument("--max-vae-seconds", type=float, default=240.0)
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     sp = split(args.data)
     t0 = time.monotonic()
-    res = part_paper(args, sp) if args.part == "paper" else part_collection(args, sp)
+    res = {"paper": part_paper, "lossy": part_lossy, "collection": part_collection}[args.part](args, sp)
     res["seconds"] = time.monotonic() - t0
     (args.out / f"vae_{args.part}.json").write_text(json.dumps(res, indent=1))
     if args.part == "paper":
         print(paper_markdown(res))
-    else:
+    elif args.part == "collection" and res["collection"]["lossy"]:
         print(collection_markdown(res))
         plot(res, args.out / "vae_bytes_per_model.png")
     print(f"total {res['seconds']:.0f} s")

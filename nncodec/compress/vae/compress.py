@@ -3,8 +3,8 @@
 Pipeline (arXiv 2408.14513, with the decoder counted): flatten each model's float tensors into
 chunks (last one zero-padded) -> train a VAE on noisy copies of all chunks (ELBO,
 reparameterization, early stopping) -> keep the posterior means as latents -> quantize the
-decoder's weights and the latents (coarsest step whose reconstruction error grows by at most a
-tolerance) -> optional residual per model (quantized true - decoded), its step the coarsest that
+decoder's weights and the latents (coarsest step that adds at most a tolerance x the parameters'
+mean square to the reconstruction error) -> optional residual per model (quantized true - decoded), its step the coarsest that
 keeps the model's validation score within `max_drop` of the original. Every decoded value used
 for a choice is computed exactly as a reader computes it (`tensorfile_vae`, `codecs.decoder.run`).
 """
@@ -53,7 +53,7 @@ class VaeOptions:
     lr: float = 1e-3
     seed: int = 0
     max_seconds: float = 600.0
-    tolerance: float = 0.01  # quantizing decoder / latents may raise the reconstruction MSE by this fraction
+    tolerance: float = 0.01  # quantizing decoder / latents may each add this fraction of the parameters' mean square to the MSE
     residual_step: float | None = None  # without evaluate: a fixed residual step (x the residual's sd), None: none
     max_drop: float = 1.0  # with evaluate: the budget, in the score's units (accuracy points)
 
@@ -192,11 +192,14 @@ def vae_compress(tensors: Mapping[str, Any], evaluate: Evaluate | None = None, o
     def mse(weights: dict[str, np.ndarray], z: np.ndarray) -> float:
         return float(((decoder_codec.run(arch, weights, z).astype(np.float64) - x) ** 2).mean())
 
+    # quantizing the decoder, then the latents, may each add opt.tolerance x the parameters' mean
+    # square to the reconstruction error (an SNR floor; the residual and the budget handle the rest)
+    allowed = opt.tolerance * float((x.astype(np.float64) ** 2).sum() / n_real)
     base = mse(float_w, mu)
     dec_rel, dec_q = DECODER_REL_STEPS[-1], None
     for rel in DECODER_REL_STEPS:  # coarse to fine: the first that keeps the reconstruction
         q = {k: _quantize(v, rel) for k, v in float_w.items()}
-        if mse({k: _values(t) for k, t in q.items()}, mu) <= base * (1 + opt.tolerance):
+        if mse({k: _values(t) for k, t in q.items()}, mu) <= base + allowed:
             dec_rel, dec_q = rel, q
             break
     if dec_q is None:
@@ -205,7 +208,7 @@ def vae_compress(tensors: Mapping[str, Any], evaluate: Evaluate | None = None, o
     base_q = mse(dec_w, mu)
     lat_step = LATENT_STEPS[-1]
     for step in LATENT_STEPS:
-        if mse(dec_w, np.rint(mu / np.float32(step)).astype(np.float32) * np.float32(step)) <= base_q * (1 + opt.tolerance):
+        if mse(dec_w, np.rint(mu / np.float32(step)).astype(np.float32) * np.float32(step)) <= base_q + allowed:
             lat_step = step
             break
     levels = np.rint(mu / np.float32(lat_step)).astype(np.int64)
