@@ -77,6 +77,9 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
     """
     vae_options = {k: compressor_options.pop(k) for k in VAE_KEYS}
     if vae_options["method"] == "vae":
+        given = [k for k, v in compressor_options.items() if v not in (None, False)]
+        if given:
+            raise click.UsageError(f"--method vae does not combine with lossy options ({', '.join(given)})")
         _encode_vae(sources, output, force, metadata, vae_options)
         return
     if len(sources) != 1:
