@@ -120,6 +120,8 @@ def mean_sd(xs: list[float]) -> str:
 def part_paper(args: argparse.Namespace, sp: dict) -> dict:
     rows = []
     for arch, epochs in (("fnn", 10), ("cnn", 8)):
+        if arch not in args.archs:
+            continue
         state = trained(arch, sp, args.out, epochs)
         val, test = scorer(arch, *sp["val"]), scorer(arch, *sp["test"])
         raw = sum(v.numel() * v.element_size() for v in state.values())
@@ -143,6 +145,7 @@ def part_paper(args: argparse.Namespace, sp: dict) -> dict:
                 print(f"{arch} latent {latent} seed {seed}: {runs[-1]}", flush=True)
             rows.append({"arch": arch, "parameters": params, "raw_bytes": raw, "test_original": acc0,
                          "latent": latent, "runs": runs})
+            (args.out / f"vae_paper_{'_'.join(args.archs)}.partial.json").write_text(json.dumps({"paper": rows}, indent=1))
     return {"paper": rows}
 
 
@@ -311,6 +314,7 @@ def main() -> None:
                          "collection: VAE collections (run lossy first, it reads vae_lossy.json)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_vae"))
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--archs", nargs="+", choices=("fnn", "cnn"), default=["fnn", "cnn"], help="paper part: models")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--latent", type=int, default=64, help="collection part: latent size")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
@@ -324,7 +328,8 @@ def main() -> None:
     t0 = time.monotonic()
     res = {"paper": part_paper, "lossy": part_lossy, "collection": part_collection}[args.part](args, sp)
     res["seconds"] = time.monotonic() - t0
-    (args.out / f"vae_{args.part}.json").write_text(json.dumps(res, indent=1))
+    tag = args.part + ("_" + "_".join(args.archs) if args.part == "paper" else "")
+    (args.out / f"vae_{tag}.json").write_text(json.dumps(res, indent=1))
     if args.part == "paper":
         print(paper_markdown(res))
     elif args.part == "collection" and res["collection"]["lossy"]:
