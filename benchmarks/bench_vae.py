@@ -306,12 +306,30 @@ def plot(res: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def report(out: Path) -> None:
+    """Markdown tables and the plot from every saved part (runs are split to stay under 15 minutes)."""
+    paper = [r for f in sorted(out.glob("vae_paper_*.json")) if "partial" not in f.name
+             for r in json.loads(f.read_text())["paper"]]
+    if paper:
+        print(paper_markdown({"paper": paper}))
+    vae = [v for f in sorted(out.glob("vae_collection_*.json")) for v in json.loads(f.read_text())["collection"]["vae"]]
+    lossy_file = out / "vae_lossy.json"
+    if vae and lossy_file.exists():
+        res = {"collection": {"vae": sorted(vae, key=lambda v: v["models"]),
+                              "lossy": json.loads(lossy_file.read_text())["lossy"]}}
+        print()
+        print(collection_markdown(res))
+        plot(res, out / "vae_bytes_per_model.png")
+        print(f"plot: {out / 'vae_bytes_per_model.png'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="directory with the Fashion-MNIST IDX files")
-    ap.add_argument("--part", choices=("paper", "lossy", "collection"), required=True,
+    ap.add_argument("--part", choices=("paper", "lossy", "collection", "report"), required=True,
                     help="paper: FNN/CNN at latent 64/128; lossy: the per-model lossy path on checkpoints; "
-                         "collection: VAE collections (run lossy first, it reads vae_lossy.json)")
+                         "collection: VAE collections (run lossy first, it reads vae_lossy.json); "
+                         "report: tables and plot from the saved JSON files")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_vae"))
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--archs", nargs="+", choices=("fnn", "cnn"), default=["fnn", "cnn"], help="paper part: models")
@@ -324,11 +342,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    sp = split(args.data)
+    sp = split(args.data) if args.part != "report" else {}
     t0 = time.monotonic()
+    if args.part == "report":
+        report(args.out)
+        return
     res = {"paper": part_paper, "lossy": part_lossy, "collection": part_collection}[args.part](args, sp)
     res["seconds"] = time.monotonic() - t0
-    tag = args.part + ("_" + "_".join(args.archs) if args.part == "paper" else "")
+    tag = args.part + ("_" + "_".join(args.archs) if args.part == "paper" else
+                       "_" + "_".join(map(str, args.sizes)) if args.part == "collection" else "")
     (args.out / f"vae_{tag}.json").write_text(json.dumps(res, indent=1))
     if args.part == "paper":
         print(paper_markdown(res))
