@@ -132,7 +132,7 @@ def part_paper(args: argparse.Namespace, sp: dict) -> dict:
             for seed in range(args.seeds):
                 t0 = time.monotonic()
                 opt = VaeOptions(latent=latent, hidden=args.hidden, seed=seed, max_drop=1.0,
-                                 max_seconds=args.max_vae_seconds)
+                                 max_seconds=args.max_vae_seconds, val_copies=args.val_copies)
                 r = vae_compress(state, lambda _m, s, val=val: val(s), opt, keep_bare=True)
                 bare = load_model_all(r.bare)
                 full = load_model_all(r.data)
@@ -225,7 +225,8 @@ def part_collection(args: argparse.Namespace, sp: dict) -> dict:
         idx = np.linspace(0, len(cps) - 1, n).round().astype(int) if n > 1 else np.array([len(cps) - 1])
         coll = {f"c{i:02d}": cps[i] for i in idx}
         t0 = time.monotonic()
-        opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=0, max_drop=1.0, max_seconds=args.max_vae_seconds)
+        opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=0, max_drop=1.0, max_seconds=args.max_vae_seconds,
+                         val_copies=args.val_copies)
         r = vae_compress(coll, lambda m, s: val(s), opt)
         drops = []
         for i in idx:
@@ -339,6 +340,7 @@ def main() -> None:
     ap.add_argument("--lossy-samples", type=int, default=4)
     ap.add_argument("--max-evals", type=int, default=80)
     ap.add_argument("--max-vae-seconds", type=float, default=240.0)
+    ap.add_argument("--val-copies", type=int, default=20, help="noisy validation copies (the paper: 20)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
