@@ -184,6 +184,12 @@ class VaeIndex:
             part = tf._parse_part(what, "latent", grp["latent"])
             use(part, what)
             self.groups.append({"decoder": dec, "chunks": chunks, "latent": part, "model": model})
+        self.offsets: dict[str, int] = {}  # where each VAE tensor starts in its group's decoder output
+        for members in self.members:
+            start = 0
+            for e in members:
+                self.offsets[e.name] = start
+                start += e.numel
         self._decoder_cache: dict[int, dict[str, np.ndarray]] = {}
         self._group_cache: dict[int, np.ndarray] = {}
 
@@ -217,11 +223,7 @@ class VaeIndex:
 
     def decoded_float32(self, e: TensorEntry) -> np.ndarray:
         """The tensor's float32 values: its slice of the decoder output, plus the residual."""
-        start = 0
-        for m in self.members[e.vae_group]:
-            if m.name == e.name:
-                break
-            start += m.numel
+        start = self.offsets[e.name]
         d = self.group_values(e.vae_group)[start : start + e.numel]
         if "levels" not in e.parts:
             return d.copy()
