@@ -19,11 +19,17 @@ from .codecs.base import EncodeOptions
 from .components import CompressedTensor, QuantTensor, check_quant_consistency, dequantize_float32, float32_to_words
 from .container.format import is_optional
 from .container.reader import header_int
-from .errors import BadArgumentError, CorruptFileError, FormatError, UnsupportedVersionError
+from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
 from .vae_components import VaeSet, VaeTensor
 
 if TYPE_CHECKING:
     from .tensorfile import Part, TensorEntry, TensorFile
+
+
+def physical_memory_bytes() -> int:
+    from .tensorfile import physical_memory_bytes as installed
+
+    return installed()
 
 VAE_KEYS = ("decoders", "groups")
 DECODER_KEYS = ("chunk", "latent", "layers", "tensors")
@@ -132,6 +138,7 @@ class VaeIndex:
                 raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {owner!r}")
             used[part.section] = owner
 
+        total = sum(e.numel * e.dtype.itemsize for e in tf.entries.values())
         for i, d in enumerate(decoders):
             what = f"decoder {i}"
             if not isinstance(d, dict):
@@ -153,6 +160,8 @@ class VaeIndex:
                     use(part, f"{what}/{n}")
                 entries[n] = e
             self.macs.append(decoder_codec.check_shapes(arch, {n: e.shape for n, e in entries.items()}, what))
+            total += sum(e.numel * e.dtype.itemsize for e in entries.values())  # decoder weights count too
+            tf.limits.check("total decoded size in bytes", total, tf.limits.max_total_decoded_bytes)
             self.archs.append(arch)
             self.weights.append(entries)
         self.groups: list[dict] = []
@@ -199,6 +208,9 @@ class VaeIndex:
         """The decoded weights of decoder d (decoded once per file)."""
         if d not in self._decoder_cache:
             out = {}
+            need = sum(e.numel * 8 for e in self.weights[d].values())  # widened to float64 to run
+            if need > physical_memory_bytes():
+                raise LimitExceededError(f"decoder {d} needs {need} bytes, more than this machine's memory")
             for n, e in self.weights[d].items():
                 dt, shape, words = self.tf.decode_entry(e)
                 out[n] = float_values(dt.name, words).reshape(shape)

@@ -200,6 +200,7 @@ def test_missing_latents_are_refused():
     (lambda h: h["vae"]["decoders"][0].update(layers=[["relu"]] * 1000), LimitExceededError),
     (lambda h: h["vae"]["decoders"][0]["tensors"]["l0.weight"].update(shape=[2**20, 3]), LimitExceededError),
     (lambda h: h["vae"]["decoders"][0]["tensors"]["l0.weight"].update(shape=[2**40, 2**40]), LimitExceededError),
+    (lambda h: h["vae"]["decoders"][0]["tensors"]["l1.weight"].update(shape=[8, 2**16]), FormatError),
     (lambda h: h["vae"]["decoders"][0]["layers"].append(["softmax"]), UnsupportedVersionError),
     (lambda h: h["vae"]["decoders"][0]["layers"].__setitem__(1, ["eval", "x"]), FormatError),
     (lambda h: h["vae"]["decoders"][0]["layers"].pop(0), FormatError),
@@ -213,6 +214,13 @@ def test_malformed_vae_headers_are_refused(edit, error):
     data, _ = make_collection(5)
     with pytest.raises(error):
         _open(rewrite(data, edit))
+
+
+def test_decoder_weights_count_in_the_decoded_size_limit():
+    data, _ = make_collection(6)
+    small = nncodec.Limits(max_total_decoded_bytes=500)  # the tensors fit, tensors + decoder weights do not
+    with pytest.raises(LimitExceededError, match="total decoded size"):
+        nncodec.open(data, limits=small)
 
 
 def test_absurd_work_is_refused_before_decoding(monkeypatch):
