@@ -225,7 +225,7 @@ def part_collection(args: argparse.Namespace, sp: dict) -> dict:
         idx = np.linspace(0, len(cps) - 1, n).round().astype(int) if n > 1 else np.array([len(cps) - 1])
         coll = {f"c{i:02d}": cps[i] for i in idx}
         t0 = time.monotonic()
-        opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=0, max_drop=1.0, max_seconds=args.max_vae_seconds,
+        opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=args.seed, max_drop=1.0, max_seconds=args.max_vae_seconds,
                          val_copies=args.val_copies)
         r = vae_compress(coll, lambda m, s: val(s), opt)
         drops = []
@@ -233,7 +233,7 @@ def part_collection(args: argparse.Namespace, sp: dict) -> dict:
             acc = test(load_model(r.data, f"c{i:02d}", framework="np"))
             drops.append(test0[i] - acc)
         parts = vae_parts(r.data)
-        res["vae"].append({"models": n, "file_bytes": len(r.data), "bytes_per_model": len(r.data) / n,
+        res["vae"].append({"models": n, "seed": args.seed, "file_bytes": len(r.data), "bytes_per_model": len(r.data) / n,
                            "paper_ratio": r.paper_ratio, "real_ratio": r.real_ratio, "parts": parts,
                            "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
                            "within_1pt": int(sum(d <= 1.0 for d in drops)), "epochs": r.log.epochs,
@@ -336,6 +336,7 @@ def main() -> None:
     ap.add_argument("--archs", nargs="+", choices=("fnn", "cnn"), default=["fnn", "cnn"], help="paper part: models")
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--latent", type=int, default=64, help="collection part: latent size")
+    ap.add_argument("--seed", type=int, default=0, help="collection part: VAE seed")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--lossy-samples", type=int, default=4)
     ap.add_argument("--max-evals", type=int, default=80)
@@ -352,7 +353,8 @@ def main() -> None:
     res = {"paper": part_paper, "lossy": part_lossy, "collection": part_collection}[args.part](args, sp)
     res["seconds"] = time.monotonic() - t0
     tag = args.part + ("_" + "_".join(args.archs) if args.part == "paper" else
-                       "_" + "_".join(map(str, args.sizes)) if args.part == "collection" else "")
+                       "_" + "_".join(map(str, args.sizes)) + (f"_seed{args.seed}" if args.seed else "")
+                       if args.part == "collection" else "")
     (args.out / f"vae_{tag}.json").write_text(json.dumps(res, indent=1))
     if args.part == "paper":
         print(paper_markdown(res))
