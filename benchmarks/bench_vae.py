@@ -110,8 +110,8 @@ def trained(arch: str, sp: dict, cache: Path, epochs: int) -> dict[str, torch.Te
     return state
 
 
-def mean_sd(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
+def mean_sd(xs: list[float], fmt: str = ".2f") -> str:
+    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}}"
 
 
 # --------------------------------------------------------------------------------------------- paper
@@ -271,15 +271,20 @@ def collection_markdown(res: dict) -> str:
            f"{lb:,.0f} ± {statistics.stdev([x['bytes'] for x in lossy]) if len(lossy) > 1 else 0:,.0f} bytes per model, "
            f"test drop {statistics.mean(x['drop'] for x in lossy):.2f} (max {max(x['drop'] for x in lossy):.2f}) points",
            "",
-           "| models | VAE file bytes | bytes per model | vs lossy path | decoder / latents / residual / other | "
+           "| models | VAE file bytes (seed 0) | bytes per model | vs lossy path | decoder / latents / residual / other | "
            "paper's ratio | real ratio | test drop mean (max) | within 1 pt |",
            "|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    by_n: dict[int, list[dict]] = {}
     for v in c["vae"]:
-        p = v["parts"]
-        out.append(f"| {v['models']} | {v['file_bytes']:,} | {v['bytes_per_model']:,.0f} | {v['bytes_per_model'] / lb:.2f}x "
-                   f"| {p['decoder']:,} / {p['latent']:,} / {p['residual']:,} / {p['other']:,} | {v['paper_ratio']:.1f}x "
-                   f"| {v['real_ratio']:.1f}x | {v['test_drop_mean']:.2f} ({v['test_drop_max']:.2f}) "
-                   f"| {v['within_1pt']}/{v['models']} |")
+        by_n.setdefault(v["models"], []).append(v)
+    for n, vs in sorted(by_n.items()):
+        p = vs[0]["parts"]
+        bpm = [v["bytes_per_model"] for v in vs]
+        out.append(f"| {n} ({len(vs)} seed{'s' if len(vs) > 1 else ''}) | {vs[0]['file_bytes']:,} | {mean_sd(bpm, ',.0f')} "
+                   f"| {statistics.mean(bpm) / lb:.2f}x | {p['decoder']:,} / {p['latent']:,} / {p['residual']:,} / {p['other']:,} "
+                   f"| {vs[0]['paper_ratio']:.1f}x | {mean_sd([v['real_ratio'] for v in vs])}x "
+                   f"| {mean_sd([v['test_drop_mean'] for v in vs])} ({max(v['test_drop_max'] for v in vs):.2f}) "
+                   f"| {sum(v['within_1pt'] for v in vs)}/{n * len(vs)} |")
     return "\n".join(out)
 
 
@@ -290,11 +295,15 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     c = res["collection"]
-    n = [v["models"] for v in c["vae"]]
+    by_n: dict[int, list[dict]] = {}
+    for v in c["vae"]:
+        by_n.setdefault(v["models"], []).append(v)
+    n = sorted(by_n)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(n, [v["bytes_per_model"] for v in c["vae"]], "o-", label="VAE, shared decoder (+ residual)")
-    ax.plot(n, [(v["parts"]["latent"] + v["parts"]["residual"]) / v["models"] for v in c["vae"]], "x:",
-            label="VAE without decoder bytes (latents + residual)")
+    ax.plot(n, [statistics.mean(v["bytes_per_model"] for v in by_n[k]) for k in n], "o-",
+            label="VAE, shared decoder (+ residual), whole file / models")
+    ax.plot(n, [statistics.mean((v["parts"]["latent"] + v["parts"]["residual"]) / k for v in by_n[k]) for k in n], "x:",
+            label="VAE latents + residual only (decoder not counted)")
     lb = statistics.mean(x["bytes"] for x in c["lossy"])
     ax.axhline(lb, color="k", ls="--", label="nncodec lossy path (per model)")
     ax.set_xscale("log", base=2)
