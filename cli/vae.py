@@ -13,8 +13,6 @@ from typing import Any
 
 import click
 
-from nncodec.collection import model_names
-
 VAE_OPTIONS: list[Callable[[Callable], Callable]] = [
     click.option("--method", type=click.Choice(["default", "vae"]), default="default", show_default=True,
                  help="vae: one VAE decoder shared by all INPUTs, latents per model (arXiv 2408.14513)."),
@@ -59,4 +57,4 @@ def encode_vae(sources: tuple[Path, ...], read: Callable[[Path], dict], meta: di
     return r.data, line
 
 
-__all__ = ["VAE_OPTIONS", "VAE_KEYS", "encode_vae", "model_names"]
+__all__ = ["VAE_OPTIONS", "VAE_KEYS", "encode_vae"]
