@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 import nncodec
+from nncodec.collection import get_model
 from nncodec.container.writer import atomic_write
 from nncodec.io import checkpoint_bytes, output_format
 
@@ -33,6 +34,7 @@ Examples:
   nncodec decode model.nnc -o model.pt         # a plain state dict for torch.load
   nncodec decode model.nnc -o restored.safetensors --force
   cat model.nnc | nncodec decode - -o - --format pt > model.pt
+  nncodec decode set.nnc --model b -o b.safetensors   # one model of a collection
 """
 
 
@@ -45,7 +47,9 @@ Examples:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, notes or summary).")
-def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_json: bool, quiet: bool) -> None:
+@click.option("--model", default=None, help="Decode only this model of a collection (its tensors 'MODEL/...').")
+def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_json: bool, quiet: bool,
+           model: str | None) -> None:
     """Decode every tensor of a .nnc file and write them as .safetensors (with the file's metadata)
     or as a .pt state dict (torch.save of a dict of tensors; metadata is not kept). INPUT '-' reads
     stdin; OUTPUT '-' writes to stdout."""
@@ -62,6 +66,18 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
         check_output(out, force, source)
     name = display_name(source)
     with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source)) as f:
+        if model is not None:
+            tensors, metadata = get_model(f, model), f.metadata()
+            data = checkpoint_bytes(tensors, fmt, metadata)
+            if to_stdout:
+                sys.stdout.buffer.write(data)
+                sys.stdout.flush()
+            else:
+                atomic_write(out, data, overwrite=force)
+            if not quiet:
+                click.echo(f"wrote {'stdout' if to_stdout else out}: model {model!r}, {plural(len(tensors), 'tensor')}, "
+                           f"{human_bytes(len(data))}", err=to_stdout)
+            return
         report = f.info()
         sizes = {t["name"]: raw_bytes({"tensors": [t]}) for t in report["tensors"]}
         bar.phase(f"decoding {plural(len(f), 'tensor')} of {name}", total=raw_bytes(report))

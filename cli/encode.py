@@ -30,12 +30,13 @@ from .common import (
     stdin_checkpoint,
 )
 from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor
+from .vae import VAE_KEYS, VAE_OPTIONS, encode_vae
 
 Compressor = Callable[[str, Any], Any]
 
 # Options that choose how tensors are compressed. Lossy options (bits, step, sparsity...) are
 # appended here as click.option(...) decorators and interpreted in `build_compressor`.
-COMPRESSOR_OPTIONS: list[Callable[[Callable], Callable]] = [*LOSSY_OPTIONS]
+COMPRESSOR_OPTIONS: list[Callable[[Callable], Callable]] = [*LOSSY_OPTIONS, *VAE_OPTIONS]
 
 
 def build_compressor(options: dict[str, Any]) -> Compressor | None:
@@ -71,6 +72,7 @@ Examples:
   nncodec encode model.pt -o pruned.nnc --bits 6 --sparsity 0.5
   nncodec encode model.pt -o - | ssh host 'cat > model.nnc'   # to stdout
   curl -s https://example.org/model.safetensors | nncodec encode - -o model.nnc
+  nncodec encode --method vae a.pt b.pt c.pt -o set.nnc   # one shared VAE decoder
 """
 
 
@@ -96,7 +98,8 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 
 
 @click.command(epilog=EPILOG, short_help="Compress a checkpoint (.pt, .safetensors, .npz...) into .nnc.")
-@click.argument("source", metavar="INPUT", type=click.Path(dir_okay=True, allow_dash=True, path_type=Path))
+@click.argument("sources", metavar="INPUT...", nargs=-1, required=True,
+                type=click.Path(dir_okay=True, allow_dash=True, path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Output .nnc file, or - for stdout [default: INPUT with .nnc].")
 @click.option("--prefer", type=click.Choice(PREFER_CHOICES), default="balanced", show_default=True,
               help="size: smallest file; balanced: entropy coding only when it saves >1/64; speed: fastest decode.")
@@ -107,7 +110,7 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 @click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata,
               help="Store a metadata string in the file (repeatable).")
 @_compressor_options
-def encode(source: Path, output: Path | None, prefer: str, force: bool, any_extension: bool, as_json: bool,
+def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: bool, any_extension: bool, as_json: bool,
            quiet: bool, metadata: dict[str, str], **compressor_options: Any) -> None:
     """Compress a checkpoint into a .nnc file. Lossless by default: every tensor decodes bit-exactly.
     Any lossy option (--config, --bits, --step, --rel-error, --codebook, --sparsity, --rd-lambda)
@@ -118,8 +121,19 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, any_exte
     dict may sit under 'state_dict' or 'model'), a .safetensors file, a sharded *.safetensors.index.json
     or an .npz archive. Plain values in a checkpoint (epoch, config strings) and the file's own
     metadata are kept as metadata. INPUT '-' reads a checkpoint from stdin (its format is recognised
-    from its bytes); OUTPUT '-' writes the .nnc bytes to stdout.
+    from its bytes); OUTPUT '-' writes the .nnc bytes to stdout. With --method vae, several INPUTs make
+    one collection file that shares one decoder.
     """
+    vae_options = {k: compressor_options.pop(k) for k in VAE_KEYS}
+    if vae_options["method"] == "vae":
+        given = [k for k, v in compressor_options.items() if v not in (None, False)]
+        if given:
+            raise click.UsageError(f"--method vae does not combine with lossy options ({', '.join(given)})")
+        _encode_vae(sources, output, force, any_extension, metadata, vae_options)
+        return
+    if len(sources) != 1:
+        raise click.UsageError("several INPUTs make a collection: use --method vae")
+    source = sources[0]
     if output is None and str(source) == "-":
         raise CliError("encoding stdin needs -o OUTPUT.nnc (or -o - for stdout)")
     out = output or default_output(source, ".nnc")
@@ -184,3 +198,27 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, any_exte
         click.echo("error of the decoded values against the input:", err=to_stdout)
         for line in fidelity.describe(summary):
             click.echo(f"  {line}", err=to_stdout)
+
+
+def _encode_vae(sources: tuple[Path, ...], output: Path | None, force: bool, any_extension: bool,
+                metadata: dict[str, str], options: dict[str, Any]) -> None:
+    """Several checkpoints into one collection file whose models share one VAE decoder."""
+    if any(str(s) == "-" for s in sources):
+        raise CliError("--method vae reads its INPUTs from files, not stdin")
+    out = output or default_output(sources[0], ".nnc")
+    check_nnc_name(out, any_extension)
+    if str(out) == "-":
+        raise CliError("--method vae writes a file: give -o FILE.nnc")
+    for source in sources:
+        check_output(out, force, source)
+
+    def read(path: Path) -> dict:
+        tensors, _, notes = read_checkpoint(path)
+        for message in notes:
+            note(f"{path}: {message}")
+        return tensors
+
+    data, line = encode_vae(sources, read, dict(metadata), options)
+    atomic_write(out, data, overwrite=force)
+    click.echo(f"wrote {out} (lossy: --method vae): {plural(len(sources), 'model')}, {human_bytes(len(data))}")
+    click.echo(line)

@@ -44,6 +44,14 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     rows.append(("(padding)", "", "", "", "", f"{report['padding_bytes']:,}", ""))
     if report.get("optional_section_bytes"):
         rows.append(("(optional sections)", "", "", "", "", f"{report['optional_section_bytes']:,}", ""))
+    vae = report.get("vae")
+    if vae:  # decoder and latent bytes belong to no single tensor (spec §19.7)
+        for d in vae["decoders"]:
+            rows.append((f"(vae decoder {d['index']})", "", f"{d['latent']}->{d['chunk']}", "decoder", "",
+                         f"{d['bytes']:,}", ""))
+        for g in vae["groups"]:
+            rows.append((f"(vae latents {g['model'] or g['index']})", "", f"{g['chunks']}x{g['latent_numbers'] // max(g['chunks'], 1)}",
+                         "latent", g["latent_codec"], f"{g['latent_bytes']:,}", ""))
     return rows
 
 
@@ -71,6 +79,17 @@ def format_report(report: dict[str, Any]) -> str:
     raw = raw_bytes(report)
     if raw:
         out.append(f"{params:,} parameters, {raw:,} bytes uncompressed: the file is {report['file_bytes'] / raw:.1%} of that")
+    vae = report.get("vae")
+    if vae:
+        params_vae = sum(g["parameters"] for g in vae["groups"])
+        latents = sum(g["latent_numbers"] for g in vae["groups"])
+        out.append(f"vae decoder bytes:  {vae['decoder_bytes']:,}")
+        out.append(f"vae latent bytes:   {vae['latent_bytes']:,}")
+        out.append(f"vae residual bytes: {vae['residual_bytes']:,}")
+        rest = report["file_bytes"] - vae["decoder_bytes"] - vae["latent_bytes"] - vae["residual_bytes"]
+        out.append(f"other bytes:        {rest:,} (preamble, header, padding, tensors not coded by the VAE)")
+        out.append(f"vae: {params_vae:,} parameters from {latents:,} latent numbers (paper's ratio "
+                   f"{params_vae / max(latents, 1):.1f}x); real ratio {raw / report['file_bytes']:.2f}x")
     quantized = [t for t in report["tensors"] if "step" in t or "codebook_size" in t or "sparsity" in t]
     if quantized:
         out.append("quantized tensors:")

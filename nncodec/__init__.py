@@ -10,7 +10,9 @@
 from .api import NncFile, load, load_file, load_into, open, save, save_file
 from .budget import compress_to_budget
 from .codecs.base import EncodeOptions
+from .collection import load_model, model_names
 from .components import Quantizer, QuantTensor, RawTensor
+from .compress.vae import VaeOptions, vae_compress
 from .errors import (
                      BadArgumentError,
                      ClosedFileError,
@@ -30,4 +32,5 @@ __all__ = [
     "EncodeOptions", "Limits", "DEFAULT_LIMITS", "RawTensor", "QuantTensor", "Quantizer",
     "NNCodecError", "FormatError", "CorruptFileError", "UnsupportedVersionError",
     "LimitExceededError", "BadArgumentError", "UnsupportedInputError", "ClosedFileError",
+    "vae_compress", "VaeOptions", "load_model", "model_names",
 ]

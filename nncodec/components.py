@@ -137,16 +137,11 @@ def _to_dtype(full: np.ndarray, name: str) -> np.ndarray:
     return full.astype(name).view(DTYPES[name].storage)
 
 
-def dequantize(t: QuantTensor) -> np.ndarray:
-    """Decoded storage words of a quantized tensor: level × step (or codebook[level]) in float32,
-    scattered into the mask positions (zeros elsewhere), then rounded to the tensor's dtype.
-    Works block by block into the output, so the peak is the output plus a few MiB."""
+def _float32_blocks(t: QuantTensor):
+    """(start, stop, float32 values) for consecutive blocks of the flat output: level × step (or
+    codebook[level]) in float32, scattered into the mask positions (zeros elsewhere)."""
     n = t.numel
-    out = np.empty(n, dtype=t.dtype.storage)
     mask = None if t.mask is None else t.mask.reshape(-1)
-    if mask is None and n and _is_constant(t.levels) and t.quantizer.axis is None:
-        out[:] = _to_dtype(_values_block(t, t.levels[:1], None).reshape(1), t.dtype.name)  # one value: a fill
-        return out
     taken = 0
     for start in range(0, n, _BLOCK):
         stop = min(n, start + _BLOCK)
@@ -160,5 +155,32 @@ def dequantize(t: QuantTensor) -> np.ndarray:
             lv = t.levels[taken : taken + k]
             taken += k
             full[m] = _values_block(t, lv, lambda m=m, a=start: np.flatnonzero(m) + a)
+        yield start, stop, full
+
+
+def dequantize_float32(t: QuantTensor) -> np.ndarray:
+    """The float32 values of a quantized tensor before rounding to its dtype (spec §7); the VAE
+    residual is added at this precision."""
+    out = np.empty(t.numel, dtype=np.float32)
+    for start, stop, full in _float32_blocks(t):
+        out[start:stop] = full
+    return out
+
+
+def float32_to_words(full: np.ndarray, dtype: DType) -> np.ndarray:
+    """float32 values rounded to a float dtype (spec §7), as that dtype's storage words."""
+    return _to_dtype(full, dtype.name)
+
+
+def dequantize(t: QuantTensor) -> np.ndarray:
+    """Decoded storage words of a quantized tensor: level × step (or codebook[level]) in float32,
+    scattered into the mask positions (zeros elsewhere), then rounded to the tensor's dtype.
+    Works block by block into the output, so the peak is the output plus a few MiB."""
+    n = t.numel
+    out = np.empty(n, dtype=t.dtype.storage)
+    if t.mask is None and n and _is_constant(t.levels) and t.quantizer.axis is None:
+        out[:] = _to_dtype(_values_block(t, t.levels[:1], None).reshape(1), t.dtype.name)  # one value: a fill
+        return out
+    for start, stop, full in _float32_blocks(t):
         out[start:stop] = _to_dtype(full, t.dtype.name)
     return out

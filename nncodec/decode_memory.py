@@ -65,6 +65,8 @@ def tensor_peak_bytes(e: TensorEntry, section_length: Callable[[int], int], comp
     if e.numel == 0:
         return 0
     payload = sum(section_length(p.section) for p in e.parts.values())
+    if getattr(e, "vae_group", None) is not None:  # float64 decoder output and float32 residual, then the words
+        return payload + (8 + 4 + 4 + e.dtype.itemsize) * e.numel + WORKING_SET
     peak = _raw_peak(e, payload) if "raw" in e.parts else _quant_peak(e, payload, components)
     return peak + WORKING_SET
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import codecs, decode_memory, fidelity
+from . import codecs, decode_memory, fidelity, tensorfile_vae
 from .codecs.base import DecodeContext, EncodeOptions
 from .components import (
     CompressedTensor,
@@ -31,8 +31,9 @@ from .container.writer import assemble
 from .dtypes import DTYPES, DType, dtype_by_name
 from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
 from .limits import DEFAULT_LIMITS, Limits
+from .vae_components import VaeSet, VaeTensor
 
-BODY_KEYS = ("tensors", "meta")
+BODY_KEYS = ("tensors", "meta", "vae")
 QUANT_PARTS = ("mask", "levels", "quantizer")
 _PART_KEYS = frozenset(("s", "codec", "p"))
 _RAW_KEYS = frozenset(("dtype", "shape", "raw"))
@@ -63,6 +64,7 @@ class TensorEntry:
     parts: dict[str, Part]
     quant_mode: str | None = None
     quant_axis: int | None = None
+    vae_group: int | None = None  # a VAE tensor (spec §19): decoded from this group's latents
 
     @property
     def numel(self) -> int:
@@ -72,12 +74,14 @@ class TensorEntry:
 # ----------------------------------------------------------------------------------- writing
 
 
-def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str, str] | None = None,
+def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metadata: dict[str, str] | None = None,
                 options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
-                progress: Callable[[str], None] | None = None, optional: dict | None = None) -> bytes:
+                progress: Callable[[str], None] | None = None, optional: dict | None = None,
+                vae: VaeSet | None = None) -> bytes:
     """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`.
     `progress(name)` is called after each tensor is coded (the CLI's progress bar); `optional` holds
-    optional ("x-") header members, such as the lossy error summary of nncodec.fidelity."""
+    optional ("x-") header members, such as the lossy error summary of nncodec.fidelity; `vae` holds
+    the decoders and latent groups that VaeTensor entries refer to (spec §19)."""
     sections: list[bytes] = []
     entries: dict[str, dict] = {}
 
@@ -88,13 +92,7 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
             part["p"] = enc.params
         return part
 
-    for name, t in tensors.items():
-        _check_text(name, "tensor name")
-        if isinstance(t, Alias):
-            entries[name] = {"alias": t.target}
-            if progress:
-                progress(name)
-            continue
+    def entry_of(name: str, t: CompressedTensor) -> dict:
         _check_writable(name, t)
         entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
         if isinstance(t, RawTensor):
@@ -109,10 +107,25 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
             rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
             entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
             entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
-        entries[name] = entry
+        return entry
+
+    group_numels = [0] * (len(vae.groups) if vae else 0)
+    for name, t in tensors.items():
+        _check_text(name, "tensor name")
+        if isinstance(t, Alias):
+            entries[name] = {"alias": t.target}
+        elif isinstance(t, VaeTensor):
+            if vae is None or not 0 <= t.group < len(vae.groups):
+                raise BadArgumentError(f"tensor {name!r}: vae group {t.group} is not in the file's VaeSet")
+            group_numels[t.group] += t.numel
+            entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
+        else:
+            entries[name] = entry_of(name, t)
         if progress:
             progress(name)
     body: dict = {"tensors": entries}
+    if vae is not None:
+        body["vae"] = tensorfile_vae.encode_vae_header(vae, group_numels, lambda enc: add("", enc), entry_of, options)
     if metadata:
         for key, value in metadata.items():
             _check_text(key, "metadata key")
@@ -205,7 +218,7 @@ class TensorFile:
                     raise FormatError(f"tensor {name!r}: alias must be a tensor name")
                 self.aliases[name] = raw["alias"]
                 continue
-            entry = self._parse_entry(name, raw)
+            entry = tensorfile_vae.parse_vae_entry(self, name, raw) if "vae" in raw else self._parse_entry(name, raw)
             for part in entry.parts.values():
                 if part.section in used:
                     raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {name!r}")
@@ -218,6 +231,7 @@ class TensorFile:
             if target not in self.entries:
                 what = "another alias" if target in self.aliases else "no tensor"
                 raise FormatError(f"tensor {name!r} is an alias of {target!r}, which is {what}")
+        self.vae = tensorfile_vae.VaeIndex(self, header.get("vae"), used)
         for s in container.sections:
             if s.kind == "data" and s.index not in used:
                 raise FormatError(f"section {s.index} is not used by any tensor (orphan section)")
@@ -251,7 +265,7 @@ class TensorFile:
             raise FormatError(f"tensor {name!r} {kind}: p must be an object")
         return Part(kind, section, codec, params)
 
-    def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
+    def _parse_dtype_shape(self, name: str, raw: dict) -> tuple[DType, tuple[int, ...]]:
         limits = self.limits
         dt = DTYPES.get(raw.get("dtype")) if isinstance(raw.get("dtype"), str) else None
         if dt is None:
@@ -269,6 +283,10 @@ class TensorFile:
         shape = tuple(shape_raw)
         if numel > limits.max_elements_per_tensor:
             limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
+        return dt, shape
+
+    def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
+        dt, shape = self._parse_dtype_shape(name, raw)
         if "raw" in raw:
             if not raw.keys() <= _RAW_KEYS:
                 _check_unknown_keys(raw, tuple(_RAW_KEYS), f"tensor {name!r}")
@@ -347,8 +365,9 @@ class TensorFile:
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
         decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)
 
-    def _decode_parts(self, e: TensorEntry) -> CompressedTensor:
-        """The components of `e`, decoded and checked against each other (levels as int32)."""
+    def components_of(self, e: TensorEntry) -> CompressedTensor:
+        """The components of a raw or quantized entry (a VAE entry: its residual), decoded and
+        checked against each other (levels as int32)."""
         ctx = self.ctx
         if "raw" in e.parts:
             p = e.parts["raw"]
@@ -368,16 +387,18 @@ class TensorFile:
         check_quant_consistency(t, CorruptFileError)
         return t
 
-    def decode_components(self, name: str) -> CompressedTensor:
+    def decode_components(self, name: str) -> CompressedTensor | VaeTensor:
         """The components of tensor `name`, decoded and checked against each other (int64 levels).
 
         Like `decode`, refused before decoding when its modelled peak memory does not fit, and an
         out-of-memory failure is a LimitExceededError."""
         e = self.resolve(name)
+        if e.vae_group is not None:
+            return VaeTensor(e.dtype, e.shape, e.vae_group, self.vae.residual(e))
         need = decode_memory.tensor_peak_bytes(e, self._section_length, components=True)
         decode_memory.check(f"the components of tensor {name!r}", need, self.limits)
         try:
-            t = self._decode_parts(e)
+            t = self.components_of(e)
             if isinstance(t, QuantTensor):
                 t = replace(t, levels=as_int64(t.levels))
         except MemoryError:
@@ -395,11 +416,17 @@ class TensorFile:
         e = self.resolve(name)
         need = decode_memory.tensor_peak_bytes(e, self._section_length)
         decode_memory.check(f"tensor {name!r}", need, self.limits)
+        return self.decode_entry(e)
+
+    def decode_entry(self, e: TensorEntry) -> tuple[DType, tuple[int, ...], np.ndarray]:
+        """(dtype, shape, flat storage words) of a resolved entry, after the memory check."""
         try:
-            t = self._decode_parts(e)
+            if e.vae_group is not None:
+                return e.dtype, e.shape, self.vae.decode_tensor(e)
+            t = self.components_of(e)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:
-            raise LimitExceededError(f"out of memory while decoding tensor {name!r} (about {need} bytes)") from None
+            raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
         return t.dtype, t.shape, words
 
     # ------------------------------------------------------------------------------- info
@@ -411,14 +438,14 @@ class TensorFile:
         `info`. Sparsity needs the components decoded, so it is reported only while the tensors
         decoded for it total at most SPARSITY_BUDGET elements (`budget[0]` is what is left): a small
         file declaring thousands of big tensors must not make `info` decode them all."""
-        if "raw" in e.parts:
+        if "raw" in e.parts or e.vae_group is not None:
             return {}
         if e.numel > budget[0]:
             values, nonzero = self._quantizer_values(e), None
         else:
             budget[0] -= e.numel
             try:
-                t = self._decode_parts(e)
+                t = self.components_of(e)
             except MemoryError:
                 raise LimitExceededError(f"out of memory while decoding tensor {e.name!r} for its sparsity") from None
             values = t.quantizer.values
@@ -449,8 +476,11 @@ class TensorFile:
             comps = [{"kind": p.kind, "codec": p.codec, "bytes": c.sections[p.section].length,
                       **({"params": p.params} if p.params else {})} for p in e.parts.values()]
             total = sum(x["bytes"] for x in comps)
+            encoding = "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}"
+            if e.vae_group is not None:
+                encoding = f"vae/group {e.vae_group}" + (" + residual" if e.parts else "")
             tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
-                            "encoding": "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}",
+                            "encoding": encoding,
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
                             **self._quant_fields(e, budget), "components": comps})
         optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
@@ -471,7 +501,10 @@ class TensorFile:
             report["error"] = self.error_summary
             # its JSON text in the header, with key and comma (before the header's zstd compression, if any)
             report["error_header_bytes"] = len(strict_json.dumps({fidelity.HEADER_KEY: member})) - 1
-        accounted = PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + sum(t["bytes"] for t in tensors)
+        if self.vae.groups or self.vae.archs:
+            report["vae"] = tensorfile_vae.vae_report(self.vae, tensors)
+        accounted = (PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + sum(t["bytes"] for t in tensors)
+                     + report.get("vae", {}).get("decoder_bytes", 0) + report.get("vae", {}).get("latent_bytes", 0))
         if accounted != c.file_size:
             raise CorruptFileError(f"byte accounting found {accounted} bytes in a {c.file_size}-byte file")
         report["parameters"] = sum(t.get("numel", 0) for t in tensors)

@@ -283,6 +283,164 @@ VECTORS: list[Callable[[], Vector]] = [
 ]
 
 
+# ------------------------------------------------------------------------------------------ VAE vectors (§19)
+
+VAE_DIR = VECTOR_DIR / "vae"
+VAE_MANIFEST = VAE_DIR / "manifest.json"
+VAE_TOLERANCE = "|v - ref| <= 2**-20 * max|ref| over the tensor + one ulp of the dtype at ref (float16/bfloat16 only)"
+
+
+def _vae_decoder(rng: np.random.Generator, latent: int, hidden: int, chunk: int, act: str, quantized: bool):
+    from nncodec.compress.lossless import lossless
+    from nncodec.vae_components import DecoderSpec
+
+    f32 = DTYPES["float32"]
+    w = {"l0.weight": rng.normal(0, 1, (hidden, latent)), "l0.bias": rng.normal(0, 0.1, hidden),
+         "l1.weight": rng.normal(0, 0.1, (chunk, hidden)), "l1.bias": rng.normal(0, 0.1, chunk)}
+    weights = {k: (quantize_uniform(v, f32, np.float32(0.01)) if quantized else lossless(v.astype(np.float32), f32))
+               for k, v in w.items()}
+    layers = (("linear", "l0.weight", "l0.bias"), (act,), ("linear", "l1.weight", "l1.bias"))
+    return DecoderSpec(chunk, latent, layers, weights)
+
+
+def vae_single() -> tuple[str, str, dict, Any]:
+    """One model, plain names, a ReLU decoder with raw weights; residual on one tensor."""
+    from nncodec.compress.lossless import lossless
+    from nncodec.vae_components import Latents, VaeGroup, VaeSet, VaeTensor
+
+    rng = np.random.default_rng(1801)
+    f32 = DTYPES["float32"]
+    dec = _vae_decoder(rng, 3, 5, 16, "relu", quantized=False)
+    res = quantize_uniform(rng.normal(0, 0.05, (4, 5)), f32, np.float32(0.02))
+    tensors = {"fc.weight": VaeTensor(f32, (4, 5), 0, res), "fc.bias": VaeTensor(f32, (4,), 0),
+               "empty": VaeTensor(f32, (0, 3), 0), "steps": lossless(np.array([7], np.int64), DTYPES["int64"])}
+    lat = Latents(rng.integers(-30, 31, (2, 3)), 0.0625)  # 24 values -> 2 chunks of 16
+    return "vae_single", "one model: relu decoder (raw float32 weights), latents, a residual, a 0-size VAE tensor", \
+        tensors, VaeSet((dec,), (VaeGroup("", 0, lat),))
+
+
+def vae_collection() -> tuple[str, str, dict, Any]:
+    """Three models sharing one tanh decoder with quantized weights; bfloat16 and masked residuals."""
+    from nncodec.vae_components import Latents, VaeGroup, VaeSet, VaeTensor
+
+    rng = np.random.default_rng(1802)
+    f32, bf16 = DTYPES["float32"], DTYPES["bfloat16"]
+    dec = _vae_decoder(rng, 4, 6, 32, "tanh", quantized=True)
+    tensors, groups = {}, []
+    for g, m in enumerate(("a", "b", "c")):
+        r = rng.normal(0, 0.05, (8, 6))
+        mask = np.abs(r) > 0.05
+        tensors[f"{m}/w"] = VaeTensor(f32, (8, 6), g, quantize_uniform(r, f32, np.float32(0.01), mask=mask))
+        tensors[f"{m}/b"] = VaeTensor(bf16, (8,), g, quantize_uniform(rng.normal(0, 0.05, 8), bf16, np.float32(0.01)))
+        groups.append(VaeGroup(m, 0, Latents(rng.integers(-12, 13, (2, 4)), 0.25)))  # 56 values -> 2 chunks
+    return "vae_collection", "three models sharing one tanh decoder (quantized weights); masked and bfloat16 residuals", \
+        tensors, VaeSet((dec,), tuple(groups))
+
+
+VAE_VECTORS = [vae_single, vae_collection]
+
+
+def reference_vae_values(tensors: dict, vae: Any) -> dict[str, np.ndarray]:
+    """§19.4 computed independently of nncodec's reader: exact sums (math.fsum) in binary64, the
+    float32 rounding, the residual added in binary32. Returns binary32 values before the dtype conversion."""
+    import math
+
+    from nncodec.vae_components import VaeTensor
+
+    def values(t) -> np.ndarray:
+        if isinstance(t, QuantTensor):
+            return np.frombuffer(_reference_dequantize_f32(t), dtype="<f4").astype(np.float64).reshape(t.shape)
+        return t.words.view("<f4").astype(np.float64).reshape(t.shape)
+
+    flat = []
+    for grp in vae.groups:
+        dec = vae.decoders[grp.decoder]
+        w = {k: values(t) for k, t in dec.weights.items()}
+        rows = []
+        for row in grp.latents.levels:
+            x = [float(np.float32(v) * np.float32(grp.latents.step)) for v in row]
+            for layer in dec.layers:
+                if layer[0] == "linear":
+                    W, b = w[layer[1]], w[layer[2]]
+                    x = [math.fsum([*(W[o, i] * x[i] for i in range(len(x))), b[o]]) for o in range(W.shape[0])]
+                elif layer[0] == "relu":
+                    x = [max(v, 0.0) for v in x]
+                else:
+                    x = [math.tanh(v) for v in x]
+            rows.extend(x)
+        flat.append(np.array(rows, dtype=np.float64).astype(np.float32))
+    out, pos = {}, [0] * len(vae.groups)
+    for name, t in tensors.items():
+        if not isinstance(t, VaeTensor):
+            continue
+        n = t.numel
+        d = flat[t.group][pos[t.group] : pos[t.group] + n]
+        pos[t.group] += n
+        if t.residual is not None:
+            d = d + np.frombuffer(_reference_dequantize_f32(t.residual), dtype="<f4")
+        out[name] = d.astype(np.float32)
+    return out
+
+
+def _reference_dequantize_f32(q: QuantTensor) -> bytes:
+    """The binary32 values of §7 (before the dtype conversion), computed as _reference_dequantize does."""
+    from dataclasses import replace
+
+    return _reference_dequantize(replace(q, dtype=DTYPES["float32"]))
+
+
+def build_vae() -> tuple[dict[str, bytes], dict]:
+    from nncodec.tensorfile import encode_file
+    from nncodec.vae_components import VaeTensor
+
+    files, entries = {}, []
+    for make in VAE_VECTORS:
+        name, description, tensors, vae = make()
+        data = encode_file(tensors, vae=vae)
+        ref = reference_vae_values(tensors, vae)
+        decoded = {}
+        with nncodec.open(data, framework="np") as f:
+            report = f.info()
+            for tname, t in tensors.items():
+                entry = {"dtype": t.dtype.name, "shape": list(t.shape)}
+                if isinstance(t, VaeTensor):
+                    entry["reference"] = " ".join(f"{w:08x}" for w in ref[tname].view("<u4").tolist())
+                else:
+                    words = f._tf.decode(tname)[2]
+                    entry["sha256"] = hashlib.sha256(np.ascontiguousarray(words).tobytes()).hexdigest()
+                decoded[tname] = entry
+        check_vae_tolerance(data, decoded)
+        files[f"{name}.nnc"] = data
+        entries.append({"file": f"{name}.nnc", "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                        "description": description, "vae": {k: report["vae"][k] for k in
+                                                            ("decoder_bytes", "latent_bytes", "residual_bytes")},
+                        "tensors": decoded})
+    return files, {"format": "nnc 2.0 (§19)", "spec": "spec/FORMAT.md §19", "generator": _versions(),
+                   "tolerance": VAE_TOLERANCE, "vectors": entries}
+
+
+def check_vae_tolerance(data: bytes, expected: dict[str, dict]) -> None:
+    """Every VAE tensor of `data` within the §19.4 tolerance of its reference; others by sha256."""
+    from nncodec.components import float32_to_words
+    from nncodec.tensorfile_vae import float_values
+
+    with nncodec.open(data, framework="np") as f:
+        assert f.keys() == list(expected)
+        for name, want in expected.items():
+            dt, shape, words = f._tf.decode(name)
+            assert dt.name == want["dtype"] and list(shape) == want["shape"], name
+            if "sha256" in want:
+                assert hashlib.sha256(np.ascontiguousarray(words).tobytes()).hexdigest() == want["sha256"], name
+                continue
+            ref32 = np.array([int(w, 16) for w in want["reference"].split()], dtype="<u4").view("<f4")
+            ref = float_values(dt.name, float32_to_words(ref32, dt)).astype(np.float64)
+            got = float_values(dt.name, words).astype(np.float64)
+            ulp = np.spacing(np.abs(ref).astype(np.float16)).astype(np.float64) if dt.name == "float16" else \
+                (np.abs(ref) * 2.0**-7 if dt.name == "bfloat16" else 0.0)
+            tol = 2.0**-20 * float(np.abs(ref).max(initial=0.0)) + ulp
+            assert np.all(np.abs(got - ref) <= tol), name
+
+
 # ------------------------------------------------------------------------------------------ encode / describe
 
 
@@ -437,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
         path = VECTOR_DIR / entry["file"]
         if path.exists() and path.read_bytes() != files[entry["file"]]:
             problems.append(f"{entry['file']}: encoder output differs from the stored vector")
+    vae_files, vae_manifest = build_vae()
+    for name, data in vae_files.items():
+        if (VAE_DIR / name).exists() and (VAE_DIR / name).read_bytes() != data:
+            problems.append(f"vae/{name}: encoder output differs from the stored vector")
     for p in problems:
         print(p, file=sys.stderr)
     if args.check:
@@ -449,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, data in files.items():
         (VECTOR_DIR / name).write_bytes(data)
     MANIFEST.write_text(_manifest_text(manifest), encoding="utf-8")
+    VAE_DIR.mkdir(parents=True, exist_ok=True)
+    for name, data in vae_files.items():
+        (VAE_DIR / name).write_bytes(data)
+    VAE_MANIFEST.write_text(_manifest_text(vae_manifest), encoding="utf-8")
     for e in manifest["vectors"]:
         print(f"{e['file']:24} {e['bytes']:6d} B  header={e['header_encoding']:4}  {' '.join(e['codecs'])}")
     return 0
