@@ -238,7 +238,7 @@ class TensorFile:
             if s.kind != "data" and s.index in used:
                 raise FormatError(f"section {s.index} of optional kind {s.kind!r} is used by tensor {used[s.index]!r}")
         self.names = list(raw_tensors)
-        self.owners = {index: (name, self.entries[name].parts) for index, name in used.items()}
+        self.owners = used  # section index -> the tensor (or VAE decoder/latent group) that uses it
         self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
 
     def _parse_metadata(self, meta: object) -> dict[str, str]:
@@ -333,9 +333,11 @@ class TensorFile:
         except CorruptFileError as e:
             if index not in self.owners:
                 raise
-            name, parts = self.owners[index]
+            name = self.owners[index]
+            parts = self.entries[name].parts if name in self.entries else {}
             kind = next((k for k, p in parts.items() if p.section == index), "data")
-            raise CorruptFileError(f"tensor {name!r} ({kind}, section {index}): {e}") from None
+            what = f"tensor {name!r}" if name in self.entries else repr(name)
+            raise CorruptFileError(f"{what} ({kind}, section {index}): {e}") from None
 
     def _quantizer_values(self, e: TensorEntry) -> np.ndarray:
         """The step(s) or codebook of a quantized tensor: one step, one per index of the axis, or

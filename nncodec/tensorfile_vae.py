@@ -12,24 +12,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import codecs
+from . import codecs, decode_memory
 from .codecs import decoder as decoder_codec
 from .codecs import latent as latent_codec
 from .codecs.base import EncodeOptions
 from .components import CompressedTensor, QuantTensor, check_quant_consistency, dequantize_float32, float32_to_words
 from .container.format import is_optional
 from .container.reader import header_int
-from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
+from .errors import BadArgumentError, CorruptFileError, FormatError, UnsupportedVersionError
 from .vae_components import VaeSet, VaeTensor
 
 if TYPE_CHECKING:
     from .tensorfile import Part, TensorEntry, TensorFile
 
-
-def physical_memory_bytes() -> int:
-    from .tensorfile import physical_memory_bytes as installed
-
-    return installed()
 
 VAE_KEYS = ("decoders", "groups")
 DECODER_KEYS = ("chunk", "latent", "layers", "tensors")
@@ -209,8 +204,7 @@ class VaeIndex:
         if d not in self._decoder_cache:
             out = {}
             need = sum(e.numel * 8 for e in self.weights[d].values())  # widened to float64 to run
-            if need > physical_memory_bytes():
-                raise LimitExceededError(f"decoder {d} needs {need} bytes, more than this machine's memory")
+            decode_memory.check(f"the weights of VAE decoder {d}", need, self.tf.limits)
             for n, e in self.weights[d].items():
                 dt, shape, words = self.tf.decode_entry(e)
                 out[n] = float_values(dt.name, words).reshape(shape)
