@@ -215,6 +215,8 @@ class Pruner:
         (TAMADE keeps it within (1 + delta) of the unpruned value); `example_inputs` is one batch of
         inputs (shape and dtype of RGP's random batch), `probes` real batches RGP also checks.
         With `freeze` (default) the mask is frozen for fine-tuning afterwards."""
+        if example_inputs is None and calib_inputs:
+            example_inputs = calib_inputs[0]
         self.unfreeze()
         self._masks = {n: m & (self.params[n].detach() != 0) for n, m in self._masks.items()}
         self._before_tamade(example_inputs, probes, calib_inputs)
