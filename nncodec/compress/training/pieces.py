@@ -129,8 +129,15 @@ class Pruner:
         self.frozen = False
         self._hooks: list[Any] = []
         extra = regularizer.extra_parameters() if regularizer is not None else []
-        dist_.broadcast_(extra)  # identical method parameters on every rank from the start
+        self.sync()  # identical method parameters on every rank from the start
         self.companion_optimizer = torch.optim.Adam(extra, lr=companion_lr, foreach=True) if extra else None
+
+    def sync(self) -> None:
+        """Copy rank 0's method parameters and masks to every rank (done at construction; call it again
+        if the process group was initialised after the piece was made, as Trainer/Lightning do)."""
+        if self.regularizer is not None:
+            dist_.broadcast_(self.regularizer.extra_parameters())
+        dist_.broadcast_(list(self._masks.values()))
 
     # -- training ------------------------------------------------------------------------------
     @property

@@ -21,11 +21,25 @@ from .distributed import any_reduce_
 from .targets import apply_masks
 
 
+def output_tensor(out: object) -> torch.Tensor:
+    """The prediction tensor of a model's output: itself, `.logits` (Hugging Face), or the first element."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, dict) and isinstance(out.get("logits"), torch.Tensor):
+        return out["logits"]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise TypeError(f"cannot find the output tensor in a {type(out).__name__}")
+
+
 def _accumulate_gradients(model: nn.Module, x: torch.Tensor, generator: torch.Generator,
                           params: Mapping[str, nn.Parameter], seen: dict[str, torch.Tensor]) -> None:
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
-        out = model(x)
+        out = output_tensor(model(x))
         target = torch.randn(out.shape, generator=generator, dtype=torch.float32).to(out.device, out.dtype)
         ((out - target) ** 2).sum().backward()
     for n, p in params.items():
