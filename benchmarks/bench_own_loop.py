@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nncodec.api import load_file
-from nncodec.compress.training import make_pruner, search_steps
 from nncodec.compress.training import distributed as D
+from nncodec.compress.training import make_pruner, search_steps
 
 FORTUNES = Path("/usr/share/games/fortunes")
 
@@ -166,7 +166,7 @@ class Bench:
 def build(bench: Bench, seed: int) -> TinyLM:
     torch.manual_seed(seed)
     a = bench.args
-    return TinyLM(bench.vocab, bench.ctx, a.d, a.layers, a.heads, a.ff)
+    return TinyLM(bench.vocab, bench.ctx, a.width, a.layers, a.heads, a.ff)
 
 
 def dense_phase(bench: Bench, out: Path) -> dict:
@@ -205,7 +205,7 @@ def main() -> None:
     p.add_argument("--ft-steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=32, help="global batch (split over the ranks)")
     p.add_argument("--ctx", type=int, default=64)
-    p.add_argument("--d", type=int, default=96)
+    p.add_argument("--width", type=int, default=96, help="model width d")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--ff", type=int, default=384)

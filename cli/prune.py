@@ -1,4 +1,5 @@
-"""`nncodec prune`: training-aware pruning of a built-in classifier on an IDX dataset, no code needed."""
+"""`nncodec prune`: training-aware pruning of a built-in classifier on an IDX dataset, no code needed,
+or of your own model (--model pkg.module:factory, --checkpoint, --data; see user_model.py)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,18 @@ def _check_output(path: Path, force: bool, what: str) -> None:
 
 @click.command("prune")
 @click.option("--method", type=click.Choice(METHOD_NAMES), required=True, help="Pruning method.")
-@click.option("--arch", type=click.Choice(ARCH_NAMES), required=True, help="Built-in architecture.")
-@click.option("--data", "data_dir", type=click.Path(), required=True,
-              help="Directory with the IDX files (train-images-idx3-ubyte.gz, t10k-..., as for MNIST).")
+@click.option("--arch", type=click.Choice(ARCH_NAMES), default=None, help="Built-in architecture (a preset).")
+@click.option("--model", "model_spec", default=None, metavar="PKG.MODULE:FACTORY",
+              help="Your model instead of --arch: a function returning the torch.nn.Module.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="With --model: its trained weights (.pt read with weights_only=True, .safetensors, .npz, .nnc).")
+@click.option("--loss", type=click.Choice(("cross_entropy", "mse")), default="cross_entropy", show_default=True,
+              help="With --model: the training loss.")
+@click.option("--quant-tolerance", type=click.FloatRange(0), default=0.01, show_default=True,
+              help="With --model: relative validation-loss increase allowed for quantizing the pruned model.")
+@click.option("--data", "data_dir", type=str, required=True,
+              help="IDX directory (train-images-idx3-ubyte.gz, t10k-..., as for MNIST); with --model also a "
+                   ".npz with x/y (x_val/y_val, x_test/y_test), an image folder, or PKG.MODULE:LOADERS.")
 @click.option("--epochs", type=click.IntRange(0), default=10, show_default=True,
               help="Regularised training epochs (pmmp, drr, rl1); tamade and layerwise prune the dense model directly.")
 @click.option("--finetune-epochs", type=click.IntRange(0), default=None,
@@ -60,10 +70,12 @@ def _check_output(path: Path, force: bool, what: str) -> None:
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a JSON report here.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
+def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str | None, loss: str,
+          quant_tolerance: float, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
           output: str, report_path: str | None, force: bool, quiet: bool) -> None:
-    """Train ARCH densely, prune it with METHOD, store it as a .nnc file and report its real size.
+    """Train ARCH densely (or load your --model and --checkpoint), prune it with METHOD, store it as
+    a .nnc file and report its real size.
 
     The report holds the dense and compressed test accuracy, the file's bytes, its ratio to float32
     and the paper-style estimate (4 bytes per non-zero weight)."""
@@ -71,6 +83,15 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
     _check_output(out, force, "output")
     if report_path is not None:
         _check_output(Path(report_path), force, "report")
+    if (arch is None) == (model_spec is None):
+        raise PruneError("give either --arch (a built-in preset) or --model PKG.MODULE:FACTORY")
+    if model_spec is not None:
+        _guarded(lambda: _prune_user_model(
+            method, model_spec, checkpoint, loss, quant_tolerance, data_dir, epochs, finetune_epochs, alpha, delta,
+            batch_size, seed, device, out, report_path, quiet))
+        return
+    if checkpoint is not None:
+        raise PruneError("--checkpoint goes with --model; for --arch use --dense")
     if not Path(data_dir).is_dir():
         raise PruneError(f"{data_dir}: not a directory")
     try:
@@ -106,3 +127,48 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
     click.echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32; paper-style estimate "
                f"{report['paper_estimate_bytes']:,} B = 4 B x {report['nonzero']:,} non-zeros), test accuracy "
                f"{report['compressed_test_accuracy']:.2f}% (dense {report['dense_test_accuracy']:.2f}%)")
+
+
+def _guarded(run: Any) -> None:
+    """Run `run()`, turning expected failures into one `error:` line."""
+    try:
+        run()
+    except NNCodecError as e:
+        raise PruneError(_one_line(e)) from None
+    except OSError as e:
+        raise PruneError(_one_line(e)) from None
+    except RuntimeError as e:  # torch failures (shape mismatches, out of memory)
+        raise PruneError(_one_line(e)) from None
+    except KeyboardInterrupt:
+        raise PruneError("interrupted") from None
+
+
+def _prune_user_model(method: str, model_spec: str, checkpoint: str | None, loss: str, quant_tolerance: float,
+                      data: str, epochs: int, finetune_epochs: int | None, alpha: float | None, delta: float | None,
+                      batch_size: int, seed: int, device: str, out: Path, report_path: str | None, quiet: bool) -> None:
+    import torch
+
+    from nncodec.compress.training.usermodel import compress_model
+
+    from .user_model import load_data, load_model
+
+    torch.manual_seed(seed)
+    model = load_model(model_spec, checkpoint)
+    loaders = load_data(data, batch_size, seed)
+    options: dict[str, Any] = {"seed": seed, "progress": not quiet,
+                               "finetune_epochs": finetune_epochs if finetune_epochs is not None else max(1, epochs // 2)}
+    options["epochs"] = 0 if method in ("tamade", "layerwise") else epochs
+    options.update({k: v for k, v in {"alpha": alpha, "delta": delta}.items() if v is not None})
+    report = compress_model(model, loaders.train, loaders.val, loss, method, out, test=loaders.test,
+                            quant_tolerance=quant_tolerance, device=device, options=options,
+                            log=None if quiet else (lambda m: click.echo(m, err=True)))
+    report.update({"model": model_spec, "output": os.fspath(out)})
+    if report_path is not None:
+        Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    final = report.get("compressed_test", report["compressed_val"])
+    dense = report.get("dense_test", report["dense_val"])
+    where = "test" if "compressed_test" in report else "validation"
+    extra = (f", {where} accuracy {final['accuracy']:.2f}% (dense {dense['accuracy']:.2f}%)" if "accuracy" in final else "")
+    click.echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32), {report['nonzero']:,} of "
+               f"{report['parameters']:,} parameters non-zero, {where} loss {final['loss']:.4f} (dense {dense['loss']:.4f})"
+               f"{extra}")
