@@ -81,7 +81,7 @@ class Block(nn.Module):
 class TinyLM(nn.Module):
     """GPT-style byte model: token + position embeddings, pre-LN blocks, a linear head."""
 
-    def __init__(self, vocab: int, ctx: int, d: int = 96, layers: int = 2, heads: int = 4, ff: int = 384) -> None:
+    def __init__(self, vocab: int, ctx: int, d: int = 64, layers: int = 2, heads: int = 4, ff: int = 256) -> None:
         super().__init__()
         self.tok = nn.Embedding(vocab, d)
         self.pos = nn.Parameter(torch.randn(ctx, d) * 0.02)
@@ -159,7 +159,7 @@ class Bench:
             if pruner is not None:
                 pruner.after_step()
             if self.rank == 0 and (i + 1) % max(steps // 5, 1) == 0:
-                print(f"  step {i + 1}/{steps}: loss {float(loss):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(f"  step {i + 1}/{steps}: loss {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return time.perf_counter() - t0
 
 
@@ -173,8 +173,13 @@ def dense_phase(bench: Bench, out: Path) -> dict:
     """The dense model (cached) and its peer trained for as many more steps as the pipeline trains."""
     a = bench.args
     dense_path, peer_path, info_path = out / "dense.pt", out / "dense-peer.pt", out / "dense.json"
+    config = {k: getattr(a, k) for k in ("width", "layers", "heads", "ff", "ctx", "batch", "lr", "seed", "dense_steps",
+                                         "reg_steps", "ft_steps", "text")}
     if info_path.exists():
-        return json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text())
+        if info.get("config", config) != config:
+            raise SystemExit(f"{out} holds a dense model of another configuration; use another --out")
+        return info
     if bench.world > 1:
         raise SystemExit("run once in a single process first: it trains the dense model and its peer")
     model = build(bench, a.seed)
@@ -185,7 +190,8 @@ def dense_phase(bench: Bench, out: Path) -> dict:
     print(f"peer: {extra} more dense steps")
     bench.train(model, extra, a.seed + 1, a.lr)
     torch.save(model.state_dict(), peer_path)
-    info = {"dense_steps": a.dense_steps, "peer_steps": a.dense_steps + extra, "dense_seconds": round(t_dense, 1)}
+    info = {"dense_steps": a.dense_steps, "peer_steps": a.dense_steps + extra, "dense_seconds": round(t_dense, 1),
+            "config": config}
     info_path.write_text(json.dumps(info))
     return info
 
@@ -201,16 +207,16 @@ def main() -> None:
     p.add_argument("--delta", type=float, default=0.01, help="TAMADE's relative validation-loss tolerance")
     p.add_argument("--budget", type=float, default=0.02, help="allowed relative validation-loss increase")
     p.add_argument("--dense-steps", type=int, default=1500)
-    p.add_argument("--reg-steps", type=int, default=600)
-    p.add_argument("--ft-steps", type=int, default=300)
-    p.add_argument("--batch", type=int, default=32, help="global batch (split over the ranks)")
+    p.add_argument("--reg-steps", type=int, default=400)
+    p.add_argument("--ft-steps", type=int, default=200)
+    p.add_argument("--batch", type=int, default=16, help="global batch (split over the ranks)")
     p.add_argument("--ctx", type=int, default=64)
-    p.add_argument("--width", type=int, default=96, help="model width d")
+    p.add_argument("--width", type=int, default=64, help="model width d")
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--ff", type=int, default=384)
+    p.add_argument("--ff", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-windows", type=int, default=256, help="validation / test windows scored")
+    p.add_argument("--eval-windows", type=int, default=128, help="validation / test windows scored")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     torch.set_num_threads(1)
