@@ -160,7 +160,7 @@ def test_layerwise_piece_prunes():
     model = mlp()
     pruner = LayerwisePruner(model, alpha=1.0, layer_lr=1e-2, layer_steps=100)
     y = model(x).detach()
-    report = pruner.prune(lambda: float(F.mse_loss(model(x), y)), calib_inputs=[x[:128]], delta=0.5)
+    report = pruner.prune(lambda: float(F.mse_loss(model(x), y).detach()), calib_inputs=[x[:128]], delta=0.5)
     assert report.nonzero < report.total
 
 
