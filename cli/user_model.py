@@ -96,25 +96,16 @@ class Data:
     test: Iterable | None = None
 
 
-class Batches:
-    """Mini-batches of in-memory tensors, reshuffled every epoch from a seeded generator."""
+def batches_of(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> Iterable:
+    """Mini-batches of in-memory tensors (recipes' loader: reshuffled every epoch from a seeded
+    generator; evaluation order does not matter, so `shuffle` only documents the intent)."""
+    from nncodec.compress.training.recipes import InMemoryLoader, Split
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> None:
-        if len(x) != len(y):
-            raise UnsupportedInputError(f"{len(x)} inputs but {len(y)} targets")
-        if len(x) == 0:
-            raise UnsupportedInputError("no samples")
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def __iter__(self):
-        order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else torch.arange(len(self.x))
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i : i + self.batch_size]
-            yield self.x[idx], self.y[idx]
+    if len(x) != len(y):
+        raise UnsupportedInputError(f"{len(x)} inputs but {len(y)} targets")
+    if len(x) == 0:
+        raise UnsupportedInputError("no samples")
+    return InMemoryLoader(Split(x, y), batch_size, seed)
 
 
 def _tensor(a: np.ndarray, name: str) -> torch.Tensor:
@@ -144,16 +135,16 @@ def _npz(path: Path, batch_size: int, seed: int) -> Data:
         x, xv, y, yv = x[:-n_val], x[-n_val:], y[:-n_val], y[-n_val:]
     test = None
     if "x_test" in arrays and "y_test" in arrays:
-        test = Batches(_tensor(arrays["x_test"], "x_test"), _tensor(arrays["y_test"], "y_test"), 1024, False)
-    return Data(Batches(x, y, batch_size, True, seed), Batches(xv, yv, 1024, False), test)
+        test = batches_of(_tensor(arrays["x_test"], "x_test"), _tensor(arrays["y_test"], "y_test"), 1024, False)
+    return Data(batches_of(x, y, batch_size, True, seed), batches_of(xv, yv, 1024, False), test)
 
 
 def _idx(path: Path, batch_size: int, seed: int) -> Data:
     from nncodec.compress.training.recipes import load_data
 
     d = load_data(path)
-    return Data(Batches(d.train.x, d.train.y, batch_size, True, seed), Batches(d.val.x, d.val.y, 1024, False),
-                Batches(d.test.x, d.test.y, 1024, False))
+    return Data(batches_of(d.train.x, d.train.y, batch_size, True, seed), batches_of(d.val.x, d.val.y, 1024, False),
+                batches_of(d.test.x, d.test.y, 1024, False))
 
 
 def _folder(path: Path, batch_size: int, seed: int) -> Data:
