@@ -81,10 +81,15 @@ def _load_state(path: Path) -> dict:
 
 
 @click.command("budget", epilog=BUDGET_EPILOG, short_help="Smallest .nnc of a built-in model within an accuracy budget.")
-@click.option("--arch", type=click.Choice(ARCH_CHOICES), required=True,
+@click.option("--arch", type=click.Choice(ARCH_CHOICES), default=None,
               help="lenet300 (784-300-100-10) or lenet5 (LeNet-5-Caffe).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory with the IDX files (train-images-idx3-ubyte.gz, t10k-..., as for MNIST).")
+@click.option("--model", "model_spec", default=None, metavar="PKG.MODULE:FACTORY",
+              help="Your model instead of --arch (needs --checkpoint); --data forms as in `nncodec prune --help`.")
+@click.option("--loss", type=click.Choice(("cross_entropy", "mse")), default="cross_entropy", show_default=True,
+              help="With --model: cross_entropy scores accuracy in %, mse scores minus the mean loss.")
+@click.option("--data", "data_dir", type=str, required=True,
+              help="Directory with the IDX files (train-images-idx3-ubyte.gz, t10k-..., as for MNIST); with "
+                   "--model also a .npz, an image folder or PKG.MODULE:LOADERS (scored on test, else validation).")
 @click.option("--max-drop", "max_drop", type=click.FloatRange(0), required=True,
               help="Allowed drop of test accuracy, in percentage points.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .nnc file to write.")
@@ -102,9 +107,9 @@ def _load_state(path: Path) -> dict:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result (sizes, accuracies, settings) as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, phase lines or summary).")
-def budget(arch: str, data_dir: Path, max_drop: float, output: Path, checkpoint: Path | None, epochs: int | None,
-           calibrate: bool, per_channel: bool, lambdas: str, max_evals: int, prefer: str, seed: int,
-           force: bool, as_json: bool, quiet: bool) -> None:
+def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, max_drop: float, output: Path,
+           checkpoint: Path | None, epochs: int | None, calibrate: bool, per_channel: bool, lambdas: str, max_evals: int,
+           prefer: str, seed: int, force: bool, as_json: bool, quiet: bool) -> None:
     """Find the smallest .nnc file of a built-in classifier whose test accuracy stays within
     --max-drop points of the uncompressed model (post-training: no retraining).
 
@@ -127,6 +132,14 @@ def budget(arch: str, data_dir: Path, max_drop: float, output: Path, checkpoint:
         lams = tuple(float(v) for v in lambdas.split(",") if v.strip())
     except ValueError:
         raise CliError(f"--lambdas must be comma-separated numbers, got {lambdas!r}") from None
+    if (arch is None) == (model_spec is None):
+        raise CliError("give either --arch (a built-in preset) or --model PKG.MODULE:FACTORY")
+    if model_spec is not None:  # your own model: see user_model.py
+        from .user_model import user_budget
+
+        user_budget(model_spec, checkpoint, data_dir, loss, max_drop, output, per_channel=per_channel, lambdas=lams,
+                    prefer=prefer, max_evals=max_evals, force=force)
+        return
     x_train, y_train = load_fashion_mnist(data_dir, "train")
     x_test, y_test = load_fashion_mnist(data_dir, "test")
     model = models.build(arch)

@@ -1,4 +1,5 @@
-"""`nncodec prune`: training-aware pruning of a built-in classifier on an IDX dataset, no code needed."""
+"""`nncodec prune`: training-aware pruning of a built-in classifier on an IDX dataset, no code needed,
+or of your own model (--model pkg.module:factory, --checkpoint, --data; see user_model.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -46,9 +48,18 @@ Your own model and data loader: see examples/prune_your_model.py (the Python API
 
 @click.command("prune", epilog=EPILOG, short_help="Train, prune and store a built-in classifier (real file bytes).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), required=True, help="Pruning method.")
-@click.option("--arch", type=click.Choice(ARCH_NAMES), required=True, help="Built-in architecture.")
-@click.option("--data", "data_dir", type=click.Path(), required=True,
-              help="Directory with the IDX files (train-images-idx3-ubyte.gz, t10k-..., as for MNIST).")
+@click.option("--arch", type=click.Choice(ARCH_NAMES), default=None, help="Built-in architecture (a preset).")
+@click.option("--model", "model_spec", default=None, metavar="PKG.MODULE:FACTORY",
+              help="Your model instead of --arch: a function returning the torch.nn.Module.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="With --model: its trained weights (.pt read with weights_only=True, .safetensors, .npz, .nnc).")
+@click.option("--loss", type=click.Choice(("cross_entropy", "mse")), default="cross_entropy", show_default=True,
+              help="With --model: the training loss.")
+@click.option("--quant-tolerance", type=click.FloatRange(0), default=0.01, show_default=True,
+              help="With --model: relative validation-loss increase allowed for quantizing the pruned model.")
+@click.option("--data", "data_dir", type=str, required=True,
+              help="IDX directory (train-images-idx3-ubyte.gz, t10k-..., as for MNIST); with --model also a "
+                   ".npz with x/y (x_val/y_val, x_test/y_test), an image folder, or PKG.MODULE:LOADERS.")
 @click.option("--epochs", type=click.IntRange(0), default=10, show_default=True,
               help="Regularised training epochs (pmmp, drr, rl1); tamade and layerwise prune the dense model directly.")
 @click.option("--finetune-epochs", type=click.IntRange(0), default=None,
@@ -66,10 +77,12 @@ Your own model and data loader: see examples/prune_your_model.py (the Python API
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, no phase lines, no summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the summary line.")
-def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
+def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str | None, loss: str,
+          quant_tolerance: float, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
           output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool) -> None:
-    """Train ARCH densely, prune it with METHOD, store it as a .nnc file and report its real size.
+    """Train ARCH densely (or load your --model and --checkpoint), prune it with METHOD, store it as
+    a .nnc file and report its real size.
 
     The report holds the dense and compressed test accuracy, the file's bytes, its ratio to float32
     and the paper-style estimate (4 bytes per non-zero weight)."""
@@ -77,9 +90,19 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
     _check_output(out, force, "output")
     if report_path is not None:
         _check_output(Path(report_path), force, "report")
+    if (arch is None) == (model_spec is None):
+        raise PruneError("give either --arch (a built-in preset) or --model PKG.MODULE:FACTORY")
+    if model_spec is not None:
+        _guarded(lambda: _prune_user_model(
+            method, model_spec, checkpoint, loss, quant_tolerance, data_dir, epochs, finetune_epochs, alpha, delta,
+            batch_size, seed, device, out, report_path, quiet, as_json))
+        return
+    if checkpoint is not None:
+        raise PruneError("--checkpoint goes with --model; for --arch use --dense")
     if not Path(data_dir).is_dir():
         raise PruneError(f"{data_dir}: not a directory")
-    try:
+
+    def run() -> dict:
         from nncodec.compress.training import recipes
 
         progress = not quiet and is_terminal(sys.stderr)  # tqdm bars only on a terminal, never into pipes
@@ -104,17 +127,63 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
         report["output"] = os.fspath(out)
         if report_path is not None:
             Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    except NNCodecError as e:
-        raise PruneError(_one_line(e)) from None
-    except OSError as e:
-        raise PruneError(_one_line(e)) from None
-    except RuntimeError as e:  # torch failures (out of memory, CUDA errors)
-        raise PruneError(_one_line(e)) from None
-    except KeyboardInterrupt:
-        raise Interrupted() from None
+        return report
+
+    report = _guarded(run)
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     elif not quiet:
         click.echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32; paper-style estimate "
                    f"{report['paper_estimate_bytes']:,} B = 4 B x {report['nonzero']:,} non-zero weights in the file), "
                    f"test accuracy {report['compressed_test_accuracy']:.2f}% (dense {report['dense_test_accuracy']:.2f}%)")
+
+
+def _guarded(run: Any) -> Any:
+    """Run `run()`, turning expected failures into one `error:` line."""
+    try:
+        return run()
+    except NNCodecError as e:
+        raise PruneError(_one_line(e)) from None
+    except OSError as e:
+        raise PruneError(_one_line(e)) from None
+    except RuntimeError as e:  # torch failures (shape mismatches, out of memory)
+        raise PruneError(_one_line(e)) from None
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+
+
+def _prune_user_model(method: str, model_spec: str, checkpoint: str | None, loss: str, quant_tolerance: float,
+                      data: str, epochs: int, finetune_epochs: int | None, alpha: float | None, delta: float | None,
+                      batch_size: int, seed: int, device: str, out: Path, report_path: str | None, quiet: bool,
+                      as_json: bool = False) -> None:
+    import torch
+
+    from nncodec.compress.training.usermodel import compress_model
+
+    from .user_model import load_data, load_model
+
+    torch.manual_seed(seed)
+    model = load_model(model_spec, checkpoint)
+    loaders = load_data(data, batch_size, seed)
+    options: dict[str, Any] = {"seed": seed, "progress": not quiet and is_terminal(sys.stderr),
+                               "finetune_epochs": finetune_epochs if finetune_epochs is not None else max(1, epochs // 2)}
+    options["epochs"] = 0 if method in ("tamade", "layerwise") else epochs
+    options.update({k: v for k, v in {"alpha": alpha, "delta": delta}.items() if v is not None})
+    report = compress_model(model, loaders.train, loaders.val, loss, method, out, test=loaders.test,
+                            quant_tolerance=quant_tolerance, device=device, options=options,
+                            log=None if quiet else (lambda m: click.echo(m, err=True)))
+    report.update({"model": model_spec, "output": os.fspath(out)})
+    if report_path is not None:
+        Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    if quiet:
+        return
+    final = report.get("compressed_test", report["compressed_val"])
+    dense = report.get("dense_test", report["dense_val"])
+    where = "test" if "compressed_test" in report else "validation"
+    extra = (f", {where} accuracy {final['accuracy']:.2f}% (dense {dense['accuracy']:.2f}%)" if "accuracy" in final else "")
+    click.echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32), {report['nonzero']:,} of "
+               f"{report['parameters']:,} parameters non-zero, {where} loss {final['loss']:.4f} (dense {dense['loss']:.4f})"
+               f"{extra}")

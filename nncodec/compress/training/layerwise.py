@@ -17,6 +17,7 @@ The sums run over one calibration batch, so alpha's scale goes with the batch si
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,11 @@ from .rgp import random_gradient_pruning
 from .targets import apply_masks
 
 SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
 
 
 def layer_forward(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -120,10 +126,12 @@ def prune_layer(module: nn.Module, pairs: Sequence[tuple[torch.Tensor, torch.Ten
 
 
 def layerwise_prune(model: nn.Module, params: Mapping[str, nn.Parameter], masks: dict[str, torch.Tensor],
-                    batches: Sequence[Batch], rt: Runtime, *, alpha: float = 0.1, lr: float = 1e-3, init: float = 0.3,
-                    steps: int = 500, train_weights: bool = True, rgp: bool = True, rgp_batch: int = 256,
-                    on_layer: Callable[[str, int, int], None] | None = None) -> None:
-    """Prune every Linear/Conv layer whose weight is in `params`, last to first (updates `masks`)."""
+                    batches: Sequence[Batch], rt: Runtime | None = None, *, alpha: float = 0.1, lr: float = 1e-3,
+                    init: float = 0.3, steps: int = 500, train_weights: bool = True, rgp: bool = True,
+                    rgp_batch: int = 256, on_layer: Callable[[str, int, int], None] | None = None,
+                    generator: torch.Generator | None = None) -> None:
+    """Prune every Linear/Conv layer whose weight is in `params`, last to first (updates `masks`).
+    Only the inputs of `batches` are used. Without `rt`: no progress bar, RGP draws from `generator`."""
     if not 0 <= init <= 1 or steps < 1 or alpha < 0:
         raise BadArgumentError("layerwise pruning needs 0 <= init <= 1, steps >= 1 and alpha >= 0")
     names = _module_names(model, params)
@@ -132,11 +140,13 @@ def layerwise_prune(model: nn.Module, params: Mapping[str, nn.Parameter], masks:
     modules = dict(model.named_modules())
     by_id = {id(p): n for n, p in params.items()}
     inputs = [x for x, _ in batches]
+    gen = rt.generator if rt is not None else (generator if generator is not None else torch.Generator().manual_seed(0))
+    bar_of = rt.bar if rt is not None else (lambda total, desc: nullcontext(_NoBar()))
     was_training = model.training
     model.eval()
     try:
         order = _call_order(model, names, inputs[0])
-        with rt.bar(len(order), "layerwise") as bar:
+        with bar_of(len(order), "layerwise") as bar:
             for name in reversed(order):
                 module = modules[name]
                 wname = by_id[id(module.weight)]
@@ -155,7 +165,7 @@ def layerwise_prune(model: nn.Module, params: Mapping[str, nn.Parameter], masks:
                 apply_masks(params, masks)
                 if rgp:
                     random_gradient_pruning(model, params, masks, inputs[0].shape[1:], batch_size=rgp_batch,
-                                            generator=rt.generator, probes=inputs[:1])
+                                            generator=gen, probes=inputs[:1])
                 kept = int(masks[wname].sum())
                 if on_layer is not None:
                     on_layer(name, kept, masks[wname].numel())

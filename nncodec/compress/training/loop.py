@@ -27,7 +27,12 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class Regularizer:
-    """A penalty on the pruned parameters, applied through its gradient."""
+    """A penalty on the pruned parameters, applied either through autograd (`penalty()` added to the
+    loss) or through its closed-form gradient (`add_gradients()` after the data loss's backward)."""
+
+    def penalty(self) -> torch.Tensor:
+        """The penalty as a differentiable scalar: backward gives the same gradients as `add_gradients`."""
+        return torch.zeros(())
 
     def extra_parameters(self) -> list[torch.Tensor]:
         """Tensors besides the model's that the same optimizer must update (PMMP's w, gamma, u)."""
@@ -120,10 +125,12 @@ def _length(loader: Iterable) -> int | None:
 
 def run_epochs(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: torch.optim.Optimizer, epochs: int,
                rt: Runtime, *, phase: str, params: Mapping[str, nn.Parameter],
-               regularizer: Regularizer | None = None, masks: Mapping[str, torch.Tensor] | None = None) -> float:
+               regularizer: Regularizer | None = None, masks: Mapping[str, torch.Tensor] | None = None,
+               piece: Any = None) -> float:
     """Train for `epochs` epochs; returns the last epoch's mean data loss (nan if no epochs ran).
 
-    With `masks`, pruned weights get zero gradient and are re-zeroed after every step (frozen mask)."""
+    With `masks`, pruned weights get zero gradient and are re-zeroed after every step (frozen mask).
+    A `piece` (pieces.Pruner) adds its penalty gradient after backward and runs its `after_step`."""
     n = _length(loader)
     last = float("nan")
     model.train()
@@ -137,11 +144,15 @@ def run_epochs(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: t
                 loss.backward()
                 if regularizer is not None:
                     regularizer.add_gradients()
+                if piece is not None:
+                    piece.add_gradients()
                 if masks is not None:
                     mask_gradients(params, masks)
                 optimizer.step()
                 if regularizer is not None:
                     regularizer.after_step()
+                if piece is not None:
+                    piece.after_step()
                 if masks is not None:
                     apply_masks(params, masks)
                 value = float(loss.detach())
@@ -152,6 +163,7 @@ def run_epochs(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: t
             last = total / max(count, 1)
             if rt.callback is not None:
                 rt.emit(phase=phase, epoch=epoch + 1, epochs=epochs, loss=last,
-                        penalty=regularizer.value() if regularizer is not None else 0.0,
+                        penalty=(regularizer.value() if regularizer is not None else 0.0)
+                        + (piece.penalty_value() if piece is not None else 0.0),
                         nonzero=count_nonzero(params), total=count_total(params))
     return last

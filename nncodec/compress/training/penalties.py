@@ -41,6 +41,10 @@ class DRR(Regularizer):
         self.params, self.alpha, self.beta = dict(params), float(alpha), float(beta)
         self.scales = _layer_scales(self.params, normalize_layers)
 
+    def penalty(self) -> torch.Tensor:
+        return sum((drr_penalty(p, self.alpha * self.scales[n], self.beta) for n, p in self.params.items()),
+                   torch.zeros(()))
+
     @torch.no_grad()
     def add_gradients(self) -> None:
         for n, p in self.params.items():
@@ -57,6 +61,9 @@ class L1(Regularizer):
         if alpha < 0:
             raise BadArgumentError(f"L1 needs alpha >= 0 (got {alpha})")
         self.params, self.alpha = dict(params), float(alpha)
+
+    def penalty(self) -> torch.Tensor:
+        return self.alpha * sum((p.abs().sum() for p in self.params.values()), torch.zeros(()))
 
     @torch.no_grad()
     def add_gradients(self) -> None:

@@ -47,6 +47,18 @@ def pmmp_gradients(theta: torch.Tensor, w: torch.Tensor, gamma: torch.Tensor, u:
     return g_theta, g_w, g_gamma, g_u
 
 
+class _Ascent(torch.autograd.Function):
+    """Identity whose gradient is negated: autograd then gives u the ascent direction the minimax needs."""
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return -grad
+
+
 class PMMP(Regularizer):
     """The PMMP penalty on `params`; its w, gamma and u are exposed for inspection (gamma = the
     inclusion probabilities)."""
@@ -62,6 +74,15 @@ class PMMP(Regularizer):
 
     def extra_parameters(self) -> list[torch.Tensor]:
         return [*self.w.values(), *self.gamma.values(), *self.u.values()]
+
+    def penalty(self) -> torch.Tensor:
+        """`pmmp_penalty` summed over the parameters; backward gives theta, w and gamma their descent
+        gradients and u the negated one, exactly as `add_gradients` does."""
+        total = torch.zeros(())
+        for n, theta in self.params.items():
+            total = total + pmmp_penalty(theta, self.w[n], self.gamma[n], _Ascent.apply(self.u[n]), self.alpha,
+                                         self.u_scale)
+        return total
 
     @torch.no_grad()
     def add_gradients(self) -> None:

@@ -8,6 +8,9 @@ Every method follows the same procedure (Barth & von Petersenn):
   3. fine-tuning without the penalty, the mask frozen.
 Pruned weights are exactly zero afterwards, so the mask is implied by the model itself and the
 result goes straight to `save_pruned`. The model is modified in place and returned.
+
+Each function is a thin loop over the method's piece (pruners.py): the same objects a user's own
+training loop, a Hugging Face Trainer or a Lightning module calls (see pieces.py).
 """
 
 from __future__ import annotations
@@ -21,12 +24,10 @@ import torch
 from torch import nn
 
 from ...errors import BadArgumentError
-from .layerwise import layerwise_prune
-from .loop import Callback, LossFn, Regularizer, Runtime, cache_batches, run_epochs
-from .penalties import DRR, L1
-from .pmmp import PMMP
+from .loop import Callback, LossFn, Runtime, cache_batches, mean_loss, run_epochs
+from .pieces import Pruner
+from .pruners import make_pruner
 from .rgp import random_gradient_pruning
-from .tamade import tamade
 from .targets import Targets, count_nonzero, count_total, masks_from_weights, select_parameters
 
 
@@ -68,7 +69,7 @@ def _options(kwargs: dict[str, Any]) -> Options:
 
 
 class _Run:
-    """One method run: runtime, parameters, masks, calibration batches."""
+    """One method run: the method's piece (see pieces.py) driven by the shared epoch loop."""
 
     def __init__(self, model: nn.Module, loader: Iterable, loss_fn: LossFn, opts: Options) -> None:
         if not isinstance(model, nn.Module):
@@ -77,9 +78,14 @@ class _Run:
         self.rt = Runtime(opts.device, opts.seed, opts.progress, opts.callback)
         self.model = model.to(self.rt.device)
         self.loader, self.loss_fn = loader, loss_fn
-        self.params = select_parameters(self.model, opts.targets)
-        self.masks = masks_from_weights(self.params)
         self._batches: list | None = None
+
+    def piece(self, method: str, **kwargs: Any) -> Pruner:
+        o = self.opts
+        self.pruner = make_pruner(method, self.model, targets=o.targets, delta=o.delta, resolution=o.resolution,
+                                  max_steps=o.max_steps, rgp=o.rgp, rgp_batch=o.rgp_batch, generator=self.rt.generator,
+                                  callback=lambda event: self.emit(**event), **kwargs)
+        return self.pruner
 
     @property
     def batches(self) -> list:
@@ -89,37 +95,23 @@ class _Run:
 
     def emit(self, phase: str, **extra: Any) -> None:
         if self.rt.callback is not None:
-            self.rt.emit(phase=phase, nonzero=count_nonzero(self.params), total=count_total(self.params), **extra)
+            params = self.pruner.params
+            self.rt.emit(phase=phase, nonzero=count_nonzero(params), total=count_total(params), **extra)
 
-    def train(self, regularizer: Regularizer | None, epochs: int, lr: float, phase: str, frozen: bool,
-              extra_lr: float | None = None) -> None:
+    def train(self, epochs: int, lr: float, phase: str) -> None:
+        """Epochs of Adam on the model; the piece adds its penalty (unless the mask is frozen)."""
         if epochs == 0:
             return
-        groups: list[dict[str, Any]] = [{"params": list(self.model.parameters())}]
-        extra = regularizer.extra_parameters() if regularizer is not None else []
-        if extra:
-            groups.append({"params": extra, "lr": extra_lr or lr})
-        opt = torch.optim.Adam(groups, lr=lr, foreach=True)
-        run_epochs(self.model, self.loader, self.loss_fn, opt, epochs, self.rt, phase=phase, params=self.params,
-                   regularizer=regularizer, masks=self.masks if frozen else None)
+        opt = torch.optim.Adam(self.model.parameters(), lr=lr, foreach=True)
+        run_epochs(self.model, self.loader, self.loss_fn, opt, epochs, self.rt, phase=phase, params=self.pruner.params,
+                   piece=self.pruner)
 
-    def rgp(self) -> None:
-        if not self.opts.rgp:
-            return
-        x = self.batches[0][0]
-        removed = random_gradient_pruning(self.model, self.params, self.masks, x.shape[1:], batch_size=self.opts.rgp_batch,
-                                          generator=self.rt.generator, probes=[b[0] for b in self.batches[:4]], dtype=x.dtype)
-        self.emit("rgp", removed=removed)
-
-    def prune_and_finetune(self) -> nn.Module:
-        self.masks = {n: m & (self.params[n].detach() != 0) for n, m in self.masks.items()}
-        self.rgp()
+    def prune_and_finetune(self, calib_inputs: list | None = None) -> nn.Module:
         o = self.opts
-        res = tamade(self.model, self.params, self.masks, self.batches, self.loss_fn, delta=o.delta,
-                     resolution=o.resolution, max_steps=o.max_steps)
-        self.emit("tamade", threshold=res.threshold, base_loss=res.base_loss, loss=res.loss, removed=res.pruned)
-        self.rgp()
-        self.train(None, o.finetune_epochs, o.finetune_lr or o.lr, "finetune", frozen=True)
+        self.pruner.prune(lambda: mean_loss(self.model, self.batches, self.loss_fn), example_inputs=self.batches[0][0],
+                          probes=[b[0] for b in self.batches[:4]], calib_inputs=calib_inputs)
+        self.train(o.finetune_epochs, o.finetune_lr or o.lr, "finetune")
+        self.pruner.unfreeze()  # the model is the user's again: no hooks left behind
         self.model.eval()
         return self.model
 
@@ -133,9 +125,10 @@ def pmmp(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 
     gradient's size, so gamma needs roughly 1/companion_lr steps to reach 0 or 1: raise
     `companion_lr` (the learning rate of w, gamma and u; default `lr`) when there are few steps."""
     run = _Run(model, loader, loss_fn, _options(options))
-    reg = PMMP(run.params, alpha, init_gamma=init_gamma, u_scale=u_scale)
-    run.train(reg, run.opts.epochs, run.opts.lr, "pmmp", frozen=False, extra_lr=companion_lr)
-    run.emit("pmmp-gamma", undecided=reg.undecided_fraction())
+    piece = run.piece("pmmp", alpha=alpha, init_gamma=init_gamma, u_scale=u_scale,
+                      companion_lr=companion_lr or run.opts.lr)
+    run.train(run.opts.epochs, run.opts.lr, "pmmp")
+    run.emit("pmmp-gamma", undecided=piece.undecided_fraction())
     return run.prune_and_finetune()
 
 
@@ -143,14 +136,16 @@ def drr(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 1
         normalize_layers: bool = False, **options: Any) -> nn.Module:
     """DRR (smooth l0 penalty alpha*sum(1 - exp(-beta|theta|))), then RGP -> TAMADE -> RGP and fine-tuning."""
     run = _Run(model, loader, loss_fn, _options(options))
-    run.train(DRR(run.params, alpha, beta, normalize_layers), run.opts.epochs, run.opts.lr, "drr", frozen=False)
+    run.piece("drr", alpha=alpha, beta=beta, normalize_layers=normalize_layers)
+    run.train(run.opts.epochs, run.opts.lr, "drr")
     return run.prune_and_finetune()
 
 
 def rl1(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: float = 3e-4, **options: Any) -> nn.Module:
     """Relaxed L1: training with alpha*||theta||_1, then RGP -> TAMADE -> RGP and fine-tuning without it."""
     run = _Run(model, loader, loss_fn, _options(options))
-    run.train(L1(run.params, alpha), run.opts.epochs, run.opts.lr, "rl1", frozen=False)
+    run.piece("rl1", alpha=alpha)
+    run.train(run.opts.epochs, run.opts.lr, "rl1")
     return run.prune_and_finetune()
 
 
@@ -158,7 +153,8 @@ def tamade_prune(model: nn.Module, loader: Iterable, loss_fn: LossFn, **options:
     """TAMADE alone, a post-training method: (optional plain training) RGP -> TAMADE -> RGP -> fine-tuning."""
     options.setdefault("epochs", 0)
     run = _Run(model, loader, loss_fn, _options(options))
-    run.train(None, run.opts.epochs, run.opts.lr, "train", frozen=False)
+    run.piece("tamade")
+    run.train(run.opts.epochs, run.opts.lr, "train")
     return run.prune_and_finetune()
 
 
@@ -169,12 +165,11 @@ def layerwise(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, alpha: flo
     and fine-tuning. `layer_batches` batches of the loader are the calibration data of the fits."""
     options.setdefault("epochs", 0)
     run = _Run(model, loader, loss_fn, _options(options))
-    run.train(None, run.opts.epochs, run.opts.lr, "train", frozen=False)
+    run.piece("layerwise", alpha=alpha, layer_lr=layer_lr, init=init, layer_steps=layer_steps,
+              train_weights=train_weights)
+    run.train(run.opts.epochs, run.opts.lr, "train")
     calib = cache_batches(run.loader, layer_batches, run.rt.device)
-    layerwise_prune(run.model, run.params, run.masks, calib, run.rt, alpha=alpha, lr=layer_lr, init=init,
-                    steps=layer_steps, train_weights=train_weights, rgp=run.opts.rgp, rgp_batch=run.opts.rgp_batch,
-                    on_layer=lambda name, kept, total: run.emit("layerwise", layer=name, kept=kept, layer_total=total))
-    return run.prune_and_finetune()
+    return run.prune_and_finetune(calib_inputs=[x for x, _ in calib])
 
 
 def random_gradient_prune(model: nn.Module, input_shape: tuple[int, ...], *, targets: Targets = None,

@@ -5,11 +5,15 @@ Bisection on eps in [0, 2*max|theta|] for the largest eps such that pruning ever
 a Gaussian code length, within delta*|loss|). The loss is measured on a fixed set of batches so
 that the bisection sees one deterministic function; thresholds that prune the same weights share
 one evaluation, so the search costs about log2(#weights) loss evaluations, not `max_steps`.
+
+The search itself only needs `evaluate()`, the loss of the model as it currently is (`search_threshold`):
+the composable pieces pass a closure over the user's data, all-reduced across ranks under
+torch.distributed so that every rank bisects on the same numbers and finds the same threshold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,12 +43,21 @@ def tamade_threshold(model: nn.Module, params: Mapping[str, nn.Parameter], masks
                      batches: Sequence[Batch], loss_fn: LossFn, *, delta: float = 0.01, resolution: float = 1e-7,
                      max_steps: int = 50) -> TamadeResult:
     """Find the TAMADE threshold without changing the model (it is restored after each trial)."""
+    return search_threshold(params, masks, lambda: mean_loss(model, batches, loss_fn), delta=delta,
+                            resolution=resolution, max_steps=max_steps)
+
+
+def search_threshold(params: Mapping[str, nn.Parameter], masks: Mapping[str, torch.Tensor],
+                     evaluate: Callable[[], float], *, delta: float = 0.01, resolution: float = 1e-7,
+                     max_steps: int = 50) -> TamadeResult:
+    """The TAMADE threshold for the loss `evaluate()` of the model that owns `params` (each trial
+    prunes the parameters in place and restores them)."""
     if delta < 0 or resolution <= 0 or max_steps < 0:
         raise BadArgumentError("TAMADE needs delta >= 0, resolution > 0 and max_steps >= 0")
     originals = {n: p.detach().clone() for n, p in params.items()}
     mags = {n: originals[n].abs() * masks[n] for n in params}
     top = max((float(m.max()) for m in mags.values() if m.numel()), default=0.0)
-    base = mean_loss(model, batches, loss_fn)
+    base = float(evaluate())
     limit = tolerance(base, delta)
     alive = sum(int(m.sum()) for m in masks.values())
     cache: dict[int, float] = {0: base}
@@ -56,7 +69,7 @@ def tamade_threshold(model: nn.Module, params: Mapping[str, nn.Parameter], masks
                 for n, p in params.items():
                     p.copy_(originals[n] * (mags[n] > eps))
             try:
-                cache[pruned] = mean_loss(model, batches, loss_fn)
+                cache[pruned] = float(evaluate())
             finally:
                 with torch.no_grad():
                     for n, p in params.items():
@@ -84,7 +97,13 @@ def tamade_threshold(model: nn.Module, params: Mapping[str, nn.Parameter], masks
 def tamade(model: nn.Module, params: Mapping[str, nn.Parameter], masks: dict[str, torch.Tensor],
            batches: Sequence[Batch], loss_fn: LossFn, **kwargs: Any) -> TamadeResult:
     """Prune at the TAMADE threshold: updates `masks` in place and zeroes the pruned weights."""
-    result = tamade_threshold(model, params, masks, batches, loss_fn, **kwargs)
+    return prune_at_threshold(params, masks, lambda: mean_loss(model, batches, loss_fn), **kwargs)
+
+
+def prune_at_threshold(params: Mapping[str, nn.Parameter], masks: dict[str, torch.Tensor],
+                       evaluate: Callable[[], float], **kwargs: Any) -> TamadeResult:
+    """`search_threshold`, then prune there: updates `masks` in place and zeroes the pruned weights."""
+    result = search_threshold(params, masks, evaluate, **kwargs)
     with torch.no_grad():
         for n, p in params.items():
             masks[n] = masks[n] & (p.detach().abs() > result.threshold)

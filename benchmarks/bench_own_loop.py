@@ -1,0 +1,291 @@
+"""Training-aware compression in a user's own training loop: a small transformer language model.
+
+A byte-level causal transformer (not a LeNet) is trained on the fortune-cookie texts that Debian's
+`fortunes` package ships (/usr/share/games/fortunes; `apt-get install fortunes`), then compressed with
+the composable pieces (nncodec.compress.training.pieces): DRR or PMMP penalty in a plain PyTorch loop,
+prune (RGP -> TAMADE -> RGP, tolerance on validation loss), fine-tuning with the mask frozen, the
+coarsest quantization steps whose decoded model keeps validation loss within the budget, `save`.
+
+Split (contiguous, fixed): the first 90 % of the bytes train, the next 5 % validation, the last 5 %
+test. Every choice (TAMADE's tolerance, quantization steps) is made on validation; the test loss is
+scored once at the end. The peer is the dense model trained for the same total number of steps (the
+dense phase plus as many further steps as the compression pipeline's regularised and fine-tuning
+phases), so the compressed model gets no extra training its baseline did not get.
+
+    nice -n 10 python benchmarks/bench_own_loop.py --out /tmp/lm                       # one process
+    nice -n 10 torchrun --nproc_per_node 2 benchmarks/bench_own_loop.py --out /tmp/lm  # DDP (gloo, CPU)
+
+The dense model is trained (and cached in --out) by the first run; later runs, e.g. the DDP one,
+reuse it, so that both time the same compression pipeline. Each rank takes half of every global batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from nncodec.api import load_file
+from nncodec.compress.training import distributed as D
+from nncodec.compress.training import make_pruner, search_steps
+
+FORTUNES = Path("/usr/share/games/fortunes")
+
+
+# ------------------------------------------------------------------------------------------ data
+def load_text(root: Path) -> bytes:
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.is_symlink() and p.suffix not in (".dat", ".u8"))
+    if not files:
+        raise SystemExit(f"{root}: no text files (apt-get install fortunes)")
+    return b"".join(p.read_bytes() for p in files)
+
+
+def split(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = len(ids)
+    a, b = int(n * 0.90), int(n * 0.95)
+    return ids[:a], ids[a:b], ids[b:]
+
+
+def windows(ids: torch.Tensor, ctx: int, limit: int) -> torch.Tensor:
+    """Non-overlapping (ctx + 1)-token windows from the start of a split (at most `limit`)."""
+    n = min((len(ids) - 1) // ctx, limit)
+    return torch.stack([ids[i * ctx : i * ctx + ctx + 1] for i in range(n)])
+
+
+# ----------------------------------------------------------------------------------------- model
+class Block(nn.Module):
+    def __init__(self, d: int, heads: int, ff: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.fc, self.out = nn.Linear(d, ff), nn.Linear(ff, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c)
+        x = x + self.proj(a)
+        return x + self.out(F.gelu(self.fc(self.ln2(x))))
+
+
+class TinyLM(nn.Module):
+    """GPT-style byte model: token + position embeddings, pre-LN blocks, a linear head."""
+
+    def __init__(self, vocab: int, ctx: int, d: int = 64, layers: int = 2, heads: int = 4, ff: int = 256) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.randn(ctx, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, heads, ff) for _ in range(layers))
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok(idx) + self.pos[: idx.shape[1]]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln(x))
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+# ------------------------------------------------------------------------------------- the run
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        text = load_text(Path(args.text))
+        vocab = sorted(set(text))
+        lut = torch.zeros(256, dtype=torch.long)
+        lut[torch.tensor(vocab)] = torch.arange(len(vocab))
+        ids = lut[torch.frombuffer(bytearray(text), dtype=torch.uint8).long()]
+        self.train_ids, val, test = split(ids)
+        self.vocab, self.ctx = len(vocab), args.ctx
+        self.val = windows(val, args.ctx, args.eval_windows)
+        self.test = windows(test, args.ctx, args.eval_windows)
+        self.rank, self.world = D.rank(), D.world_size()
+        self.text_bytes = len(text)
+
+    def batches(self, steps: int, seed: int):
+        """`steps` global batches of random windows (the same on every rank); this rank's share of each."""
+        g = torch.Generator().manual_seed(seed)
+        b, share = self.args.batch, self.args.batch // self.world
+        for _ in range(steps):
+            starts = torch.randint(0, len(self.train_ids) - self.ctx - 1, (b,), generator=g)
+            mine = starts[self.rank * share : (self.rank + 1) * share]
+            w = torch.stack([self.train_ids[s : s + self.ctx + 1] for s in mine.tolist()])
+            yield w[:, :-1], w[:, 1:]
+
+    @torch.no_grad()
+    def loss_sum(self, model: nn.Module, data: torch.Tensor, state: dict | None = None) -> tuple[float, int]:
+        """This rank's (sum of token losses, tokens) over its shard of `data`."""
+        if state is not None:
+            model = copy.deepcopy(model)
+            model.load_state_dict(state)
+        was = model.training
+        model.eval()
+        mine = data[self.rank :: self.world]
+        total = 0.0
+        for i in range(0, len(mine), 64):
+            w = mine[i : i + 64]
+            logits = model(w[:, :-1])
+            total += float(F.cross_entropy(logits.reshape(-1, self.vocab), w[:, 1:].reshape(-1), reduction="sum"))
+        model.train(was)
+        return total, mine[:, 1:].numel()
+
+    def loss(self, model: nn.Module, data: torch.Tensor, state: dict | None = None) -> float:
+        return D.all_reduce_mean(*self.loss_sum(model, data, state))
+
+    def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None) -> float:
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(self.batches(steps, seed)):
+            opt.zero_grad(set_to_none=True)
+            loss = lm_loss(net(x), y)
+            if pruner is not None:
+                loss = loss + pruner.penalty()
+            loss.backward()
+            opt.step()
+            if pruner is not None:
+                pruner.after_step()
+            if self.rank == 0 and (i + 1) % max(steps // 5, 1) == 0:
+                print(f"  step {i + 1}/{steps}: loss {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return time.perf_counter() - t0
+
+
+def build(bench: Bench, seed: int) -> TinyLM:
+    torch.manual_seed(seed)
+    a = bench.args
+    return TinyLM(bench.vocab, bench.ctx, a.width, a.layers, a.heads, a.ff)
+
+
+def dense_phase(bench: Bench, out: Path) -> dict:
+    """The dense model (cached) and its peer trained for as many more steps as the pipeline trains."""
+    a = bench.args
+    dense_path, peer_path, info_path = out / "dense.pt", out / "dense-peer.pt", out / "dense.json"
+    config = {k: getattr(a, k) for k in ("width", "layers", "heads", "ff", "ctx", "batch", "lr", "seed", "dense_steps",
+                                         "reg_steps", "ft_steps", "text")}
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        if info.get("config", config) != config:
+            raise SystemExit(f"{out} holds a dense model of another configuration; use another --out")
+        return info
+    if bench.world > 1:
+        raise SystemExit("run once in a single process first: it trains the dense model and its peer")
+    model = build(bench, a.seed)
+    print(f"dense: {sum(p.numel() for p in model.parameters()):,} parameters, training {a.dense_steps} steps")
+    t_dense = bench.train(model, a.dense_steps, a.seed, a.lr)
+    torch.save(model.state_dict(), dense_path)
+    extra = a.reg_steps + a.ft_steps
+    print(f"peer: {extra} more dense steps")
+    bench.train(model, extra, a.seed + 1, a.lr)
+    torch.save(model.state_dict(), peer_path)
+    info = {"dense_steps": a.dense_steps, "peer_steps": a.dense_steps + extra, "dense_seconds": round(t_dense, 1),
+            "config": config}
+    info_path.write_text(json.dumps(info))
+    return info
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--text", default=str(FORTUNES), help="directory of text files [Debian fortunes]")
+    p.add_argument("--out", required=True, help="directory for checkpoints, the .nnc file and results")
+    p.add_argument("--method", choices=("drr", "pmmp"), default="drr")
+    p.add_argument("--alpha", type=float, default=None, help="penalty strength [drr 2e-5, pmmp 1e-5]")
+    p.add_argument("--beta", type=float, default=20.0, help="DRR's beta")
+    p.add_argument("--companion-lr", type=float, default=1e-2, help="PMMP's learning rate of w, gamma, u")
+    p.add_argument("--delta", type=float, default=0.01, help="TAMADE's relative validation-loss tolerance")
+    p.add_argument("--budget", type=float, default=0.02, help="allowed relative validation-loss increase")
+    p.add_argument("--dense-steps", type=int, default=1500)
+    p.add_argument("--reg-steps", type=int, default=400)
+    p.add_argument("--ft-steps", type=int, default=200)
+    p.add_argument("--batch", type=int, default=16, help="global batch (split over the ranks)")
+    p.add_argument("--ctx", type=int, default=64)
+    p.add_argument("--width", type=int, default=64, help="model width d")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--ff", type=int, default=256)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--eval-windows", type=int, default=128, help="validation / test windows scored")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    if "WORLD_SIZE" in os.environ:
+        dist.init_process_group("gloo")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bench = Bench(a)
+    info = dense_phase(bench, out)
+    D.barrier()
+
+    model = build(bench, a.seed)
+    model.load_state_dict(torch.load(out / "dense.pt", weights_only=True))
+    peer = build(bench, a.seed)
+    peer.load_state_dict(torch.load(out / "dense-peer.pt", weights_only=True))
+    dense_val, peer_val = bench.loss(model, bench.val), bench.loss(peer, bench.val)
+    reference = min(dense_val, peer_val)  # the stricter of the two baselines
+    net = nn.parallel.DistributedDataParallel(model) if bench.world > 1 else model
+
+    t0 = time.perf_counter()
+    alpha = a.alpha if a.alpha is not None else (2e-5 if a.method == "drr" else 1e-5)
+    kwargs = {"beta": a.beta} if a.method == "drr" else {"companion_lr": a.companion_lr}
+    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=a.seed, **kwargs)
+    t_reg = bench.train(net, a.reg_steps, a.seed + 2, a.lr, pruner)
+    reg_val = bench.loss(model, bench.val)
+    t1 = time.perf_counter()
+    example = bench.val[bench.rank :: bench.world][:16, :-1]
+    report = pruner.prune(lambda: bench.loss_sum(model, bench.val), example_inputs=example)
+    t_prune = time.perf_counter() - t1
+    pruned_val = bench.loss(model, bench.val)
+    t_ft = bench.train(net, a.ft_steps, a.seed + 3, a.lr, pruner)
+    ft_val = bench.loss(model, bench.val)
+    t2 = time.perf_counter()
+    limit = reference * (1 + a.budget)
+    names = [n for n, q in model.named_parameters() if q.numel() >= 256]  # small tensors stay lossless
+    steps = search_steps(model, lambda s: bench.loss(model, bench.val, dict(s)), limit, names=names)
+    t_quant = time.perf_counter() - t2
+    path = out / f"lm-{a.method}.nnc"
+    size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
+    seconds = time.perf_counter() - t0
+    decoded = load_file(path)
+    final_val, final_test = bench.loss(model, bench.val, decoded), bench.loss(model, bench.test, decoded)
+    peer_test = bench.loss(peer, bench.test)
+    raw = 4 * sum(q.numel() for q in model.parameters())
+    result = {
+        "world_size": bench.world, "method": a.method, "alpha": alpha, "delta": a.delta,
+        "beta": a.beta if a.method == "drr" else None, "text_bytes": bench.text_bytes, "vocab": bench.vocab,
+        "parameters": raw // 4, "float32_bytes": raw, "file_bytes": size, "ratio": raw / size,
+        "density_pruned_params": report.nonzero / report.total, "pruned_params": report.total,
+        "dense_val": dense_val, "peer_val": peer_val, "reg_val": reg_val, "pruned_val": pruned_val,
+        "finetuned_val": ft_val, "compressed_val": final_val,
+        "val_increase": final_val / reference - 1, "peer_test": peer_test, "compressed_test": final_test,
+        "test_increase": final_test / peer_test - 1,
+        "seconds": {"pipeline": round(seconds, 1), "regularised": round(t_reg, 1), "prune": round(t_prune, 1),
+                    "finetune": round(t_ft, 1), "quant_search": round(t_quant, 1)},
+        "tamade_threshold": report.tamade.threshold, **info,
+    }
+    if D.is_main():
+        (out / f"result-{a.method}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
+        ok = result["ratio"] >= 10 and result["val_increase"] <= a.budget
+        print(f"x{result['ratio']:.1f} real file bytes at {100 * result['val_increase']:+.2f} % validation loss "
+              f"({'meets' if ok else 'misses'} x10 at <= {100 * a.budget:.0f} %); test {100 * result['test_increase']:+.2f} %; "
+              f"pipeline {seconds:.0f} s on {bench.world} process(es)")
+    if bench.world > 1:
+        dist.destroy_process_group()
+    if not math.isfinite(result["ratio"]):  # pragma: no cover
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

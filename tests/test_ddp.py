@@ -1,0 +1,56 @@
+"""The pieces under torch.distributed: two CPU ranks (gloo, torchrun) give the single-process result."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available in this torch build")
+
+
+def single_process(out: Path) -> None:
+    spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.run(out, distributed=False)
+
+
+def test_two_ranks_match_one_process_and_write_the_same_file(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    single_process(one)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "WORLD_SIZE", "RANK", "LOCAL_RANK"))}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(WORKER), str(two)], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = torch.load(one / "state0.pt", weights_only=True)
+    ranks = [torch.load(two / f"state{r}.pt", weights_only=True) for r in (0, 1)]
+    kept = sum(int(m.sum()) for m in ref["masks"].values())
+    assert 0 < kept < sum(m.numel() for m in ref["masks"].values())  # something was pruned, something kept
+    for name, mask in ref["masks"].items():
+        for st in ranks:
+            assert torch.equal(st["masks"][name], mask)  # identical masks on every rank, and as in one process
+    for st in ranks:
+        assert float(st["threshold"]) == pytest.approx(float(ref["threshold"]), rel=1e-4)  # all-reduced TAMADE loss
+        for name, value in ref["params"].items():
+            torch.testing.assert_close(st["params"][name], value, rtol=1e-4, atol=1e-5)
+        for name, value in ref["gamma"].items():
+            torch.testing.assert_close(st["gamma"][name], value, rtol=1e-4, atol=1e-5)
+    for name in ref["params"]:  # the ranks agree exactly with each other
+        assert torch.equal(ranks[0]["params"][name], ranks[1]["params"][name])
+        assert torch.equal(ranks[0]["gamma"].get(name, torch.zeros(())), ranks[1]["gamma"].get(name, torch.zeros(())))
+    assert (one / "model.nnc").read_bytes() == (two / "model.nnc").read_bytes()
+    assert int(ranks[1]["size"]) == int(ranks[0]["size"]) == (two / "model.nnc").stat().st_size  # rank 0 wrote it
