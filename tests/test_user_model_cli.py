@@ -75,7 +75,7 @@ def run(*args: str):
 
 def test_prune_user_model_from_npz(workdir):
     r = run("prune", "--model", f"{MODULE}:make", "--checkpoint", "ck.pt", "--data", "data.npz", "--method", "drr",
-            "--alpha", "1e-3", "--epochs", "3", "--batch-size", "64", "-o", "out.nnc", "--report", "r.json", "--quiet")
+            "--alpha", "1e-3", "--epochs", "3", "--batch-size", "64", "-o", "out.nnc", "--report", "r.json")
     assert r.exit_code == 0, r.output
     report = json.loads((workdir / "r.json").read_text())
     assert report["file_bytes"] == (workdir / "out.nnc").stat().st_size
@@ -88,7 +88,7 @@ def test_prune_user_model_from_npz(workdir):
 
 def test_prune_user_model_with_loader_entry_point(workdir):
     r = run("prune", "--model", f"{MODULE}:make", "--data", f"{MODULE}:loaders", "--method", "tamade",
-            "--finetune-epochs", "1", "-o", "t.nnc", "--quiet")
+            "--finetune-epochs", "1", "-o", "t.nnc")
     assert r.exit_code == 0, r.output
     assert (workdir / "t.nnc").stat().st_size > 0
     assert "validation loss" in r.output  # no test split: the report says which split it scored
