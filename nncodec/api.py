@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,9 @@ from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
-from .errors import BadArgumentError
+from .errors import BadArgumentError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
-from .tensorfile import Alias, TensorFile, encode_file, open_tensor_file
+from .tensorfile import Alias, TensorFile, encode_file, open_tensor_file, physical_memory_bytes
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
 
@@ -75,6 +76,15 @@ def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metada
     return len(data)
 
 
+@contextmanager
+def out_of_memory_is_a_limit(what: str) -> Iterator[None]:
+    """A MemoryError (numpy, torch) while `what` becomes LimitExceededError: nothing foreign escapes."""
+    try:
+        yield
+    except MemoryError:
+        raise LimitExceededError(f"out of memory while {what}") from None
+
+
 class NncFile:
     """A lazily read .nnc file: opening reads only the preamble and header."""
 
@@ -85,6 +95,7 @@ class NncFile:
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
+        self._tied = set(self._tf.aliases.values())  # indexed once: get_tensor stays O(1) per name
 
     def keys(self) -> list[str]:
         return list(self._tf.names)
@@ -108,17 +119,19 @@ class NncFile:
             return self._cache[target]
         dt, shape, words = self._tf.decode(target)
         value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
-        if target != name or any(t == target for t in self._tf.aliases.values()):
+        if target != name or target in self._tied:
             self._cache[target] = value
         return value
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""
-        return self._tf.decode_components(name)
+        with out_of_memory_is_a_limit(f"decoding the components of {name!r}"):
+            return self._tf.decode_components(name)
 
     def info(self) -> dict:
         """Every byte of the file attributed to a part; see `nncodec info`."""
-        return self._tf.byte_report()
+        with out_of_memory_is_a_limit("building the byte report"):
+            return self._tf.byte_report()
 
     def verify(self) -> None:
         """Check every section checksum and decode every tensor; raises NNCodecError on damage."""
@@ -126,6 +139,13 @@ class NncFile:
             self._tf.container.read_section(s.index)
         for name in self._tf.entries:
             self._tf.decode(name)
+
+    def check_fits_in_memory(self) -> None:
+        """Refuse, before decoding anything, a file whose tensors together need more than this
+        machine's memory (thousands of small constant tensors can declare a terabyte)."""
+        need = sum(e.numel * e.dtype.itemsize for e in self._tf.entries.values())
+        if need > physical_memory_bytes():
+            raise LimitExceededError(f"the file's tensors need {need} bytes together, more than this machine's memory")
 
     def close(self) -> None:
         self._tf.container.close()
@@ -145,6 +165,7 @@ def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: L
 def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
     """All tensors of a .nnc file as a dict of torch tensors."""
     with NncFile(filename, device=device, limits=limits) as f:
+        f.check_fits_in_memory()
         return {name: f.get_tensor(name) for name in f}
 
 
@@ -153,6 +174,7 @@ def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Lim
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BadArgumentError(f"load() takes bytes, not {type(data).__name__}; use load_file() for paths")
     with NncFile(data, framework=framework, device=device, limits=limits) as f:
+        f.check_fits_in_memory()
         return {name: f.get_tensor(name) for name in f}
 
 
