@@ -19,11 +19,37 @@ from nncodec.io import INDEX_SUFFIX
 PROGRESS_DELAY_S = 2.0  # the bar appears only when the work takes longer than this
 
 
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(text: object) -> str:
+    """`text` safe for a terminal: every non-printable character (ESC, BEL, newlines, C1 controls,
+    bidi overrides, other format and separator characters) written as a backslash escape, so that
+    names and metadata from a file can neither drive the terminal nor forge output lines.
+    Human output only: JSON output stays exact (json.dumps escapes what JSON requires)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def say(message: object, err: bool = False) -> None:
+    """One line of human output, escaped (see `shown`)."""
+    click.echo(shown(message), err=err)
+
+
 class CliError(click.ClickException):
     """A user-facing failure: printed as one `error: ...` line on stderr, exit code 1."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+        click.echo(f"error: {shown(self.format_message())}", file=file or sys.stderr)
 
 
 def one_line(err: BaseException | str) -> str:
@@ -62,7 +88,7 @@ def describe_os_error(err: OSError) -> str:
 
 
 def note(message: str) -> None:
-    click.echo(f"note: {message}", err=True)
+    say(f"note: {message}", err=True)
 
 
 def default_output(source: str | os.PathLike, suffix: str) -> Path:

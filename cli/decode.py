@@ -10,7 +10,7 @@ import nncodec
 from nncodec.dtypes import DTYPES
 from nncodec.io import output_format, write_checkpoint
 
-from .common import check_output, default_output, human_bytes, note, plural, progress_bar, reading
+from .common import check_output, default_output, human_bytes, note, plural, progress_bar, reading, say
 
 EPILOG = """\b
 Examples:
@@ -44,4 +44,4 @@ def decode(source: Path, output: Path | None, force: bool) -> None:
     written = write_checkpoint(tensors, out, metadata, overwrite=force, fmt=fmt)
     if fmt == "pt" and metadata:
         note(f"a .pt state dict has no place for metadata: {len(metadata)} entries not written (use .safetensors)")
-    click.echo(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(written)}")
+    say(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(written)}")

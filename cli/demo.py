@@ -13,7 +13,7 @@ from nncodec.container.writer import atomic_write
 from nncodec.convert import to_numpy
 from nncodec.io import read_checkpoint
 
-from .common import CliError, check_output
+from .common import CliError, check_output, say
 from .report import format_report
 
 DEMO_CHECKPOINT = "demo_mlp.safetensors"
@@ -57,4 +57,4 @@ def demo(output: Path | None, force: bool) -> None:
     click.echo(f"round trip: all {len(tensors)} tensors decode bit-exactly")
     if output is not None:
         atomic_write(output, data, overwrite=force)
-        click.echo(f"wrote {output}")
+        say(f"wrote {output}")

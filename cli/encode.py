@@ -13,7 +13,7 @@ from nncodec.codecs.base import PREFER_CHOICES
 from nncodec.container.writer import atomic_write
 from nncodec.io import read_checkpoint
 
-from .common import check_output, default_output, human_bytes, note, plural, progress_bar, tensor_nbytes
+from .common import check_output, default_output, human_bytes, note, plural, progress_bar, say, tensor_nbytes
 from .lossy import LOSSY_OPTIONS, build_lossy_compressor
 
 Compressor = Callable[[str, Any], Any]
@@ -87,4 +87,4 @@ def encode(source: Path, output: Path | None, prefer: str, force: bool, metadata
     atomic_write(out, data, overwrite=force)
     raw = sum(sizes.values())
     ratio = f" ({len(data) / raw:.1%} of {human_bytes(raw)})" if raw else ""
-    click.echo(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}{ratio}")
+    say(f"wrote {out}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}{ratio}")

@@ -9,7 +9,7 @@ import click
 
 import nncodec
 
-from .common import plural, reading
+from .common import plural, reading, say
 from .report import format_report
 
 EPILOG = """\b
@@ -34,5 +34,5 @@ def info(file: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        click.echo(f"{file}: .nnc version {report['version']}, {plural(len(report['tensors']), 'tensor')}")
+        say(f"{file}: .nnc version {report['version']}, {plural(len(report['tensors']), 'tensor')}")
         click.echo(format_report(report))

@@ -12,6 +12,8 @@ import click
 
 from nncodec.errors import NNCodecError
 
+from .common import shown
+
 METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
 ARCH_NAMES = ("lenet300", "lenet5")
 
@@ -20,7 +22,7 @@ class PruneError(click.ClickException):
     """One `error: ...` line on stderr, exit code 1."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+        click.echo(f"error: {shown(self.format_message())}", file=file or sys.stderr)
 
 
 def _one_line(err: BaseException) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .common import shown
+
 HEADERS = ("name", "dtype", "shape", "part", "codec", "bytes", "bits/param")
 
 
@@ -37,6 +39,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
                      _bpp(t["bytes"], numel)))
         for c in comps:
             rows.append(("  " + c["kind"], "", "", c["kind"], c["codec"], f"{c['bytes']:,}", _bpp(c["bytes"], numel)))
+    rows = [tuple(shown(cell) for cell in row) for row in rows]  # names, codecs: text from the file
     rows.append(("(preamble)", "", "", "", "", f"{report['preamble_bytes']:,}", ""))
     rows.append(("(header)", "", "", report["header_encoding"], "", f"{report['header_bytes']:,}", ""))
     rows.append(("(padding)", "", "", "", "", f"{report['padding_bytes']:,}", ""))
@@ -76,10 +79,10 @@ def format_report(report: dict[str, Any]) -> str:
             res = (f"step {step:.4g}" if isinstance(step, float) else
                    f"steps {step[0]:.4g}..{step[1]:.4g}" if step else f"codebook of {t.get('codebook_size')}")
             sparsity = f", sparsity {t['sparsity']:.1%}" if "sparsity" in t else ""
-            out.append(f"  {t['name']}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
+            out.append(f"  {shown(t['name'])}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
     if report.get("metadata"):
         out.append("metadata:")
         for k, v in report["metadata"].items():
-            shown = v if len(v) <= 60 else v[:57] + "..."
-            out.append(f"  {k} = {shown}")
+            value = v if len(v) <= 60 else v[:57] + "..."
+            out.append(f"  {shown(k)} = {shown(value)}")
     return "\n".join(out)

@@ -8,7 +8,7 @@ import click
 
 import nncodec
 
-from .common import human_bytes, plural, reading
+from .common import human_bytes, plural, reading, say
 
 EPILOG = """\b
 Examples:
@@ -23,4 +23,4 @@ def verify(file: Path) -> None:
     with reading(file), nncodec.open(file) as f:
         f.verify()
         count, size = len(f), f.info()["file_bytes"]
-    click.echo(f"ok: {file}: {plural(count, 'tensor')}, {human_bytes(size)}; every checksum matches and every tensor decodes")
+    say(f"ok: {file}: {plural(count, 'tensor')}, {human_bytes(size)}; every checksum matches and every tensor decodes")

@@ -312,3 +312,54 @@ def test_a_deeply_nested_checkpoint_is_refused_cleanly(tmp_path: Path) -> None:
     except NNCodecError:
         return
     assert list(tensors) == ["w"] and "deep" not in meta and any("deep" in n for n in notes)
+
+
+# ----------------------------------------------------------------------------- terminal injection
+
+EVIL = ["\x1b]0;pwned\x07", "\x1b[2J", "x\nok: forged.nnc: every checksum matches", "\u202egnp.exe", "\x9b31m", "a\rb"]
+
+
+def _terminal_safe(text: str) -> None:
+    for line in text.splitlines():
+        assert line.isprintable(), repr(line)
+    assert not any(ln.startswith("ok: forged") for ln in text.splitlines())
+
+
+def test_human_cli_output_escapes_every_non_printable_character(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from nncodec_cli.main import main
+
+    from nncodec.compress import quantize_uniform
+
+    w = np.linspace(-1, 1, 32, dtype=np.float32)
+    tensors = {e: np.ones(2, np.float32) for e in EVIL}
+    tensors[EVIL[0] + "q"] = quantize_uniform(w, _dt("float32"), 0.1)
+    path = tmp_path / "evil.nnc"
+    nncodec.save_file(tensors, path, metadata={e: e for e in EVIL})
+    runner = CliRunner()
+    for args in (["info", path], ["verify", path]):
+        result = runner.invoke(main, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        _terminal_safe(result.output)
+    info = runner.invoke(main, ["info", str(path)]).output
+    assert "\\x1b]0;pwned\\x07" in info and "\\u202egnp.exe" in info and "x\\nok: forged" in info
+    as_json = json.loads(runner.invoke(main, ["info", "--json", str(path)]).output)  # JSON stays exact
+    assert set(as_json["metadata"]) == set(EVIL) and {t["name"] for t in as_json["tensors"]} >= set(EVIL)
+    out = tmp_path / "evil.safetensors"
+    result = runner.invoke(main, ["decode", str(path), "-o", str(out)])
+    assert result.exit_code == 0
+    _terminal_safe(result.output)
+
+
+def test_cli_errors_escape_names_from_the_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from nncodec_cli.main import main
+
+    text = json.dumps({"tensors": {"\x1b[2Jx": {"alias": "\x1b]0;t\x07\nok: forged"}}}).encode()
+    path = tmp_path / "bad.nnc"
+    path.write_bytes(raw_file(text))
+    for command in ("info", "verify", "decode"):
+        result = CliRunner().invoke(main, [command, str(path)])
+        assert result.exit_code == 1
+        _terminal_safe(result.stderr)
+        assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
