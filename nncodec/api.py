@@ -91,7 +91,8 @@ class NncFile:
     def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS) -> None:
         if framework not in ("pt", "torch", "np", "numpy"):
             raise BadArgumentError(f"framework must be 'pt' or 'np', not {framework!r}")
-        self._tf: TensorFile = open_tensor_file(source, limits)
+        with out_of_memory_is_a_limit("reading the header"):
+            self._tf: TensorFile = open_tensor_file(source, limits)
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
@@ -104,7 +105,7 @@ class NncFile:
         return iter(self.keys())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._tf.names
+        return name in self._tf.entries or name in self._tf.aliases
 
     def __len__(self) -> int:
         return len(self._tf.names)
@@ -117,8 +118,9 @@ class NncFile:
         target = self._tf.aliases.get(name, name)
         if target in self._cache:
             return self._cache[target]
-        dt, shape, words = self._tf.decode(target)
-        value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
+        with out_of_memory_is_a_limit(f"decoding {name!r}"):
+            dt, shape, words = self._tf.decode(target)
+            value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
         if target != name or target in self._tied:
             self._cache[target] = value
         return value

@@ -363,3 +363,72 @@ def test_cli_errors_escape_names_from_the_file(tmp_path: Path) -> None:
         assert result.exit_code == 1
         _terminal_safe(result.stderr)
         assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- header-entry mutations
+
+
+def _decoded(data: bytes) -> dict[str, bytes]:
+    with nncodec.open(data, framework="np") as f:
+        f.info()
+        f.verify()
+        return {name: f.get_tensor(name).tobytes() + str(f.get_tensor(name).shape).encode() for name in f}
+
+
+def _parts(body: dict) -> list[tuple[str, str, dict]]:
+    return [(name, kind, part) for name, entry in body["tensors"].items() if "alias" not in entry
+            for kind, part in entry.items() if isinstance(part, dict) and "s" in part]
+
+
+OPS = ("drop_tensor", "drop_part", "drop_section", "orphan_section", "optional_section", "share_section",
+       "optional_key", "critical_key", "append_bytes", "drop_bytes")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(OPS), st.integers(0, 1000), st.integers(1, 9))
+def test_header_entry_mutations_never_succeed_silently(op: str, pick: int, n: int) -> None:
+    """Random valid files, one header entry or section added or dropped, every CRC recomputed:
+    an NNCodecError, or (for optional additions only) exactly the original tensors."""
+    import copy
+
+    from test_malformed import rebuild, sample_parts
+
+    body, sections, _ = sample_parts()
+    original = _decoded(rebuild(body, sections))
+    body, sections, kinds = copy.deepcopy(body), list(sections), {}
+    names = list(body["tensors"])
+    parts = _parts(body)
+    name, kind, part = parts[pick % len(parts)]
+    harmless = False
+    if op == "drop_tensor":
+        del body["tensors"][names[pick % len(names)]]
+    elif op == "drop_part":
+        del body["tensors"][name][kind]
+    elif op == "drop_section":
+        del sections[pick % len(sections)]
+    elif op == "orphan_section":
+        sections.append(bytes(n))
+    elif op == "optional_section":
+        sections.append(bytes(n))
+        kinds[len(sections) - 1] = "x-extra"
+        harmless = True
+    elif op == "share_section":
+        body["tensors"][f"copy{n}"] = copy.deepcopy(body["tensors"][name])
+    elif op == "optional_key":
+        body["tensors"][name][f"x-{n}"] = {"any": [n]}
+        harmless = True
+    elif op == "critical_key":
+        body["tensors"][name][f"k{n}"] = n
+    elif op == "append_bytes":
+        sections[part["s"]] += bytes(n)
+    elif op == "drop_bytes":
+        if "ans" in part["codec"] or "ans" in json.dumps(part.get("p", {})) or not sections[part["s"]]:
+            return  # exhausted ANS streams are issue 9 finding 3 (the `harden` helper)
+        sections[part["s"]] = sections[part["s"]][:-min(n, len(sections[part["s"]]))]
+    data = rebuild(body, sections, kinds=kinds)
+    try:
+        decoded = _decoded(data)
+    except NNCodecError:
+        assert not harmless, op
+        return
+    assert harmless and decoded == original, f"{op} on {name}/{kind} decoded without an error"
