@@ -130,8 +130,16 @@ def run_path(path: str, file: str) -> None:
     except BaseException as e:  # a foreign exception is a finding
         outcome = f"FOREIGN {type(e).__name__}: {str(e)[:90]}"
     cpu = time.process_time() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = _vm_hwm_kb() / 1024  # this process's own peak (ru_maxrss would include the parent's, from before exec)
     print(json.dumps({"outcome": outcome, "cpu_s": round(cpu, 2), "peak_rss_mb": round(rss)}))
+
+
+def _vm_hwm_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
 
 
 def main(names: list[str]) -> None:
