@@ -400,8 +400,12 @@ def test_header_entry_mutations_never_succeed_silently(op: str, pick: int, n: in
     parts = _parts(body)
     name, kind, part = parts[pick % len(parts)]
     harmless = False
+    expected = original
     if op == "drop_tensor":
-        del body["tensors"][names[pick % len(names)]]
+        dropped = names[pick % len(names)]
+        if "alias" in body["tensors"][dropped]:  # a valid file with one name fewer: no bytes go unused
+            harmless, expected = True, {k: v for k, v in original.items() if k != dropped}
+        del body["tensors"][dropped]
     elif op == "drop_part":
         del body["tensors"][name][kind]
     elif op == "drop_section":
@@ -431,4 +435,4 @@ def test_header_entry_mutations_never_succeed_silently(op: str, pick: int, n: in
     except NNCodecError:
         assert not harmless, op
         return
-    assert harmless and decoded == original, f"{op} on {name}/{kind} decoded without an error"
+    assert harmless and decoded == expected, f"{op} on {name}/{kind} decoded without an error"
