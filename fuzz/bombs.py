@@ -62,6 +62,10 @@ def craft(name: str) -> bytes:
                      zstd=True, level=3)
     if name == "json_lists_1m":  # the most Python objects per byte a 1 MB JSON header can hold
         return _file(b'{"x-l":[' + b",".join([b"[]"] * 330_000) + b'],"tensors":{}}')
+    if name == "json_lists_16x":  # the most Python objects a 1 MB zstd header may expand to
+        noise = base64.b64encode(os.urandom(1_000_000)).decode().encode()
+        text = b'{"x-n":"' + noise + b'","x-l":[' + b",".join([b"[]"] * 4_700_000) + b'],"tensors":{}}'
+        return _file(text, zstd=True, level=3)
     if name in ("empty_700k", "empty_31k"):
         n = 700_000 if name == "empty_700k" else 30_500
         tensors = {f"t{i}": {"dtype": "bool", "shape": [0], "raw": {"s": i, "codec": "copy"}} for i in range(n)}
@@ -94,7 +98,8 @@ def craft(name: str) -> bytes:
     raise KeyError(name)
 
 
-CLASSES = ("regex_2k", "regex_1m", "sections_4m", "deep_dicts", "json_lists_1m", "empty_700k", "empty_31k",
+CLASSES = ("regex_2k", "regex_1m", "sections_4m", "deep_dicts", "json_lists_1m", "json_lists_16x", "empty_700k",
+           "empty_31k",
            "aliases_x_tensors", "constant_4096", "wide_empty_shape")
 
 

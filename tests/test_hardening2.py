@@ -436,3 +436,16 @@ def test_header_entry_mutations_never_succeed_silently(op: str, pick: int, n: in
         assert not harmless, op
         return
     assert harmless and decoded == expected, f"{op} on {name}/{kind} decoded without an error"
+
+
+def test_encode_refuses_a_checkpoint_whose_metadata_the_reader_would_refuse(tmp_path: Path) -> None:
+    """`nncodec encode` of a .safetensors with 17 MiB of metadata: one clear error, no file written."""
+    from click.testing import CliRunner
+    from nncodec_cli.main import main
+    from safetensors.numpy import save_file
+
+    src = tmp_path / "big_meta.safetensors"
+    save_file({"w": np.ones(2, np.float32)}, str(src), metadata={"notes": "x" * (17 << 20)})
+    result = CliRunner().invoke(main, ["encode", str(src), "-o", str(tmp_path / "out.nnc")])
+    assert result.exit_code == 1 and "metadata size in bytes" in result.stderr
+    assert not (tmp_path / "out.nnc").exists()
