@@ -4,6 +4,7 @@ limit: prints the outcome, CPU seconds and peak RSS of each (the figures of the 
 
     nice -n 19 python fuzz/bombs.py            # all classes
     python fuzz/bombs.py empty_31k             # one class, every path
+    BOMB_PATHS=load_np,load_pt python fuzz/bombs.py constant_4096
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def main(names: list[str]) -> None:
         file = os.path.join(workdir, f"{name}.nnc")
         with open(file, "wb") as f:
             f.write(data)
-        for path in PATHS:
+        for path in os.environ.get("BOMB_PATHS", ",".join(PATHS)).split(","):
             t0 = time.time()
             try:
                 r = subprocess.run([sys.executable, __file__, "--child", path, file], capture_output=True, text=True,
