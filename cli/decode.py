@@ -32,6 +32,7 @@ def decode(source: Path, output: Path | None, force: bool) -> None:
     fmt = output_format(out)
     check_output(out, force, source)
     with reading(source), nncodec.open(source) as f:
+        f.check_fits_in_memory()  # all tensors are held until written: refuse a terabyte up front
         report = f.info()
         sizes = {t["name"]: t.get("numel", 0) * DTYPES[t["dtype"]].itemsize if "dtype" in t else 0
                  for t in report["tensors"]}
