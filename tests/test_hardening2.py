@@ -449,3 +449,24 @@ def test_encode_refuses_a_checkpoint_whose_metadata_the_reader_would_refuse(tmp_
     result = CliRunner().invoke(main, ["encode", str(src), "-o", str(tmp_path / "out.nnc")])
     assert result.exit_code == 1 and "metadata size in bytes" in result.stderr
     assert not (tmp_path / "out.nnc").exists()
+
+
+def test_fuzz_valid_crc_mode_lets_mutations_past_every_crc() -> None:
+    """fuzz/common.fix_checksums: a mutated file gets correct CRCs, so the mutation reaches a decoder."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+    try:
+        from common import fix_checksums
+    finally:
+        sys.path.pop(0)
+    from test_malformed import sample_file
+
+    for align in (1, 64):
+        data = sample_file(align)
+        assert _decoded(fix_checksums(data)) == _decoded(data)
+        for i in range(41, len(data), 13):
+            mutated = bytearray(data)
+            mutated[i] ^= 0x10
+            try:
+                _decoded(fix_checksums(bytes(mutated)))
+            except NNCodecError as e:
+                assert "checksum mismatch" not in str(e), (i, e)
