@@ -24,11 +24,37 @@ TICK_S = 0.5  # how often a shown bar is redrawn while one step runs (elapsed ti
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, the shell convention for Ctrl-C
 
 
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(text: object) -> str:
+    """`text` safe for a terminal: every non-printable character (ESC, BEL, newlines, C1 controls,
+    bidi overrides, other format and separator characters) written as a backslash escape, so that
+    names and metadata from a file can neither drive the terminal nor forge output lines.
+    Human output only: JSON output stays exact (json.dumps escapes what JSON requires)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def say(message: object, err: bool = False) -> None:
+    """One line of human output, escaped (see `shown`)."""
+    click.echo(shown(message), err=err)
+
+
 class CliError(click.ClickException):
     """A user-facing failure: printed as one `error: ...` line on stderr, exit code 1."""
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", file=file or sys.stderr)
+        click.echo(f"error: {shown(self.format_message())}", file=file or sys.stderr)
 
 
 class Interrupted(CliError):
@@ -117,7 +143,7 @@ def describe_os_error(err: OSError) -> str:
 
 
 def note(message: str) -> None:
-    click.echo(f"note: {message}", err=True)
+    say(f"note: {message}", err=True)
 
 
 def default_output(source: str | os.PathLike, suffix: str) -> Path:
@@ -193,7 +219,7 @@ class Progress:
     def phase(self, text: str, total: int | None = None) -> None:
         """Start a phase: a line off a terminal, the bar's label on one; `total` sets the bar's total."""
         if self.lines:
-            click.echo(f"{self.command}: {text}", file=self.stream)
+            click.echo(f"{self.command}: {shown(text)}", file=self.stream)
         if self.bar is not None:
             self.bar.set_description_str(text, refresh=False)
             if total is not None:

@@ -25,6 +25,7 @@ from .common import (
     plural,
     progress,
     reading,
+    say,
 )
 from .report import raw_bytes
 
@@ -75,7 +76,7 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
             else:
                 atomic_write(out, data, overwrite=force)
             if not quiet:
-                click.echo(f"wrote {'stdout' if to_stdout else out}: model {model!r}, {plural(len(tensors), 'tensor')}, "
+                say(f"wrote {'stdout' if to_stdout else out}: model {model!r}, {plural(len(tensors), 'tensor')}, "
                            f"{human_bytes(len(data))}", err=to_stdout)
             return
         report = f.info()
@@ -101,5 +102,5 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
         click.echo(json.dumps({"output": where, "format": fmt, "tensors": len(tensors), "bytes": len(data)}, indent=2),
                    err=to_stdout)
     elif not quiet:
-        click.echo(f"wrote {where}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}", err=to_stdout)
+        say(f"wrote {where}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}", err=to_stdout)
 

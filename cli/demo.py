@@ -14,7 +14,7 @@ from nncodec.container.writer import atomic_write
 from nncodec.convert import to_numpy
 from nncodec.io import read_checkpoint
 
-from .common import CliError, check_output
+from .common import CliError, check_output, say
 from .report import format_report
 
 DEMO_CHECKPOINT = "demo_mlp.safetensors"
@@ -57,11 +57,11 @@ def demo(output: Path | None, force: bool, as_json: bool) -> None:
         click.echo(json.dumps({"source": DEMO_CHECKPOINT, "round_trip": "bit-exact", "output": output and str(output),
                                **report}, indent=2))
         return
-    click.echo(f"{DEMO_CHECKPOINT} -> .nnc (lossless)")
+    say(f"{DEMO_CHECKPOINT} -> .nnc (lossless)")
     click.echo(format_report(report))
     f32 = 4 * report["parameters"]
-    click.echo(f"\n{len(data):,} bytes vs {f32:,} bytes as float32: {len(data) / f32:.1%} "
+    say(f"\n{len(data):,} bytes vs {f32:,} bytes as float32: {len(data) / f32:.1%} "
                f"({1 - len(data) / f32:.1%} smaller)")
-    click.echo(f"round trip: all {len(tensors)} tensors decode bit-exactly")
+    say(f"round trip: all {len(tensors)} tensors decode bit-exactly")
     if output is not None:
-        click.echo(f"wrote {output}")
+        say(f"wrote {output}")

@@ -27,6 +27,7 @@ from .common import (
     note,
     plural,
     progress,
+    say,
     stdin_checkpoint,
 )
 from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor
@@ -181,7 +182,7 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
         summary = f.error_summary()
     warn = fidelity.warning(summary)
     if warn:
-        click.echo(f"warning: {warn}", err=True)
+        say(f"warning: {warn}", err=True)
     if as_json:
         report = {"output": str(out), "tensors": len(tensors), "file_bytes": len(data), "uncompressed_bytes": raw,
                   "fraction": len(data) / raw if raw else None, "lossless": compressor is None,
@@ -192,12 +193,12 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
         return
     ratio = f" ({len(data) / raw:.1%} of {human_bytes(raw)} uncompressed)" if raw else ""
     kind = f"lossy: {lossy}" if compressor is not None else "lossless"
-    click.echo(f"wrote {out if not to_stdout else 'stdout'} ({kind}): {plural(len(tensors), 'tensor')}, "
+    say(f"wrote {out if not to_stdout else 'stdout'} ({kind}): {plural(len(tensors), 'tensor')}, "
                f"{human_bytes(len(data))}{ratio}", err=to_stdout)
     if summary:
         click.echo("error of the decoded values against the input:", err=to_stdout)
         for line in fidelity.describe(summary):
-            click.echo(f"  {line}", err=to_stdout)
+            say(f"  {line}", err=to_stdout)
 
 
 def _encode_vae(sources: tuple[Path, ...], output: Path | None, force: bool, any_extension: bool,
@@ -220,5 +221,5 @@ def _encode_vae(sources: tuple[Path, ...], output: Path | None, force: bool, any
 
     data, line = encode_vae(sources, read, dict(metadata), options)
     atomic_write(out, data, overwrite=force)
-    click.echo(f"wrote {out} (lossy: --method vae): {plural(len(sources), 'model')}, {human_bytes(len(data))}")
-    click.echo(line)
+    say(f"wrote {out} (lossy: --method vae): {plural(len(sources), 'model')}, {human_bytes(len(data))}")
+    say(line)

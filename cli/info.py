@@ -10,7 +10,7 @@ import click
 import nncodec
 from nncodec.errors import NNCodecError
 
-from .common import CliError, about, describe_os_error, display_name, nnc_source, plural
+from .common import CliError, about, describe_os_error, display_name, nnc_source, plural, say
 from .report import format_report
 
 EPILOG = """\b
@@ -49,14 +49,14 @@ def info(files: tuple[Path, ...], as_json: bool) -> None:
             message = describe_os_error(e) if isinstance(e, OSError) else about(name, e)
             reports.append({"file": name, "error": message})
             if not as_json:
-                click.echo(f"error: {message}", err=True)
+                say(f"error: {message}", err=True)
             continue
         if as_json:
             reports.append({"file": name, **report} if len(files) > 1 else report)
             continue
         if i:
             click.echo()
-        click.echo(f"{name}: .nnc version {report['version']}, {plural(len(report['tensors']), 'tensor')}")
+        say(f"{name}: .nnc version {report['version']}, {plural(len(report['tensors']), 'tensor')}")
         click.echo(format_report(report))
     if as_json:
         click.echo(json.dumps(reports if len(files) > 1 else reports[0], indent=2))

@@ -121,11 +121,11 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     from nncodec.container.writer import atomic_write
     from nncodec.datasets import load_fashion_mnist
 
-    from .common import CliError, check_output, human_bytes, is_terminal
+    from .common import CliError, check_output, human_bytes, is_terminal, say as echo
 
     def say(msg: str) -> None:  # a line per phase off a terminal (logs, CI); the search bar on one
         if not quiet:
-            click.echo(f"budget: {msg}", err=True)
+            echo(f"budget: {msg}", err=True)
 
     check_output(output, force, data_dir)
     try:
@@ -184,9 +184,9 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
         return
     if quiet:
         return
-    click.echo(f"wrote {output}: {human_bytes(len(result.data))} ({raw / len(result.data):.1f}x smaller than "
+    echo(f"wrote {output}: {human_bytes(len(result.data))} ({raw / len(result.data):.1f}x smaller than "
                f"float32), accuracy {result.score:.2f}% (uncompressed {result.baseline:.2f}%, "
                f"drop {result.baseline - result.score:.2f} <= {max_drop}), {result.evaluations} evaluations "
                f"in {seconds:.0f} s")
     for name, setting in result.settings.items():
-        click.echo(f"  {name}: {setting}")
+        echo(f"  {name}: {setting}")

@@ -10,6 +10,8 @@ from typing import Any
 
 from nncodec.fidelity import describe as describe_error
 
+from .common import shown
+
 HEADERS = ("name", "dtype", "shape", "part", "codec", "bytes", "bits/param")
 
 
@@ -39,6 +41,7 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
                      _bpp(t["bytes"], numel)))
         for c in comps:
             rows.append(("  " + c["kind"], "", "", c["kind"], c["codec"], f"{c['bytes']:,}", _bpp(c["bytes"], numel)))
+    rows = [tuple(shown(cell) for cell in row) for row in rows]  # names, codecs: text from the file
     rows.append(("(preamble)", "", "", "", "", f"{report['preamble_bytes']:,}", ""))
     rows.append(("(header)", "", "", report["header_encoding"], "", f"{report['header_bytes']:,}", ""))
     rows.append(("(padding)", "", "", "", "", f"{report['padding_bytes']:,}", ""))
@@ -98,14 +101,14 @@ def format_report(report: dict[str, Any]) -> str:
             res = (f"step {step:.4g}" if isinstance(step, float) else
                    f"steps {step[0]:.4g}..{step[1]:.4g}" if step else f"codebook of {t.get('codebook_size')}")
             sparsity = f", sparsity {t['sparsity']:.1%}" if "sparsity" in t else ""
-            out.append(f"  {t['name']}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
+            out.append(f"  {shown(t['name'])}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
     if report.get("error"):
         out.append(f"lossy: error of the decoded values, measured at encoding ({report.get('error_header_bytes', 0):,} "
                    "header bytes):")
-        out.extend(f"  {line}" for line in describe_error(report["error"]))
+        out.extend(f"  {shown(line)}" for line in describe_error(report["error"]))
     if report.get("metadata"):
         out.append("metadata:")
         for k, v in report["metadata"].items():
-            shown = v if len(v) <= 60 else v[:57] + "..."
-            out.append(f"  {k} = {shown}")
+            value = v if len(v) <= 60 else v[:57] + "..."
+            out.append(f"  {shown(k)} = {shown(value)}")
     return "\n".join(out)

@@ -10,7 +10,7 @@ import click
 import nncodec
 from nncodec.errors import NNCodecError
 
-from .common import about, describe_os_error, display_name, human_bytes, nnc_source, plural
+from .common import about, describe_os_error, display_name, human_bytes, nnc_source, plural, say
 
 EPILOG = """\b
 Examples:
@@ -39,11 +39,11 @@ def verify(files: tuple[Path, ...], as_json: bool, quiet: bool) -> None:
             message = describe_os_error(e) if isinstance(e, OSError) else about(name, e)
             results.append({"file": name, "ok": False, "error": message})
             if not as_json:
-                click.echo(f"error: {message}", err=True)
+                say(f"error: {message}", err=True)
             continue
         results.append({"file": name, "ok": True, "tensors": count, "file_bytes": size})
         if not as_json and not quiet:
-            click.echo(f"ok: {name}: {plural(count, 'tensor')}, {human_bytes(size)}; "
+            say(f"ok: {name}: {plural(count, 'tensor')}, {human_bytes(size)}; "
                        "every checksum matches and every tensor decodes")
     if as_json:
         click.echo(json.dumps(results if len(files) > 1 else results[0], indent=2))

@@ -1,14 +1,26 @@
-"""Shared set-up of the fuzz harnesses: tight limits and the rule for what counts as a finding.
+"""Shared set-up of the fuzz harnesses: tight limits, the checksum modes, and the rule for what
+counts as a finding.
 
-A finding is any exception that is not an `NNCodecError`, a hang (libFuzzer -timeout), or memory
-use beyond the limits below (libFuzzer -rss_limit_mb / -malloc_limit_mb).
+A finding is any exception that is not an `NNCodecError`, a hang (libFuzzer -timeout), or one
+input that costs more than `CPU_CAP_S` of CPU time or grows the peak RSS by more than `RSS_CAP`
+(measured per input by `Budget`: the kernel's peak-RSS counter is reset before each input).
+
+Checksum modes, chosen per input by its last byte, so that one corpus serves all three:
+- `checked`: the file as it is; mutations mostly stop at a CRC (which is then what is fuzzed);
+- `skipped`: the reader ignores CRCs (libpng's fuzzers do the same);
+- `fixed`: every CRC (preamble, header, each section) is recomputed after the mutation, so the
+  mutated bytes reach every codec's decoder through the real, checked read path.
 """
 
 from __future__ import annotations
 
+import json
+import time
+import zlib
+
 import nncodec
 
-# Small enough that a decompression bomb cannot get past them inside libFuzzer's memory limit.
+# Small enough that a decompression bomb cannot get past them inside the memory cap.
 FUZZ_LIMITS = nncodec.Limits(
     max_header_bytes=1 << 20,
     max_tensors=1024,
@@ -21,6 +33,11 @@ FUZZ_LIMITS = nncodec.Limits(
     max_alphabet=1 << 16,
 )
 
+CPU_CAP_S = 10.0
+RSS_CAP = 1 << 30
+MODES = ("checked", "skipped", "fixed", "fixed")
+
+
 def skip_checksums(enabled: bool) -> None:
     """Let mutations reach the parsers behind the CRCs (libpng's fuzzers do the same)."""
     from nncodec.container import reader
@@ -28,7 +45,112 @@ def skip_checksums(enabled: bool) -> None:
     reader._FUZZING_SKIP_CHECKSUMS = enabled
 
 
-LIBFUZZER_DEFAULTS = ["-rss_limit_mb=2048", "-malloc_limit_mb=1024", "-timeout=20"]
+def prepare(data: bytes) -> bytes:
+    """Set the checksum mode from the input's last byte; returns the bytes to decode."""
+    mode = MODES[data[-1] % len(MODES)] if data else "checked"
+    skip_checksums(mode == "skipped")
+    return fix_checksums(data) if mode == "fixed" else data
+
+
+def fix_checksums(data: bytes) -> bytes:
+    """`data` with every CRC recomputed: the section table's CRCs (when the header parses), the
+    header CRC, the preamble's file length and CRC. Layout and everything else stay as mutated."""
+    from nncodec.container.format import HEADER_ZSTD, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
+
+    if len(data) < PREAMBLE_SIZE or data[:8] != MAGIC:
+        return data
+    _, major, minor, encoding, reserved, h_len, _, _, _ = PREAMBLE.unpack(data[:PREAMBLE_SIZE])
+    stored = data[PREAMBLE_SIZE:PREAMBLE_SIZE + h_len]
+    rest = data[PREAMBLE_SIZE + len(stored):]
+    header = _header(stored, encoding)
+    if isinstance(header, dict):
+        align = header.get("align", 1)
+        align = align if isinstance(align, int) and 1 <= align <= 1 << 16 and not align & (align - 1) else 1
+        table = header.get("sections")
+        old_gap = align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)
+        body = rest[old_gap:]
+        table = header.get("sections")
+        if isinstance(table, list):
+            start = 0  # offset in body, which starts aligned: sections are aligned to file offsets
+            for entry in table:
+                if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], int) and entry[0] >= 0):
+                    break
+                entry[1] = zlib.crc32(body[start:start + entry[0]])
+                start = align_up(start + entry[0], align)
+        text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
+        stored = _zstd(text) if encoding == HEADER_ZSTD else text
+        rest = b"\0" * (align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)) + body
+    length = PREAMBLE_SIZE + len(stored) + len(rest)
+    pre = Preamble(major, minor, encoding, len(stored), length, zlib.crc32(stored), reserved[:3].ljust(3, b"\0"))
+    return pre.pack() + stored + rest
+
+
+def _header(stored: bytes, encoding: int) -> object:
+    import zstandard
+
+    try:
+        if encoding == 1:
+            text = zstandard.ZstdDecompressor().decompressobj().decompress(stored[:1 << 20])[:1 << 22]
+        else:
+            text = stored
+        return json.loads(text)
+    except (ValueError, zstandard.ZstdError, RecursionError):
+        return None
+
+
+def _zstd(text: bytes) -> bytes:
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=1, write_content_size=True).compress(text)
+
+
+class ResourceFinding(Exception):
+    """One input cost more CPU time or memory than the caps allow."""
+
+
+class Budget:
+    """Per-input CPU time and peak-RSS growth (Linux: /proc/self/clear_refs resets the peak)."""
+
+    def __enter__(self) -> Budget:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.rss0 = _status_kb("VmRSS") * 1024
+        except OSError:
+            self.rss0 = None
+        self.cpu0 = time.process_time()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        cpu = time.process_time() - self.cpu0
+        grown = _status_kb("VmHWM") * 1024 - self.rss0 if self.rss0 is not None else 0
+        if cpu > CPU_CAP_S or grown > RSS_CAP:
+            raise ResourceFinding(f"one input took {cpu:.1f} s of CPU and grew the peak RSS by {grown >> 20} MiB "
+                                  f"(caps {CPU_CAP_S} s, {RSS_CAP >> 20} MiB)")
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def guarded(run_one):
+    """`run_one(data)` with NNCodecError allowed and the resource caps enforced."""
+
+    def test_one_input(data: bytes) -> None:
+        with Budget():
+            try:
+                run_one(data)
+            except nncodec.NNCodecError:
+                pass
+
+    return test_one_input
+
+
+LIBFUZZER_DEFAULTS = ["-rss_limit_mb=3072", "-timeout=30"]
 
 
 def decode_everything(data: bytes) -> None:
@@ -49,3 +171,5 @@ def run(test_one_input) -> None:
     given = " ".join(sys.argv)
     atheris.Setup(sys.argv + [a for a in LIBFUZZER_DEFAULTS if a.split("=")[0] not in given], test_one_input)
     atheris.Fuzz()
+
+

@@ -14,9 +14,8 @@ import torch  # noqa: F401
 import zstandard  # noqa: F401
 
 with atheris.instrument_imports(include=["nncodec", "common"]):
-    from common import FUZZ_LIMITS
+    from common import FUZZ_LIMITS, guarded
 
-    import nncodec
     from nncodec import codecs
     from nncodec.codecs.base import DecodeContext
     from nncodec.dtypes import DTYPES
@@ -24,8 +23,8 @@ with atheris.instrument_imports(include=["nncodec", "common"]):
 CTX = DecodeContext(FUZZ_LIMITS)
 DTYPE_NAMES = sorted(DTYPES)
 RAW = ["copy", "zstd", "planes"]
-MASK = ["ans", "ans-rows", "zstd"]
-LEVELS = ["ans", "zstd"]
+MASK = ["ans", "ans-rows", "ans-classes", "zstd"]
+LEVELS = ["ans", "ans-rowclass", "zstd"]
 METHODS = ["copy", "zstd", "ans", "bogus"]
 
 
@@ -45,6 +44,7 @@ def _params(fdp: "atheris.FuzzedDataProvider", kind: str, codec: str) -> dict:
     return {}
 
 
+@guarded
 def test_one_input(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     kind = fdp.PickValueInList(["raw", "mask", "levels", "quantizer"])
@@ -54,17 +54,15 @@ def test_one_input(data: bytes) -> None:
     codec = fdp.PickValueInList({"raw": RAW, "mask": MASK, "levels": LEVELS, "quantizer": ["f32", "x"]}[kind])
     params = _params(fdp, kind, codec)
     payload = memoryview(fdp.ConsumeBytes(fdp.remaining_bytes()))
-    try:
-        if kind == "raw":
-            codecs.raw.decode(codec, params, payload, dt, count, CTX)
-        elif kind == "mask":
-            codecs.mask.decode(codec, params, payload, shape, CTX)
-        elif kind == "levels":
-            codecs.levels.decode(codec, params, payload, count, CTX)
-        else:
-            codecs.quantizer.decode(codec, params, payload, count, CTX)
-    except nncodec.NNCodecError:
-        pass
+    if kind == "raw":
+        codecs.raw.decode(codec, params, payload, dt, count, CTX)
+    elif kind == "mask":
+        codecs.mask.decode(codec, params, payload, shape, CTX)
+    elif kind == "levels":
+        rows = codecs.levels_ctx.row_counts(shape, None) if codec == "ans-rowclass" else None
+        codecs.levels.decode(codec, params, payload, count, CTX, rows)
+    else:
+        codecs.quantizer.decode(codec, params, payload, count, CTX)
 
 
 if __name__ == "__main__":

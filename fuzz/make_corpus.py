@@ -44,11 +44,25 @@ def seed_files() -> dict[str, bytes]:
     return seeds
 
 
+def json_header(data: bytes) -> bytes:
+    """The same file with its header stored as JSON text, so that header mutations stay readable
+    (the valid-CRC mode recomputes the CRCs around them; a mutated zstd frame rarely decodes)."""
+    from nncodec.container.format import HEADER_JSON
+    from nncodec.container.reader import Container
+    from nncodec.container.writer import _layout
+
+    with Container(data) as c:
+        body = {k: v for k, v in c.header.items() if k not in ("sections", "align")}
+        kinds = {s.index: s.kind for s in c.sections if s.kind != "data"}
+        return _layout(body, [c.read_section(s.index) for s in c.sections], kinds, c.align, HEADER_JSON)
+
+
 def main() -> None:
     out = HERE / "corpus" / "load"
     out.mkdir(parents=True, exist_ok=True)
     for name, data in seed_files().items():
         (out / f"{name}.nnc").write_bytes(data)
+        (out / f"json-{name}.nnc").write_bytes(json_header(data))
     vectors = HERE.parent / "spec" / "vectors"
     for f in sorted(vectors.glob("*.nnc")) if vectors.is_dir() else []:
         shutil.copy(f, out / f"vector-{f.name}")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run every harness for a bounded time (default 60 s each). Usage: fuzz/run_all.sh [SECONDS]
+# An input over the per-input caps (fuzz/common.py: 10 s of CPU, 1 GiB of peak-RSS growth) is a finding too.
 # A finding makes libFuzzer exit non-zero and write crash-*/timeout-*/oom-* files into fuzz/findings/.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -7,7 +8,7 @@ SECONDS_EACH="${1:-60}"
 mkdir -p findings work/load work/codecs logs
 python make_corpus.py || exit 1
 status=0
-for harness in fuzz_load fuzz_container fuzz_codecs; do
+for harness in fuzz_load fuzz_container fuzz_info fuzz_codecs; do
   corpus=corpus/load; work=work/load
   if [ "$harness" = fuzz_codecs ]; then corpus=corpus/codecs; work=work/codecs; fi
   python "$harness.py" "$work" "$corpus" -dict=nnc.dict -max_total_time="$SECONDS_EACH" \

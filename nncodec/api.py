@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
-from .errors import BadArgumentError, ClosedFileError
+from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
 from .tensorfile import Alias, TensorFile, encode_file, open_tensor_file
 
@@ -121,6 +122,15 @@ def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metada
     return len(data)
 
 
+@contextmanager
+def out_of_memory_is_a_limit(what: str) -> Iterator[None]:
+    """A MemoryError (numpy, torch) while `what` becomes LimitExceededError: nothing foreign escapes."""
+    try:
+        yield
+    except MemoryError:
+        raise LimitExceededError(f"out of memory while {what}") from None
+
+
 class NncFile:
     """A lazily read .nnc file: opening reads only the preamble and header."""
 
@@ -130,7 +140,8 @@ class NncFile:
         if framework in ("pt", "torch") and device != "cpu":  # "cpu" needs no check (and no torch import)
             check_device(device)
         self._closed = False
-        self._tf: TensorFile = open_tensor_file(source, limits)
+        with out_of_memory_is_a_limit("reading the header"):
+            self._tf: TensorFile = open_tensor_file(source, limits)
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
@@ -149,7 +160,8 @@ class NncFile:
         return iter(self.keys())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._open_file().names
+        tf = self._open_file()
+        return name in tf.entries or name in tf.aliases
 
     def __len__(self) -> int:
         return len(self._open_file().names)
@@ -163,8 +175,9 @@ class NncFile:
         target = tf.aliases.get(name, name)
         if target in self._cache:
             return self._cache[target]
-        dt, shape, words = tf.decode(target)
-        value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
+        with out_of_memory_is_a_limit(f"decoding {name!r}"):
+            dt, shape, words = tf.decode(target)
+            value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
         if target in self._tied:
             self._cache[target] = value
         return value
@@ -181,11 +194,15 @@ class NncFile:
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""
-        return self._open_file().decode_components(name)
+        tf = self._open_file()
+        with out_of_memory_is_a_limit(f"decoding the components of {name!r}"):
+            return tf.decode_components(name)
 
     def info(self) -> dict:
         """Every byte of the file attributed to a part; see `nncodec info`."""
-        return self._open_file().byte_report()
+        tf = self._open_file()
+        with out_of_memory_is_a_limit("building the byte report"):
+            return tf.byte_report()
 
     def verify(self) -> None:
         """Check every section checksum and decode every tensor; raises NNCodecError on damage."""

@@ -27,6 +27,7 @@ from .errors import BadArgumentError, UnsupportedInputError
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 INDEX_SUFFIX = ".safetensors.index.json"
 MAX_INDEX_BYTES = 64 * 2**20
+MAX_NESTING = 32  # deepest dict/list nesting of a checkpoint that is walked (the rest is skipped)
 # Where training scripts put the model's state dict inside a larger checkpoint, in order of preference.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "module")
 # Top-level entries that are training state, not model weights (skipped when the top level is the state dict).
@@ -112,7 +113,7 @@ def _is_tensor(x: Any) -> bool:
 def _has_tensor(obj: Any, depth: int = 0) -> bool:
     if _is_tensor(obj):
         return True
-    if depth > 32:
+    if depth > MAX_NESTING:
         return False
     if isinstance(obj, Mapping):
         return any(_has_tensor(v, depth + 1) for v in obj.values())
@@ -121,16 +122,19 @@ def _has_tensor(obj: Any, depth: int = 0) -> bool:
     return False
 
 
-def _json_value(x: Any) -> Any:
-    """x as plain JSON data, or raise TypeError when it is not plain data (a tensor, an object...)."""
+def _json_value(x: Any, depth: int = 0) -> Any:
+    """x as plain JSON data, or raise TypeError when it is not plain data (a tensor, an object...)
+    or nests deeper than MAX_NESTING (a 3,000-deep list would otherwise exhaust the stack)."""
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
     if isinstance(x, np.generic):
         return x.item()
+    if depth >= MAX_NESTING:
+        raise TypeError(f"nested deeper than {MAX_NESTING} levels")
     if isinstance(x, (list, tuple)):
-        return [_json_value(v) for v in x]
+        return [_json_value(v, depth + 1) for v in x]
     if isinstance(x, Mapping) and all(isinstance(k, str) for k in x):
-        return {k: _json_value(v) for k, v in x.items()}
+        return {k: _json_value(v, depth + 1) for k, v in x.items()}
     raise TypeError(type(x).__name__)
 
 
@@ -180,7 +184,7 @@ def split_checkpoint(obj: Any, path: str = "checkpoint") -> Checkpoint:
                 raise UnsupportedInputError(f"{path}: two tensors flatten to the same name {prefix!r}")
             tensors[prefix] = value
             return
-        if isinstance(value, (Mapping, list, tuple)) and _has_tensor(value) and depth < 32:
+        if isinstance(value, (Mapping, list, tuple)) and _has_tensor(value) and depth < MAX_NESTING:
             items = value.items() if isinstance(value, Mapping) else enumerate(value)
             for k, v in items:
                 walk(f"{prefix}.{k}" if prefix else str(k), v, depth + 1)
@@ -239,6 +243,15 @@ def _plain_file_name(shard: object, index_path: str) -> str:
     return shard
 
 
+def _shard_path(directory: str, shard: str, index_path: str) -> str:
+    """The shard's path, refused when it resolves (through symbolic links) outside the index's folder:
+    the name check alone lets a link beside the index point anywhere."""
+    target = os.path.realpath(os.path.join(directory, shard))
+    if os.path.dirname(target) != os.path.realpath(directory):
+        raise UnsupportedInputError(f"{index_path}: shard {shard!r} resolves to {target}, outside the index's folder")
+    return target
+
+
 def _read_sharded(path: str) -> Checkpoint:
     with open(path, "rb") as fh:
         raw = fh.read(MAX_INDEX_BYTES + 1)
@@ -263,7 +276,7 @@ def _read_sharded(path: str) -> Checkpoint:
             meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     loaded: dict[str, Any] = {}
     for shard, names in by_shard.items():
-        tensors, shard_meta = _read_safetensors(os.path.join(directory, shard), names)
+        tensors, shard_meta = _read_safetensors(_shard_path(directory, shard, path), names)
         loaded.update(tensors)
         for k, v in shard_meta.items():
             meta.setdefault(k, v)

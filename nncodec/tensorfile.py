@@ -29,7 +29,14 @@ from .container.format import PREAMBLE_SIZE, is_optional
 from .container.reader import CONTAINER_KEYS, Container, header_int
 from .container.writer import assemble
 from .dtypes import DTYPES, DType, dtype_by_name
-from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
+from .errors import (
+    BadArgumentError,
+    CorruptFileError,
+    FormatError,
+    LimitExceededError,
+    NNCodecError,
+    UnsupportedVersionError,
+)
 from .limits import DEFAULT_LIMITS, Limits
 from .vae_components import VaeSet, VaeTensor
 
@@ -92,6 +99,12 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
             part["p"] = enc.params
         return part
 
+    if metadata:
+        for key, value in metadata.items():
+            _check_text(key, "metadata key")
+            _check_text(value, f"metadata value of {key!r}")
+        check_metadata_size(metadata, DEFAULT_LIMITS, BadArgumentError)  # before the slow part
+
     def entry_of(name: str, t: CompressedTensor) -> dict:
         _check_writable(name, t)
         entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
@@ -127,15 +140,24 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     if vae is not None:
         body["vae"] = tensorfile_vae.encode_vae_header(vae, group_numels, lambda enc: add("", enc), entry_of, options)
     if metadata:
-        for key, value in metadata.items():
-            _check_text(key, "metadata key")
-            _check_text(value, f"metadata value of {key!r}")
         body["meta"] = dict(metadata)
     for key, value in (optional or {}).items():
         if not is_optional(key) or key in body:
             raise BadArgumentError(f"{key!r} is not an optional header member name (they start with 'x-')")
         body[key] = value
-    return assemble(body, sections, align=align)
+    aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
+    min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
+    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes))
+
+
+def readable(data: bytes) -> bytes:
+    """`data`, once a reader with the default limits has accepted its header: the writer never
+    produces a file that the reader refuses (too many tensors for the file size, a huge header...)."""
+    try:
+        open_tensor_file(data, DEFAULT_LIMITS).container.close()
+    except NNCodecError as e:
+        raise BadArgumentError(f"refusing to write a file that readers with the default limits refuse: {e}") from None
+    return data
 
 
 def _check_text(text: object, what: str) -> None:
@@ -184,6 +206,13 @@ def _check_writable(name: str, t: object) -> None:
 # ----------------------------------------------------------------------------------- reading
 
 
+def check_metadata_size(meta: dict[str, str], limits: Limits, error: type[Exception]) -> None:
+    """Metadata (UTF-8 bytes of keys and values) within the reader's limit; the writer checks the same."""
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
+    if size > limits.max_metadata_bytes:
+        raise error(f"metadata size in bytes is {size}, over the limit of {limits.max_metadata_bytes}")
+
+
 def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
     for key in obj:
         if key not in known and not is_optional(key):
@@ -204,6 +233,8 @@ class TensorFile:
         if not isinstance(raw_tensors, dict):
             raise FormatError("tensors must be an object mapping names to entries")
         self.limits.check("number of tensors", len(raw_tensors), self.limits.max_tensors)
+        aliases = sum(1 for raw in raw_tensors.values() if isinstance(raw, dict) and "alias" in raw)
+        self.limits.check_entries("tensors", len(raw_tensors) - aliases, container.file_size, aliases)
         self.entries: dict[str, TensorEntry] = {}
         self.aliases: dict[str, str] = {}
         used: dict[int, str] = {}
@@ -244,8 +275,7 @@ class TensorFile:
     def _parse_metadata(self, meta: object) -> dict[str, str]:
         if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
             raise FormatError("meta must map strings to strings")
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
-        self.limits.check("metadata size in bytes", size, self.limits.max_metadata_bytes)
+        check_metadata_size(meta, self.limits, LimitExceededError)
         return dict(meta)
 
     def _parse_part(self, name: str, kind: str, raw: object) -> Part:
@@ -275,14 +305,17 @@ class TensorFile:
             raise FormatError(f"tensor {name!r}: shape must be a list")
         if len(shape_raw) > limits.max_ndim:
             limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
-        numel = 1
+        numel = extent = 1
         for d in shape_raw:
             if type(d) is not int or not 0 <= d <= _MAX_HEADER_INT:
                 header_int(d, f"tensor {name!r} dimension")
             numel *= d  # Python ints: no overflow
+            extent *= d or 1  # an empty tensor's other dimensions still size numpy's strides
         shape = tuple(shape_raw)
         if numel > limits.max_elements_per_tensor:
             limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
+        if extent > limits.max_elements_per_tensor:
+            limits.check(f"tensor {name!r} product of non-zero dimensions", extent, limits.max_elements_per_tensor)
         return dt, shape
 
     def _parse_entry(self, name: str, raw: dict) -> TensorEntry:

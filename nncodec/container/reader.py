@@ -140,7 +140,11 @@ class Container:
                 raise CorruptFileError("compressed header does not declare its size")
             if declared > limits.max_header_bytes:
                 raise LimitExceededError(f"header of {declared} bytes is over the limit of {limits.max_header_bytes}")
-            text = zstd_codec.decompress(stored, declared, "header")
+            if declared > len(stored) * limits.max_header_expansion:
+                raise LimitExceededError(
+                    f"compressed header of {len(stored)} bytes declares {declared} bytes, more than "
+                    f"{limits.max_header_expansion}x its size (max_header_expansion)")
+            text = zstd_codec.decompress(stored, declared, "header")  # bounded by `declared`
         header = strict_json.loads(text, limits.max_json_depth)
         if not isinstance(header, dict):
             raise FormatError("header must be a JSON object")
@@ -152,7 +156,7 @@ class Container:
     def _refuse_polyglot(self) -> None:
         head = self._read_at(0, min(polyglot.PDF_HEAD, self.file_size))
         tail_start = max(0, self.file_size - polyglot.ZIP_TAIL)
-        other = polyglot.other_format(head, self._read_at(tail_start, self.file_size - tail_start))
+        other = polyglot.other_format(head, self._read_at(tail_start, self.file_size - tail_start), self.file_size)
         if other:
             raise FormatError(f"file is also a valid {other} (a polyglot file); refused")
 
@@ -166,6 +170,7 @@ class Container:
             raise FormatError("sections must be a list")
         if len(entries) > limits.max_sections:
             raise LimitExceededError(f"{len(entries)} sections is over the limit of {limits.max_sections}")
+        limits.check_entries("sections", len(entries), self.file_size)
         header_end = PREAMBLE_SIZE + self.preamble.header_length
         offset = align_up(header_end, align)
         sections: list[Section] = []

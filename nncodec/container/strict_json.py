@@ -2,6 +2,9 @@
 
 Reading refuses duplicate keys (two tensors of one name must not be possible), NaN and Infinity,
 nesting deeper than the limit (checked before parsing, so no recursion blow-up), and non-UTF-8.
+The depth check is one linear, vectorised pass over fixed-size chunks: time and memory grow with
+the text length only, whatever the text holds (a backtracking regex over string literals cost
+~118 bytes of stack per character).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import numpy as np
 
 from ..errors import FormatError, LimitExceededError
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_CHUNK = 1 << 18  # bytes scanned per vectorised step: bounds the scan's memory
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPEN, _CLOSE = np.array([ord("["), ord("{")], np.uint8), np.array([ord("]"), ord("}")], np.uint8)
 
 
 def dumps(obj: object) -> bytes:
@@ -34,12 +39,35 @@ def _no_constants(name: str) -> object:
 
 
 def nesting_depth(text: bytes) -> int:
-    """Deepest bracket nesting outside string literals."""
-    skeleton = np.frombuffer(_STRING.sub(b'""', text), dtype=np.uint8)
-    if skeleton.size == 0:
-        return 0
-    step = np.isin(skeleton, (ord("["), ord("{"))).astype(np.int64) - np.isin(skeleton, (ord("]"), ord("}")))
-    return int(np.cumsum(step).max(initial=0))
+    """Deepest bracket nesting outside string literals, in one linear pass.
+
+    A quote is escaped when an odd run of backslashes precedes it; brackets count only outside
+    strings. (Backslashes outside strings are not JSON; the parser refuses them afterwards.)
+    """
+    view = memoryview(text)
+    in_string, run, depth, deepest = False, 0, 0, 0  # run: backslashes just before the chunk
+    for start in range(0, len(view), _CHUNK):
+        a = np.frombuffer(view[start:start + _CHUNK], dtype=np.uint8)
+        quote = a == _QUOTE
+        backslash = a == _BACKSLASH
+        if run or backslash.any():
+            idx = np.arange(a.size, dtype=np.int64)
+            last_other = np.maximum.accumulate(np.where(backslash, -1, idx))  # last non-backslash <= i
+            before = np.empty(a.size, dtype=np.int64)  # backslashes immediately before position i
+            before[0] = run
+            before[1:] = idx[:-1] - last_other[:-1]
+            before[1:] += np.where(last_other[:-1] < 0, run, 0)
+            quote &= (before & 1) == 0
+            run = int(a.size - 1 - last_other[-1]) + (run if last_other[-1] < 0 else 0)
+        toggles = np.cumsum(quote, dtype=np.int32)
+        outside = (toggles & 1) == in_string
+        step = ((a == _OPEN[0]) | (a == _OPEN[1])).view(np.int8) - ((a == _CLOSE[0]) | (a == _CLOSE[1])).view(np.int8)
+        step = step * outside  # brackets count outside strings only
+        levels = np.cumsum(step, dtype=np.int64) + depth
+        deepest = max(deepest, int(levels.max(initial=depth)))
+        depth = int(levels[-1])
+        in_string = bool((int(toggles[-1]) + in_string) & 1)
+    return deepest
 
 
 def loads(text: bytes, max_depth: int, what: str = "header") -> object:

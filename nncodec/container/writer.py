@@ -9,17 +9,21 @@ from collections.abc import Iterable
 
 from ..codecs import zstd as zstd_codec
 from ..errors import BadArgumentError
+from ..limits import DEFAULT_LIMITS, Limits
 from . import polyglot, strict_json
 from .format import HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, MINOR, PREAMBLE_SIZE, Preamble, align_up
 
 
-def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: dict[int, str] | None = None) -> bytes:
-    """The complete file: `body` is the header object without the container keys.
+def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: dict[int, str] | None = None,
+             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """The complete file: `body` is the header object without the container keys; `min_file_bytes`
+    is what a reader requires for the body's entries (tensors) by limits.Limits.entry_bytes.
 
-    The header is stored as JSON or as a zstd frame of it, whichever is smaller; the same input
-    always gives the same bytes. A file that would also be a valid ZIP or PDF (user bytes can
-    contain their signatures) gets an optional padding section or header key that breaks the
-    other format, so readers never have to refuse what this writer made.
+    The header is stored as JSON or as a zstd frame of it, whichever is smaller, unless the frame
+    would expand more than a reader allows or declare more entries than the file's bytes back
+    (limits.py); the same input always gives the same bytes. A file that would also be a valid ZIP
+    or PDF (user bytes can contain their signatures) gets an optional padding section or header
+    key that breaks the other format, so readers never have to refuse what this writer made.
     """
     if isinstance(align, bool) or not isinstance(align, int) or not 1 <= align <= MAX_ALIGN or align & (align - 1):
         raise BadArgumentError(f"align must be a power of two in [1, {MAX_ALIGN}], got {align!r}")
@@ -28,13 +32,14 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
     body = dict(body)
     header_encoding = None
     for _ in range(4):
-        out = _layout(body, payloads, kinds, align, header_encoding)
-        other = polyglot.other_format(out[: polyglot.PDF_HEAD], out[-polyglot.ZIP_TAIL :])
+        out = _layout(body, payloads, kinds, align, header_encoding, min_file_bytes, limits)
+        other = polyglot.other_format(out[: polyglot.PDF_HEAD], out[-polyglot.ZIP_TAIL :], len(out))
         if other is None:
             return out
-        if other == "ZIP":  # one more byte after the end-of-central-directory record breaks it
+        if other == "ZIP":  # move every record out of the window ZIP readers search: zero padding
+            first = min(polyglot.zip_eocd_positions(out[-polyglot.ZIP_TAIL :], max(0, len(out) - polyglot.ZIP_TAIL)))
             kinds[len(payloads)] = "x-pad"
-            payloads.append(b"\0")
+            payloads.append(b"\0" * (polyglot.ZIP_TAIL - (len(out) - first) + 1))
         elif header_encoding is None:
             header_encoding = HEADER_ZSTD  # the signature may be in the header's text
         else:  # push the sections past the first 1,024 bytes
@@ -43,7 +48,8 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
     raise BadArgumentError("could not lay out the file without it also being a valid ZIP or PDF")
 
 
-def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None) -> bytes:
+def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None,
+            min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
     table = [[len(p), zlib.crc32(p)] + ([kinds[i]] if i in kinds else []) for i, p in enumerate(payloads)]
     header = dict(body)
     header["sections"] = table
@@ -52,7 +58,15 @@ def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int
     text = strict_json.dumps(header)
     packed = zstd_codec.compress(text, 19)
     if header_encoding is None:
-        header_encoding = HEADER_ZSTD if len(packed) < len(text) else HEADER_JSON
+        fits = len(text) <= len(packed) * limits.max_header_expansion
+        header_encoding = HEADER_ZSTD if len(packed) < len(text) and fits else HEADER_JSON
+    out = _file(text, packed, payloads, align, header_encoding)
+    if header_encoding == HEADER_ZSTD and max(min_file_bytes, limits.entry_bytes(len(payloads))) > len(out):
+        out = _file(text, packed, payloads, align, HEADER_JSON)  # JSON spends enough bytes per entry
+    return out
+
+
+def _file(text: bytes, packed: bytes, payloads: list[bytes], align: int, header_encoding: int) -> bytes:
     stored = packed if header_encoding == HEADER_ZSTD else text
     out = bytearray()
     out += b"\0" * PREAMBLE_SIZE
