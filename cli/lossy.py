@@ -121,7 +121,8 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     from nncodec.container.writer import atomic_write
     from nncodec.datasets import load_fashion_mnist
 
-    from .common import CliError, check_output, human_bytes, is_terminal, say as echo
+    from .common import CliError, check_output, human_bytes, is_terminal
+    from .common import say as echo
 
     def say(msg: str) -> None:  # a line per phase off a terminal (logs, CI); the search bar on one
         if not quiet:
