@@ -13,7 +13,7 @@ import click
 
 from nncodec.errors import NNCodecError
 
-from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line, say
+from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line, say as echo
 
 METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
 ARCH_NAMES = ("lenet300", "lenet5")
@@ -109,7 +109,7 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
 
         def say(msg: str) -> None:
             if not quiet:
-                say(f"prune: {msg}", err=True)
+                echo(f"prune: {msg}", err=True)
 
         say(f"reading {data_dir}; training {arch} densely" if dense_path is None or not Path(dense_path).exists()
             else f"reading {data_dir}; dense weights from {dense_path}")
@@ -133,7 +133,7 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
     if as_json:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     elif not quiet:
-        say(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32; paper-style estimate "
+        echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32; paper-style estimate "
                    f"{report['paper_estimate_bytes']:,} B = 4 B x {report['nonzero']:,} non-zero weights in the file), "
                    f"test accuracy {report['compressed_test_accuracy']:.2f}% (dense {report['dense_test_accuracy']:.2f}%)")
 
@@ -171,7 +171,7 @@ def _prune_user_model(method: str, model_spec: str, checkpoint: str | None, loss
     options.update({k: v for k, v in {"alpha": alpha, "delta": delta}.items() if v is not None})
     report = compress_model(model, loaders.train, loaders.val, loss, method, out, test=loaders.test,
                             quant_tolerance=quant_tolerance, device=device, options=options,
-                            log=None if quiet else (lambda m: say(m, err=True)))
+                            log=None if quiet else (lambda m: echo(m, err=True)))
     report.update({"model": model_spec, "output": os.fspath(out)})
     if report_path is not None:
         Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
@@ -184,6 +184,6 @@ def _prune_user_model(method: str, model_spec: str, checkpoint: str | None, loss
     dense = report.get("dense_test", report["dense_val"])
     where = "test" if "compressed_test" in report else "validation"
     extra = (f", {where} accuracy {final['accuracy']:.2f}% (dense {dense['accuracy']:.2f}%)" if "accuracy" in final else "")
-    say(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32), {report['nonzero']:,} of "
+    echo(f"{out}: {report['file_bytes']:,} bytes (x{report['ratio']:.1f} vs float32), {report['nonzero']:,} of "
                f"{report['parameters']:,} parameters non-zero, {where} loss {final['loss']:.4f} (dense {dense['loss']:.4f})"
                f"{extra}")
