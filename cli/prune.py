@@ -13,7 +13,8 @@ import click
 
 from nncodec.errors import NNCodecError
 
-from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line, say as echo
+from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line
+from .common import say as echo
 
 METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
 ARCH_NAMES = ("lenet300", "lenet5")
