@@ -27,7 +27,8 @@ def run(script: str, *args: str, cwd: Path) -> str:
 
 def test_every_example_is_tested():
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(
-        ["compress_checkpoint.py", "compress_to_budget.py", "prune_your_model.py", "load_for_inference.py"])
+        ["compress_checkpoint.py", "compress_to_budget.py", "prune_your_model.py", "prune_own_loop.py",
+         "load_for_inference.py"])
 
 
 def test_compress_your_checkpoint_losslessly(tmp_path):
@@ -54,6 +55,14 @@ def test_prune_your_model_with_your_own_loader(tmp_path):
     decoded = nncodec.load_file(tmp_path / "pruned.nnc")
     assert sum(int((v != 0).sum()) for v in decoded.values()) <= kept
     assert float(re.search(r"test accuracy \(once\) ([\d.]+) %", out).group(1)) > 80
+
+
+def test_prune_inside_your_own_training_loop(tmp_path):
+    out = run("prune_own_loop.py", "--out", "loop.nnc", "--epochs", "3", cwd=tmp_path)
+    size = int(re.search(r"loop.nnc: ([\d,]+) bytes", out).group(1).replace(",", ""))
+    assert size == (tmp_path / "loop.nnc").stat().st_size
+    decoded = nncodec.load_file(tmp_path / "loop.nnc")
+    assert any(int((v == 0).sum()) > 0 for v in decoded.values())  # pruned: some weights are exactly zero
 
 
 def test_load_a_nnc_file_in_inference_code(tmp_path):

@@ -236,10 +236,11 @@ def test_memory_error_becomes_a_limit_error_in_info_and_components(monkeypatch: 
     w = np.linspace(-1, 1, 64, dtype=np.float32)
     data = nncodec.save({"q": quantize_uniform(w, _dt("float32"), 0.1)})
 
-    def boom(self, name):
+    def boom(self, what):
         raise MemoryError
 
     monkeypatch.setattr(TensorFile, "decode_components", boom)
+    monkeypatch.setattr(TensorFile, "components_of", boom)  # what info() decodes for the sparsity
     with nncodec.open(data) as f:
         with pytest.raises(LimitExceededError):
             f.info()
