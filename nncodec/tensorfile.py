@@ -24,7 +24,7 @@ from .dtypes import DTYPES, DType, dtype_by_name
 from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
 from .limits import DEFAULT_LIMITS, Limits
 
-BODY_KEYS = ("tensors", "meta")
+BODY_KEYS = ("tensors", "meta", "dataset")  # "dataset": a coded data set (§18, nncodec.mdl)
 QUANT_PARTS = ("mask", "levels", "quantizer")
 
 
@@ -211,8 +211,24 @@ class TensorFile:
             if s.kind == "data" and s.index not in used:
                 raise FormatError(f"section {s.index} is not used by any tensor (orphan section)")
             if s.kind != "data" and s.index in used:
-                raise FormatError(f"section {s.index} of optional kind {s.kind!r} is used by tensor {used[s.index]!r}")
+                raise FormatError(f"section {s.index} of kind {s.kind!r} is used by tensor {used[s.index]!r}")
+        self._check_dataset_reference(header)
         self.names = list(raw_tensors)
+
+    def _check_dataset_reference(self, header: dict) -> None:
+        """A `dataset` member references exactly the one section of kind "dataset" (§18); the rest
+        of the member is validated by nncodec.mdl when the data is decoded."""
+        indices = [s.index for s in self.container.sections if s.kind == "dataset"]
+        if "dataset" not in header:
+            if indices:
+                raise FormatError(f"section {indices[0]} of kind 'dataset' without a dataset header member")
+            return
+        member = header["dataset"]
+        if not isinstance(member, dict):
+            raise FormatError("dataset must be an object")
+        s = header_int(member.get("s"), "dataset section index", 0, max(len(self.container.sections) - 1, 0))
+        if indices != [s]:
+            raise FormatError(f"dataset must reference the file's one section of kind 'dataset' (sections {indices}, s = {s})")
 
     def _parse_metadata(self, meta: object) -> dict[str, str]:
         if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
@@ -379,7 +395,8 @@ class TensorFile:
                             "encoding": "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}",
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
                             **self._quant_fields(e), "components": comps})
-        optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
+        optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if is_optional(s.kind)]
+        dataset = sum(s.length for s in c.sections if s.kind == "dataset")
         padding = sum(n for _, n in c.padding)
         report = {
             "file_bytes": c.file_size,
@@ -389,10 +406,12 @@ class TensorFile:
             "header_encoding": "zstd" if c.preamble.header_encoding else "json",
             "padding_bytes": padding,
             "optional_section_bytes": sum(o["bytes"] for o in optional),
+            **({"dataset_bytes": dataset} if "dataset" in c.header else {}),
             "tensors": tensors,
             "metadata": self.metadata,
         }
-        accounted = PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + sum(t["bytes"] for t in tensors)
+        accounted = (PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + dataset
+                     + sum(t["bytes"] for t in tensors))
         if accounted != c.file_size:
             raise CorruptFileError(f"byte accounting found {accounted} bytes in a {c.file_size}-byte file")
         report["parameters"] = sum(t.get("numel", 0) for t in tensors)
