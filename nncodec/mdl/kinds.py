@@ -35,6 +35,20 @@ class SideInfo:
             raise UnsupportedInputError(f"{what}: expected a uint8 IDX array of inputs [n, ...], got {arr.dtype} {arr.shape}")
         return SideInfo(arr, hashlib.sha256(raw).hexdigest())
 
+    @staticmethod
+    def from_path(path) -> SideInfo:
+        """An IDX input file, plain or gzipped (hashed after unzipping, so either form identifies it)."""
+        import os
+
+        from ..datasets import DEFAULT_MAX_BYTES, _decompress
+
+        p = os.fspath(path)
+        with open(p, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = _decompress(raw, p, DEFAULT_MAX_BYTES)
+        return SideInfo.from_idx_bytes(raw, p)
+
     def describe(self) -> dict:
         return {"sha256": self.sha256, "shape": [int(d) for d in self.array.shape]}
 
