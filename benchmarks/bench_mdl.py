@@ -128,7 +128,7 @@ def labels_bench(args, tmp: Path) -> dict:
         two_cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.two_part_epochs, min_steps=50)
         s = mdl.EncodeSettings(kind="labels", spec=two_spec, train=two_cfg, seed=args.seeds[0])
         print("labels two-part", flush=True)
-        rows.append(run_code("nncodec two-part", data, s, side, images, tmp, mdl.LEVELS))
+        rows.append(run_code("nncodec two-part", data, s, side, images, tmp, tuple(args.levels_labels.split(","))))
     return {"dataset": "Fashion-MNIST train labels given images", "n": n, "input_bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "rows": rows, "unit": "label"}
 
@@ -138,14 +138,15 @@ def text_bench(args, tmp: Path) -> dict:
     n = len(data)
     rows = baselines(data, tmp)
     spec = {"arch": "lstm", "alphabet": 256, "emb": args.emb, "hidden": args.hidden}
-    cfg = mdl.TrainConfig(lr=3e-3, batch=32, seqlen=128, epochs=args.epochs_text, min_steps=50)
+    cfg = mdl.TrainConfig(lr=3e-3, batch=args.batch_text, seqlen=args.seqlen_text, epochs=args.epochs_text, min_steps=50)
     for seed in args.seeds if "prequential" in args.codes else []:
         print(f"text prequential, seed {seed}", flush=True)
         s = mdl.EncodeSettings(kind="bytes", prequential=True, spec=spec, train=cfg, seed=seed)
         rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, None, None, tmp, ()))
     if "two-part" in args.codes:
         print("text two-part", flush=True)
-        two_cfg = mdl.TrainConfig(lr=3e-3, batch=32, seqlen=128, epochs=args.two_part_epochs_text, min_steps=50)
+        two_cfg = mdl.TrainConfig(lr=3e-3, batch=args.batch_text, seqlen=args.seqlen_text,
+                                  epochs=args.two_part_epochs_text, min_steps=50)
         s = mdl.EncodeSettings(kind="bytes", spec=spec, train=two_cfg, seed=args.seeds[0])
         rows.append(run_code("nncodec two-part", data, s, None, None, tmp, tuple(args.levels.split(","))))
     return {"dataset": f"text {Path(args.text).name}", "n": n, "input_bytes": n,
@@ -161,13 +162,16 @@ def main() -> None:
     ap.add_argument("--codes", default="prequential,two-part", help="which nncodec codes to run (comma-separated)")
     ap.add_argument("--epochs-labels", type=float, default=4.0, help="prequential: passes per block over all data so far")
     ap.add_argument("--hidden-labels", type=int, default=256)
-    ap.add_argument("--two-part-hidden", type=int, default=32)
+    ap.add_argument("--two-part-hidden", type=int, default=16)
+    ap.add_argument("--levels-labels", default="lossless,1/1,1/2,1/4,1/8,1/16,1/32")
     ap.add_argument("--two-part-epochs", type=float, default=10.0)
     ap.add_argument("--emb", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)
-    ap.add_argument("--epochs-text", type=float, default=1.0)
+    ap.add_argument("--epochs-text", type=float, default=2.0)
+    ap.add_argument("--batch-text", type=int, default=16)
+    ap.add_argument("--seqlen-text", type=int, default=64)
     ap.add_argument("--two-part-epochs-text", type=float, default=3.0)
-    ap.add_argument("--levels", default="1/8,1/16,1/32,1/64")
+    ap.add_argument("--levels", default="1/8,1/16,1/32")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     import torch
