@@ -27,7 +27,7 @@ Examples:
 """
 
 
-def _bar(total: int, desc: str) -> tqdm:
+def _bar(total: int | None, desc: str) -> tqdm:
     return tqdm(total=total, desc=desc, unit="sym", unit_scale=True, file=sys.stderr, leave=False, delay=2.0,
                 disable=not sys.stderr.isatty())
 
@@ -89,7 +89,7 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
             raise BadArgumentError(f"unknown level {level!r}: use lossless or 1/K")
     raw = data.read_bytes()
     log = (lambda m: note(m)) if verbose else None
-    with _bar(0, "coding") as bar:
+    with _bar(None, "coding") as bar:
         out, report = api.encode(raw, settings, side, tensors, chosen, progress=bar.update, log=log)
     atomic_write(output, out, overwrite=force)
     extra = f", model compression {report.level}" if report.level else ""
@@ -115,7 +115,7 @@ def decode(file: Path, output: Path, labels_for: Path | None, allow_env_mismatch
 
     check_output(output, force, file)
     side = SideInfo.from_path(labels_for) if labels_for else None
-    with reading(file), _bar(0, "decoding") as bar:
+    with reading(file), _bar(None, "decoding") as bar:
         data = api.decode(file, side, allow_env_mismatch=allow_env_mismatch, progress=bar.update)
     atomic_write(output, data, overwrite=force)
     click.echo(f"wrote {output}: {len(data):,} bytes (sha256 verified)")
