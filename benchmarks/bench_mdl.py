@@ -153,9 +153,44 @@ def text_bench(args, tmp: Path) -> dict:
             "sha256": hashlib.sha256(data).hexdigest(), "rows": rows, "unit": "byte"}
 
 
+def speed_bench(args) -> None:
+    """Coding speed of the two-part code's data pass (encode, then decode) under a seeded model:
+    CPU seconds of this process on one thread (the machine is shared, so wall time says little)."""
+    from nncodec.mdl.codes import code_block
+    from nncodec.mdl.member import DatasetMember
+    from nncodec.mdl.models import build
+    from nncodec.mdl.sides import DecodeSide, EncodeSide
+
+    rng = np.random.default_rng(0)
+    cases = [("labels, MLP 784-16-10", "labels", {"arch": "mlp", "inputs": 784, "hidden": [16], "classes": 10},
+              60000, rng.integers(0, 256, (60000, 28, 28), dtype=np.uint8)),
+             ("bytes, LSTM emb 16 hidden 64", "bytes", {"arch": "lstm", "alphabet": 256, "emb": 16, "hidden": 64},
+              200000, None),
+             ("bytes, LSTM emb 16 hidden 128", "bytes", {"arch": "lstm", "alphabet": 256, "emb": 16, "hidden": 128},
+              200000, None)]
+    for name, kind, spec, n, inputs in cases:
+        symbols = rng.integers(0, spec.get("classes", 256), n)
+        member = DatasetMember(0, kind, "two-part", n, spec.get("classes", 256), "0" * 64, spec, 0, {}, 128,
+                               {"sha256": "0" * 64, "shape": [n, 28, 28]} if kind == "labels" else None)
+        model = build(spec, 0)
+        code_block(model, member, EncodeSide(symbols), 0, min(n, 4096), inputs)  # warm-up (first-call costs)
+        enc = EncodeSide(symbols)
+        t0, c0 = time.perf_counter(), time.process_time()
+        code_block(model, member, enc, 0, n, inputs)
+        payload = enc.coder.finish()
+        t1, c1 = time.perf_counter(), time.process_time()
+        dec = DecodeSide(payload, n)
+        code_block(model, member, dec, 0, n, inputs)
+        dec.coder.finish()
+        t2, c2 = time.perf_counter(), time.process_time()
+        assert np.array_equal(dec.symbols, symbols)
+        print(f"{name}: {n:,} symbols; encode {n / (c1 - c0):,.0f} sym/s CPU ({n / (t1 - t0):,.0f} wall), "
+              f"decode {n / (c2 - c1):,.0f} sym/s CPU ({n / (t2 - t1):,.0f} wall)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["labels", "text"])
+    ap.add_argument("what", choices=["labels", "text", "speed"])
     ap.add_argument("--data-dir", default="/work/shared/data/fashion-mnist")
     ap.add_argument("--text", help="text file for `text`")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
@@ -177,6 +212,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if args.what == "speed":
+        return speed_bench(args)
     with tempfile.TemporaryDirectory() as t:
         res = labels_bench(args, Path(t)) if args.what == "labels" else text_bench(args, Path(t))
     res["settings"] = vars(args)
