@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import FormatError
 
-MAX_WIDTH = 4096  # largest layer width a spec may ask for (a file cannot make us allocate more)
+MAX_WIDTH = 1024  # largest layer width a spec may ask for (bounds what a header can make us allocate)
 MAX_LAYERS = 8
 
 
