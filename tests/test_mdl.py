@@ -229,3 +229,19 @@ def test_critical_kind_refused_when_unknown_and_section_checksum(prequential) ->
 def test_env_override_still_checks_the_result(prequential) -> None:
     bad = _rebuild(prequential, lambda b, s, k: b["dataset"]["env"].update(numpy="0.0"))
     assert mdl.decode(bad, allow_env_mismatch=True) == TEXT
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
+                     max_leaves=6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(key=st.sampled_from(["s", "kind", "code", "n", "alphabet", "sha256", "model", "seed", "env", "streams", "train",
+                            "blocks"]), value=_JSON)
+def test_any_dataset_member_value_gives_a_typed_error_or_the_data(prequential, key: str, value) -> None:
+    bad = _rebuild(prequential, lambda b, s, k: b["dataset"].__setitem__(key, value))
+    try:
+        assert mdl.decode(bad) == TEXT  # only a value equal in effect to the original may decode
+    except nncodec.NNCodecError:
+        pass
