@@ -21,6 +21,7 @@ from .demo import demo
 from .encode import encode
 from .info import info
 from .lossy import budget
+from .mdl import mdl
 from .prune import prune
 from .verify import verify
 
@@ -81,3 +82,4 @@ for command in (encode, decode, info, verify, demo):
     main.add_command(command)
 main.add_command(prune)
 main.add_command(budget)
+main.add_command(mdl)

@@ -45,6 +45,8 @@ def report_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     rows.append(("(preamble)", "", "", "", "", f"{report['preamble_bytes']:,}", ""))
     rows.append(("(header)", "", "", report["header_encoding"], "", f"{report['header_bytes']:,}", ""))
     rows.append(("(padding)", "", "", "", "", f"{report['padding_bytes']:,}", ""))
+    if "dataset_bytes" in report:
+        rows.append(("(dataset)", "", "", "coded data", "", f"{report['dataset_bytes']:,}", ""))
     if report.get("optional_section_bytes"):
         rows.append(("(optional sections)", "", "", "", "", f"{report['optional_section_bytes']:,}", ""))
     vae = report.get("vae")

@@ -40,7 +40,7 @@ from .errors import (
 from .limits import DEFAULT_LIMITS, Limits
 from .vae_components import VaeSet, VaeTensor
 
-BODY_KEYS = ("tensors", "meta", "vae")
+BODY_KEYS = ("tensors", "meta", "vae", "dataset")  # "dataset": a coded data set (§21, nncodec.mdl)
 QUANT_PARTS = ("mask", "levels", "quantizer")
 _PART_KEYS = frozenset(("s", "codec", "p"))
 _RAW_KEYS = frozenset(("dtype", "shape", "raw"))
@@ -267,10 +267,26 @@ class TensorFile:
             if s.kind == "data" and s.index not in used:
                 raise FormatError(f"section {s.index} is not used by any tensor (orphan section)")
             if s.kind != "data" and s.index in used:
-                raise FormatError(f"section {s.index} of optional kind {s.kind!r} is used by tensor {used[s.index]!r}")
+                raise FormatError(f"section {s.index} of kind {s.kind!r} is used by tensor {used[s.index]!r}")
+        self._check_dataset_reference(header)
         self.names = list(raw_tensors)
         self.owners = used  # section index -> the tensor (or VAE decoder/latent group) that uses it
         self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
+
+    def _check_dataset_reference(self, header: dict) -> None:
+        """A `dataset` member references exactly the one section of kind "dataset" (§21); the rest
+        of the member is validated by nncodec.mdl when the data is decoded."""
+        indices = [s.index for s in self.container.sections if s.kind == "dataset"]
+        if "dataset" not in header:
+            if indices:
+                raise FormatError(f"section {indices[0]} of kind 'dataset' without a dataset header member")
+            return
+        member = header["dataset"]
+        if not isinstance(member, dict):
+            raise FormatError("dataset must be an object")
+        s = header_int(member.get("s"), "dataset section index", 0, max(len(self.container.sections) - 1, 0))
+        if indices != [s]:
+            raise FormatError(f"dataset must reference the file's one section of kind 'dataset' (sections {indices}, s = {s})")
 
     def _parse_metadata(self, meta: object) -> dict[str, str]:
         if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
@@ -518,7 +534,8 @@ class TensorFile:
                             "encoding": encoding,
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
                             **self._quant_fields(e, budget), "components": comps})
-        optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
+        optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if is_optional(s.kind)]
+        dataset = sum(s.length for s in c.sections if s.kind == "dataset")
         padding = sum(n for _, n in c.padding)
         report = {
             "file_bytes": c.file_size,
@@ -528,6 +545,7 @@ class TensorFile:
             "header_encoding": "zstd" if c.preamble.header_encoding else "json",
             "padding_bytes": padding,
             "optional_section_bytes": sum(o["bytes"] for o in optional),
+            **({"dataset_bytes": dataset} if "dataset" in c.header else {}),
             "tensors": tensors,
             "metadata": self.metadata,
         }
@@ -538,7 +556,7 @@ class TensorFile:
             report["error_header_bytes"] = len(strict_json.dumps({fidelity.HEADER_KEY: member})) - 1
         if self.vae.groups or self.vae.archs:
             report["vae"] = tensorfile_vae.vae_report(self.vae, tensors)
-        accounted = (PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + sum(t["bytes"] for t in tensors)
+        accounted = (PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + dataset + sum(t["bytes"] for t in tensors)
                      + report.get("vae", {}).get("decoder_bytes", 0) + report.get("vae", {}).get("latent_bytes", 0))
         if accounted != c.file_size:
             raise CorruptFileError(f"byte accounting found {accounted} bytes in a {c.file_size}-byte file")

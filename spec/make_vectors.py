@@ -572,6 +572,58 @@ def build_all() -> tuple[dict[str, bytes], dict]:
     return files, manifest
 
 
+# ------------------------------------------------------------------ coded datasets (§21, nncodec.mdl)
+
+DATASET_DIR = VECTOR_DIR / "dataset"  # own folder and manifest: these decode to data, not tensors
+
+
+def dataset_vectors() -> tuple[dict[str, bytes], dict]:
+    """§21 vectors: a prequential byte code and a two-part code of labels given inputs (the inputs
+    file is stored beside it). Decoding needs the environment recorded in each file's `env`."""
+    from nncodec import mdl
+    from nncodec.mdl.kinds import SideInfo
+
+    text = b"In the beginning God created the heaven and the earth. " * 8
+    pre = mdl.EncodeSettings(kind="bytes", prequential=True, spec={"arch": "lstm", "alphabet": 256, "emb": 4, "hidden": 8},
+                             train=mdl.TrainConfig(epochs=1, min_steps=4, batch=4, seqlen=16), streams=2, first_block=64)
+    rng = np.random.default_rng(1812)
+    n = 64
+    imgs = rng.integers(0, 256, (n, 3, 3), dtype=np.uint8)
+    labels = b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + (imgs[:, 0, 0] // 64).astype(np.uint8).tobytes()
+    side = b"\x00\x00\x08\x03" + n.to_bytes(4, "big") + (3).to_bytes(4, "big") * 2 + imgs.tobytes()
+    two = mdl.EncodeSettings(kind="labels", spec={"arch": "mlp", "inputs": 9, "hidden": [3], "classes": 4},
+                             train=mdl.TrainConfig(epochs=4, min_steps=8, batch=16))
+    files = {"bytes-prequential.nnc": mdl.encode(text, pre)[0],
+             "labels-two-part.nnc": mdl.encode(labels, two, SideInfo.from_idx_bytes(side), levels=("1/4",))[0],
+             "labels-two-part.side.idx": side}
+    entries = [
+        {"file": "bytes-prequential.nnc", "data_sha256": hashlib.sha256(text).hexdigest(), "data_bytes": len(text),
+         "description": "57-byte sentence x 8, prequential code, LSTM emb 4 hidden 8, 2 streams, blocks 64, 128, 256, 456"},
+        {"file": "labels-two-part.nnc", "side": "labels-two-part.side.idx", "data_sha256": hashlib.sha256(labels).hexdigest(),
+         "data_bytes": len(labels), "description": "64 labels (pixel [0,0] // 64) given 3x3 images from "
+                                                   "default_rng(1812); two-part code, MLP 9-3-4 at level 1/4"},
+    ]
+    for e in entries:
+        e["sha256"] = hashlib.sha256(files[e["file"]]).hexdigest()
+        e["bytes"] = len(files[e["file"]])
+    from nncodec.mdl import env
+
+    return files, {"spec": "spec/FORMAT.md §21", "env": env.current(), "vectors": entries}
+
+
+def write_dataset_vectors(check: bool) -> list[str]:
+    """Write (or, with `check`, compare) the §21 vectors; the list of differences."""
+    files, manifest = dataset_vectors()
+    problems = [f"dataset/{name}: encoder output differs" for name, data in files.items()
+                if (DATASET_DIR / name).exists() and (DATASET_DIR / name).read_bytes() != data]
+    if not check:
+        DATASET_DIR.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            (DATASET_DIR / name).write_bytes(data)
+        (DATASET_DIR / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return problems
+
+
 def _manifest_text(manifest: dict) -> str:
     """Indented JSON with shapes kept on one line."""
     text = json.dumps(manifest, indent=1, ensure_ascii=False)
@@ -585,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="rewrite vectors whose bytes changed")
     args = ap.parse_args(argv)
     files, manifest = build_all()
+    dataset_problems = write_dataset_vectors(check=True)
     old = json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {"vectors": []}
     old_tensors = {e["file"]: e["tensors"] for e in old["vectors"]}
     problems = []
@@ -599,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, data in vae_files.items():
         if (VAE_DIR / name).exists() and (VAE_DIR / name).read_bytes() != data:
             problems.append(f"vae/{name}: encoder output differs from the stored vector")
+    problems += dataset_problems
     for p in problems:
         print(p, file=sys.stderr)
     if args.check:
@@ -615,6 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, data in vae_files.items():
         (VAE_DIR / name).write_bytes(data)
     VAE_MANIFEST.write_text(_manifest_text(vae_manifest), encoding="utf-8")
+    write_dataset_vectors(check=False)
     for e in manifest["vectors"]:
         print(f"{e['file']:24} {e['bytes']:6d} B  header={e['header_encoding']:4}  {' '.join(e['codecs'])}")
     return 0

@@ -31,6 +31,7 @@ from .format import (
 from .sniff import describe_foreign
 
 CONTAINER_KEYS = ("sections", "align")
+SECTION_KINDS = ("data", "dataset")  # critical kinds this reader knows (§5; "dataset": §21)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Section:
     offset: int
     length: int
     crc: int
-    kind: str  # "data" or an optional "x-..." kind
+    kind: str  # "data", "dataset" or an optional "x-..." kind
 
 
 def header_int(value: object, what: str, lo: int = 0, hi: int = 2**53 - 1) -> int:
@@ -185,7 +186,7 @@ class Container:
             kind = entry[2] if len(entry) == 3 else "data"
             if not isinstance(kind, str):
                 raise FormatError(f"section {i} kind must be a string")
-            if kind != "data" and not is_optional(kind):
+            if kind not in SECTION_KINDS and not is_optional(kind):
                 raise UnsupportedVersionError(f"section {i} has the unknown critical kind {kind!r}")
             if offset + length > self.file_size:
                 raise CorruptFileError(f"section {i} ({length} bytes at offset {offset}) runs past the end of the file")

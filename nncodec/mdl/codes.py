@@ -1,0 +1,123 @@
+"""Two-part and prequential codes: one function per code runs in both directions (encode or decode
+side), and the file is the model tensors (two-part) plus one `dataset` section."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import BadArgumentError, CorruptFileError
+from . import env
+from .drivers import code_conditional, code_sequence
+from .kinds import SideInfo, kind_by_name
+from .member import DatasetMember
+from .models import build
+from .schedule import doubling_blocks
+from .sides import DecodeSide, EncodeSide
+from .train import TrainConfig, optimizer, train_classifier, train_sequence
+
+Progress = Callable[[int], None] | None
+
+
+@dataclass
+class EncodeSettings:
+    """What the caller may choose; everything decoding needs ends up in the header."""
+
+    kind: str = "bytes"
+    prequential: bool = False
+    spec: dict | None = None  # model architecture; None = the kind's default
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    streams: int | None = None  # bytes: lock-step streams; None = automatic
+    first_block: int | None = None  # prequential: size of the first block; None = automatic
+
+
+def auto_streams(n: int) -> int:
+    """Enough streams to code fast (one forward pass per step serves all), few enough that cold
+    starts (each stream begins with no context) cost little: about 8 KiB per stream, at most 128."""
+    return int(min(128, max(1, n // 8192)))
+
+
+def code_block(model, member: DatasetMember, side, start: int, end: int, inputs: np.ndarray | None,
+               progress: Progress = None) -> None:
+    """Symbols [start, end) under `model`, in whichever direction `side` goes."""
+    with env.deterministic():
+        if member.kind == "bytes":
+            code_sequence(model, side, start, end, member.streams, progress)
+        else:
+            code_conditional(model, side, inputs, start, end, progress)
+
+
+def fit(model, member_kind: str, symbols: np.ndarray, end: int, cfg: TrainConfig, opt, gen,
+        inputs: np.ndarray | None, steps: int | None = None, progress: Progress = None) -> float:
+    """Train on symbols[:end] (the same call replays the training when decoding)."""
+    with env.deterministic():
+        if member_kind == "bytes":
+            return train_sequence(model, opt, symbols, end, cfg, gen, steps, progress)
+        return train_classifier(model, opt, inputs, symbols, end, cfg, gen, steps, progress)
+
+
+def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, progress: Progress = None,
+                    log: Callable[[str], None] | None = None) -> None:
+    """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
+    model = build(member.model, member.seed)
+    opt = optimizer(model, member.train)
+    gen = torch.Generator().manual_seed(member.seed)
+    start = 0
+    for end in member.blocks or []:
+        before = side.coder.bits() if isinstance(side, EncodeSide) else None
+        code_block(model, member, side, start, end, inputs, progress)
+        if log is not None and before is not None:
+            log(f"block [{start}, {end}): {(side.coder.bits() - before) / max(1, end - start):.4f} bits/symbol")
+        if end < member.n:
+            fit(model, member.kind, side.symbols, end, member.train, opt, gen, inputs)
+        start = end
+
+
+def auto_first_block(kind: str, n: int) -> int:
+    return max(1, min(n, 8192 if kind == "bytes" else 64))
+
+
+def prequential_member(settings: EncodeSettings, symbols: np.ndarray, alphabet: int, data: bytes,
+                       side_info: SideInfo | None, section: int) -> DatasetMember:
+    kind = kind_by_name(settings.kind)
+    n = len(symbols)
+    spec = settings.spec or kind.default_spec(alphabet, side_info)
+    first = settings.first_block or auto_first_block(settings.kind, n)
+    return DatasetMember(section, settings.kind, "prequential", n, alphabet, hashlib.sha256(data).hexdigest(), spec,
+                         settings.seed, env.current(), settings.streams or auto_streams(n),
+                         side_info.describe() if side_info else None, settings.train, doubling_blocks(n, first))
+
+
+def decode_symbols(member: DatasetMember, payload: bytes | memoryview, model=None, inputs: np.ndarray | None = None,
+                   progress: Progress = None) -> np.ndarray:
+    """The symbols of a dataset section (two-part: under `model`; prequential: replaying training)."""
+    side = DecodeSide(payload, member.n)
+    if member.code == "prequential":
+        run_prequential(member, side, inputs, progress)
+    else:
+        code_block(model, member, side, 0, member.n, inputs, progress)
+    side.coder.finish()
+    return side.symbols
+
+
+def check_inputs(member: DatasetMember, side_info: SideInfo | None) -> np.ndarray | None:
+    if member.kind != "labels":
+        return None
+    if side_info is None:
+        raise BadArgumentError("these labels were coded given their inputs: give the same IDX image file "
+                               f"(sha256 {member.side['sha256'][:16]}...) with --labels-for")
+    if side_info.sha256 != member.side["sha256"]:
+        raise BadArgumentError(f"the inputs given (sha256 {side_info.sha256[:16]}...) are not the ones the labels "
+                               f"were coded with (sha256 {member.side['sha256'][:16]}...)")
+    return side_info.array
+
+
+def verify_hash(member: DatasetMember, data: bytes) -> None:
+    if hashlib.sha256(data).hexdigest() != member.sha256:
+        raise CorruptFileError("decoded data does not match the sha256 recorded at encoding "
+                               "(the probabilities differed, or the file is damaged)")

@@ -1,0 +1,76 @@
+"""Determinism: what decoding depends on besides the file, recorded at encoding and checked at decoding.
+
+The model's probabilities are computed in float arithmetic by torch, so bit-identical tables on
+both sides need the same code path (one function computes them for the encoder and the decoder),
+the same thread count (1, set while coding and training), the same library versions and the same
+platform. The encoder records them in the header; the decoder compares before doing any work and
+stops with EnvironmentMismatchError on a difference, unless told to try anyway (then a wrong
+table still cannot pass silently: the stream check and the data hash catch it).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import NNCodecError
+
+THREADS = 1
+
+
+class EnvironmentMismatchError(NNCodecError):
+    """The file was coded where torch/constriction/platform/threads differ from this reader's."""
+
+
+def current() -> dict[str, str]:
+    import constriction
+    import numpy
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "constriction": _version("constriction", constriction),
+        "numpy": numpy.__version__,
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "threads": str(THREADS),
+    }
+
+
+def _version(name: str, module: object) -> str:
+    v = getattr(module, "__version__", None)
+    if v:
+        return str(v)
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def check(recorded: object, override: bool = False) -> list[str]:
+    """The differences between `recorded` and this environment; raises unless `override`."""
+    from ..errors import FormatError
+
+    if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in recorded.items()):
+        raise FormatError("dataset env must map strings to strings")
+    here = current()
+    diffs = [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in here if recorded.get(k) != here[k]]
+    if diffs and not override:
+        raise EnvironmentMismatchError("decoding needs the environment the data was coded in (" + "; ".join(diffs)
+                                       + "); pass --allow-env-mismatch to try anyway")
+    return diffs
+
+
+@contextmanager
+def deterministic() -> Iterator[None]:
+    """One thread and deterministic torch kernels while probabilities are computed or a model trains."""
+    import torch
+
+    threads = torch.get_num_threads()
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(THREADS)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(was)

@@ -1,0 +1,124 @@
+"""Models that give a probability table per symbol, built only from a declarative spec.
+
+A spec is a small JSON object from an allowlist (nothing in a file is executed); the weights
+come from the file's tensors (two-part) or from the seeded initialisation (prequential). Two
+interfaces, so that other data kinds can plug in their own models:
+
+- a *sequence* model predicts symbol t from the symbols before it: `start(batch)` gives the
+  state of `batch` fresh streams, `step(state, prev)` the logits of the next symbol of each;
+- a *conditional* model predicts a symbol from side information: `logits(x)` for a batch.
+
+`probabilities(logits)` turns logits into the float64 tables the coder takes (softmax in float64,
+so that rounding in the last float32 logit digit cannot flip between platforms' exp kernels less
+than it must).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import FormatError
+
+MAX_WIDTH = 1024  # largest layer width a spec may ask for (bounds what a header can make us allocate)
+MAX_LAYERS = 8
+
+
+def probabilities(logits: torch.Tensor) -> np.ndarray:
+    """[B, K] float64 probability tables from logits (softmax computed in float64)."""
+    return torch.softmax(logits.detach().to(torch.float64), dim=-1).numpy()
+
+
+class ByteLSTM(nn.Module):
+    """Byte-level LSTM language model: embedding -> 1-layer LSTM -> linear over the alphabet."""
+
+    kind = "sequence"
+
+    def __init__(self, alphabet: int = 256, emb: int = 16, hidden: int = 128) -> None:
+        super().__init__()
+        self.alphabet = alphabet
+        self.embed = nn.Embedding(alphabet, emb)
+        self.lstm = nn.LSTM(emb, hidden)
+        self.out = nn.Linear(hidden, alphabet)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """x: [T, B] int64 -> logits [T, B, K] (training and coding share this function)."""
+        h, state = self.lstm(self.embed(x), state)
+        return self.out(h), state
+
+    def start(self, batch: int) -> Any:
+        hidden = self.lstm.hidden_size
+        return (torch.zeros(1, batch, hidden), torch.zeros(1, batch, hidden))
+
+    def step(self, state: Any, prev: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        logits, state = self.forward(prev.reshape(1, -1), state)
+        return logits[0], state
+
+
+class MLPClassifier(nn.Module):
+    """Fully connected classifier over flattened uint8 inputs scaled to [0, 1]."""
+
+    kind = "conditional"
+
+    def __init__(self, inputs: int, hidden: list[int], classes: int) -> None:
+        super().__init__()
+        self.alphabet = classes
+        widths = [inputs, *hidden, classes]
+        layers: list[nn.Module] = []
+        for i in range(len(widths) - 1):
+            layers.append(nn.Linear(widths[i], widths[i + 1]))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.reshape(x.shape[0], -1).to(torch.float32) / 255.0)
+
+    forward = logits
+
+
+def _width(spec: dict, key: str, hi: int = MAX_WIDTH) -> int:
+    v = spec.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+        raise FormatError(f"model {key} must be an integer in [1, {hi}], got {v!r}")
+    return v
+
+
+def build(spec: object, seed: int) -> nn.Module:
+    """The model a spec describes, initialised from `seed` (torch's default init, seeded)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str):
+        raise FormatError("model spec must be an object with an arch name")
+    arch = spec["arch"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if arch == "lstm":
+            if set(spec) != {"arch", "alphabet", "emb", "hidden"}:
+                raise FormatError(f"lstm spec needs exactly alphabet, emb and hidden, got {sorted(spec)}")
+            model: nn.Module = ByteLSTM(_width(spec, "alphabet"), _width(spec, "emb"), _width(spec, "hidden"))
+        elif arch == "mlp":
+            if set(spec) != {"arch", "inputs", "hidden", "classes"}:
+                raise FormatError(f"mlp spec needs exactly inputs, hidden and classes, got {sorted(spec)}")
+            hidden = spec["hidden"]
+            if not isinstance(hidden, list) or len(hidden) > MAX_LAYERS:
+                raise FormatError(f"mlp hidden must be a list of at most {MAX_LAYERS} widths")
+            widths = [_width({"w": h}, "w") for h in hidden]
+            model = MLPClassifier(_width(spec, "inputs", 2**16), widths, _width(spec, "classes"))
+        else:
+            raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp)")
+    model.eval()
+    return model
+
+
+def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Put decoded tensors into `model`; names and shapes must match its state dict exactly."""
+    own = model.state_dict()
+    if set(own) != set(tensors):
+        raise FormatError(f"model tensors {sorted(tensors)} do not match the architecture's {sorted(own)}")
+    for name, value in tensors.items():
+        if tuple(value.shape) != tuple(own[name].shape):
+            raise FormatError(f"model tensor {name!r} has shape {tuple(value.shape)}, the architecture needs "
+                              f"{tuple(own[name].shape)}")
+    model.load_state_dict({k: v.to(torch.float32) for k, v in tensors.items()})

@@ -1,0 +1,31 @@
+"""The one code path both directions share: a driver asks a side for the symbols at some positions
+given their probability tables; the encoding side codes the known symbols and returns them, the
+decoding side decodes them into the buffer. Drivers never know which side they run on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .coder import StreamDecoder, StreamEncoder
+
+
+class EncodeSide:
+    def __init__(self, symbols: np.ndarray) -> None:
+        self.symbols = np.asarray(symbols, dtype=np.int64)
+        self.coder = StreamEncoder()
+
+    def __call__(self, positions: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        s = self.symbols[positions]
+        self.coder.encode(s, probs)
+        return s
+
+
+class DecodeSide:
+    def __init__(self, payload: bytes | memoryview, n: int, what: str = "dataset") -> None:
+        self.symbols = np.zeros(n, dtype=np.int64)
+        self.coder = StreamDecoder(payload, n, what)
+
+    def __call__(self, positions: np.ndarray, probs: np.ndarray) -> np.ndarray:
+        s = self.coder.decode(probs)
+        self.symbols[positions] = s
+        return s

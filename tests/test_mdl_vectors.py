@@ -1,0 +1,47 @@
+"""§21 golden vectors (spec/vectors/dataset): each decodes to the data whose sha256 the manifest
+records, and encoding the same inputs again gives the same bytes, in the environment the manifest
+records; in any other environment a reader must refuse (EnvironmentMismatchError), not guess."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nncodec import mdl
+from nncodec.mdl import env
+from nncodec.mdl.kinds import SideInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+DIR = ROOT / "spec" / "vectors" / "dataset"
+MANIFEST = json.loads((DIR / "manifest.json").read_text(encoding="utf-8"))
+SAME_ENV = MANIFEST["env"] == env.current()
+
+
+@pytest.mark.parametrize("entry", MANIFEST["vectors"], ids=lambda e: e["file"])
+def test_dataset_vector_decodes_to_its_data(entry: dict) -> None:
+    data = (DIR / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    side = SideInfo.from_idx_bytes((DIR / entry["side"]).read_bytes()) if "side" in entry else None
+    if not SAME_ENV:
+        with pytest.raises(mdl.EnvironmentMismatchError):
+            mdl.decode(data, side)
+        return
+    out = mdl.decode(data, side)
+    assert len(out) == entry["data_bytes"] and hashlib.sha256(out).hexdigest() == entry["data_sha256"]
+
+
+def test_dataset_vectors_encode_identically() -> None:
+    spec = importlib.util.spec_from_file_location("nnc_make_vectors_ds", ROOT / "spec" / "make_vectors.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    files, manifest = module.dataset_vectors()
+    assert {e["file"] for e in manifest["vectors"]} == {e["file"] for e in MANIFEST["vectors"]}
+    if SAME_ENV:
+        for name, data in files.items():
+            assert data == (DIR / name).read_bytes(), name
