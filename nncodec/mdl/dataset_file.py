@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .. import decode_memory
 from ..api import load as load_bytes
 from ..api import open as open_nnc
 from ..api import save as save_bytes
@@ -22,9 +23,8 @@ from ..container.format import is_optional
 from ..container.reader import CONTAINER_KEYS, Container
 from ..container.writer import assemble
 from ..convert import to_numpy
-from ..errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError
+from ..errors import BadArgumentError, CorruptFileError, FormatError
 from ..limits import DEFAULT_LIMITS, Limits
-from ..tensorfile import physical_memory_bytes
 from . import env
 from .codes import (
     EncodeSettings,
@@ -164,8 +164,8 @@ def _check_size(member: DatasetMember, payload_bytes: int, limits: Limits) -> No
     if member.n > most:
         raise CorruptFileError(f"dataset declares {member.n} symbols; {payload_bytes} coded bytes hold at most {most}")
     need = 8 * member.n
-    if need > min(limits.max_total_decoded_bytes, physical_memory_bytes()):
-        raise LimitExceededError(f"dataset of {member.n} symbols needs {need} bytes to decode, over the limit")
+    limits.check("dataset bytes to decode", need, limits.max_total_decoded_bytes)
+    decode_memory.check(f"a dataset of {member.n} symbols", need, limits)
 
 
 def decode(source: str | os.PathLike | bytes, side_info: SideInfo | None = None, *, allow_env_mismatch: bool = False,

@@ -53,9 +53,9 @@ def parse(obj: object, sections: int) -> DatasetMember:
     if not isinstance(obj, dict):
         raise FormatError("dataset must be an object")
     code, kind = obj.get("code"), obj.get("kind")
-    if code not in CODES:
+    if not isinstance(code, str) or code not in CODES:
         raise UnsupportedVersionError(f"unknown dataset code {code!r} (known: {', '.join(CODES)})")
-    if kind not in KIND_KEYS:
+    if not isinstance(kind, str) or kind not in KIND_KEYS:
         raise UnsupportedVersionError(f"unknown dataset kind {kind!r} (known: {', '.join(KIND_KEYS)})")
     allowed = KEYS + OPTIONAL_BY_CODE[code] + KIND_KEYS[kind]
     for key in obj:
