@@ -116,6 +116,20 @@ class NncFile:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""
         return self._tf.decode_components(name)
 
+    def get_pip(self, name: str) -> Any:
+        """The posterior inclusion probabilities of tensor `name` (float32, its shape), decoded from its
+        `pip` component alone; None if the tensor was stored without them."""
+        pip = self._tf.decode_pip(self._tf.aliases.get(name, name))
+        if pip is None:
+            return None
+        shape = self._tf.resolve(name).shape
+        value = pip.probabilities().reshape(shape)
+        if self._numpy:
+            return value
+        import torch
+
+        return torch.from_numpy(value).to(self._device)
+
     def info(self) -> dict:
         """Every byte of the file attributed to a part; see `nncodec info`."""
         return self._tf.byte_report()

@@ -25,7 +25,7 @@ from .errors import BadArgumentError, CorruptFileError, FormatError, LimitExceed
 from .limits import DEFAULT_LIMITS, Limits
 
 BODY_KEYS = ("tensors", "meta")
-QUANT_PARTS = ("mask", "levels", "quantizer")
+QUANT_PARTS = ("mask", "levels", "quantizer", "pip")
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias], metadata: dict[str
             if t.quantizer.axis is not None:
                 q["axis"] = int(t.quantizer.axis)
             entry["q"] = q
-            if t.mask is not None:
+            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
+                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
+            elif t.mask is not None:
                 entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
             rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
             entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
@@ -270,6 +272,8 @@ class TensorFile:
             if not shape:
                 raise FormatError(f"tensor {name!r}: a scalar has no axis")
         parts = {kind: self._parse_part(name, kind, raw[kind]) for kind in QUANT_PARTS if kind in raw}
+        if "pip" in parts and "mask" in parts:
+            raise FormatError(f"tensor {name!r}: a tensor with a pip part has no mask part (its mask is derived)")
         return TensorEntry(name, dt, shape, parts, mode, axis)
 
     # ------------------------------------------------------------------------------- decode
@@ -303,9 +307,13 @@ class TensorFile:
             p = e.parts["raw"]
             words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
             return RawTensor(e.dtype, e.shape, words)
-        mask = None
+        mask, pip = None, None
         survivors = e.numel
-        if "mask" in e.parts:
+        if "pip" in e.parts:
+            pip = self.decode_pip(name)
+            mask = pip.mask(e.shape)
+            survivors = int(np.count_nonzero(mask))
+        elif "mask" in e.parts:
             p = e.parts["mask"]
             mask = codecs.mask.decode(p.codec, p.params, self._payload(p), e.shape, ctx)
             survivors = int(np.count_nonzero(mask))
@@ -313,9 +321,17 @@ class TensorFile:
         rows = codecs.levels_ctx.row_counts(e.shape, mask) if p.codec == "ans-rowclass" else None
         levels = codecs.levels.decode(p.codec, p.params, self._payload(p), survivors, ctx, rows)
         values = self._quantizer_values(e)
-        t = QuantTensor(e.dtype, e.shape, levels, Quantizer(e.quant_mode, values, e.quant_axis), mask)
+        t = QuantTensor(e.dtype, e.shape, levels, Quantizer(e.quant_mode, values, e.quant_axis), mask, pip=pip)
         check_quant_consistency(t, CorruptFileError)
         return t
+
+    def decode_pip(self, name: str) -> codecs.pip.Pip | None:
+        """The inclusion probabilities of tensor `name` (only its pip section is read), None if it has none."""
+        e = self.resolve(name)
+        if "pip" not in e.parts:
+            return None
+        p = e.parts["pip"]
+        return codecs.pip.decode(p.codec, p.params, self._payload(p), e.numel, self.ctx)
 
     def decode(self, name: str) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of tensor `name`.
@@ -378,6 +394,7 @@ class TensorFile:
             tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
                             "encoding": "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}",
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
+                            **({"pip_bytes": c.sections[e.parts["pip"].section].length} if "pip" in e.parts else {}),
                             **self._quant_fields(e), "components": comps})
         optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if s.kind != "data"]
         padding = sum(n for _, n in c.padding)
