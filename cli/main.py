@@ -19,6 +19,7 @@ from .common import CliError, describe_os_error, one_line
 from .decode import decode
 from .demo import demo
 from .encode import encode
+from .importance import importance
 from .info import info
 from .lossy import budget
 from .prune import prune
@@ -81,3 +82,4 @@ for command in (encode, decode, info, verify, demo):
     main.add_command(command)
 main.add_command(prune)
 main.add_command(budget)
+main.add_command(importance)

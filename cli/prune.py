@@ -12,7 +12,7 @@ import click
 
 from nncodec.errors import NNCodecError
 
-METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
+METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise", "spike-slab")
 ARCH_NAMES = ("lenet300", "lenet5")
 
 
@@ -60,9 +60,13 @@ def _check_output(path: Path, force: bool, what: str) -> None:
 @click.option("--report", "report_path", type=click.Path(), default=None, help="Write a JSON report here.")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--keep-pip", is_flag=True, help="spike-slab: store the inclusion probabilities (the mask is derived from them).")
+@click.option("--prior-inclusion", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="spike-slab: prior inclusion probability lambda (architecture default if omitted).")
 def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
-          output: str, report_path: str | None, force: bool, quiet: bool) -> None:
+          output: str, report_path: str | None, force: bool, quiet: bool, keep_pip: bool,
+          prior_inclusion: float | None) -> None:
     """Train ARCH densely, prune it with METHOD, store it as a .nnc file and report its real size.
 
     The report holds the dense and compressed test accuracy, the file's bytes, its ratio to float32
@@ -87,11 +91,20 @@ def prune(method: str, arch: str, data_dir: str, epochs: int, finetune_epochs: i
                                     device=device, progress=progress, cache=dense_path)
         dense_acc = recipes.accuracy(dense.cpu(), data.test)
         say(f"dense {arch}: test accuracy {dense_acc:.2f}%")
-        report = recipes.compress_classifier(
-            dense, arch, data, method, out, epochs=epochs,
-            finetune_epochs=finetune_epochs if finetune_epochs is not None else max(1, epochs // 2),
-            batch_size=batch_size, seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
-            overrides={"alpha": alpha, "delta": delta}, log=say)
+        finetune = finetune_epochs if finetune_epochs is not None else max(1, epochs // 2)
+        if method == "spike-slab":
+            from nncodec.compress.spike_slab import recipe
+
+            report = recipe.compress_classifier(
+                dense, arch, data, out, epochs=epochs, finetune_epochs=finetune, keep_pip=keep_pip, batch_size=batch_size,
+                seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
+                overrides={"prior_inclusion": prior_inclusion}, log=say)
+            report.pop("model")
+        else:
+            report = recipes.compress_classifier(
+                dense, arch, data, method, out, epochs=epochs, finetune_epochs=finetune,
+                batch_size=batch_size, seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
+                overrides={"alpha": alpha, "delta": delta}, log=say)
         report["output"] = os.fspath(out)
         if report_path is not None:
             Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
