@@ -8,6 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from nncodec_cli.main import main
+from test_training import tiny_idx  # noqa: F401  (the shared IDX fixture)
 from torch import nn
 
 import nncodec
@@ -66,3 +67,20 @@ def test_info_shows_pip_bytes(pip_file):
     report = json.loads(CliRunner().invoke(main, ["info", str(path), "--json"]).output)
     rows = {t["name"]: t for t in report["tensors"]}
     assert rows["0.weight"]["pip_bytes"] > 0 and "mask" not in [c["kind"] for c in rows["0.weight"]["components"]]
+
+
+def test_cli_prune_spike_slab_keeps_pips_and_importance_reads_them(tiny_idx, tmp_path):  # noqa: F811
+    out, report = tmp_path / "m.nnc", tmp_path / "r.json"
+    res = CliRunner().invoke(main, ["prune", "--method", "spike-slab", "--arch", "lenet300", "--data", str(tiny_idx),
+                                    "--epochs", "1", "--finetune-epochs", "1", "--batch-size", "50", "--keep-pip",
+                                    "--quiet", "-o", str(out), "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(report.read_text())
+    assert r["file_bytes"] == out.stat().st_size and r["pip_bytes"] > 0 and r["keep_pip"]
+    with nncodec.open(out) as f:
+        assert all(f.get_pip(n) is not None for n in ("fc1.weight", "fc2.weight", "fc3.weight"))
+        assert f.get_pip("fc1.bias") is None
+    png = tmp_path / "fc1.png"
+    res = CliRunner().invoke(main, ["importance", str(out), "--png", str(png)])
+    assert res.exit_code == 0, res.output
+    assert "784 input features" in res.output and png.stat().st_size > 0

@@ -22,7 +22,7 @@ from ...codecs.pip import DEFAULT_BITS, DEFAULT_LIMIT, quantize_pip
 from ...components import QuantTensor, RawTensor
 from ...convert import to_numpy
 from ...errors import BadArgumentError
-from ..training.export import pruned_compressor
+from ..training.export import _exact_survivors, pruned_compressor
 from ..training.targets import Targets
 from ..uniform import quantize_uniform
 from .procedure import spike_slab_state
@@ -32,16 +32,13 @@ def pip_compressor(model: nn.Module, steps: Mapping[str, float] | None = None, t
                    pips: Mapping[str, torch.Tensor] | None = None, threshold: float | None = None,
                    bits: int = DEFAULT_BITS, limit: int = DEFAULT_LIMIT) -> Callable[[str, Any], RawTensor | QuantTensor | None]:
     """`pruned_compressor` plus a `pip` component on every tensor that has PIPs (default: those that
-    `spike_slab` left on the model). Those tensors need a step in `steps`."""
+    `spike_slab` left on the model). Without a step, survivors are kept exactly (a float32 codebook)."""
     if pips is None:
         pips, tau = spike_slab_state(model)
         threshold = tau if threshold is None else threshold
     threshold = 0.5 if threshold is None else float(threshold)
     steps = dict(steps or {})
     base = pruned_compressor(model, steps, targets)
-    missing = sorted(n for n in pips if n not in steps)
-    if missing:
-        raise BadArgumentError(f"tensors with PIPs need a quantization step: {', '.join(missing)}")
 
     def compressor(name: str, value: Any) -> RawTensor | QuantTensor | None:
         if name not in pips:
@@ -49,8 +46,8 @@ def pip_compressor(model: nn.Module, steps: Mapping[str, float] | None = None, t
         dt, arr = to_numpy(value, name)
         if dt.kind != "f" or dt.name == "bfloat16":
             raise BadArgumentError(f"{name}: PIPs are stored for float16/float32/float64 tensors only")
-        step = float(steps[name])
-        if not (math.isfinite(step) and step > 0):
+        step = steps.get(name)
+        if step is not None and not (math.isfinite(step) and step > 0):
             raise BadArgumentError(f"{name}: step must be positive and finite, not {step!r}")
         phi = pips[name].detach().cpu().double().numpy()
         if phi.shape != arr.shape:
@@ -59,7 +56,9 @@ def pip_compressor(model: nn.Module, steps: Mapping[str, float] | None = None, t
         x = arr.astype(np.float32)
         if np.any(x[~mask] != 0):
             raise BadArgumentError(f"{name}: weights with phi <= {threshold} must be pruned (exactly zero)")
-        q = quantize_uniform(x, dt, step, mask=mask)
+        q = quantize_uniform(x, dt, float(step), mask=mask) if step is not None else _exact_survivors(arr, dt, mask)
+        if q is None:
+            raise BadArgumentError(f"{name}: survivors must be finite to be stored exactly (or give a step)")
         pip = quantize_pip(phi, mask, bits=bits, limit=limit, threshold=threshold)
         return QuantTensor(q.dtype, q.shape, q.levels, q.quantizer, q.mask, pip=pip)
 
