@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
@@ -34,9 +33,9 @@ sys.path.insert(0, str(HERE.parent))
 
 import nncodec  # noqa: E402
 from nncodec import models  # noqa: E402
-from nncodec.compress.spike_slab import input_feature_pip, save_spike_slab, spike_slab  # noqa: E402
+from nncodec.compress.spike_slab import input_feature_pip, recipe, save_spike_slab, spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
-from nncodec.compress.training.export import quantized_state_dict, search_steps  # noqa: E402
+from nncodec.compress.training.export import quantized_state_dict  # noqa: E402
 from nncodec.datasets import load_fashion_mnist  # noqa: E402
 
 BASELINES = Path("/work/artifacts/baselines")
@@ -143,36 +142,30 @@ args_data = ""
 
 def compress_one(arch: str, dense: nn.Module, data: recipes.ClassifierData, seed: int, lam: float, args: argparse.Namespace,
                  out: Path) -> dict:
-    model = copy.deepcopy(dense)
-    t0 = time.perf_counter()
-    spike_slab(model, recipes.make_loader(data.train, 256, seed), F.cross_entropy, epochs=args.epochs, lr=args.lr,
-               finetune_epochs=args.finetune_epochs, prior_inclusion=lam, prior_sd=args.prior_sd, init_phi=args.init_phi,
-               init_sd=args.init_sd, ema=args.ema, anneal_epochs=args.anneal, seed=seed, progress=False)
-    seconds = time.perf_counter() - t0
-    pruned_val = recipes.accuracy(model, data.val)
-    names = [n for n, _ in model.named_parameters()]
-    steps = search_steps(model, lambda s: -recipes.accuracy(model, data.val, s), -(pruned_val - args.quant_tolerance),
-                         names=names)
-    q = quantized_state_dict(model, steps)
-    row = {"arch": arch, "seed": seed, "lam": lam, "train_seconds": round(seconds, 1),
-           "pruned_val": pruned_val, "val": recipes.accuracy(model, data.val, q),
-           "kept": int(sum(int(m.gt(model.spike_slab_threshold).sum()) for m in model.spike_slab_pips.values())),
-           "nonzero": int(sum(int(torch.count_nonzero(q[n])) for n in names)),
-           "parameters": sum(p.numel() for p in model.parameters())}
-    f32 = 4 * row["parameters"]
-    for keep in (False, True):
-        path = out / f"{arch}-ss-lam{lam:g}-seed{seed}{'-pip' if keep else ''}.nnc"
-        nbytes = save_spike_slab(model, path, steps=steps, keep_pip=keep, metadata={"arch": arch, "method": "spike-slab"})
-        decoded = nncodec.load_file(path)
-        assert all(torch.equal(decoded[k], q[k]) for k in q), "decoded weights differ from the quantized model"
-        key = "pip" if keep else "nopip"
-        row[f"bytes_{key}"], row[f"ratio_{key}"] = nbytes, f32 / nbytes
-        if keep:
-            with nncodec.open(path) as f:
-                row["pip_bytes"] = sum(t.get("pip_bytes", 0) for t in f.info()["tensors"])
-            row["pip_bits_per_weight"] = 8 * row["pip_bytes"] / sum(p.numel() for p in model.spike_slab_pips.values())
-    row["test"] = recipes.accuracy(model, data.test, q)
-    return row
+    """One spike-and-slab run through the same recipe as `nncodec prune --method spike-slab`, written
+    without and with PIPs (same model, same steps: both files decode to the same weights)."""
+    path = out / f"{arch}-ss-lam{lam:g}-seed{seed}.nnc"
+    overrides = {"prior_inclusion": lam, "prior_sd": args.prior_sd, "init_phi": args.init_phi, "init_sd": args.init_sd,
+                 "ema": args.ema, "anneal_epochs": args.anneal, "lr": args.lr}
+    r = recipe.compress_classifier(dense, arch, data, path, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                                   quant_tolerance=args.quant_tolerance, seed=seed, progress=False, overrides=overrides)
+    model = r.pop("model")
+    pip_path = out / f"{arch}-ss-lam{lam:g}-seed{seed}-pip.nnc"
+    pip_bytes_file = save_spike_slab(model, pip_path, steps=r["steps"], keep_pip=True,
+                                     metadata={"arch": arch, "method": "spike-slab"})
+    expected = quantized_state_dict(model, r["steps"])
+    decoded = nncodec.load_file(pip_path)
+    assert all(torch.equal(decoded[k], expected[k]) for k in expected), "the PIP file decodes to other weights"
+    with nncodec.open(pip_path) as f:
+        pip_bytes = sum(t.get("pip_bytes", 0) for t in f.info()["tensors"])
+    pipped = sum(p.numel() for p in model.spike_slab_pips.values())
+    f32 = r["float32_bytes"]
+    return {"arch": arch, "seed": seed, "lam": lam, "train_seconds": r["train_seconds"],
+            "pruned_val": r["pruned_validation_accuracy"], "val": r["compressed_validation_accuracy"],
+            "kept": r["kept"], "nonzero": r["nonzero"], "parameters": r["parameters"],
+            "bytes_nopip": r["file_bytes"], "ratio_nopip": f32 / r["file_bytes"],
+            "bytes_pip": pip_bytes_file, "ratio_pip": f32 / pip_bytes_file, "pip_bytes": pip_bytes,
+            "pip_bits_per_weight": 8 * pip_bytes / pipped, "test": r["compressed_test_accuracy"]}
 
 
 def compress(args: argparse.Namespace) -> dict:
@@ -202,6 +195,56 @@ def compress(args: argparse.Namespace) -> dict:
     return {"arch": args.arch, "args": vars(args), "dense": dense_rows, "runs": rows, "summary": summary}
 
 
+# Issue 5's pruning results (benchmarks/RESULTS.md, one seed, an earlier run with its own dense
+# model): quoted for the plot only, never as this run's peers. (test accuracy %, dense %, file bytes)
+EARLIER = {
+    "lenet300": {"dense": 88.66, "pmmp": (87.84, 7594), "drr": (87.88, 5405), "rl1": (88.18, 6660),
+                 "tamade": (88.33, 87617), "layerwise": (87.62, 17071)},
+    "lenet5": {"dense": 89.66, "pmmp": (89.17, 7391), "drr": (88.95, 6380), "rl1": (88.93, 7462),
+               "tamade": (90.23, 66657), "layerwise": (88.83, 12480)},
+}
+
+
+def plot(args: argparse.Namespace) -> None:
+    """Test accuracy drop vs file bytes: spike-and-slab (mean +- sd over seeds, each lambda; without
+    and with PIPs) and the earlier run's methods (drop against their own dense model)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [json.loads(Path(p).read_text()) for p in args.results]
+    archs = sorted({r["arch"] for r in results})
+    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.2), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=True):
+        f32 = 4 * (266_610 if arch == "lenet300" else 431_080)
+        for r in (r for r in results if r["arch"] == arch):
+            for key, marker, label in (("nopip", "o", "spike-slab"), ("pip", "s", "spike-slab + PIPs")):
+                for lam, s in r["summary"].items():
+                    ax.errorbar(s[f"bytes_{key}"][0], -s["drop"][0], xerr=s[f"bytes_{key}"][1], yerr=s["drop"][1],
+                                fmt=marker, color="C0" if key == "nopip" else "C1", capsize=3,
+                                label=f"{label} (mean of {len(r['args']['seeds'])} seeds)")
+                    ax.annotate(f"λ={float(lam):g}", (s[f"bytes_{key}"][0], -s["drop"][0]), fontsize=7,
+                                xytext=(4, 4), textcoords="offset points")
+        ref = EARLIER.get(arch, {})
+        for i, (m, v) in enumerate((k, v) for k, v in ref.items() if k != "dense"):
+            ax.plot(v[1], v[0] - ref["dense"], "^", mfc="none", color=f"C{i + 2}", label=f"{m} (issue-5 run, seed 0)")
+        for ratio in (150 if arch == "lenet300" else 250, 1000):
+            ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
+            ax.text(f32 / ratio, ax.get_ylim()[0], f" ×{ratio}", fontsize=7, color="grey", va="bottom")
+        ax.axhline(-1.0, color="red", lw=0.6, ls="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("whole .nnc file bytes")
+        ax.set_ylabel("test accuracy − dense (points)")
+        ax.set_title(arch)
+        handles, labels = ax.get_legend_handles_labels()
+        uniq = dict(zip(labels, handles, strict=True))
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=120)
+    print(f"wrote {args.png}")
+
+
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,7 +271,13 @@ def main() -> None:
     b.add_argument("--quant-tolerance", type=float, default=0.3)
     b.add_argument("--out", default="/tmp/spike-bench")
     b.add_argument("--json", default=None, help="write the results here")
+    c = sub.add_parser("plot")
+    c.add_argument("results", nargs="+", help="JSON files written by `compress --json`")
+    c.add_argument("--png", default="benchmarks/spike_slab_accuracy_bytes.png")
     args = ap.parse_args()
+    if args.cmd == "plot":
+        plot(args)
+        return
     result = features(args) if args.cmd == "features" else compress(args)
     text = json.dumps(result, indent=1)
     if getattr(args, "json", None):
