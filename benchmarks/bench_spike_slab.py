@@ -43,13 +43,18 @@ BASELINES = Path("/work/artifacts/baselines")
 # ----------------------------------------------------------------------------- (a) feature selection
 
 
-def synthetic(seed: int, n: int = 2000, p: int = 50, k: int = 5, rho: float = 0.5, noise: float = 0.3):
+def synthetic(seed: int, n: int = 2000, p: int = 50, k: int = 5, rho: float = 0.5, noise: float = 0.3,
+              setting: str = "easy"):
+    """easy: y additive and monotone in each true input; hard: also sin(2x) and |x| terms."""
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, p, generator=g)
     x = z.clone()
     for j in range(k, p):  # noise input j shares rho of its variance's direction with true input j % k
         x[:, j] = rho * z[:, j % k] + (1 - rho**2) ** 0.5 * z[:, j]
-    y = 2 * x[:, 0] - 1.5 * x[:, 1] + torch.sin(2 * x[:, 2]) + x[:, 3].abs() - 1.2 * torch.tanh(x[:, 4])
+    if setting == "easy":
+        y = 2 * x[:, 0] - 1.5 * x[:, 1] + x[:, 2] - 1.2 * torch.tanh(2 * x[:, 3]) + torch.tanh(2 * x[:, 4])
+    else:
+        y = 2 * x[:, 0] - 1.5 * x[:, 1] + torch.sin(2 * x[:, 2]) + x[:, 3].abs() - 1.2 * torch.tanh(x[:, 4])
     return x, (y + noise * torch.randn(n, generator=g)).unsqueeze(1)
 
 
@@ -84,7 +89,7 @@ def pr(selected: set[int], truth: set[int]) -> tuple[float, float]:
 def features(args: argparse.Namespace) -> dict:
     rows = []
     for seed in args.seeds:
-        x, y = synthetic(seed, rho=args.rho)
+        x, y = synthetic(seed, rho=args.rho, setting=args.setting)
         loader = batches(x, y, 100, seed)
         torch.manual_seed(seed)
         model = Regressor(x.shape[1])
@@ -109,7 +114,7 @@ def features(args: argparse.Namespace) -> dict:
                      "feature_pip_true": [round(float(v), 3) for v in fp[:5]],
                      "max_feature_pip_noise": round(float(fp[5:].max()), 3), "seconds": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    return {"setting": {"n": 2000, "p": 50, "k": 5, "rho": args.rho, "noise_sd": 0.3, "lam": args.lam,
+    return {"setting": {"name": args.setting, "n": 2000, "p": 50, "k": 5, "rho": args.rho, "noise_sd": 0.3, "lam": args.lam,
                         "epochs": args.epochs}, "runs": rows}
 
 
@@ -252,6 +257,8 @@ def main() -> None:
     a = sub.add_parser("features")
     a.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     a.add_argument("--rho", type=float, default=0.5)
+    a.add_argument("--setting", choices=("easy", "hard"), default="easy")
+    a.add_argument("--json", default=None, help="write the results here")
     a.add_argument("--lam", type=float, default=0.05)
     a.add_argument("--epochs", type=int, default=60)
     b = sub.add_parser("compress")
