@@ -140,3 +140,14 @@ def test_codes_beyond_the_grid_are_corrupt():
     raw = pipc.zstd.compress(np.full(q.pip.codes.size, 200, np.uint8).tobytes())
     with pytest.raises(CorruptFileError):
         pipc.decode("zstd", {"bits": 4, "limit": 8, "t": 8}, memoryview(raw), q.pip.codes.size, DecodeContext())
+
+
+@settings(max_examples=300, deadline=None)
+@given(codec=st.sampled_from(["ans", "zstd"]), bits=st.integers(-1, 10), limit=st.integers(-1, 40),
+       t=st.integers(-2, 300), n=st.integers(0, 500), payload=st.binary(max_size=200))
+def test_arbitrary_pip_payloads_raise_only_nncodec_errors(codec, bits, limit, t, n, payload):
+    try:
+        p = pipc.decode(codec, {"bits": bits, "limit": limit, "t": t}, memoryview(payload), n, DecodeContext())
+    except NNCodecError:
+        return
+    assert p.codes.size == n and (p.codes.size == 0 or 0 <= p.codes.min() <= p.codes.max() < p.levels)
