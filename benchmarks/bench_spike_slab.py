@@ -229,7 +229,7 @@ def plot(args: argparse.Namespace) -> None:
                     ax.errorbar(s[f"bytes_{key}"][0], -s["drop"][0], xerr=s[f"bytes_{key}"][1], yerr=s["drop"][1],
                                 fmt=marker, color="C0" if key == "nopip" else "C1", capsize=3,
                                 label=f"{label} (mean of {len(r['args']['seeds'])} seeds)")
-                    ax.annotate(f"λ={float(lam):g}", (s[f"bytes_{key}"][0], -s["drop"][0]), fontsize=7,
+                    ax.annotate(f"λ={lam}", (s[f"bytes_{key}"][0], -s["drop"][0]), fontsize=7,
                                 xytext=(4, 4), textcoords="offset points")
         ref = EARLIER.get(arch, {})
         for i, (m, v) in enumerate((k, v) for k, v in ref.items() if k != "dense"):

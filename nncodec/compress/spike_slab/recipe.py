@@ -24,7 +24,8 @@ from ..training.export import quantized_state_dict, search_steps
 from .export import save_spike_slab
 from .procedure import spike_slab
 
-# Chosen on the validation split of Fashion-MNIST (benchmarks/RESULTS.md, "Spike-and-slab").
+# Starting values, not a tuned optimum: the few validation runs behind them (benchmarks/RESULTS.md,
+# "Spike-and-slab") could not cover a proper sweep on the shared machine.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet300": {"prior_inclusion": 1e-3, "prior_sd": 0.1, "init_phi": 0.9, "init_sd": 1e-3, "ema": 0.99},
     "lenet5": {"prior_inclusion": 1e-3, "prior_sd": 0.1, "init_phi": 0.9, "init_sd": 1e-3, "ema": 0.99},
