@@ -19,6 +19,7 @@ from .common import CliError, Interrupted, describe_os_error, one_line
 from .decode import decode
 from .demo import demo
 from .encode import encode
+from .importance import importance
 from .info import info
 from .lossy import budget
 from .mdl import mdl
@@ -83,3 +84,4 @@ for command in (encode, decode, info, verify, demo):
 main.add_command(prune)
 main.add_command(budget)
 main.add_command(mdl)
+main.add_command(importance)

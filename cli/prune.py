@@ -16,7 +16,7 @@ from nncodec.errors import NNCodecError
 from .common import CliError, Interrupted, describe_os_error, is_terminal, one_line
 from .common import say as echo
 
-METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise")
+METHOD_NAMES = ("pmmp", "drr", "rl1", "tamade", "layerwise", "spike-slab")
 ARCH_NAMES = ("lenet300", "lenet5")
 
 
@@ -78,10 +78,14 @@ Your own model and data loader: see examples/prune_your_model.py (the Python API
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, no phase lines, no summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the summary line.")
+@click.option("--keep-pip", is_flag=True, help="spike-slab: store the inclusion probabilities (the mask is derived from them).")
+@click.option("--prior-inclusion", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="spike-slab: prior inclusion probability lambda (architecture default if omitted).")
 def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str | None, loss: str,
           quant_tolerance: float, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
-          output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool) -> None:
+          output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool, keep_pip: bool,
+          prior_inclusion: float | None) -> None:
     """Train ARCH densely (or load your --model and --checkpoint), prune it with METHOD, store it as
     a .nnc file and report its real size.
 
@@ -94,6 +98,9 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
     if (arch is None) == (model_spec is None):
         raise PruneError("give either --arch (a built-in preset) or --model PKG.MODULE:FACTORY")
     if model_spec is not None:
+        if method == "spike-slab":
+            raise PruneError("--method spike-slab takes a built-in --arch here; for your own model use "
+                             "nncodec.compress.spike_slab.SpikeSlab in your training loop")
         _guarded(lambda: _prune_user_model(
             method, model_spec, checkpoint, loss, quant_tolerance, data_dir, epochs, finetune_epochs, alpha, delta,
             batch_size, seed, device, out, report_path, quiet, as_json))
@@ -120,11 +127,20 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
                                     device=device, progress=progress, cache=dense_path)
         dense_acc = recipes.accuracy(dense.cpu(), data.test)
         say(f"dense {arch}: test accuracy {dense_acc:.2f}%")
-        report = recipes.compress_classifier(
-            dense, arch, data, method, out, epochs=epochs,
-            finetune_epochs=finetune_epochs if finetune_epochs is not None else max(1, epochs // 2),
-            batch_size=batch_size, seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
-            overrides={"alpha": alpha, "delta": delta}, log=say)
+        finetune = finetune_epochs if finetune_epochs is not None else max(1, epochs // 2)
+        if method == "spike-slab":
+            from nncodec.compress.spike_slab import recipe
+
+            report = recipe.compress_classifier(
+                dense, arch, data, out, epochs=epochs, finetune_epochs=finetune, keep_pip=keep_pip, batch_size=batch_size,
+                seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
+                overrides={"prior_inclusion": prior_inclusion}, log=say)
+            report.pop("model")
+        else:
+            report = recipes.compress_classifier(
+                dense, arch, data, method, out, epochs=epochs, finetune_epochs=finetune,
+                batch_size=batch_size, seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
+                overrides={"alpha": alpha, "delta": delta}, log=say)
         report["output"] = os.fspath(out)
         if report_path is not None:
             Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

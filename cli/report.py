@@ -103,7 +103,8 @@ def format_report(report: dict[str, Any]) -> str:
             res = (f"step {step:.4g}" if isinstance(step, float) else
                    f"steps {step[0]:.4g}..{step[1]:.4g}" if step else f"codebook of {t.get('codebook_size')}")
             sparsity = f", sparsity {t['sparsity']:.1%}" if "sparsity" in t else ""
-            out.append(f"  {shown(t['name'])}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight")
+            pips = f", PIPs {t['pip_bytes']:,} B ({_bpp(t['pip_bytes'], t['numel'])} bits/weight)" if "pip_bytes" in t else ""
+            out.append(f"  {shown(t['name'])}: {res}{sparsity}, {_bpp(t['bytes'], t['numel'])} bits/weight{pips}")
     if report.get("error"):
         out.append(f"lossy: error of the decoded values, measured at encoding ({report.get('error_header_bytes', 0):,} "
                    "header bytes):")

@@ -198,6 +198,20 @@ class NncFile:
         with out_of_memory_is_a_limit(f"decoding the components of {name!r}"):
             return tf.decode_components(name)
 
+    def get_pip(self, name: str) -> Any:
+        """The posterior inclusion probabilities of tensor `name` (float32, its shape), decoded from its
+        `pip` component alone; None if the tensor was stored without them."""
+        pip = self._tf.decode_pip(self._tf.aliases.get(name, name))
+        if pip is None:
+            return None
+        shape = self._tf.resolve(name).shape
+        value = pip.probabilities().reshape(shape)
+        if self._numpy:
+            return value
+        import torch
+
+        return torch.from_numpy(value).to(self._device)
+
     def info(self) -> dict:
         """Every byte of the file attributed to a part; see `nncodec info`."""
         tf = self._open_file()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .codecs.pip import Pip, check_pip
 from .dtypes import DTYPES, DType
 from .errors import BadArgumentError, CorruptFileError
 
@@ -46,6 +47,7 @@ class QuantTensor:
     quantizer: Quantizer
     mask: np.ndarray | None = None  # bool, self.shape
     extra: dict = field(default_factory=dict)
+    pip: Pip | None = None  # inclusion probabilities; when present the mask is derived from them (codecs/pip.py)
 
     @property
     def numel(self) -> int:
@@ -62,6 +64,10 @@ def check_quant_consistency(t: QuantTensor, exc: type[Exception] = CorruptFileEr
     survivors = t.numel if t.mask is None else int(np.count_nonzero(t.mask))
     if t.mask is not None and tuple(t.mask.shape) != tuple(t.shape):
         raise exc(f"mask shape {t.mask.shape} differs from tensor shape {t.shape}")
+    if t.pip is not None:
+        check_pip(t.pip, t.numel, exc)
+        if t.mask is None or not np.array_equal(t.pip.mask(t.shape), t.mask):
+            raise exc(f"the pip threshold {t.pip.threshold} disagrees with the surviving weights")
     if t.levels.size != survivors:
         raise exc(f"{t.levels.size} levels for {survivors} surviving weights")
     lo, hi = levels_range(t.levels) if t.levels.size else (0, 0)

@@ -48,6 +48,8 @@ def _raw_peak(e: TensorEntry, payload: int) -> int:
 def _quant_peak(e: TensorEntry, payload: int, components: bool) -> int:
     n = e.numel
     mask = 2 * n if "mask" in e.parts else 0  # the mask, plus one context's or the zstd path's bytes
+    if "pip" in e.parts:  # pip codes (int32), their probabilities (float64 on request) and the derived mask
+        mask = 16 * n
     codec = e.parts["levels"].codec
     if codec == "zstd":
         levels = 4 * n + 12 * n  # decompressed (<= 4 bytes each), int32 result, unzigzag temporaries

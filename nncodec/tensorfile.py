@@ -41,7 +41,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .vae_components import VaeSet, VaeTensor
 
 BODY_KEYS = ("tensors", "meta", "vae", "dataset")  # "dataset": a coded data set (§21, nncodec.mdl)
-QUANT_PARTS = ("mask", "levels", "quantizer")
+QUANT_PARTS = ("mask", "levels", "quantizer", "pip")
 _PART_KEYS = frozenset(("s", "codec", "p"))
 _RAW_KEYS = frozenset(("dtype", "shape", "raw"))
 _NO_PARAMS: dict = {}
@@ -115,7 +115,9 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
             if t.quantizer.axis is not None:
                 q["axis"] = int(t.quantizer.axis)
             entry["q"] = q
-            if t.mask is not None:
+            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
+                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
+            elif t.mask is not None:
                 entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
             rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
             entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
@@ -360,6 +362,8 @@ class TensorFile:
             if not shape:
                 raise FormatError(f"tensor {name!r}: a scalar has no axis")
         parts = {kind: self._parse_part(name, kind, raw[kind]) for kind in QUANT_PARTS if kind in raw}
+        if "pip" in parts and "mask" in parts:
+            raise FormatError(f"tensor {name!r}: a tensor with a pip part has no mask part (its mask is derived)")
         return TensorEntry(name, dt, shape, parts, mode, axis)
 
     # ------------------------------------------------------------------------------- decode
@@ -424,9 +428,13 @@ class TensorFile:
             p = e.parts["raw"]
             words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
             return RawTensor(e.dtype, e.shape, words)
-        mask = None
+        mask, pip = None, None
         survivors = e.numel
-        if "mask" in e.parts:
+        if "pip" in e.parts:
+            pip = self._pip_of(e)
+            mask = pip.mask(e.shape)
+            survivors = int(np.count_nonzero(mask))
+        elif "mask" in e.parts:
             p = e.parts["mask"]
             mask = codecs.mask.decode(p.codec, p.params, self._payload(p), e.shape, ctx)
             survivors = int(np.count_nonzero(mask))
@@ -434,7 +442,7 @@ class TensorFile:
         rows = codecs.levels_ctx.row_counts(e.shape, mask) if p.codec == "ans-rowclass" else None
         levels = codecs.levels.decode(p.codec, p.params, self._payload(p), survivors, ctx, rows)
         values = self._quantizer_values(e)
-        t = QuantTensor(e.dtype, e.shape, levels, Quantizer(e.quant_mode, values, e.quant_axis), mask)
+        t = QuantTensor(e.dtype, e.shape, levels, Quantizer(e.quant_mode, values, e.quant_axis), mask, pip=pip)
         check_quant_consistency(t, CorruptFileError)
         return t
 
@@ -455,6 +463,18 @@ class TensorFile:
         except MemoryError:
             raise LimitExceededError(f"out of memory while decoding tensor {name!r} (about {need} bytes)") from None
         return t
+
+    def decode_pip(self, name: str) -> codecs.pip.Pip | None:
+        """The inclusion probabilities of tensor `name` (only its pip section is read), None if it has none."""
+        e = self.resolve(name)
+        if "pip" not in e.parts:
+            return None
+        decode_memory.check(f"the inclusion probabilities of {name!r}", 16 * e.numel, self.limits)
+        return self._pip_of(e)
+
+    def _pip_of(self, e: TensorEntry) -> codecs.pip.Pip:
+        p = e.parts["pip"]
+        return codecs.pip.decode(p.codec, p.params, self._payload(p), e.numel, self.ctx)
 
     def decode(self, name: str) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of tensor `name`.
@@ -533,6 +553,7 @@ class TensorFile:
             tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
                             "encoding": encoding,
                             "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
+                            **({"pip_bytes": c.sections[e.parts["pip"].section].length} if "pip" in e.parts else {}),
                             **self._quant_fields(e, budget), "components": comps})
         optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if is_optional(s.kind)]
         dataset = sum(s.length for s in c.sections if s.kind == "dataset")

@@ -277,9 +277,36 @@ def many_tensors() -> Vector:
                                                           "default_rng(1012).standard_normal((2, 3)) * 0.1 float32"})
 
 
+def pip_spike_slab() -> Vector:
+    """§20: a spike-and-slab layer stored with its inclusion probabilities (derived mask, no mask part)."""
+    from dataclasses import replace
+
+    from nncodec.codecs.pip import quantize_pip
+
+    rng = np.random.default_rng(1018)
+    phi = 1 / (1 + np.exp(-rng.normal(-2.0, 4.0, (10, 24))))
+    mask = phi > 0.5
+    w = (rng.standard_normal((10, 24)) * 0.2 * mask).astype(np.float32)
+    q = quantize_uniform(w, DTYPES["float32"], np.float32(0.02), mask=mask)
+    fc = replace(q, pip=quantize_pip(phi, mask, bits=4, limit=8, threshold=0.5))
+    small = quantize_uniform(np.array([[0.5, -0.25], [0.0, 1.0]], np.float32), DTYPES["float16"], np.float32(0.25),
+                             mask=np.array([[True, True], [False, True]]))
+    small = replace(small, pip=quantize_pip(np.array([0.9, 0.6, 0.1, 0.999]), small.mask.reshape(-1), bits=2, limit=4,
+                                            threshold=0.5))
+    return Vector("pip_spike_slab", "quantized tensors with a pip part (format 2.0 addition, FORMAT.md §20): "
+                  "4-bit and 2-bit logit grids, mask derived from the codes and threshold",
+                  {"fc.weight": fc, "small.weight": small},
+                  inputs={"fc.weight": "phi = sigmoid(default_rng(1018).normal(-2, 4, (10, 24))), mask = phi > 0.5; "
+                                       "w = .standard_normal((10, 24)) * 0.2 * mask; step 0.02; quantize_pip(bits=4, "
+                                       "limit=8, threshold=0.5)",
+                          "small.weight": "[[0.5, -0.25], [0, 1]] float16, step 0.25, phi [0.9, 0.6, 0.1, 0.999], "
+                                          "quantize_pip(bits=2, limit=4, threshold=0.5)"})
+
+
 VECTORS: list[Callable[[], Vector]] = [
     fp32_lossless, bf16_lossless, fp64_fp16_lossless, int64_lossless, empty_and_scalar, masked_quant, metadata,
     special_floats, tied_alias, codebook, bool_and_ints, aligned_speed, many_tensors, minimal, no_tensors,
+    pip_spike_slab,
 ]
 
 
