@@ -280,9 +280,10 @@ def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
                                 assert got == want.astype(np.int64).tolist() and dec.ended(), (tname, name)
                                 checked += 1
                         pos += length
-                elif part.codec == "ans" and kind in ("mask", "levels"):
+                elif part.codec == "ans" and kind in ("mask", "levels", "pip"):
                     lo, counts, words = _spec_table(payload)
-                    want = comps.mask.reshape(-1).astype(np.int64) if kind == "mask" else comps.levels
+                    want = (comps.mask.reshape(-1).astype(np.int64) if kind == "mask" else
+                            comps.pip.codes.astype(np.int64) if kind == "pip" else comps.levels)
                     if len(counts) > 1 and want.size:
                         dec = _SpecDecoder(words)
                         assert [lo + s for s in dec.symbols(_spec_cdf(counts), want.size)] == want.tolist()
