@@ -83,8 +83,8 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: i
     and `after_step(model)` runs after every optimizer step (hooks for training-aware compression);
     `progress(epoch, mean_loss)` is called after each epoch. Returns the model in eval mode."""
     torch.manual_seed(seed)
-    x = preprocess(images)
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    x = as_input(images)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
