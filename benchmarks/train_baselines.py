@@ -39,7 +39,9 @@ def train_one(arch: str, data: protocol.ProtocolData, epochs: int, weight_decay:
     torch.manual_seed(seed)
     model = models.build(arch)
     return models.train(model, data.train.x, data.train.y.numpy(), epochs=epochs, lr=LR, batch_size=BATCH,
-                        weight_decay=weight_decay, seed=seed, cosine=True)
+                        weight_decay=weight_decay, seed=seed, cosine=True,
+                        progress=lambda e, loss: print(f"  [{arch} seed {seed}] epoch {e + 1}/{epochs}: loss {loss:.4f}",
+                                                       file=sys.stderr, flush=True))
 
 
 def main() -> None:
