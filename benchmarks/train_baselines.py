@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--fixed", nargs=2, type=float, metavar=("EPOCHS", "WD"), default=None,
                     help="skip the sweep: train --seeds with this setting (chosen by an earlier sweep run) and "
                          "add them to README.json")
+    ap.add_argument("--note", default="", help="with --fixed: why this setting (recorded in README.json)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     grid = {k: [tuple(v) for v in vs] for k, vs in json.loads(a.grid).items()} if a.grid else GRID
@@ -98,7 +99,8 @@ def main() -> None:
         entry.update({
             "architecture": protocol.NAMES[arch], "optimizer": f"Adam lr {LR:g}, batch {BATCH}",
             "schedule": "cosine annealing to 0 over all steps", "epochs": epochs, "weight_decay": wd,
-            "selection": "epochs/weight decay chosen on validation (seed 0); a longer run had to gain > 0.05 pt",
+            "selection": ("epochs/weight decay chosen on validation (seed 0); a longer run had to gain > 0.05 pt"
+                          if a.fixed is None else f"fixed by --fixed {epochs} {wd:g}" + (f": {a.note}" if a.note else "")),
             "seeds": [seeds[k] for k in sorted(seeds)],
             "split": "train 55,000 (first) / validation 5,000 (last of the training file) / test 10,000",
         })
