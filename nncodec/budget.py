@@ -9,7 +9,9 @@ that the result is reported on (benchmarks/PROTOCOL.md). It returns either
     mean). A file is then accepted only when the one-sided upper confidence bound of the paired drop
     (normal bound on the per-sample differences against the original model, i.e. the normal form of
     McNemar's test for 0/1 scores; `nncodec.confidence`) is <= max_drop, at `confidence` (default
-    95 %). This keeps the search from choosing a file whose validation samples flipped favourably.
+    95 %). With `confirm=True` (default) the search steers on the even-numbered samples only and the
+    answer must pass the same test on the odd-numbered ones too, which it never steered on: a search
+    tries many files, and the smallest that passes one test has usually passed it by luck.
   * a float: a file is accepted when baseline - score + margin <= max_drop (`margin`, default 0,
     is the caller's allowance for the noise of that number).
 The search never trusts an estimate for the final answer: every candidate file is encoded,
@@ -110,13 +112,16 @@ class _Search:
                  statistics: Mapping[str, LayerStats] | None, rel_steps: Sequence[float], lambdas: Sequence[float],
                  per_channel: bool, small_rel_error: float, options: EncodeOptions, metadata: dict | None,
                  min_layer_numel: int, progress: bool | None, iterations: int, optq: bool = True,
-                 max_evals: int = 400, confidence: float = DEFAULT_CONFIDENCE, margin: float = 0.0) -> None:
+                 max_evals: int = 400, confidence: float = DEFAULT_CONFIDENCE, margin: float = 0.0,
+                 confirm: bool = True) -> None:
         self.tensors = tensors
         self.max_evals = max_evals
         self.confidence = confidence
         self.margin = margin
         self.base_samples: np.ndarray | None = None
         self.baseline = 0.0
+        self.confirm = confirm
+        self.confirm_bounds: dict[tuple, tuple[float, float]] = {}  # rungs -> (odd-half bound, full bound)
         self.optq = optq
         self.evaluate = evaluate
         self.options = options
@@ -249,11 +254,18 @@ class _Search:
     def _score(self, state: dict) -> float:
         return self._evaluate(state)[0]
 
-    def drop_bound(self, score: float, samples: np.ndarray | None) -> float:
-        """What must stay <= max_drop: the upper confidence bound of the paired drop, or drop + margin."""
+    def drop_bounds(self, score: float, samples: np.ndarray | None) -> tuple[float, tuple[float, float] | None]:
+        """What must stay <= max_drop: the bound the search steers on (upper confidence bound of the
+        paired drop on the even samples, or on all without `confirm`; scalar: drop + margin), and
+        (bound on the odd samples, bound on all samples) for the final confirmation."""
         if samples is None or self.base_samples is None:
-            return self.baseline - score + self.margin
-        return paired_drop(self.base_samples, samples, self.confidence).upper
+            return self.baseline - score + self.margin, None
+        full = paired_drop(self.base_samples, samples, self.confidence).upper
+        if not self.confirm or samples.size < 4:
+            return full, None
+        b = self.base_samples
+        even = paired_drop(b[0::2], samples[0::2], self.confidence).upper
+        return even, (paired_drop(b[1::2], samples[1::2], self.confidence).upper, full)
 
     def _decoded(self, comp: QuantTensor | RawTensor) -> Any:
         words = comp.words if isinstance(comp, RawTensor) else dequantize(comp)
@@ -276,10 +288,13 @@ class _Search:
         ordered = {name: comps[name] if name in comps else self.fixed[name] for name in self.tensors}
         return encode_file(ordered, self.metadata, self.options)
 
-    def try_file(self, rungs: dict[str, int]) -> tuple[bytes, float, float]:
+    def try_file(self, rungs: dict[str, int], key: tuple) -> tuple[bytes, float, float]:
         data = self.encode(rungs)
         score, samples = self._evaluate(load(data, framework=self.framework))
-        return data, score, self.drop_bound(score, samples)
+        bound, extra = self.drop_bounds(score, samples)
+        if extra is not None:
+            self.confirm_bounds[key] = extra
+        return data, score, bound
 
 
 _EPS = 1e-9  # float slack of the budget comparison
@@ -334,7 +349,7 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
                    per_channel: bool = False, per_layer: bool = True, small_rel_error: float = 2.0**-6,
                    prefer: str = "balanced", contexts: bool = True, metadata: Mapping[str, str] | None = None,
                    min_layer_numel: int = 256, max_evals: int = 400, iterations: int = 2, optq: bool = True,
-                   confidence: float = DEFAULT_CONFIDENCE, margin: float = 0.0,
+                   confidence: float = DEFAULT_CONFIDENCE, margin: float = 0.0, confirm: bool = True,
                    progress: bool | None = None) -> list[BudgetResult]:
     """`search_budget` for several budgets at once: the sensitivity scan is shared.
 
@@ -346,7 +361,8 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
     whole search: about half go to the sensitivity scan, the rest is shared by the budgets),
     iterations (RDOQ passes), optq (False: with statistics, only the bias correction, no error
     feedback), confidence (level of the one-sided bound when evaluate returns per-sample scores),
-    margin (scalar evaluators: points added to the observed drop), progress (True: a tqdm bar on
+    margin (scalar evaluators: points added to the observed drop), confirm (per-sample evaluators:
+    steer on the even samples, confirm the answer on the odd ones; see the module doc), progress (True: a tqdm bar on
     stderr; None/False: silent, the library default).
     """
     drops = [float(d) for d in max_drops]
@@ -358,7 +374,7 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
                      per_channel=per_channel, small_rel_error=small_rel_error, options=options,
                      metadata=_check_metadata(metadata), min_layer_numel=min_layer_numel, progress=progress,
                      iterations=iterations, optq=optq, max_evals=int(max_evals), confidence=float(confidence),
-                     margin=float(margin))
+                     margin=float(margin), confirm=bool(confirm))
     try:
         baseline, search.base_samples = search._evaluate(dict(search.tensors))
         search.baseline = baseline
@@ -450,7 +466,7 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
         if key in search.files:  # the same file again: same bytes, same score
             data, score, bound = search.files[key]
         else:
-            data, score, bound = search.try_file(rungs)
+            data, score, bound = search.try_file(rungs, key)
             search.files[key] = (data, score, bound)
         ok = _within(bound, max_drop)
         history.append((len(data), score, ok))
@@ -519,13 +535,19 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
 
 
 def _best_of_all(search: _Search, result: BudgetResult, lossless_data: bytes) -> BudgetResult:
+    """The smallest file scored for any budget that meets this one; with confirmation, it must also
+    pass the test on the held-out odd samples (and its reported bound is that of all samples)."""
     best = None
     max_drop = result.baseline - result.threshold
     for key, (data, score, bound) in search.files.items():
-        if _within(bound, max_drop) and (best is None or len(data) < len(best[0])):
-            best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)}, bound)
-    if best is None or len(best[0]) >= len(result.data):
-        return result
+        if not _within(bound, max_drop) or (best is not None and len(data) >= len(best[0])):
+            continue
+        if key in search.confirm_bounds:
+            odd, full = search.confirm_bounds[key]
+            if not _within(odd, max_drop):
+                continue
+            bound = full
+        best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)}, bound)
     again = _result(search, best, lossless_data, result.baseline, result.threshold, result.history)
     again.evaluations = result.evaluations
     return again
@@ -583,7 +605,7 @@ def compress_to_budget(tensors: Mapping[str, Any], evaluate: Callable[[dict], fl
     confidence bound of the paired drop is within max_drop (see the module doc). Options (see `search_budgets`):
     statistics (weight name -> LayerStats from nncodec.models.layer_statistics: OPTQ error
     feedback and bias correction), rel_steps, lambdas, per_channel, per_layer, small_rel_error,
-    prefer, contexts, metadata, max_evals, confidence, margin, progress (default: no progress bar).
+    prefer, contexts, metadata, max_evals, confidence, margin, confirm, progress (default: no progress bar).
     If no lossy file keeps the score, the lossless file is returned.
     """
     return search_budget(tensors, evaluate, max_drop, **options).data

@@ -175,7 +175,7 @@ def true_drop(state) -> float:
     return 30.0 * err
 
 
-N_SAMPLES = 3000
+N_SAMPLES = 8000
 
 
 def noisy_evaluator(seed: int):
@@ -206,3 +206,54 @@ def test_confidence_bound_holds_the_true_drop(seed):
     assert 0.0 < d <= 1.0  # compressed, and the drop on unseen samples is within the budget
     assert bounded.confidence == 0.95 and bounded.drop_bound <= 1.0
     assert bounded.evaluations <= 120
+
+
+# ------------------------------------------------------------------ nncodec budget on a tiny IDX directory
+
+
+def _write_idx(path, arr: np.ndarray) -> None:
+    import gzip
+
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
+    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
+
+
+def test_cli_budget_selects_on_validation_and_reports_test(tmp_path):
+    from click.testing import CliRunner
+    from nncodec_cli.main import main as cli_main
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 600), ("t10k", 200)):
+        labels = rng.integers(0, 10, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for k in range(10):
+            images[labels == k, 2 * k + 4 : 2 * k + 7, 4:24] += 180
+        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    out = tmp_path / "m.nnc"
+    res = CliRunner().invoke(cli_main, ["budget", "--arch", "lenet300", "--data", str(tmp_path), "--epochs", "1",
+                                        "--validation", "300", "--max-drop", "2", "--max-evals", "8",
+                                        "--lambdas", "0", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "validation (300 images, selected on)" in res.output and "test (200 images, scored once)" in res.output
+    evals = int(res.output.split(" evaluations")[0].rsplit(" ", 1)[1])
+    assert 1 <= evals <= 8
+    assert out.stat().st_size < 4 * 266_610
+
+
+def test_confirmation_on_held_out_samples_rejects_a_file_that_passed_by_luck():
+    """A file whose damage falls only on the odd-numbered samples passes the test the search steers on
+    (even samples) but not the confirmation; without confirmation (one test on all samples) it passes."""
+    base = np.tile([100.0, 100.0, 100.0, 0.0], 1000)
+
+    def evaluate(state) -> np.ndarray:
+        if all(np.array_equal(np.asarray(state[k]), v) for k, v in tiny().items()):
+            return base
+        out = base.copy()
+        out[1:400:2] = 0.0  # 200 odd samples lost: -5 points on the odd half, -0.0 on the even half
+        return out
+
+    confirmed = search_budget(tiny(), evaluate, 3.0, max_evals=20, **FAST)
+    assert confirmed.data == nncodec.save(tiny())  # nothing lossy survives the confirmation
+    single = search_budget(tiny(), evaluate, 3.0, max_evals=20, confirm=False, **FAST)
+    assert len(single.data) < len(confirmed.data) and single.drop_bound <= 3.0
