@@ -155,7 +155,11 @@ def main() -> None:
                     min(sweeps, key=lambda r: r["dense_val"] - r["val_accuracy"])["overrides"]
                 print(f"[{arch} {method}] chosen on validation: {chosen}", file=sys.stderr, flush=True)
             for seed in a.seeds:
-                r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs)
+                again = [r for r in sweeps if r["seed"] == seed and r["overrides"] == chosen]
+                if again:  # the sweep already ran this seed with this setting: the same computation
+                    r = {**again[0], "sweep": False, "reused_from_sweep": True}
+                else:
+                    r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs)
                 append(a.json, r)
                 print(f"[{arch} {method} seed {seed}] {r['file_bytes']:,} B (x{r['ratio']:.1f}), test drop "
                       f"{r['test_drop']:.2f}, method nnz {r['method_nonzero']}, {r['seconds']:.0f} s",
