@@ -87,11 +87,12 @@ def summarise(rows: list[dict]) -> str:
 
     lines = ["| model | method | seeds | test drop (pt) | .nnc bytes | ratio | target | paper estimate ratio "
              "(4 B × method non-zeros, before quantizer zeroing) |", "|---|---|---|---|---|---|---|---|"]
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
         if not r.get("sweep"):
-            groups.setdefault((r["arch"], r["method"]), []).append(r)
-    for (arch, method), rs in sorted(groups.items()):
+            groups.setdefault((r["arch"], r["method"], json.dumps(r["overrides"], sort_keys=True)), []).append(r)
+    for (arch, method, ov), rs in sorted(groups.items()):
+        method = f"{method} {ov}" if ov != "{}" else f"{method} (defaults)"
         drop = [r["test_drop"] for r in rs]
         ratio = [r["ratio"] for r in rs]
         ok = statistics.mean(drop) <= 1.0 and statistics.mean(ratio) >= TARGETS[arch]
