@@ -63,8 +63,8 @@ def baselines_section(info: dict) -> list[str]:
             f"{protocol.NAMES[a]} {s['epochs']} epochs, wd {s['weight_decay']:g}: {s['val_accuracy']:.2f} %"
             for a, s in sweeps) + "."]
     for arch in protocol.ARCHS:
-        if info.get(arch, {}).get("note"):
-            lines += ["", f"{protocol.NAMES[arch]}: {info[arch]['note']}"]
+        if info.get(arch, {}).get("selection"):
+            lines += ["", f"{protocol.NAMES[arch]} epochs: {info[arch]['selection']}."]
     return lines + [""]
 
 
