@@ -94,7 +94,8 @@ def plot(lossy: dict | None, prune: list[dict], info: dict, out: Path) -> list[P
         groups: dict[str, list[dict]] = {}
         for r in prune:
             if r["arch"] == arch and not r.get("sweep"):
-                groups.setdefault(r["method"], []).append(r)
+                ov = json.dumps(r["overrides"], sort_keys=True)
+                groups.setdefault(r["method"] + (" (defaults)" if ov == "{}" else f" {ov}"), []).append(r)
         for i, (method, rs) in enumerate(sorted(groups.items())):
             b = [r["file_bytes"] for r in rs]
             acc = [r["test_accuracy"] for r in rs]
