@@ -1,26 +1,22 @@
-"""Lossy post-training compression of LeNet-300-100 and LeNet-5 on Fashion-MNIST, to accuracy budgets.
+"""Post-training lossy compression to accuracy budgets, nncodec against NNCodec 2.1.3 in the same run.
 
-    python benchmarks/bench_lossy.py --data /work/shared/data/fashion-mnist [--cache DIR] [--quick]
+    nice -n 10 python benchmarks/bench_lossy.py --data /work/shared/data/fashion-mnist \
+        [--models lenet300,lenet5] [--seed 0] [--budgets 0.5 1.0] [--nnr-venv /work/venvs/nnr]
 
-Trains the two models (or loads them from --cache), then for each accuracy budget (0.5 and 1.0
-points of test accuracy by default) prints the smallest .nnc file found by
-`nncodec.search_budgets`, its ratio to float32, its accuracy, the encode and decode seconds, and an
-ablation:
-
-  uniform              one step for all layers (relative to each layer's std), plain rounding,
-                       i.i.d. entropy models
-  + RDO                ... with RD-optimized quantization (lambda 0 or 0.05, chosen by the search)
-  + context models     ... with the context-model codecs (mask ans-classes, levels ans-rowclass)
-  + per-layer alloc.   step and lambda per layer, by sensitivity (Lagrangian + greedy, real sizes)
-  + bias correction    biases corrected for the mean output shift, from the mean input of each
-                       layer over 4096 training images
-  + OPTQ               OPTQ error feedback from the input covariance of each layer (same images)
-
-The last row is nncodec's result. The rows before "+ bias correction" use no data but the accuracy
-evaluation; the last two use input statistics of training images (no retraining, no test data).
-Every size is a real file (len of the bytes) and every accuracy is measured on the decoded file.
-The rate-accuracy curve is written to benchmarks/out/lossy_rate_accuracy.png and the tables to
-benchmarks/out/lossy_results.md.
+Protocol (benchmarks/PROTOCOL.md): the converged dense baseline of the seed (train_baselines.py) is
+compressed by
+  * nncodec data-free: `search_budgets` with no data but the validation evaluator,
+  * nncodec calibrated: the same plus input statistics of 4,096 TRAIN images (OPTQ error feedback and
+    bias correction; no gradient steps),
+  * NNCodec 2.1.3 (the MPEG NNR reference software), run as a subprocess in its own venv
+    (/work/shared/reference/nnr/nnr_sweep.py) at every QP of --qps, with and without --opt-qp.
+Every candidate is scored per sample on the 5,000 VALIDATION images and accepted for a budget only when
+the one-sided 95 % upper bound of its paired drop is within the budget on the even-numbered AND on the
+odd-numbered samples (nncodec's search steers on the even half and confirms on the odd half; NNCodec's
+QP settings are judged by the same two tests); for each codec the smallest accepted file is chosen, and
+only that file is scored on the test set. The table reports test drops
+and the byte ratio nncodec / NNCodec per model and budget. Without the NNR venv the benchmark still runs
+and says that NNCodec was not run. Output: --json (default benchmarks/results/lossy.json).
 """
 
 from __future__ import annotations
@@ -28,240 +24,192 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS threads fight torch's on a small shared machine
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import machine_description  # noqa: E402
+import protocol  # noqa: E402
+from common import load_average, machine_description  # noqa: E402
 
 import nncodec  # noqa: E402
 from nncodec import models  # noqa: E402
-from nncodec.budget import encode_with_settings, search_budgets  # noqa: E402
-from nncodec.datasets import load_fashion_mnist  # noqa: E402
+from nncodec.budget import search_budgets  # noqa: E402
+from nncodec.confidence import paired_drop  # noqa: E402
 
-# training recipes (Adam lr 1e-3, batch 128, seed 0): LeNet-300-100 with a cosine schedule, LeNet-5 without
-RECIPES = {"lenet300": {"epochs": 12, "cosine": True}, "lenet5": {"epochs": 4, "cosine": False}}
-NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}
-# NNCodec 2.1.3 (DeepCABAC + dependent quantization) on models trained the same way, from the issue
-NNCODEC = {"lenet300": {0.5: 60200, 1.0: 48177}, "lenet5": {0.5: 70779, 1.0: 70779}}
-TARGET_RATIO = {"lenet300": {0.5: 23.6, 1.0: 29.5}, "lenet5": {0.5: 32.5}}
-
-GLOBAL_STEPS = tuple(float(0.125 * 2 ** (k / 3)) for k in range(22))  # 0.125 .. 16 sd: one step must suit all
-ABLATION = [
-    ("uniform", dict(per_layer=False, lambdas=(0.0,), contexts=False, rel_steps=GLOBAL_STEPS), False),
-    ("+ RDO", dict(per_layer=False, lambdas=(0.0, 0.05), contexts=False, rel_steps=GLOBAL_STEPS), False),
-    ("+ context models", dict(per_layer=False, lambdas=(0.0, 0.05), contexts=True, rel_steps=GLOBAL_STEPS), False),
-    ("+ per-layer allocation", dict(per_layer=True, lambdas=(0.0, 0.05), contexts=True), False),
-    ("+ bias correction (input means)", dict(per_layer=True, lambdas=(0.0, 0.05), contexts=True, optq=False), True),
-    ("+ OPTQ (input covariances)", dict(per_layer=True, lambdas=(0.0, 0.05), contexts=True), True),
-]
+NNR_DIR = Path(os.environ.get("NNR_REFERENCE", "/work/shared/reference/nnr"))
+NNR_VENV = Path(os.environ.get("NNR_VENV", "/work/venvs/nnr"))
+TARGETS = {"data-free": 0.75, "calibrated": 0.5}  # nncodec bytes <= this x NNCodec bytes
+CALIBRATION_SAMPLES = 4096
 
 
-def decode_seconds(data: bytes, repeats: int = 7) -> tuple[float, dict]:
-    """Median wall time of decoding all tensors of `data` to torch (medians: the machine is shared)."""
-    times, out = [], {}
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = nncodec.load(data)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
+def nnr_python(venv: Path) -> Path | None:
+    py = venv / "bin" / "python"
+    if not py.exists() or not (NNR_DIR / "nnr_sweep.py").exists():
+        return None
+    probe = subprocess.run([str(py), "-c", f"import sys; sys.path.insert(0, {str(NNR_DIR)!r}); import nnc_compat; "
+                            "from nncodec import nnc"], capture_output=True, text=True,
+                           cwd=tempfile.gettempdir())  # not here: ./nncodec would shadow Fraunhofer's package
+    return py if probe.returncode == 0 else None
 
 
-def trained(arch: str, data: str, cache: Path) -> dict:
-    recipe = RECIPES[arch]
-    path = cache / f"{arch}-fashion-mnist-e{recipe['epochs']}{'-cos' if recipe['cosine'] else ''}.safetensors"
-    if path.exists():
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    x, y = load_fashion_mnist(data, "train")
-    model = models.build(arch)
-    t0 = time.perf_counter()
-    models.train(model, x, y, **recipe, seed=0,
-                 progress=lambda e, loss: print(f"  {arch} epoch {e + 1}: loss {loss:.4f}", file=sys.stderr))
-    print(f"  trained {arch} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-    cache.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
-    return state
+def run_nnr(py: Path, checkpoint: Path, qps: list[int], opt_qp: bool, workdir: Path) -> list[dict]:
+    """NNCodec at every QP: bytes of the bitstream and the path of its decoded tensors."""
+    cmd = [str(py), str(NNR_DIR / "nnr_sweep.py"), str(checkpoint), str(workdir), "--threads", "1",
+           "--qp", *map(str, qps)] + (["--opt-qp"] if opt_qp else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nnr_sweep failed: {proc.stderr.strip()[-500:]}")
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    for r in rows:
+        r["decoded"] = str(workdir / f"{r['tag']}.decoded.safetensors")
+    return rows
 
 
-def run_model(arch: str, args: argparse.Namespace) -> dict:
-    state = trained(arch, args.data, Path(args.cache))
-    x_train, _ = load_fashion_mnist(args.data, "train")
-    x_test, y_test = load_fashion_mnist(args.data, "test")
-    evaluate = models.make_evaluator(arch, x_test, y_test)
+def choose(candidates: list[dict], budget: float) -> dict | None:
+    """The smallest candidate that passes the bound on the even AND on the odd validation samples: the
+    acceptance rule of nncodec's search (which steers on the even half and confirms on the odd half)."""
+    ok = [c for c in candidates if max(c["val_bound_even"], c["val_bound_odd"]) <= budget + 1e-9]
+    return min(ok, key=lambda c: c["bytes"]) if ok else None
+
+
+def run_model(arch: str, seed: int, data: protocol.ProtocolData, a: argparse.Namespace, py: Path | None) -> dict:
+    state = protocol.load_baseline(arch, seed)
+    evaluate = protocol.val_evaluator(arch, data)
+    base_val = evaluate(state)
+    base_test = protocol.test_accuracy(arch, state, data)
+    float_bytes = sum(v.numel() * 4 for v in state.values())
     model = models.build(arch)
     model.load_state_dict(state)
-    t0 = time.perf_counter()
-    stats = models.layer_statistics(model, x_train, max_samples=4096)
-    stats_seconds = time.perf_counter() - t0
-    float_bytes = sum(v.numel() * 4 for v in state.values())
-    lossless = nncodec.save(state)
-    out = {"arch": arch, "float32_bytes": float_bytes, "lossless_bytes": len(lossless), "stats_seconds": stats_seconds,
-           "rows": [], "curve": []}
-    budgets = sorted(set(args.budgets))
-    rel_steps = tuple(float(0.5 * 2 ** (k / 2)) for k in range(11)) if args.quick else None
-    for label, opts, calibrated in ABLATION if not args.no_ablation else ABLATION[-1:]:
-        final = label == ABLATION[-1][0]
-        drops = sorted(set(budgets + (args.curve if final else [])))
-        kwargs = dict(opts, statistics=stats if calibrated else None, max_evals=args.max_evals,
-                      progress=sys.stderr.isatty(), metadata={"arch": arch})
-        if rel_steps and opts.get("per_layer", True):
-            kwargs["rel_steps"] = rel_steps
+    stats = models.layer_statistics(model, data.train.x[:CALIBRATION_SAMPLES])
+    out = {"arch": arch, "seed": seed, "float32_bytes": float_bytes, "baseline_val": float(base_val.mean()),
+           "baseline_test": base_test, "lossless_bytes": len(nncodec.save(state)), "rows": [], "nnr": None}
+    say = lambda msg: print(f"[{arch} seed {seed}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    for label, st in (("data-free", None), ("calibrated", stats)) if "nncodec" in a.codecs else ():
         t0 = time.perf_counter()
-        results = search_budgets(state, evaluate, drops, **kwargs)
-        search_seconds = time.perf_counter() - t0
-        for drop, r in zip(drops, results, strict=True):
-            row = {"config": label, "budget": drop, "bytes": len(r.data), "ratio": float_bytes / len(r.data),
-                   "accuracy": r.score, "baseline": r.baseline, "settings": r.settings,
-                   "search_seconds": search_seconds, "evaluations": r.evaluations}
-            if r.choice:
-                enc_opts = {k: v for k, v in opts.items() if k in ("contexts", "optq")}
-                t0 = time.perf_counter()
-                again = encode_with_settings(state, r.choice, statistics=stats if calibrated else None,
-                                             small_lossless=r.small_lossless, metadata={"arch": arch}, **enc_opts)
-                row["encode_seconds"] = time.perf_counter() - t0
-                row["reproducible"] = again == r.data
-                row["choice"] = {k: [v.rel_step, v.rd_lambda] for k, v in r.choice.items()}
-                if final:  # the same quantized values with i.i.d. entropy models only: what the contexts save
-                    row["bytes_without_contexts"] = len(encode_with_settings(
-                        state, r.choice, statistics=stats, small_lossless=r.small_lossless, metadata={"arch": arch},
-                        **{**enc_opts, "contexts": False}))
-            row["decode_seconds"], decoded = decode_seconds(r.data)
-            row["decoded_accuracy"] = evaluate(decoded)
-            if final:
-                out["curve"].append((len(r.data), r.score))
-                if drop in budgets:
-                    (Path(args.out) / f"{arch}-drop{drop}.nnc").write_bytes(r.data)
-            if drop in budgets:
-                out["rows"].append(row)
-            print(f"  {NAMES[arch]:13s} {label:34s} budget {drop:4.2f}: {len(r.data):8,d} B "
-                  f"x{float_bytes / len(r.data):5.1f}  acc {r.score:.2f} ({r.baseline:.2f})  "
-                  f"decode {row['decode_seconds'] * 1e3:5.1f} ms  [{search_seconds:.0f} s search]", file=sys.stderr)
-        if final:
-            out["history"] = [(n, s, ok) for r in results for n, s, ok in r.history]
-            out["sensitivity"] = results[0].sensitivity
+        results = search_budgets(state, evaluate, a.budgets, statistics=st, max_evals=a.max_evals,
+                                 confidence=a.confidence, metadata={"arch": arch}, progress=sys.stderr.isatty())
+        seconds = time.perf_counter() - t0
+        for budget, r in zip(a.budgets, results, strict=True):
+            test_acc = protocol.test_accuracy(arch, nncodec.load(r.data), data)
+            row = {"codec": f"nncodec {label}", "budget": budget, "bytes": len(r.data),
+                   "val_drop": r.baseline - r.score, "val_drop_bound": r.drop_bound, "test_accuracy": test_acc,
+                   "test_drop": base_test - test_acc, "evaluations": r.evaluations, "search_seconds": seconds,
+                   "settings": r.settings}
+            out["rows"].append(row)
+            say(f"{row['codec']} budget {budget}: {row['bytes']:,} B, val drop {row['val_drop']:.2f} "
+                f"(bound {row['val_drop_bound']:.2f}), test drop {row['test_drop']:.2f} [{seconds:.0f} s]")
+    if "nnr" not in a.codecs:
+        return out
+    if py is None:
+        say("NNCodec not run: no working NNR venv at " + str(a.nnr_venv))
+        return out
+    cands = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for opt_qp in (False, True):
+            t0 = time.perf_counter()
+            for r in run_nnr(py, protocol.baseline_path(arch, seed), a.qps, opt_qp, Path(tmp)):
+                from safetensors.torch import load_file
+
+                decoded = load_file(r["decoded"])
+                per = evaluate(decoded)
+                pd = paired_drop(base_val, per, a.confidence)
+                cands.append({"tag": r["tag"], "qp": r["qp"], "opt_qp": opt_qp, "bytes": r["bytes"],
+                              "val_drop": pd.drop, "val_drop_bound": pd.upper, "decoded_state": decoded,
+                              "val_bound_even": paired_drop(base_val[0::2], per[0::2], a.confidence).upper,
+                              "val_bound_odd": paired_drop(base_val[1::2], per[1::2], a.confidence).upper,
+                              "encode_s": r["encode_s"], "decode_s": r["decode_s"]})
+            say(f"NNCodec sweep (opt_qp={opt_qp}) done in {time.perf_counter() - t0:.0f} s")
+        for budget in a.budgets:
+            c = choose(cands, budget)
+            if c is None:
+                out["rows"].append({"codec": "NNCodec 2.1.3", "budget": budget, "bytes": None})
+                continue
+            test_acc = protocol.test_accuracy(arch, c["decoded_state"], data)  # the chosen file only
+            out["rows"].append({"codec": "NNCodec 2.1.3", "budget": budget, "bytes": c["bytes"], "tag": c["tag"],
+                                "val_drop": c["val_drop"], "val_drop_bound": c["val_drop_bound"],
+                                "test_accuracy": test_acc, "test_drop": base_test - test_acc})
+            say(f"NNCodec budget {budget}: {c['bytes']:,} B ({c['tag']}), test drop {base_test - test_acc:.2f}")
+    out["nnr"] = [{k: v for k, v in c.items() if k != "decoded_state"} for c in cands]
     return out
 
 
-def markdown(results: list[dict]) -> str:
-    lines = [f"Machine: {machine_description()}", ""]
-    lines.append("| model (accuracy, float32 bytes) | budget | nncodec bytes | ratio | accuracy | target | NNCodec 2.1.3 "
-                 "| encode s | decode s | search s (evals) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
-    for res in results:
-        arch = res["arch"]
-        final = [r for r in res["rows"] if r["config"] == ABLATION[-1][0]]
-        for r in final:
-            target = TARGET_RATIO[arch].get(r["budget"])
-            nn = NNCODEC[arch].get(r["budget"])
-            peer = f"{nn:,} B (x{res['float32_bytes'] / nn:.1f})" if nn else "-"
-            goal = f">= x{target:.1f}" if target else "-"
-            lines.append(
-                f"| {NAMES[arch]} ({r['baseline']:.2f} %, {res['float32_bytes']:,} B) | {r['budget']} pt "
-                f"| {r['bytes']:,} | x{r['ratio']:.1f} | {r['accuracy']:.2f} % "
-                f"| {goal} "
-                f"| {peer} "
-                f"| {r.get('encode_seconds', 0):.2f} | {r['decode_seconds']:.3f} "
-                f"| {r['search_seconds']:.0f} ({r['evaluations']}) |")
-    lines += ["", "Ablation (each row adds one thing; bytes of the smallest file within the budget, ratio to float32):", ""]
-    lines.append("| model | configuration | " + " | ".join(f"within {b} pt" for b in sorted({r['budget'] for res in results for r in res['rows']})) + " |")
-    budgets = sorted({r["budget"] for res in results for r in res["rows"]})
-    lines.append("|---|---|" + "---|" * len(budgets))
-    for res in results:
-        for label, _, _ in ABLATION:
-            cells = []
-            for b in budgets:
-                hit = [r for r in res["rows"] if r["config"] == label and r["budget"] == b]
-                cells.append(f"{hit[0]['bytes']:,} B (x{hit[0]['ratio']:.1f}, {hit[0]['accuracy']:.2f} %)" if hit else "-")
-            if any(c != "-" for c in cells):
-                lines.append(f"| {NAMES[res['arch']]} | {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Context models at the final operating points (same quantized values, same accuracy):", ""]
-    for res in results:
-        for r in res["rows"]:
-            if r["config"] == ABLATION[-1][0] and "bytes_without_contexts" in r:
-                lines.append(f"- {NAMES[res['arch']]} within {r['budget']} pt: {r['bytes_without_contexts']:,} B with "
-                             f"i.i.d. models only, {r['bytes']:,} B with the context models "
-                             f"({1 - r['bytes'] / r['bytes_without_contexts']:.1%} smaller)")
-    lines += ["", "Chosen settings (step in standard deviations of each weight tensor; lam = RD lambda):", ""]
-    for res in results:
-        for r in res["rows"]:
-            if r["config"] == ABLATION[-1][0]:
-                lines.append(f"- {NAMES[res['arch']]} within {r['budget']} pt: "
-                             + ", ".join(f"{k} {v}" for k, v in r["settings"].items()))
+def markdown(res: dict) -> str:
+    lines = [f"Machine: {res['machine']}; load average at the end {res['load']}.",
+             f"Seed {res['seed']} baselines; selection on validation (5,000 images, {res['confidence']:.0%} one-sided "
+             "paired bound), drops on test (10,000 images).", ""]
+    if not res["nnr_run"]:
+        lines += ["**NNCodec was not run** (no working NNR venv): the ratio column is empty.", ""]
+    lines += ["| model (test acc., float32 B) | budget | codec | file bytes | val drop (bound) | test drop "
+              "| nncodec / NNCodec | target |", "|---|---|---|---:|---|---:|---:|---|"]
+    for m in res["models"]:
+        head = f"{protocol.NAMES[m['arch']]} ({m['baseline_test']:.2f} %, {m['float32_bytes']:,})"
+        for budget in res["budgets"]:
+            peer = next((r for r in m["rows"] if r["codec"] == "NNCodec 2.1.3" and r["budget"] == budget), None)
+            for r in (r for r in m["rows"] if r["budget"] == budget):
+                if r["bytes"] is None:
+                    lines.append(f"| {head} | {budget} pt | {r['codec']} | none within budget | | | | |")
+                    continue
+                kind = r["codec"].removeprefix("nncodec ")
+                ratio = (f"{r['bytes'] / peer['bytes']:.2f}x" if peer and peer.get("bytes") and kind in TARGETS
+                         else "")
+                target = f"<= {TARGETS[kind]}x" if kind in TARGETS else ""
+                if ratio and target:
+                    target += " met" if r["bytes"] / peer["bytes"] <= TARGETS[kind] else " **missed**"
+                lines.append(f"| {head} | {budget} pt | {r['codec']} | {r['bytes']:,} | {r['val_drop']:.2f} "
+                             f"({r['val_drop_bound']:.2f}) | {r['test_drop']:.2f} | {ratio} | {target} |")
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.6), squeeze=False)
-    for ax, res in zip(axes[0], results, strict=True):
-        arch = res["arch"]
-        base = res["rows"][0]["baseline"] if res["rows"] else 0.0
-        hist = res.get("history", [])
-        if hist:
-            ax.scatter([h[0] for h in hist], [base - h[1] for h in hist], s=8, c=["tab:blue" if h[2] else "0.75" for h in hist],
-                       label="candidates tried (grey: over budget)")
-        curve = sorted(res["curve"])
-        ax.plot([c[0] for c in curve], [base - c[1] for c in curve], "o-", color="tab:red", label="nncodec (budget search)")
-        for label, _, _ in ABLATION[:-1]:
-            pts = sorted((r["bytes"], base - r["accuracy"]) for r in res["rows"] if r["config"] == label)
-            if pts:
-                ax.plot(*zip(*pts, strict=True), "s--", ms=4, alpha=0.7, label=f"ablation: {label}")
-        nn = sorted(NNCODEC[arch].items())
-        ax.plot([v for _, v in nn], [d for d, _ in nn], "k^", ms=9, label="NNCodec 2.1.3 (issue, budget met)")
-        for b in (0.5, 1.0):
-            ax.axhline(b, color="0.5", lw=0.6, ls=":")
-        ax.set_xscale("log")
-        ax.set_xlabel("file size (bytes)")
-        ax.set_ylabel("test accuracy drop (points)")
-        ax.set_ylim(-0.5, 4)
-        ax.set_title(f"{NAMES[arch]} on Fashion-MNIST (float32 {res['float32_bytes']:,} B)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="Fashion-MNIST IDX directory")
-    parser.add_argument("--cache", default=str(HERE / "out" / "cache"), help="trained checkpoints are kept here")
-    parser.add_argument("--out", default=str(HERE / "out"))
-    parser.add_argument("--models", default="lenet300,lenet5")
-    parser.add_argument("--budgets", type=float, nargs="+", default=[0.5, 1.0])
-    parser.add_argument("--curve", type=float, nargs="*", default=[0.25, 2.0, 3.0],
-                        help="extra budgets for the rate-accuracy curve of the final configuration")
-    parser.add_argument("--max-evals", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="a coarser step ladder (faster, larger files)")
-    parser.add_argument("--no-ablation", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    results = [run_model(arch, args) for arch in args.models.split(",")]
-    text = markdown(results)
-    print(text)
-    (Path(args.out) / "lossy_results.md").write_text(text + "\n")
-    (Path(args.out) / "lossy_results.json").write_text(json.dumps(results, indent=1, default=str))
-    plot(results, Path(args.out) / "lossy_rate_accuracy.png")
-    print(f"\nwrote {Path(args.out) / 'lossy_results.md'} and {Path(args.out) / 'lossy_rate_accuracy.png'}")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=protocol.DATA_DIR)
+    ap.add_argument("--models", default="lenet300,lenet5")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--budgets", type=float, nargs="+", default=[0.5, 1.0])
+    ap.add_argument("--max-evals", type=int, default=100)
+    ap.add_argument("--confidence", type=float, default=protocol.DEFAULT_CONFIDENCE)
+    ap.add_argument("--qps", type=int, nargs="+", default=list(range(-32, -11, 2)))
+    ap.add_argument("--nnr-venv", type=Path, default=NNR_VENV)
+    ap.add_argument("--json", type=Path, default=HERE / "results" / "lossy.json")
+    ap.add_argument("--codecs", default="nncodec,nnr",
+                    help="run only some codecs; their rows replace those of an existing --json (same seed)")
+    a = ap.parse_args()
+    a.codecs = set(a.codecs.split(","))
+    torch.set_num_threads(1)
+    py = nnr_python(a.nnr_venv) if "nnr" in a.codecs else None
+    if py is None:
+        print(f"NNCodec 2.1.3 not available (no working venv at {a.nnr_venv}): running nncodec only", file=sys.stderr)
+    data = protocol.load(a.data)
+    res = {"machine": machine_description(), "seed": a.seed, "budgets": a.budgets, "confidence": a.confidence,
+           "qps": a.qps, "nnr_run": py is not None, "models": []}
+    old = json.loads(a.json.read_text()) if a.json.exists() else None
+    if old is not None and old.get("seed") == a.seed:
+        res["models"] = old["models"]
+        res["nnr_run"] = res["nnr_run"] or old.get("nnr_run", False)
+    for arch in a.models.split(","):
+        new = run_model(arch, a.seed, data, a, py)
+        prev = next((m for m in res["models"] if m["arch"] == arch), None)
+        if prev is not None:  # keep the rows of the codecs not run now
+            ran = {"nncodec data-free", "nncodec calibrated"} if "nncodec" in a.codecs else set()
+            ran |= {"NNCodec 2.1.3"} if "nnr" in a.codecs else set()
+            new["rows"] = [r for r in prev["rows"] if r["codec"] not in ran] + new["rows"]
+            new["nnr"] = new["nnr"] if "nnr" in a.codecs else prev.get("nnr")
+            res["models"].remove(prev)
+        res["models"].append(new)
+        res["load"] = load_average()
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps(res, indent=1, default=str) + "\n")  # after every model: partial runs count
+    print(markdown(res))
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

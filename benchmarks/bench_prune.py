@@ -1,187 +1,171 @@
-"""Training-aware pruning on Fashion-MNIST: every method on LeNet-300-100 and LeNet-5-Caffe.
+"""Training-aware pruning (PMMP, DRR, R-L1) on the protocol: converged baselines, 3 seeds, real .nnc bytes.
 
-    python benchmarks/bench_prune.py --data /work/shared/data/fashion-mnist
+    nice -n 10 python benchmarks/bench_prune.py --data /work/shared/data/fashion-mnist \
+        --archs lenet300 --methods drr pmmp rl1 --seeds 0 1 2 [--grid grid.json]
 
-For each architecture a dense model is trained once (cached as safetensors under --cache), then each
-method prunes a copy, the survivors are quantized as coarsely as validation accuracy allows, the
-model is written as a .nnc file, decoded again, and the decoded model's test accuracy is measured.
-The table shows the real file size next to the paper's estimate (4 bytes per non-zero weight), and
-a PNG plots test accuracy against bytes. Targets (within 1.0 point of the dense model):
-LeNet-300-100 >= x100 (<= 10,664 B), LeNet-5-Caffe >= x200 (<= 8,622 B).
+For each (architecture, method, seed) the converged dense baseline of that seed
+(benchmarks/train_baselines.py) is pruned with the method (regularised training on the 55,000 TRAIN
+images, RGP -> TAMADE -> RGP, fine-tuning with the mask frozen), the survivors are quantized as coarsely
+as VALIDATION accuracy allows, the .nnc file is written and decoded, and the decoded model is scored
+once on the test set. Hyper-parameters: with --grid, every candidate runs on seed 0 and the smallest
+file whose validation drop (against the dense model's validation accuracy) is <= --max-val-drop is
+chosen; the chosen setting then runs on every seed. Without --grid the method defaults are used as they
+are. The table reports mean +- sd over the seeds of the test drop, file bytes and ratio (float32 bytes /
+file bytes), and the "paper estimate": 4 bytes x the method's own non-zeros, counted after pruning and
+fine-tuning and BEFORE the quantizer's extra zeroing. Rows are appended to --json as they finish, so
+seeds can run in parallel processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
-import multiprocessing
+import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import protocol  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec.compress.training import METHODS, recipes  # noqa: E402
+from nncodec import models  # noqa: E402
+from nncodec.compress.training import recipes  # noqa: E402
 
-TARGETS = {"lenet300": (100, 10_664), "lenet5": (200, 8_622)}
-NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
-# Epoch budget per architecture: (dense, regularised, fine-tuning). Sized for 2 shared CPU cores.
-EPOCHS = {"lenet300": (15, 10, 5), "lenet5": (6, 4, 2)}
-QUICK = {"lenet300": (2, 1, 1), "lenet5": (1, 1, 1)}
+TARGETS = {"lenet300": 100, "lenet5": 200}  # ratio float32 bytes / file bytes, within 1.0 pt mean test drop
+EPOCHS = {"lenet300": (10, 5), "lenet5": (4, 2)}  # (regularised, fine-tuning) epochs
 
 
-def dense_row(arch: str, dense: torch.nn.Module, data: recipes.ClassifierData, out: Path) -> dict:
-    path = out / f"{arch}-dense.nnc"
-    nbytes = nncodec.save_file(dense.state_dict(), path, prefer="size")
-    params = sum(p.numel() for p in dense.parameters())
-    acc = recipes.accuracy(dense, data.test)
-    return {"arch": arch, "method": "dense (lossless)", "compressed_test_accuracy": acc, "dense_test_accuracy": acc,
-            "accuracy_drop": 0.0, "file_bytes": nbytes, "float32_bytes": 4 * params, "ratio": 4 * params / nbytes,
-            "parameters": params, "nonzero": params, "paper_estimate_bytes": 4 * params, "paper_estimate_ratio": 1.0,
-            "train_seconds": 0.0}
+def classifier_data(data: protocol.ProtocolData) -> recipes.ClassifierData:
+    return recipes.ClassifierData(*(recipes.Split(s.x, s.y) for s in (data.train, data.val, data.test)))
 
 
-# Work runs in worker processes (one torch thread each): on 2 cores two single-threaded jobs beat one
-# two-threaded job for models this small. Each worker loads the data once.
-_DATA: dict[str, recipes.ClassifierData] = {}
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _data(path: str) -> recipes.ClassifierData:
-    if path not in _DATA:
-        _DATA[path] = recipes.load_data(path)
-    return _DATA[path]
-
-
-def _dense_task(data_dir: str, arch: str, epochs: int, cache: str, out: str, progress: bool) -> dict:
+def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.ProtocolData,
+            cdata: recipes.ClassifierData, out: Path, epochs: tuple[int, int]) -> dict:
+    dense = models.build(arch)
+    dense.load_state_dict(protocol.load_baseline(arch, seed))
+    dense_test = protocol.accuracy(dense, None, data.test)
+    dense_val = protocol.accuracy(dense, None, data.val)
+    events: list[dict] = []
+    path = out / f"{arch}-{method}-seed{seed}.nnc"
     t0 = time.perf_counter()
-    data = _data(data_dir)
-    dense = recipes.train_dense(arch, data, epochs, progress=progress, cache=cache)
-    row = dense_row(arch, dense, data, Path(out))
-    row["train_seconds"] = time.perf_counter() - t0
-    print(f"[{arch}] dense ready: {row['compressed_test_accuracy']:.2f}% ({row['train_seconds']:.0f} s)",
-          file=sys.stderr, flush=True)
-    return row
+    r = recipes.compress_classifier(dense, arch, cdata, method, path, epochs=epochs[0], finetune_epochs=epochs[1],
+                                    seed=seed, progress=False, callback=events.append, overrides=overrides,
+                                    dense_accuracy=dense_test)
+    decoded = nncodec.load_file(path)
+    method_nnz = next((e["nonzero"] for e in reversed(events) if "nonzero" in e), None)
+    return {"arch": arch, "method": method, "seed": seed, "overrides": overrides,
+            "dense_val": dense_val, "dense_test": dense_test,
+            "val_accuracy": protocol.accuracy(arch, decoded, data.val),
+            "test_accuracy": r["compressed_test_accuracy"], "test_drop": dense_test - r["compressed_test_accuracy"],
+            "file_bytes": r["file_bytes"], "float32_bytes": r["float32_bytes"], "ratio": r["ratio"],
+            "nonzero_after_quantizer": r["nonzero"], "method_nonzero": method_nnz,
+            "paper_estimate_ratio": r["parameters"] / method_nnz if method_nnz else None,
+            "epochs": list(epochs), "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def _method_task(data_dir: str, arch: str, method: str, epochs: int, finetune: int, cache: str, out: str,
-                 dense_acc: float, progress: bool) -> dict:
-    t0 = time.perf_counter()
-    data = _data(data_dir)
-    dense = recipes.train_dense(arch, data, 1, progress=False, cache=cache)  # cached by the dense task
-    r = recipes.compress_classifier(dense, arch, data, method, Path(out) / f"{arch}-{method}.nnc", epochs=epochs,
-                                    finetune_epochs=finetune, progress=progress, dense_accuracy=dense_acc,
-                                    log=lambda m: print(f"[{arch}] {m}", file=sys.stderr, flush=True))
-    r["wall_seconds"] = time.perf_counter() - t0
-    print(f"[{arch}] {method}: {r['file_bytes']:,} B (x{r['ratio']:.1f}), acc {r['compressed_test_accuracy']:.2f}% "
-          f"(dense {dense_acc:.2f}%), nnz {r['nonzero']:,}, {r['wall_seconds']:.0f} s", file=sys.stderr, flush=True)
-    return r
+def append(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(path.read_text()) if path.exists() else []
+        rows.append(row)
+        path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
 
 
-def table(rows: list[dict]) -> str:
-    lines = ["| model | method | test acc % | Δ vs dense | non-zeros | .nnc bytes | ratio | paper est. (4 B×nnz) | "
-             "paper ratio | target met | train s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|---:|"]
+def summarise(rows: list[dict]) -> str:
+    """Mean +- sd over seeds per (arch, method) of the final (non-sweep) rows."""
+    def ms(vals: list[float], fmt: str) -> str:
+        if len(vals) < 2:
+            return format(vals[0], fmt) + " (1 seed)"
+        return f"{format(statistics.mean(vals), fmt)} ± {format(statistics.stdev(vals), fmt)}"
+
+    lines = ["| model | method | seeds | test drop (pt) | .nnc bytes | ratio | target | paper estimate ratio "
+             "(4 B × method non-zeros, before quantizer zeroing) |", "|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        ratio_target, byte_target = TARGETS[r["arch"]]
-        met = "yes" if r["file_bytes"] <= byte_target and r["accuracy_drop"] <= 1.0 else "no"
-        if r["method"].startswith("dense"):
-            met = "–"
-        lines.append(f"| {NAMES[r['arch']]} | {r['method']} | {r['compressed_test_accuracy']:.2f} | "
-                     f"{-r['accuracy_drop']:+.2f} | {r['nonzero']:,} | {r['file_bytes']:,} | ×{r['ratio']:.1f} | "
-                     f"{r['paper_estimate_bytes']:,} | ×{r['paper_estimate_ratio']:.1f} | {met} | {r['train_seconds']:.0f} |")
+        if not r.get("sweep"):
+            groups.setdefault((r["arch"], r["method"], json.dumps(r["overrides"], sort_keys=True)), []).append(r)
+    for (arch, method, ov), rs in sorted(groups.items()):
+        method = f"{method} {ov}" if ov != "{}" else f"{method} (defaults)"
+        drop = [r["test_drop"] for r in rs]
+        ratio = [r["ratio"] for r in rs]
+        ok = statistics.mean(drop) <= 1.0 and statistics.mean(ratio) >= TARGETS[arch]
+        est = [r["paper_estimate_ratio"] for r in rs if r["paper_estimate_ratio"]]
+        lines.append(f"| {protocol.NAMES[arch]} | {method} | {','.join(str(r['seed']) for r in rs)} | "
+                     f"{ms(drop, '.2f')} | {ms([r['file_bytes'] for r in rs], ',.0f')} | ×{ms(ratio, '.1f')} | "
+                     f"≥ ×{TARGETS[arch]}: {'met' if ok else '**missed**'} | ×{ms(est, '.1f') if est else '-'} |")
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    archs = [a for a in TARGETS if any(r["arch"] == a for r in rows)]
-    fig, axes = plt.subplots(1, len(archs), figsize=(6.5 * len(archs), 4.8), squeeze=False)
-    for ax, arch in zip(axes[0], archs, strict=True):
-        rs = [r for r in rows if r["arch"] == arch]
-        dense = next(r for r in rs if r["method"].startswith("dense"))
-        for i, r in enumerate(rs):
-            if r["method"].startswith("dense"):
-                continue
-            color = f"C{i}"
-            ax.scatter(r["file_bytes"], r["compressed_test_accuracy"], color=color, marker="o", s=50,
-                       label=f"{r['method']} (.nnc)")
-            ax.scatter(r["paper_estimate_bytes"], r["compressed_test_accuracy"], facecolors="none", edgecolors=color,
-                       marker="s", s=50, label=f"{r['method']} (4 B×nnz)")
-            ax.plot([r["file_bytes"], r["paper_estimate_bytes"]], [r["compressed_test_accuracy"]] * 2, color=color,
-                    lw=0.8, alpha=0.5)
-        ax.scatter(dense["file_bytes"], dense["compressed_test_accuracy"], color="k", marker="*", s=90,
-                   label="dense (lossless .nnc)")
-        ax.scatter(dense["float32_bytes"], dense["compressed_test_accuracy"], color="k", marker="x", s=60,
-                   label="dense float32")
-        ax.axhline(dense["compressed_test_accuracy"] - 1.0, color="gray", ls="--", lw=0.8, label="dense − 1 point")
-        ax.axvline(TARGETS[arch][1], color="red", ls=":", lw=0.8, label=f"target ×{TARGETS[arch][0]}")
-        ax.set_xscale("log")
-        ax.set_xlabel("bytes")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"{NAMES[arch]} on Fashion-MNIST")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", required=True, help="IDX directory (Fashion-MNIST)")
-    ap.add_argument("--archs", nargs="+", default=list(TARGETS), choices=list(TARGETS))
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    ap.add_argument("--out", default=str(HERE / "out"), help="output directory")
-    ap.add_argument("--cache", default=None, help="dense checkpoint cache directory [OUT/cache]")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2, one per core)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    ap.add_argument("--quick", action="store_true", help="1-2 epochs per phase: a smoke test, not a result")
-    ap.add_argument("--progress", action="store_true", help="show tqdm bars")
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(args.cache) if args.cache else out / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    budget = QUICK if args.quick else EPOCHS
-    data_dir = str(Path(args.data).resolve())
-    recipes.load_data(data_dir)  # fail early on a bad directory
-    ckpt = {a: str(cache / f"{a}-dense-e{budget[a][0]}-s0.safetensors") for a in args.archs}
-    start = time.perf_counter()
-    ctx = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
-    with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker, initargs=(args.threads,)) as pool:
-        dense = {a: pool.submit(_dense_task, data_dir, a, budget[a][0], ckpt[a], str(out), args.progress)
-                 for a in args.archs}
-        dense_rows = {a: f.result() for a, f in dense.items()}
-        # the slowest architecture first, so the two workers finish together
-        tasks = sorted(((a, m) for a in args.archs for m in args.methods), key=lambda t: t[0] != "lenet5")
-        futures = {(a, m): pool.submit(_method_task, data_dir, a, m, budget[a][1], budget[a][2], ckpt[a], str(out),
-                                       dense_rows[a]["compressed_test_accuracy"], args.progress) for a, m in tasks}
-        results = {k: f.result() for k, f in futures.items()}
-    rows = []
-    for a in args.archs:
-        rows.append(dense_rows[a])
-        rows.extend(results[(a, m)] for m in args.methods)
-    md = table(rows)
-    total = time.perf_counter() - start
-    epochs_note = ", ".join(f"{NAMES[a]}: dense {budget[a][0]}, regularised {budget[a][1]}, fine-tune {budget[a][2]}"
-                            for a in args.archs)
-    footer = (f"\n\nwall time {total / 60:.1f} min ({args.jobs} workers x {args.threads} torch thread); "
-              f"epochs {epochs_note}")
-    print(md + footer)
-    (out / "bench_prune.md").write_text(md + footer + "\n")
-    (out / "bench_prune.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    plot(rows, out / "prune_rate_accuracy.png")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=protocol.DATA_DIR)
+    ap.add_argument("--archs", nargs="+", default=["lenet300", "lenet5"], choices=list(TARGETS))
+    ap.add_argument("--methods", nargs="+", default=["pmmp", "drr", "rl1"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(protocol.SEEDS))
+    ap.add_argument("--grid", type=Path, default=None,
+                    help='JSON {"arch": {"method": [{overrides}, ...]}}: chosen on validation with seed 0')
+    ap.add_argument("--max-val-drop", type=float, default=0.5,
+                    help="grid selection: largest validation drop a candidate may have (well below 1.0: the first "
+                         "runs dropped 0.8 pt more on test than on validation)")
+    ap.add_argument("--sweep-only", action="store_true",
+                    help="only run the --grid candidates on seed 0 (rows marked sweep), e.g. one process per candidate")
+    ap.add_argument("--from-sweeps", action="store_true",
+                    help="choose among the sweep rows already in --json (same rule), then run --seeds")
+    ap.add_argument("--epochs", type=int, nargs=2, default=None, metavar=("REG", "FINETUNE"))
+    ap.add_argument("--out", type=Path, default=HERE / "out" / "prune")
+    ap.add_argument("--json", type=Path, default=HERE / "results" / "prune.json")
+    ap.add_argument("--summary", action="store_true", help="only print the table of --json")
+    a = ap.parse_args()
+    if a.summary:
+        print(summarise(json.loads(a.json.read_text())))
+        return
+    torch.set_num_threads(1)
+    a.out.mkdir(parents=True, exist_ok=True)
+    data = protocol.load(a.data)
+    cdata = classifier_data(data)
+    grid = json.loads(a.grid.read_text()) if a.grid else {}
+    for arch in a.archs:
+        epochs = tuple(a.epochs) if a.epochs else EPOCHS[arch]
+        for method in a.methods:
+            candidates = grid.get(arch, {}).get(method, [{}])
+            chosen = candidates[0]
+            sweeps = []
+            if a.sweep_only or len(candidates) > 1:  # selection on validation, seed 0
+                for ov in candidates:
+                    r = run_one(arch, method, 0, ov, data, cdata, a.out, epochs)
+                    r["sweep"] = True
+                    append(a.json, r)
+                    sweeps.append(r)
+                    print(f"[sweep {arch} {method}] {ov}: {r['file_bytes']:,} B, val drop "
+                          f"{r['dense_val'] - r['val_accuracy']:.2f}", file=sys.stderr, flush=True)
+            if a.sweep_only:
+                continue
+            if a.from_sweeps:
+                sweeps = [r for r in json.loads(a.json.read_text())
+                          if r.get("sweep") and r["arch"] == arch and r["method"] == method]
+            if sweeps:
+                ok = [r for r in sweeps if r["dense_val"] - r["val_accuracy"] <= a.max_val_drop]
+                chosen = min(ok, key=lambda r: r["file_bytes"])["overrides"] if ok else \
+                    min(sweeps, key=lambda r: r["dense_val"] - r["val_accuracy"])["overrides"]
+                print(f"[{arch} {method}] chosen on validation: {chosen}", file=sys.stderr, flush=True)
+            for seed in a.seeds:
+                again = [r for r in sweeps if r["seed"] == seed and r["overrides"] == chosen]
+                if again:  # the sweep already ran this seed with this setting: the same computation
+                    r = {**again[0], "sweep": False, "reused_from_sweep": True}
+                else:
+                    r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs)
+                append(a.json, r)
+                print(f"[{arch} {method} seed {seed}] {r['file_bytes']:,} B (x{r['ratio']:.1f}), test drop "
+                      f"{r['test_drop']:.2f}, method nnz {r['method_nonzero']}, {r['seconds']:.0f} s",
+                      file=sys.stderr, flush=True)
+    print(summarise(json.loads(a.json.read_text())))
 
 
 if __name__ == "__main__":

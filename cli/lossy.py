@@ -67,6 +67,12 @@ Examples:
 """
 
 
+def nncodec_load(data: bytes) -> dict:
+    import nncodec
+
+    return nncodec.load(data)
+
+
 def _load_state(path: Path) -> dict:
     import torch
 
@@ -91,7 +97,7 @@ def _load_state(path: Path) -> dict:
               help="Directory with the IDX files (train-images-idx3-ubyte.gz, t10k-..., as for MNIST); with "
                    "--model also a .npz, an image folder or PKG.MODULE:LOADERS (scored on test, else validation).")
 @click.option("--max-drop", "max_drop", type=click.FloatRange(0), required=True,
-              help="Allowed drop of test accuracy, in percentage points.")
+              help="Allowed accuracy drop in percentage points, held with --confidence on the validation images.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="The .nnc file to write.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Trained weights (.pt, .safetensors or .nnc); trained from scratch (and saved here) if missing.")
@@ -101,7 +107,12 @@ def _load_state(path: Path) -> dict:
 @click.option("--per-channel", "per_channel", is_flag=True, help="One step per output channel.")
 @click.option("--lambdas", default="0,0.05", show_default=True, help="RD lambdas to try (comma separated).")
 @click.option("--max-evals", "max_evals", type=click.IntRange(1), default=400, show_default=True,
-              help="Stop the search after this many accuracy evaluations.")
+              help="Hard cap on the number of accuracy evaluations of the whole search.")
+@click.option("--confidence", type=click.FloatRange(0.5, 1, max_open=True), default=0.95, show_default=True,
+              help="A file is accepted when the one-sided upper bound of the paired validation drop at this "
+                   "level is within --max-drop.")
+@click.option("--validation", type=click.IntRange(1), default=5000, show_default=True,
+              help="The last N training images are held out: the search selects on them, never on the test set.")
 @click.option("--prefer", type=click.Choice(("size", "balanced", "speed")), default="balanced", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
@@ -109,17 +120,20 @@ def _load_state(path: Path) -> dict:
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, phase lines or summary).")
 def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, max_drop: float, output: Path,
            checkpoint: Path | None, epochs: int | None, calibrate: bool, per_channel: bool, lambdas: str, max_evals: int,
-           prefer: str, seed: int, force: bool, as_json: bool, quiet: bool) -> None:
-    """Find the smallest .nnc file of a built-in classifier whose test accuracy stays within
+           confidence: float, validation: int, prefer: str, seed: int, force: bool, as_json: bool, quiet: bool) -> None:
+    """Find the smallest .nnc file of a built-in classifier (or your --model) whose accuracy stays within
     --max-drop points of the uncompressed model (post-training: no retraining).
 
-    Every candidate file is decoded from its bytes and scored on the test set; step sizes and RD
+    The last --validation training images are held out (training from scratch uses only the rest).
+    Every candidate file is decoded from its bytes and scored per sample on the validation images; it
+    is accepted when the one-sided upper confidence bound of the paired drop is within --max-drop.
+    The test set is scored once, for the chosen file, and both drops are printed. Step sizes and RD
     lambdas are allocated per layer by sensitivity. Progress goes to stderr.
     """
     from nncodec import models
     from nncodec.budget import search_budget
     from nncodec.container.writer import atomic_write
-    from nncodec.datasets import load_fashion_mnist
+    from nncodec.datasets import load_fashion_mnist, train_validation_split
 
     from .common import CliError, check_output, human_bytes, is_terminal
     from .common import say as echo
@@ -141,7 +155,7 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
         user_budget(model_spec, checkpoint, data_dir, loss, max_drop, output, per_channel=per_channel, lambdas=lams,
                     prefer=prefer, max_evals=max_evals, force=force)
         return
-    x_train, y_train = load_fashion_mnist(data_dir, "train")
+    (x_train, y_train), (x_val, y_val) = train_validation_split(*load_fashion_mnist(data_dir, "train"), validation)
     x_test, y_test = load_fashion_mnist(data_dir, "test")
     model = models.build(arch)
     if checkpoint is not None and checkpoint.exists():
@@ -163,31 +177,40 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if calibrate:
         say("calibrating: layer statistics from training images")
-    stats = models.layer_statistics(model, x_train) if calibrate else None
-    evaluate = models.make_evaluator(arch, x_test, y_test)
+    stats = models.layer_statistics(model, models.preprocess(x_train)) if calibrate else None
+    evaluate = models.make_evaluator(arch, x_val, y_val, per_sample=True)
     t0 = time.perf_counter()
     bar = not quiet and is_terminal(sys.stderr)
     if not bar:
         say(f"searching: at most {max_evals} evaluations of decoded candidates (this can take minutes)")
     result = search_budget(state, evaluate, max_drop, statistics=stats, per_channel=per_channel, lambdas=lams,
-                           prefer=prefer, max_evals=max_evals, metadata={"arch": arch},
+                           prefer=prefer, max_evals=max_evals, confidence=confidence, metadata={"arch": arch},
                            progress=bar)
     seconds = time.perf_counter() - t0
     atomic_write(output, result.data, overwrite=force)
     raw = sum(v.numel() * v.element_size() for v in state.values())
+    test_model = models.build(arch)
+    test_base = models.evaluate(test_model, x_test, y_test, state=state)
+    test_acc = models.evaluate(test_model, x_test, y_test, state=nncodec_load(result.data))
     if as_json:
         import json
 
         click.echo(json.dumps({"output": str(output), "file_bytes": len(result.data), "float32_bytes": raw,
-                               "accuracy": result.score, "baseline_accuracy": result.baseline,
+                               "validation": {"images": len(y_val), "accuracy": result.score,
+                                              "baseline_accuracy": result.baseline, "drop_bound": result.drop_bound,
+                                              "confidence": confidence},
+                               "test": {"images": len(y_test), "accuracy": test_acc, "baseline_accuracy": test_base},
                                "max_drop": max_drop, "evaluations": result.evaluations, "seconds": round(seconds, 1),
                                "settings": {k: str(v) for k, v in result.settings.items()}}, indent=2))
         return
     if quiet:
         return
     echo(f"wrote {output}: {human_bytes(len(result.data))} ({raw / len(result.data):.1f}x smaller than "
-               f"float32), accuracy {result.score:.2f}% (uncompressed {result.baseline:.2f}%, "
-               f"drop {result.baseline - result.score:.2f} <= {max_drop}), {result.evaluations} evaluations "
-               f"in {seconds:.0f} s")
+         f"float32), {result.evaluations} evaluations in {seconds:.0f} s")
+    echo(f"  validation ({len(y_val):,} images, selected on): {result.score:.2f}% (uncompressed "
+         f"{result.baseline:.2f}%), drop {result.baseline - result.score:.2f}, "
+         f"{confidence:.0%} upper bound {result.drop_bound:.2f} <= {max_drop}")
+    echo(f"  test ({len(y_test):,} images, scored once): {test_acc:.2f}% (uncompressed {test_base:.2f}%), "
+         f"drop {test_base - test_acc:.2f}")
     for name, setting in result.settings.items():
         echo(f"  {name}: {setting}")

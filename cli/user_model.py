@@ -199,8 +199,9 @@ def load_data(spec: str, batch_size: int = 256, seed: int = 0) -> Data:
 
 def user_budget(model_spec: str, checkpoint: Path | None, data: str, loss: str, max_drop: float, output: Path, *,
                 per_channel: bool, lambdas: tuple[float, ...], prefer: str, max_evals: int, force: bool) -> None:
-    """`nncodec budget --model`: the budget search on a user model, scored on its test split (else
-    validation): accuracy in % for cross_entropy, minus the mean loss for mse."""
+    """`nncodec budget --model`: the budget search on a user model, selecting on its validation split
+    (never on test); the test split, when there is one, is scored once for the chosen file. The score
+    is accuracy in % for cross_entropy, minus the mean loss for mse."""
     import sys
     import time
 
@@ -216,13 +217,15 @@ def user_budget(model_spec: str, checkpoint: Path | None, data: str, loss: str, 
         raise BadArgumentError("--model needs --checkpoint with its trained weights")
     model = load_model(model_spec, checkpoint)
     loaders = load_data(data)
-    split = loaders.test if loaders.test is not None else loaders.val
-    batches = [(x, y) for x, y in split]
+    val_batches = [(x, y) for x, y in loaders.val]
     classify = loss == "cross_entropy"
 
-    def evaluate(state: dict) -> float:
+    def score_on(batches: list, state: dict) -> float:
         s = scores(model, batches, LOSSES[loss], {k: torch.as_tensor(v) for k, v in state.items()}, accuracy=classify)
         return s["accuracy"] if classify else -s["loss"]
+
+    def evaluate(state: dict) -> float:
+        return score_on(val_batches, state)
 
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
@@ -232,6 +235,13 @@ def user_budget(model_spec: str, checkpoint: Path | None, data: str, loss: str, 
     raw = sum(v.numel() * v.element_size() for v in state.values())
     what, unit = ("accuracy", "%") if classify else ("minus loss", "")
     click.echo(f"wrote {output}: {human_bytes(len(result.data))} ({raw / len(result.data):.1f}x smaller than float32), "
-               f"{what} {result.score:.4g}{unit} (uncompressed {result.baseline:.4g}{unit}, drop "
+               f"validation {what} {result.score:.4g}{unit} (uncompressed {result.baseline:.4g}{unit}, drop "
                f"{result.baseline - result.score:.4g} <= {max_drop}), {result.evaluations} evaluations in "
                f"{time.perf_counter() - t0:.0f} s")
+    if loaders.test is not None:  # scored once, for the chosen file only
+        from nncodec import load as nncodec_load
+
+        test_batches = [(x, y) for x, y in loaders.test]
+        base, chosen = score_on(test_batches, state), score_on(test_batches, nncodec_load(result.data))
+        click.echo(f"  test (scored once): {what} {chosen:.4g}{unit} (uncompressed {base:.4g}{unit}), "
+                   f"drop {base - chosen:.4g}")

@@ -2,9 +2,21 @@
 
     data = nncodec.compress_to_budget(model.state_dict(), evaluate, max_drop=0.5)
 
-`evaluate(state_dict) -> float` scores decoded tensors (higher is better, e.g. accuracy in %).
+`evaluate(state_dict)` scores decoded tensors (higher is better, e.g. accuracy in %), on data the
+caller chooses: the search SELECTS on it, so it must be held-out validation data, never the test set
+that the result is reported on (benchmarks/PROTOCOL.md). It returns either
+  * a 1-D array of per-sample scores (e.g. 0/100 correctness per validation sample; the score is its
+    mean). A file is then accepted only when the one-sided upper confidence bound of the paired drop
+    (normal bound on the per-sample differences against the original model, i.e. the normal form of
+    McNemar's test for 0/1 scores; `nncodec.confidence`) is <= max_drop, at `confidence` (default
+    95 %). With `confirm=True` (default) the search steers on the even-numbered samples only and the
+    answer must pass the same test on the odd-numbered ones too, which it never steered on: a search
+    tries many files, and the smallest that passes one test has usually passed it by luck.
+  * a float: a file is accepted when baseline - score + margin <= max_drop (`margin`, default 0,
+    is the caller's allowance for the noise of that number).
 The search never trusts an estimate for the final answer: every candidate file is encoded,
-decoded from its bytes and scored, and its size is len(bytes).
+decoded from its bytes and scored, and its size is len(bytes). `max_evals` is a hard cap on the
+number of evaluate() calls of the whole search (baseline and scan included).
 
 How it allocates (per layer, by sensitivity, not one global setting):
   1. Sensitivity scan: each large weight tensor ("layer") is quantized alone on a ladder of step
@@ -16,9 +28,8 @@ How it allocates (per layer, by sensitivity, not one global setting):
      (minimise size + mu * drop per layer) gives one combination per mu, and a binary search
      over those finds the smallest combination that really keeps the score.
   3. Refinement: greedily move single layers one or two rungs coarser while the real score stays
-     in budget, cheapest predicted damage per byte saved first. Scores are noisy (a few test
-     samples flip), so the search also tries a few combinations just below the binary search's
-     answer, and a file scored for one budget counts for every budget it meets.
+     in budget, cheapest predicted damage per byte saved first. A file scored for one budget counts
+     for every budget it meets.
 Small tensors (biases, norms) get a fine step; with calibration `statistics` (see
 nncodec.models.layer_statistics) weights are quantized with OPTQ and the biases corrected.
 """
@@ -41,6 +52,7 @@ from .compress.config import fine_quantize
 from .compress.lossless import lossless
 from .compress.rdoq import quantize_rdoq
 from .compress.uniform import levels_to_quant_tensor
+from .confidence import DEFAULT_CONFIDENCE, paired_drop, z_value
 from .convert import is_torch_tensor, to_numpy, words_to_numpy, words_to_torch
 from .dtypes import DType
 from .errors import BadArgumentError
@@ -87,14 +99,29 @@ class BudgetResult:
     sensitivity: dict[str, list[tuple[str, int, float]]] = field(default_factory=dict)  # layer -> (setting, bytes, drop)
     choice: dict[str, Setting] = field(default_factory=dict)  # the chosen setting per layer (empty: lossless)
     small_lossless: bool = False  # small tensors stayed lossless (their fine step alone cost too much)
+    drop_bound: float = 0.0  # the accepted file's upper drop bound (per-sample) or drop + margin (scalar)
+    confidence: float | None = None  # level of the bound (None: scalar evaluator)
+
+
+class _OutOfEvaluations(Exception):
+    """Guard of the hard cap: every caller checks `left()` first, so this is never raised in a correct search."""
 
 
 class _Search:
     def __init__(self, tensors: Mapping[str, Any], evaluate: Callable[[dict], float], *,
                  statistics: Mapping[str, LayerStats] | None, rel_steps: Sequence[float], lambdas: Sequence[float],
                  per_channel: bool, small_rel_error: float, options: EncodeOptions, metadata: dict | None,
-                 min_layer_numel: int, progress: bool, iterations: int, optq: bool = True) -> None:
+                 min_layer_numel: int, progress: bool | None, iterations: int, optq: bool = True,
+                 max_evals: int = 400, confidence: float = DEFAULT_CONFIDENCE, margin: float = 0.0,
+                 confirm: bool = True) -> None:
         self.tensors = tensors
+        self.max_evals = max_evals
+        self.confidence = confidence
+        self.margin = margin
+        self.base_samples: np.ndarray | None = None
+        self.baseline = 0.0
+        self.confirm = confirm
+        self.confirm_bounds: dict[tuple, tuple[float, float]] = {}  # rungs -> (odd-half bound, full bound)
         self.optq = optq
         self.evaluate = evaluate
         self.options = options
@@ -104,7 +131,7 @@ class _Search:
         self.framework = "pt" if any(is_torch_tensor(v) for v in tensors.values()) else "np"
         self.ladder = [Setting(float(r), float(lam)) for lam in lambdas for r in sorted(rel_steps)]
         self.cache: dict[tuple[str, int], tuple[dict, int]] = {}
-        self.files: dict[tuple, tuple[bytes, float]] = {}  # every full candidate decoded and scored, by rungs
+        self.files: dict[tuple, tuple[bytes, float, float]] = {}  # rungs -> (file, score, drop bound)
         self.evaluations = 0
         stats = dict(statistics or {})
         arrays = {}
@@ -202,10 +229,43 @@ class _Search:
 
     # ------------------------------------------------------------------ evaluation
 
-    def _score(self, state: dict) -> float:
+    def left(self) -> int:
+        return self.max_evals - self.evaluations
+
+    def _evaluate(self, state: dict) -> tuple[float, np.ndarray | None]:
+        """(score, per-sample scores or None) of a state dict; never past max_evals."""
+        if self.evaluations >= self.max_evals:
+            raise _OutOfEvaluations
         self.evaluations += 1
         self.bar.update(1)
-        return float(self.evaluate(state))
+        out = self.evaluate(state)
+        if isinstance(out, (int, float, np.floating, np.integer)) and not isinstance(out, bool):
+            return float(out), None
+        arr = np.asarray(out, dtype=np.float64) if not is_torch_tensor(out) else out.detach().double().cpu().numpy()
+        if arr.ndim == 0:
+            return float(arr), None
+        if arr.ndim != 1 or arr.size < 2 or not np.isfinite(arr).all():
+            raise BadArgumentError("evaluate must return a float or a 1-D array of >= 2 finite per-sample scores, "
+                                   f"got shape {arr.shape}")
+        if self.base_samples is not None and arr.shape != self.base_samples.shape:
+            raise BadArgumentError(f"evaluate returned {arr.size} per-sample scores, the baseline {self.base_samples.size}")
+        return float(arr.mean()), arr
+
+    def _score(self, state: dict) -> float:
+        return self._evaluate(state)[0]
+
+    def drop_bounds(self, score: float, samples: np.ndarray | None) -> tuple[float, tuple[float, float] | None]:
+        """What must stay <= max_drop: the bound the search steers on (upper confidence bound of the
+        paired drop on the even samples, or on all without `confirm`; scalar: drop + margin), and
+        (bound on the odd samples, bound on all samples) for the final confirmation."""
+        if samples is None or self.base_samples is None:
+            return self.baseline - score + self.margin, None
+        full = paired_drop(self.base_samples, samples, self.confidence).upper
+        if not self.confirm or samples.size < 4:
+            return full, None
+        b = self.base_samples
+        even = paired_drop(b[0::2], samples[0::2], self.confidence).upper
+        return even, (paired_drop(b[1::2], samples[1::2], self.confidence).upper, full)
 
     def _decoded(self, comp: QuantTensor | RawTensor) -> Any:
         words = comp.words if isinstance(comp, RawTensor) else dequantize(comp)
@@ -228,10 +288,20 @@ class _Search:
         ordered = {name: comps[name] if name in comps else self.fixed[name] for name in self.tensors}
         return encode_file(ordered, self.metadata, self.options)
 
-    def try_file(self, rungs: dict[str, int]) -> tuple[bytes, float]:
+    def try_file(self, rungs: dict[str, int], key: tuple) -> tuple[bytes, float, float]:
         data = self.encode(rungs)
-        score = self._score(load(data, framework=self.framework))
-        return data, score
+        score, samples = self._evaluate(load(data, framework=self.framework))
+        bound, extra = self.drop_bounds(score, samples)
+        if extra is not None:
+            self.confirm_bounds[key] = extra
+        return data, score, bound
+
+
+_EPS = 1e-9  # float slack of the budget comparison
+
+
+def _within(bound: float, max_drop: float) -> bool:
+    return bound <= max_drop + _EPS
 
 
 def _float_values(dt: DType, arr: np.ndarray) -> np.ndarray:
@@ -241,10 +311,15 @@ def _float_values(dt: DType, arr: np.ndarray) -> np.ndarray:
     return np.asarray(arr, dtype=np.float64)
 
 
+_MIN_LOSSY_DROP = 1e-3
+
+
 def _front(points: dict[int, tuple[int, float]]) -> list[tuple[int, float, int]]:
-    """Rungs on the Pareto front of (bytes, drop), sorted by bytes: each larger one drops less
-    (negative drops, i.e. lucky gains, count as zero)."""
-    pts = sorted(((b, max(d, 0.0), r) for r, (b, d) in points.items()), key=lambda p: (p[0], p[1]))
+    """Rungs on the Pareto front of (bytes, drop), sorted by bytes: each larger one drops less.
+    A measured drop of a lossy rung counts as at least _MIN_LOSSY_DROP (lucky gains and zeros are
+    noise), so the exact lossless rung (drop 0) stays on the front as the last resort."""
+    pts = sorted(((b, d if r == LOSSLESS_RUNG else max(d, _MIN_LOSSY_DROP), r) for r, (b, d) in points.items()),
+                 key=lambda p: (p[0], p[1]))
     front: list[tuple[int, float, int]] = []
     for b, d, r in pts:
         if not front or d < front[-1][1]:
@@ -252,7 +327,13 @@ def _front(points: dict[int, tuple[int, float]]) -> list[tuple[int, float, int]]
     return front
 
 
-def _validate(max_drops: Sequence[float], rel_steps: Sequence[float], lambdas: Sequence[float]) -> None:
+def _validate(max_drops: Sequence[float], rel_steps: Sequence[float], lambdas: Sequence[float], max_evals: int,
+              confidence: float, margin: float) -> None:
+    if isinstance(max_evals, bool) or not isinstance(max_evals, (int, np.integer)) or max_evals < 1:
+        raise BadArgumentError(f"max_evals must be an integer >= 1, got {max_evals!r}")
+    z_value(confidence)
+    if not (isinstance(margin, (int, float)) and np.isfinite(margin) and margin >= 0):
+        raise BadArgumentError(f"margin must be a finite number >= 0, got {margin!r}")
     for max_drop in max_drops:
         if isinstance(max_drop, bool) or not (isinstance(max_drop, (int, float)) and np.isfinite(max_drop) and max_drop >= 0):
             raise BadArgumentError(f"max_drop must be a finite number >= 0, got {max_drop!r}")
@@ -268,40 +349,51 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
                    per_channel: bool = False, per_layer: bool = True, small_rel_error: float = 2.0**-6,
                    prefer: str = "balanced", contexts: bool = True, metadata: Mapping[str, str] | None = None,
                    min_layer_numel: int = 256, max_evals: int = 400, iterations: int = 2, optq: bool = True,
-                   progress: bool = True) -> list[BudgetResult]:
+                   confidence: float = DEFAULT_CONFIDENCE, margin: float = 0.0, confirm: bool = True,
+                   progress: bool | None = None) -> list[BudgetResult]:
     """`search_budget` for several budgets at once: the sensitivity scan is shared.
 
     Options: statistics (weight name -> LayerStats: OPTQ + bias correction), rel_steps (the step
     ladder in standard deviations of each weight), lambdas (RD lambdas), per_channel (a step per
     output row), per_layer (False: one setting for all layers, for comparison), small_rel_error
     (step of biases and other small tensors), prefer / contexts (codec choices), metadata,
-    min_layer_numel (smaller tensors count as small), max_evals (evaluations for the scan and again
-    for each budget's allocation), iterations (RDOQ passes), optq (False: with statistics, only
-    the bias correction, no error feedback), progress (a tqdm bar on stderr).
+    min_layer_numel (smaller tensors count as small), max_evals (a hard cap on evaluate() calls of the
+    whole search: about half go to the sensitivity scan, the rest is shared by the budgets),
+    iterations (RDOQ passes), optq (False: with statistics, only the bias correction, no error
+    feedback), confidence (level of the one-sided bound when evaluate returns per-sample scores),
+    margin (scalar evaluators: points added to the observed drop), confirm (per-sample evaluators:
+    steer on the even samples, confirm the answer on the odd ones; see the module doc), progress (True: a tqdm bar on
+    stderr; None/False: silent, the library default).
     """
     drops = [float(d) for d in max_drops]
-    _validate(drops, rel_steps, lambdas)
+    _validate(drops, rel_steps, lambdas, max_evals, confidence, margin)
     if not drops:
         return []
     options = EncodeOptions(prefer=prefer, contexts=contexts)
     search = _Search(tensors, evaluate, statistics=statistics, rel_steps=rel_steps, lambdas=lambdas,
                      per_channel=per_channel, small_rel_error=small_rel_error, options=options,
                      metadata=_check_metadata(metadata), min_layer_numel=min_layer_numel, progress=progress,
-                     iterations=iterations, optq=optq)
+                     iterations=iterations, optq=optq, max_evals=int(max_evals), confidence=float(confidence),
+                     margin=float(margin), confirm=bool(confirm))
     try:
-        baseline = search._score(dict(search.tensors))
+        baseline, search.base_samples = search._evaluate(dict(search.tensors))
+        search.baseline = baseline
         lossless_data = encode_file({n: lossless(a, dt) for n, (dt, a) in search.arrays.items()}, search.metadata,
                                     search.options)
         # small tensors (biases, norms) take a fine step unless that alone spends much of the budget
         state = dict(search.tensors)
         for name, comp in search.fixed.items():
             state[name] = search._decoded(comp)
-        if search.fixed and baseline - search._score(state) > min(drops) / 4:
+        if search.fixed and search.left() > 0 and baseline - search._score(state) > min(drops) / 4:
             search.small_lossless = True
             search.fixed = {n: lossless(search.arrays[n][1], search.arrays[n][0]) for n in search.fixed}
         if per_layer:
-            _scan(search, baseline, max(2.0 * max(drops), max(drops) + 1.0), min(drops) / 4, max_evals)
-        results = [_allocate(search, baseline, d, per_layer, max_evals, lossless_data) for d in drops]
+            scan_limit = search.evaluations + search.left() // 2
+            _scan(search, baseline, max(2.0 * max(drops), max(drops) + 1.0), min(drops) / 4, scan_limit)
+        results = []
+        for i, d in enumerate(drops):
+            allowance = search.left() // (len(drops) - i)  # the budgets share what the scan left
+            results.append(_allocate(search, baseline, d, per_layer, allowance, lossless_data))
         # a file scored for one budget may be the smallest that meets another: pick from all of them
         return [_best_of_all(search, r, lossless_data) for r in results]
     finally:
@@ -318,7 +410,7 @@ def _ladder_order(search: _Search) -> list[int]:
     return sorted(range(len(search.ladder)), key=lambda r: (search.ladder[r].rel_step, search.ladder[r].rd_lambda))
 
 
-def _scan(search: _Search, baseline: float, stop_drop: float, low_drop: float, max_evals: int) -> None:
+def _scan(search: _Search, baseline: float, stop_drop: float, low_drop: float, limit: int) -> None:
     """Sensitivity of each layer alone. Pass 1: every other step size (lambda 0), fine to coarse,
     until two rungs in a row drop more than `stop_drop`. Pass 2, while evaluations remain: the
     other rungs (the steps in between, the other lambdas) in the range that matters, from the last
@@ -331,7 +423,7 @@ def _scan(search: _Search, baseline: float, stop_drop: float, low_drop: float, m
     for layer in search.layers:
         over, lo, hi = 0, rels[0], rels[-1]
         for rel in coarse:
-            if search.evaluations >= max_evals:
+            if search.evaluations >= limit:
                 return
             r = rung[(rel, lams[0])]
             drop = baseline - search.score_layer_alone(layer, r)
@@ -350,36 +442,36 @@ def _scan(search: _Search, baseline: float, stop_drop: float, low_drop: float, m
                 r = rung[(rel, lam)]
                 if not lo <= rel <= hi or r in layer.points:
                     continue
-                if search.evaluations >= max_evals:
+                if search.evaluations >= limit:
                     return
                 layer.points[r] = (search.components(layer, r)[1], baseline - search.score_layer_alone(layer, r))
 
 
-def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool, max_evals: int,
+def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool, allowance: int,
               lossless_data: bytes) -> BudgetResult:
     threshold = baseline - max_drop
     start = search.evaluations
     history: list[tuple[int, float, bool]] = []
-    best: tuple[bytes, float, dict[str, int]] | None = None
-    for key, (data, score) in search.files.items():  # files already scored for other budgets
-        if score >= threshold and (best is None or len(data) < len(best[0])):
-            best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)})
+    best: tuple[bytes, float, dict[str, int], float] | None = None
+    for key, (data, score, bound) in search.files.items():  # files already scored for other budgets
+        if _within(bound, max_drop) and (best is None or len(data) < len(best[0])):
+            best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)}, bound)
 
     def budget_left() -> bool:
-        return search.evaluations - start < max_evals
+        return search.evaluations - start < allowance and search.left() > 0
 
     def consider(rungs: dict[str, int]) -> bool:
         nonlocal best
         key = tuple(rungs[layer.name] for layer in search.layers)
         if key in search.files:  # the same file again: same bytes, same score
-            data, score = search.files[key]
+            data, score, bound = search.files[key]
         else:
-            data, score = search.try_file(rungs)
-            search.files[key] = (data, score)
-        ok = score >= threshold
+            data, score, bound = search.try_file(rungs, key)
+            search.files[key] = (data, score, bound)
+        ok = _within(bound, max_drop)
         history.append((len(data), score, ok))
         if ok and (best is None or len(data) < len(best[0])):
-            best = (data, score, dict(rungs))
+            best = (data, score, dict(rungs), bound)
             search.bar.set_postfix(budget=max_drop, best_bytes=len(data), score=f"{score:.2f}")
         return ok
 
@@ -414,13 +506,6 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
             lo = mid + 1
     if best is None and budget_left():  # even the finest combination failed: the finest rung everywhere
         consider({layer.name: fronts[layer.name][-1][2] for layer in search.layers})
-    # scores are noisy (a few test samples flip): the next few smaller combinations get a chance too
-    if best is not None:
-        below = [k for k in ranked if combos[k] < len(best[0])][-3:]
-        for key in reversed(below):
-            if not budget_left():
-                break
-            consider({layer.name: r for layer, r in zip(search.layers, key, strict=True)})
 
     # greedy refinement: one layer one or two rungs coarser at a time, while the real score holds
     failed: set[tuple[str, int]] = set()
@@ -450,12 +535,19 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
 
 
 def _best_of_all(search: _Search, result: BudgetResult, lossless_data: bytes) -> BudgetResult:
+    """The smallest file scored for any budget that meets this one; with confirmation, it must also
+    pass the test on the held-out odd samples (and its reported bound is that of all samples)."""
     best = None
-    for key, (data, score) in search.files.items():
-        if score >= result.threshold and (best is None or len(data) < len(best[0])):
-            best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)})
-    if best is None or len(best[0]) >= len(result.data):
-        return result
+    max_drop = result.baseline - result.threshold
+    for key, (data, score, bound) in search.files.items():
+        if not _within(bound, max_drop) or (best is not None and len(data) >= len(best[0])):
+            continue
+        if key in search.confirm_bounds:
+            odd, full = search.confirm_bounds[key]
+            if not _within(odd, max_drop):
+                continue
+            bound = full
+        best = (data, score, {layer.name: r for layer, r in zip(search.layers, key, strict=True)}, bound)
     again = _result(search, best, lossless_data, result.baseline, result.threshold, result.history)
     again.evaluations = result.evaluations
     return again
@@ -465,13 +557,14 @@ def _result(search: _Search, best, lossless_data: bytes, baseline: float, thresh
             history: list[tuple[int, float, bool]]) -> BudgetResult:
     sens = {layer.name: [(str(search.ladder[r]), b, d) for r, (b, d) in sorted(layer.points.items()) if r >= 0]
             for layer in search.layers}
+    conf = search.confidence if search.base_samples is not None else None
     if best is None or len(lossless_data) <= len(best[0]):
         return BudgetResult(lossless_data, baseline, baseline, threshold, {layer.name: "lossless" for layer in search.layers},
-                            search.evaluations, history, sens)
-    data, score, rungs = best
+                            search.evaluations, history, sens, confidence=conf)
+    data, score, rungs, bound = best
     choice = {layer.name: search.ladder[r] if (r := rungs[layer.name]) >= 0 else LOSSLESS for layer in search.layers}
     return BudgetResult(data, score, baseline, threshold, {k: str(v) for k, v in choice.items()}, search.evaluations,
-                        history, sens, choice, search.small_lossless)
+                        history, sens, choice, search.small_lossless, bound, conf)
 
 
 def encode_with_settings(tensors: Mapping[str, Any], choice: Mapping[str, Setting], *,
@@ -507,10 +600,12 @@ def compress_to_budget(tensors: Mapping[str, Any], evaluate: Callable[[dict], fl
     evaluate(tensors) - max_drop.
 
     `tensors` is a state dict (torch tensors or numpy arrays); `evaluate(decoded) -> float` scores a
-    decoded state dict of the same kind (higher is better). Options (see `search_budgets`):
+    decoded state dict of the same kind (higher is better), computed on held-out validation data, never
+    on the test set; returning per-sample scores makes the search accept a file only when the upper
+    confidence bound of the paired drop is within max_drop (see the module doc). Options (see `search_budgets`):
     statistics (weight name -> LayerStats from nncodec.models.layer_statistics: OPTQ error
     feedback and bias correction), rel_steps, lambdas, per_channel, per_layer, small_rel_error,
-    prefer, contexts, metadata, max_evals, progress. If no lossy file keeps the score, the lossless
-    file is returned.
+    prefer, contexts, metadata, max_evals, confidence, margin, confirm, progress (default: no progress bar).
+    If no lossy file keeps the score, the lossless file is returned.
     """
     return search_budget(tensors, evaluate, max_drop, **options).data

@@ -85,3 +85,27 @@ def load_fashion_mnist(data_dir: str | os.PathLike, split: str = "train") -> tup
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise UnsupportedInputError(f"{d}: {split} images {images.shape} and labels {labels.shape} do not match")
     return images, labels
+
+
+# The evaluation protocol's fixed split (benchmarks/PROTOCOL.md): the LAST 5,000 images of the training
+# file are validation, the first 55,000 train; the test file is scored once, at the end, and never
+# used for a choice.
+VALIDATION_SIZE = 5000
+
+
+def train_validation_split(images: np.ndarray, labels: np.ndarray, validation: int = VALIDATION_SIZE
+                           ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """((train images, labels), (validation images, labels)): the last `validation` samples are held out."""
+    if len(images) != len(labels):
+        raise BadArgumentError(f"{len(images)} images but {len(labels)} labels")
+    if not 0 < validation < len(images):
+        raise BadArgumentError(f"{len(images)} training images are too few to hold out {validation} for validation")
+    cut = len(images) - validation
+    return (images[:cut], labels[:cut]), (images[cut:], labels[cut:])
+
+
+def load_protocol_splits(data_dir: str | os.PathLike, validation: int = VALIDATION_SIZE
+                         ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{"train", "validation", "test"} -> (uint8 images, labels) of an IDX directory under the fixed split."""
+    train, val = train_validation_split(*load_fashion_mnist(data_dir, "train"), validation)
+    return {"train": train, "validation": val, "test": load_fashion_mnist(data_dir, "test")}

@@ -83,8 +83,8 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: i
     and `after_step(model)` runs after every optimizer step (hooks for training-aware compression);
     `progress(epoch, mean_loss)` is called after each epoch. Returns the model in eval mode."""
     torch.manual_seed(seed)
-    x = preprocess(images)
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    x = as_input(images)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
@@ -112,38 +112,80 @@ def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: i
     return model.eval()
 
 
+def as_input(data: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """The model's input: uint8 images are preprocessed, float tensors/arrays are taken as already fed."""
+    if isinstance(data, torch.Tensor):
+        if not data.is_floating_point():
+            raise BadArgumentError(f"model inputs must be float (as fed in inference), got {data.dtype}")
+        return data
+    arr = np.asarray(data)
+    if arr.dtype == np.uint8:
+        return preprocess(arr)
+    if arr.dtype.kind != "f":
+        raise BadArgumentError(f"model inputs must be uint8 images or float inputs, got {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, *,
-             state: Mapping[str, Any] | None = None, batch_size: int = 256) -> float:
-    """Test accuracy in percent; with `state`, of the model after loading that state dict."""
+def correctness(model: nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, *,
+                state: Mapping[str, Any] | None = None, batch_size: int = 1024) -> np.ndarray:
+    """Per-sample correctness (bool [N]) of the model's top-1 prediction; with `state`, after loading it.
+    `images`: uint8 images (preprocessed here) or the float input as fed to the model."""
     if state is not None:
         model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()}, strict=True)
     model.eval()
-    x = images if isinstance(images, torch.Tensor) else preprocess(images)
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    correct = 0
+    x = as_input(images)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    out = torch.empty(len(x), dtype=torch.bool)
     for i in range(0, len(x), batch_size):
-        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
-    return 100.0 * correct / max(len(x), 1)
+        out[i : i + batch_size] = model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]
+    return out.numpy()
 
 
-def make_evaluator(arch: str, images: np.ndarray, labels: np.ndarray) -> Callable[[Mapping[str, Any]], float]:
-    """`evaluate(state_dict) -> accuracy in percent` for `compress_to_budget` (inputs preprocessed once)."""
+def evaluate(model: nn.Module, images: np.ndarray | torch.Tensor, labels: np.ndarray, *,
+             state: Mapping[str, Any] | None = None, batch_size: int = 1024) -> float:
+    """Accuracy in percent; with `state`, of the model after loading that state dict."""
+    c = correctness(model, images, labels, state=state, batch_size=batch_size)
+    return 100.0 * float(c.mean()) if len(c) else 0.0
+
+
+def make_evaluator(arch: str, images: np.ndarray | torch.Tensor, labels: np.ndarray, *, per_sample: bool = False
+                   ) -> Callable[[Mapping[str, Any]], Any]:
+    """`evaluate(state_dict)` for `compress_to_budget` (inputs preprocessed once): the accuracy in percent,
+    or with `per_sample=True` a float array of 0 / 100 per sample (its mean is the accuracy), which
+    lets the search bound the paired drop instead of trusting one noisy number. Pass validation data,
+    never the test set: the search selects on what it is given."""
     model = build(arch)
-    x = preprocess(images)
+    x = as_input(images)
 
-    def score(state: Mapping[str, Any]) -> float:
-        return evaluate(model, x, labels, state=state)
+    def score(state: Mapping[str, Any]) -> Any:
+        c = correctness(model, x, labels, state=state)
+        return 100.0 * c.astype(np.float64) if per_sample else (100.0 * float(c.mean()) if len(c) else 0.0)
 
     return score
 
 
 @torch.no_grad()
-def layer_statistics(model: nn.Module, images: np.ndarray, *, max_samples: int = 4096,
+def layer_statistics(model: nn.Module, inputs: np.ndarray | torch.Tensor, *, max_samples: int = 4096,
                      batch_size: int = 256) -> dict[str, Any]:
     """Input mean and covariance of every Linear and Conv2d layer of the float model, keyed by the
-    name of its weight (e.g. "fc1.weight"), measured on up to `max_samples` calibration images.
-    Conv inputs are the unfolded patches (fan-in = C·kh·kw, the weight's flattened order)."""
+    name of its weight (e.g. "fc1.weight"), measured on up to `max_samples` calibration samples.
+    Conv inputs are the unfolded patches (fan-in = C·kh·kw, the weight's flattened order).
+
+    `inputs` is what the model is fed in inference, used as is (a float tensor or array, e.g.
+    `preprocess(images)`); it is never normalised here, so already-normalised data is not normalised
+    twice. Anything else (uint8 images, ints) is refused with BadArgumentError."""
+    if isinstance(inputs, torch.Tensor):
+        if not inputs.is_floating_point():
+            raise BadArgumentError(f"layer_statistics takes the model's float input, got {inputs.dtype} "
+                                   "(for raw images pass nncodec.models.preprocess(images))")
+        x_all = inputs[:max_samples]
+    else:
+        arr = np.asarray(inputs)
+        if arr.dtype.kind != "f":
+            raise BadArgumentError(f"layer_statistics takes the model's float input, got {arr.dtype} "
+                                   "(for raw images pass nncodec.models.preprocess(images))")
+        x_all = torch.from_numpy(np.ascontiguousarray(arr[:max_samples], dtype=np.float32))
     from .compress.calibrate import LayerStats
 
     sums: dict[str, list] = {}
@@ -168,9 +210,8 @@ def layer_statistics(model: nn.Module, images: np.ndarray, *, max_samples: int =
             hooks.append(module.register_forward_hook(hook_for(f"{name}.weight" if name else "weight", module)))
     try:
         model.eval()
-        x = preprocess(images[:max_samples])
-        for i in range(0, len(x), batch_size):
-            model(x[i : i + batch_size])
+        for i in range(0, len(x_all), batch_size):
+            model(x_all[i : i + batch_size])
     finally:
         for h in hooks:
             h.remove()
