@@ -69,12 +69,7 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
     with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source)) as f:
         if model is not None:
             tensors, metadata = get_model(f, model), f.metadata()
-            data = checkpoint_bytes(tensors, fmt, metadata)
-            if to_stdout:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
-            else:
-                atomic_write(out, data, overwrite=force)
+            data = _write(checkpoint_bytes(tensors, fmt, metadata), out, to_stdout, force)
             if not quiet:
                 say(f"wrote {'stdout' if to_stdout else out}: model {model!r}, {plural(len(tensors), 'tensor')}, "
                            f"{human_bytes(len(data))}", err=to_stdout)
@@ -89,12 +84,7 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
             bar.update(sizes.get(tname, 0))
         metadata = f.metadata()
         bar.phase(f"writing {'stdout' if to_stdout else out}")
-        data = checkpoint_bytes(tensors, fmt, metadata)
-        if to_stdout:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-        else:
-            atomic_write(out, data, overwrite=force)
+        data = _write(checkpoint_bytes(tensors, fmt, metadata), out, to_stdout, force)
     if fmt == "pt" and metadata and not quiet:
         note(f"a .pt state dict has no place for metadata: {len(metadata)} entries not written (use .safetensors)")
     where = "stdout" if to_stdout else str(out)
@@ -104,3 +94,12 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
     elif not quiet:
         say(f"wrote {where}: {plural(len(tensors), 'tensor')}, {human_bytes(len(data))}", err=to_stdout)
 
+
+def _write(data: bytes, out: Path, to_stdout: bool, force: bool) -> bytes:
+    """The checkpoint bytes to stdout, or atomically to OUT; returns them."""
+    if to_stdout:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        atomic_write(out, data, overwrite=force)
+    return data

@@ -23,7 +23,7 @@ from torch import nn
 
 from ... import models
 from ...api import load_file
-from ...datasets import load_fashion_mnist
+from ...datasets import load_fashion_mnist, train_validation_split
 from ...errors import BadArgumentError, UnsupportedInputError
 from .export import quantized_state_dict, save_pruned, search_steps
 from .loop import Callback, Runtime, run_epochs
@@ -70,15 +70,16 @@ class ClassifierData:
 
 
 def load_data(data_dir: str | os.PathLike, validation: int = VALIDATION) -> ClassifierData:
-    """Fashion-MNIST (or MNIST) from an IDX directory: train minus the last `validation` images, those
-    images as validation, and the test split; inputs normalised as nncodec.models expects."""
-    xi, yi = load_fashion_mnist(data_dir, "train")
+    """Fashion-MNIST (or MNIST) from an IDX directory, split as the evaluation protocol says
+    (nncodec.datasets): train minus the last `validation` images, those images as validation, and
+    the test split; inputs normalised as nncodec.models expects."""
+    (xi, yi), (xv, yv) = train_validation_split(*load_fashion_mnist(data_dir, "train"), validation)
     xt, yt = load_fashion_mnist(data_dir, "test")
-    if not 0 < validation < len(xi):
-        raise UnsupportedInputError(f"{data_dir}: {len(xi)} training images are too few for {validation} validation images")
-    x, y = models.preprocess(xi), torch.from_numpy(yi.astype(np.int64))
-    return ClassifierData(Split(x[:-validation], y[:-validation]), Split(x[-validation:], y[-validation:]),
-                          Split(models.preprocess(xt), torch.from_numpy(yt.astype(np.int64))))
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        return Split(models.preprocess(x), torch.from_numpy(y.astype(np.int64)))
+
+    return ClassifierData(split(xi, yi), split(xv, yv), split(xt, yt))
 
 
 class InMemoryLoader:

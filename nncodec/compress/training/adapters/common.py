@@ -85,3 +85,24 @@ class Driver:
     def finish(self) -> None:
         if self.save_path is not None:
             self.file_bytes = self.pruner.save(self.save_path, **self.save_options)
+
+
+class DriverCallback:
+    """What the framework callbacks share: a Driver built from the same options, and its results.
+    Mixed in before the framework's own Callback class."""
+
+    def __init__(self, pruner: Pruner, *, prune_at_step: int | None = None, evaluate: Evaluate | None = None,
+                 eval_batches: int = 8, example_inputs: torch.Tensor | None = None, probes: Sequence[torch.Tensor] = (),
+                 calib_inputs: Sequence[torch.Tensor] | None = None, save_path: str | os.PathLike | None = None,
+                 save_options: Mapping[str, Any] | None = None) -> None:
+        self.driver = Driver(pruner, prune_at=prune_at_step, evaluate=evaluate, example_inputs=example_inputs,
+                             probes=probes, calib_inputs=calib_inputs, save_path=save_path, save_options=save_options)
+        self.eval_batches = eval_batches
+
+    @property
+    def report(self) -> Any:
+        return self.driver.report
+
+    @property
+    def file_bytes(self) -> int | None:
+        return self.driver.file_bytes

@@ -13,8 +13,7 @@ fine-tune with the mask frozen; at the end rank 0 writes `save_path`. Works unde
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
@@ -25,8 +24,7 @@ try:
 except ImportError as e:  # pragma: no cover - depends on the environment
     raise ImportError("nncodec's Hugging Face adapter needs transformers: pip install 'nncodec[hf]'") from e
 
-from ..pieces import Pruner
-from .common import Driver, Evaluate, first_tensor, loss_over
+from .common import DriverCallback, first_tensor, loss_over
 
 
 def _to(batch: Any, device: torch.device) -> Any:
@@ -39,23 +37,7 @@ def _loss(output: Any) -> torch.Tensor:
     return output["loss"] if isinstance(output, Mapping) else output.loss  # ModelOutput is a Mapping too
 
 
-class NNCodecCallback(TrainerCallback):
-    def __init__(self, pruner: Pruner, *, prune_at_step: int | None = None, evaluate: Evaluate | None = None,
-                 eval_batches: int = 8, example_inputs: torch.Tensor | None = None, probes: Sequence[torch.Tensor] = (),
-                 calib_inputs: Sequence[torch.Tensor] | None = None, save_path: str | os.PathLike | None = None,
-                 save_options: Mapping[str, Any] | None = None) -> None:
-        self.driver = Driver(pruner, prune_at=prune_at_step, evaluate=evaluate, example_inputs=example_inputs,
-                             probes=probes, calib_inputs=calib_inputs, save_path=save_path, save_options=save_options)
-        self.eval_batches = eval_batches
-
-    @property
-    def report(self) -> Any:
-        return self.driver.report
-
-    @property
-    def file_bytes(self) -> int | None:
-        return self.driver.file_bytes
-
+class NNCodecCallback(DriverCallback, TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.driver.pruner.sync()
 

@@ -13,8 +13,7 @@ end of `fit` rank 0 writes `save_path`. Works with strategy="ddp".
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from itertools import islice
 from typing import Any
 
@@ -28,8 +27,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     except ImportError as e:
         raise ImportError("nncodec's Lightning adapter needs lightning: pip install 'nncodec[lightning]'") from e
 
-from ..pieces import Pruner
-from .common import Driver, Evaluate, first_tensor, loss_over
+from .common import DriverCallback, first_tensor, loss_over
 
 
 def _step_loss(output: Any) -> torch.Tensor:
@@ -46,23 +44,7 @@ def _to(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-class NNCodecCallback(Callback):
-    def __init__(self, pruner: Pruner, *, prune_at_step: int | None = None, evaluate: Evaluate | None = None,
-                 eval_batches: int = 8, example_inputs: torch.Tensor | None = None, probes: Sequence[torch.Tensor] = (),
-                 calib_inputs: Sequence[torch.Tensor] | None = None, save_path: str | os.PathLike | None = None,
-                 save_options: Mapping[str, Any] | None = None) -> None:
-        self.driver = Driver(pruner, prune_at=prune_at_step, evaluate=evaluate, example_inputs=example_inputs,
-                             probes=probes, calib_inputs=calib_inputs, save_path=save_path, save_options=save_options)
-        self.eval_batches = eval_batches
-
-    @property
-    def report(self) -> Any:
-        return self.driver.report
-
-    @property
-    def file_bytes(self) -> int | None:
-        return self.driver.file_bytes
-
+class NNCodecCallback(DriverCallback, Callback):
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self.driver.pruner.sync()
 
