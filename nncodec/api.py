@@ -19,7 +19,8 @@ from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
-from .tensorfile import Alias, TensorFile, encode_file, open_tensor_file
+from .tensorfile import TensorFile, open_tensor_file
+from .tensorwriter import Alias, encode_file
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
 Progress = Callable[[str, str], None]  # progress(stage, tensor name); stage "compress" or "code"

@@ -56,7 +56,7 @@ from .confidence import DEFAULT_CONFIDENCE, paired_drop, z_value
 from .convert import is_torch_tensor, to_numpy, words_to_numpy, words_to_torch
 from .dtypes import DType
 from .errors import BadArgumentError
-from .tensorfile import encode_file
+from .tensorwriter import encode_file
 
 DEFAULT_REL_STEPS = tuple(float(0.5 * 2 ** (k / 3)) for k in range(0, 16))  # 0.5 .. 16 x std
 DEFAULT_LAMBDAS = (0.0, 0.05)

@@ -8,13 +8,12 @@ It knows component kinds by name only; the codecs know how their bytes work.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import codecs, decode_memory, fidelity, tensorfile_vae
-from .codecs.base import DecodeContext, EncodeOptions
+from . import byte_report, codecs, decode_memory, fidelity, tensorfile_vae
+from .codecs.base import DecodeContext
 from .components import (
     CompressedTensor,
     Quantizer,
@@ -24,21 +23,17 @@ from .components import (
     check_quant_consistency,
     dequantize,
 )
-from .container import strict_json
-from .container.format import PREAMBLE_SIZE, is_optional
+from .container.format import is_optional
 from .container.reader import CONTAINER_KEYS, Container, header_int
-from .container.writer import assemble
 from .dtypes import DTYPES, DType, dtype_by_name
 from .errors import (
-    BadArgumentError,
     CorruptFileError,
     FormatError,
     LimitExceededError,
-    NNCodecError,
     UnsupportedVersionError,
 )
-from .limits import DEFAULT_LIMITS, Limits
-from .vae_components import VaeSet, VaeTensor
+from .limits import Limits
+from .vae_components import VaeTensor
 
 BODY_KEYS = ("tensors", "meta", "vae", "dataset")  # "dataset": a coded data set (§21, nncodec.mdl)
 QUANT_PARTS = ("mask", "levels", "quantizer", "pip")
@@ -46,13 +41,6 @@ _PART_KEYS = frozenset(("s", "codec", "p"))
 _RAW_KEYS = frozenset(("dtype", "shape", "raw"))
 _NO_PARAMS: dict = {}
 _MAX_HEADER_INT = 2**53 - 1
-
-
-@dataclass(frozen=True)
-class Alias:
-    """A tensor whose value is another tensor's (tied weights are stored once)."""
-
-    target: str
 
 
 @dataclass(frozen=True)
@@ -76,133 +64,6 @@ class TensorEntry:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
-
-
-# ----------------------------------------------------------------------------------- writing
-
-
-def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metadata: dict[str, str] | None = None,
-                options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
-                progress: Callable[[str], None] | None = None, optional: dict | None = None,
-                vae: VaeSet | None = None) -> bytes:
-    """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`.
-    `progress(name)` is called after each tensor is coded (the CLI's progress bar); `optional` holds
-    optional ("x-") header members, such as the lossy error summary of nncodec.fidelity; `vae` holds
-    the decoders and latent groups that VaeTensor entries refer to (spec §19)."""
-    sections: list[bytes] = []
-    entries: dict[str, dict] = {}
-
-    def add(kind: str, enc: codecs.Encoded) -> dict:
-        sections.append(enc.payload)
-        part = {"s": len(sections) - 1, "codec": enc.codec}
-        if enc.params:
-            part["p"] = enc.params
-        return part
-
-    if metadata:
-        for key, value in metadata.items():
-            _check_text(key, "metadata key")
-            _check_text(value, f"metadata value of {key!r}")
-        check_metadata_size(metadata, DEFAULT_LIMITS, BadArgumentError)  # before the slow part
-
-    def entry_of(name: str, t: CompressedTensor) -> dict:
-        _check_writable(name, t)
-        entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
-        if isinstance(t, RawTensor):
-            entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
-        else:
-            q = {"mode": t.quantizer.mode}
-            if t.quantizer.axis is not None:
-                q["axis"] = int(t.quantizer.axis)
-            entry["q"] = q
-            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
-                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
-            elif t.mask is not None:
-                entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
-            rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
-            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
-            entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
-        return entry
-
-    group_numels = [0] * (len(vae.groups) if vae else 0)
-    for name, t in tensors.items():
-        _check_text(name, "tensor name")
-        if isinstance(t, Alias):
-            entries[name] = {"alias": t.target}
-        elif isinstance(t, VaeTensor):
-            if vae is None or not 0 <= t.group < len(vae.groups):
-                raise BadArgumentError(f"tensor {name!r}: vae group {t.group} is not in the file's VaeSet")
-            group_numels[t.group] += t.numel
-            entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
-        else:
-            entries[name] = entry_of(name, t)
-        if progress:
-            progress(name)
-    body: dict = {"tensors": entries}
-    if vae is not None:
-        body["vae"] = tensorfile_vae.encode_vae_header(vae, group_numels, lambda enc: add("", enc), entry_of, options)
-    if metadata:
-        body["meta"] = dict(metadata)
-    for key, value in (optional or {}).items():
-        if not is_optional(key) or key in body:
-            raise BadArgumentError(f"{key!r} is not an optional header member name (they start with 'x-')")
-        body[key] = value
-    aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
-    min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
-    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes))
-
-
-def readable(data: bytes) -> bytes:
-    """`data`, once a reader with the default limits has accepted its header: the writer never
-    produces a file that the reader refuses (too many tensors for the file size, a huge header...)."""
-    try:
-        open_tensor_file(data, DEFAULT_LIMITS).container.close()
-    except NNCodecError as e:
-        raise BadArgumentError(f"refusing to write a file that readers with the default limits refuse: {e}") from None
-    return data
-
-
-def _check_text(text: object, what: str) -> None:
-    """Names and metadata must be Unicode text (a lone surrogate would make a file no reader accepts)."""
-    if not isinstance(text, str):
-        raise BadArgumentError(f"{what} must be a string, got {type(text).__name__}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadArgumentError(f"{what} {text!r} is not valid Unicode text (it holds a lone surrogate)") from None
-
-
-def _check_writable(name: str, t: object) -> None:
-    """A component set from a compressor must describe a tensor the reader accepts: refuse it here,
-    before a file is written, rather than write one that fails to decode or decodes to other values."""
-    if not isinstance(t, (RawTensor, QuantTensor)):
-        raise BadArgumentError(f"tensor {name!r}: expected a RawTensor or QuantTensor, got {type(t).__name__}")
-    if not isinstance(t.dtype, DType) or DTYPES.get(t.dtype.name) != t.dtype:
-        raise BadArgumentError(f"tensor {name!r}: unknown dtype {t.dtype!r}")
-    if (not isinstance(t.shape, tuple) or len(t.shape) > DEFAULT_LIMITS.max_ndim
-            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d < 2**53 for d in t.shape)):
-        raise BadArgumentError(f"tensor {name!r}: shape must be a tuple of at most {DEFAULT_LIMITS.max_ndim} "
-                               f"integers in [0, 2**53), got {t.shape!r}")
-    numel = int(np.prod(t.shape, dtype=object)) if t.shape else 1
-    if isinstance(t, RawTensor):
-        w = t.words
-        if not isinstance(w, np.ndarray) or w.dtype.kind not in "uib" or w.dtype.itemsize != t.dtype.itemsize:
-            raise BadArgumentError(f"tensor {name!r}: words must be {t.dtype.storage} storage words, "
-                                   f"got {getattr(w, 'dtype', type(w).__name__)}")
-        if w.size != numel:
-            raise BadArgumentError(f"tensor {name!r}: {w.size} words for shape {t.shape}")
-        if t.dtype.kind == "b" and w.size and w.view(np.uint8).max() > 1:
-            raise BadArgumentError(f"tensor {name!r}: bool words must be 0 or 1")
-        return
-    for part, value in (("levels", t.levels), ("quantizer values", t.quantizer.values), ("mask", t.mask)):
-        if not isinstance(value, (np.ndarray, np.generic)) and not (part == "mask" and value is None):
-            raise BadArgumentError(f"tensor {name!r}: {part} must be a numpy array, got {type(value).__name__}")
-    if t.levels.dtype.kind not in "iu":
-        raise BadArgumentError(f"tensor {name!r}: levels must be integers, got {t.levels.dtype}")
-    if t.quantizer.axis is not None and (isinstance(t.quantizer.axis, bool)
-                                         or not isinstance(t.quantizer.axis, (int, np.integer))):
-        raise BadArgumentError(f"tensor {name!r}: quantizer axis must be an integer, got {t.quantizer.axis!r}")
-    check_quant_consistency(t, BadArgumentError)
 
 
 # ----------------------------------------------------------------------------------- reading
@@ -500,89 +361,9 @@ class TensorFile:
             raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
         return t.dtype, t.shape, words
 
-    # ------------------------------------------------------------------------------- info
-
-    SPARSITY_BUDGET = 2**24  # elements `info` decodes, over all tensors, to report sparsity
-
-    def _quant_fields(self, e: TensorEntry, budget: list[int]) -> dict:
-        """step(s) or codebook size and the fraction of zero weights of a quantized tensor, for
-        `info`. Sparsity needs the components decoded, so it is reported only while the tensors
-        decoded for it total at most SPARSITY_BUDGET elements (`budget[0]` is what is left): a small
-        file declaring thousands of big tensors must not make `info` decode them all."""
-        if "raw" in e.parts or e.vae_group is not None:
-            return {}
-        if e.numel > budget[0]:
-            values, nonzero = self._quantizer_values(e), None
-        else:
-            budget[0] -= e.numel
-            try:
-                t = self.components_of(e)
-            except MemoryError:
-                raise LimitExceededError(f"out of memory while decoding tensor {e.name!r} for its sparsity") from None
-            values = t.quantizer.values
-            lv = t.levels if t.quantizer.mode == "uniform" else values[t.levels]
-            nonzero = int(np.count_nonzero(lv))
-        out: dict = {}
-        if e.quant_mode == "codebook":
-            out["codebook_size"] = int(values.size)
-        elif values.size == 1:
-            out["step"] = float(values[0])
-        elif values.size:
-            out["step"] = [float(values.min()), float(values.max())]
-        if nonzero is not None:
-            out["sparsity"] = 1.0 - nonzero / e.numel if e.numel else 0.0
-        return out
-
     def byte_report(self) -> dict:
-        """Every byte of the file attributed to the preamble, the header, padding, an optional
-        section, or one component of one tensor; the parts add up to the file size exactly."""
-        c = self.container
-        tensors = []
-        budget = [self.SPARSITY_BUDGET]
-        for name in self.names:
-            if name in self.aliases:
-                tensors.append({"name": name, "alias": self.aliases[name], "bytes": 0, "components": []})
-                continue
-            e = self.entries[name]
-            comps = [{"kind": p.kind, "codec": p.codec, "bytes": c.sections[p.section].length,
-                      **({"params": p.params} if p.params else {})} for p in e.parts.values()]
-            total = sum(x["bytes"] for x in comps)
-            encoding = "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}"
-            if e.vae_group is not None:
-                encoding = f"vae/group {e.vae_group}" + (" + residual" if e.parts else "")
-            tensors.append({"name": name, "dtype": e.dtype.name, "shape": list(e.shape), "numel": e.numel,
-                            "encoding": encoding,
-                            "bytes": total, "bits_per_param": 8 * total / e.numel if e.numel else 0.0,
-                            **({"pip_bytes": c.sections[e.parts["pip"].section].length} if "pip" in e.parts else {}),
-                            **self._quant_fields(e, budget), "components": comps})
-        optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if is_optional(s.kind)]
-        dataset = sum(s.length for s in c.sections if s.kind == "dataset")
-        padding = sum(n for _, n in c.padding)
-        report = {
-            "file_bytes": c.file_size,
-            "version": f"{c.preamble.major}.{c.preamble.minor}",
-            "preamble_bytes": PREAMBLE_SIZE,
-            "header_bytes": c.header_bytes,
-            "header_encoding": "zstd" if c.preamble.header_encoding else "json",
-            "padding_bytes": padding,
-            "optional_section_bytes": sum(o["bytes"] for o in optional),
-            **({"dataset_bytes": dataset} if "dataset" in c.header else {}),
-            "tensors": tensors,
-            "metadata": self.metadata,
-        }
-        if self.error_summary is not None:
-            member = c.header.get(fidelity.HEADER_KEY)
-            report["error"] = self.error_summary
-            # its JSON text in the header, with key and comma (before the header's zstd compression, if any)
-            report["error_header_bytes"] = len(strict_json.dumps({fidelity.HEADER_KEY: member})) - 1
-        if self.vae.groups or self.vae.archs:
-            report["vae"] = tensorfile_vae.vae_report(self.vae, tensors)
-        accounted = (PREAMBLE_SIZE + c.header_bytes + padding + report["optional_section_bytes"] + dataset + sum(t["bytes"] for t in tensors)
-                     + report.get("vae", {}).get("decoder_bytes", 0) + report.get("vae", {}).get("latent_bytes", 0))
-        if accounted != c.file_size:
-            raise CorruptFileError(f"byte accounting found {accounted} bytes in a {c.file_size}-byte file")
-        report["parameters"] = sum(t.get("numel", 0) for t in tensors)
-        return report
+        """Every byte of the file attributed to a part (nncodec/byte_report.py)."""
+        return byte_report.build(self)
 
 
 def open_tensor_file(source, limits: Limits) -> TensorFile:

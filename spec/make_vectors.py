@@ -417,7 +417,7 @@ def _reference_dequantize_f32(q: QuantTensor) -> bytes:
 
 
 def build_vae() -> tuple[dict[str, bytes], dict]:
-    from nncodec.tensorfile import encode_file
+    from nncodec.tensorwriter import encode_file
     from nncodec.vae_components import VaeTensor
 
     files, entries = {}, []

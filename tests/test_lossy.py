@@ -312,7 +312,7 @@ def test_context_codecs_win_where_they_pay_and_files_round_trip():
         assert parts == {"mask": "ans-classes", "levels": "ans-rowclass", "quantizer": "f32"}
         back = f.components("w")
     assert np.array_equal(back.mask, mask) and np.array_equal(back.levels, t.levels)
-    plain = nncodec.tensorfile.encode_file({"w": t}, None, EncodeOptions(prefer="size", contexts=False))
+    plain = nncodec.tensorwriter.encode_file({"w": t}, None, EncodeOptions(prefer="size", contexts=False))
     assert len(data) < len(plain)
 
 

@@ -14,8 +14,8 @@ from nncodec.codecs import decoder as decoder_codec
 from nncodec.codecs import latent as latent_codec
 from nncodec.codecs.base import DEFAULT_OPTIONS, DecodeContext
 from nncodec.errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
-from nncodec.tensorfile import encode_file
 from nncodec.tensorfile_vae import VaeIndex
+from nncodec.tensorwriter import encode_file
 from nncodec.vae_components import Latents, VaeGroup, VaeSet, VaeTensor
 
 CTX = DecodeContext()

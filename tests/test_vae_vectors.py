@@ -48,7 +48,7 @@ def test_vae_vector_tolerance_check_can_fail(name):
 
 @pytest.mark.parametrize("make", mv.VAE_VECTORS, ids=lambda m: m.__name__)
 def test_vae_vector_encodes_to_identical_bytes(make):
-    from nncodec.tensorfile import encode_file
+    from nncodec.tensorwriter import encode_file
 
     name, _, tensors, vae = make()
     assert encode_file(tensors, vae=vae) == (VAE_DIR / f"{name}.nnc").read_bytes()

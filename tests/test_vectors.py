@@ -27,7 +27,8 @@ from nncodec.codecs.base import EncodeOptions
 from nncodec.codecs.binary import Reader, encode_uvarints, write_uvarint, zigzag
 from nncodec.container.writer import assemble
 from nncodec.dtypes import DTYPES
-from nncodec.tensorfile import Alias, encode_file, open_tensor_file
+from nncodec.tensorfile import open_tensor_file
+from nncodec.tensorwriter import Alias, encode_file
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTOR_DIR = ROOT / "spec" / "vectors"

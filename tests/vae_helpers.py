@@ -9,7 +9,7 @@ from nncodec.compress.uniform import quantize_uniform
 from nncodec.container.reader import Container
 from nncodec.container.writer import assemble
 from nncodec.dtypes import DTYPES
-from nncodec.tensorfile import encode_file
+from nncodec.tensorwriter import encode_file
 from nncodec.vae_components import DecoderSpec, Latents, VaeGroup, VaeSet, VaeTensor
 
 F32 = DTYPES["float32"]

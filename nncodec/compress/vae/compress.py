@@ -22,8 +22,8 @@ from ...components import QuantTensor, dequantize, dequantize_float32, float32_t
 from ...convert import to_numpy, words_to_numpy
 from ...dtypes import DTYPES, DType
 from ...errors import BadArgumentError
-from ...tensorfile import encode_file
 from ...tensorfile_vae import float_values
+from ...tensorwriter import encode_file
 from ...vae_components import DecoderSpec, Latents, VaeGroup, VaeSet, VaeTensor
 from ..lossless import lossless
 from ..uniform import quantize_uniform

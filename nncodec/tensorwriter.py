@@ -1,0 +1,152 @@
+"""Writing a .nnc file: compressed tensors in, file bytes out. Every entry is checked against what
+the reader accepts (names, shapes, limits), and the finished file is re-opened with the default
+limits (`readable`), so the writer never produces a file that readers refuse."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codecs, tensorfile_vae
+from .codecs.base import EncodeOptions
+from .components import CompressedTensor, QuantTensor, RawTensor, check_quant_consistency
+from .container.format import is_optional
+from .container.writer import assemble
+from .dtypes import DTYPES, DType
+from .errors import BadArgumentError, NNCodecError
+from .limits import DEFAULT_LIMITS
+from .tensorfile import check_metadata_size, open_tensor_file
+from .vae_components import VaeSet, VaeTensor
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A tensor whose value is another tensor's (tied weights are stored once)."""
+
+    target: str
+
+
+def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metadata: dict[str, str] | None = None,
+                options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
+                progress: Callable[[str], None] | None = None, optional: dict | None = None,
+                vae: VaeSet | None = None) -> bytes:
+    """The bytes of a .nnc file holding `tensors` (in their given order) and string `metadata`.
+    `progress(name)` is called after each tensor is coded (the CLI's progress bar); `optional` holds
+    optional ("x-") header members, such as the lossy error summary of nncodec.fidelity; `vae` holds
+    the decoders and latent groups that VaeTensor entries refer to (spec §19)."""
+    sections: list[bytes] = []
+    entries: dict[str, dict] = {}
+
+    def add(kind: str, enc: codecs.Encoded) -> dict:
+        sections.append(enc.payload)
+        part = {"s": len(sections) - 1, "codec": enc.codec}
+        if enc.params:
+            part["p"] = enc.params
+        return part
+
+    if metadata:
+        for key, value in metadata.items():
+            _check_text(key, "metadata key")
+            _check_text(value, f"metadata value of {key!r}")
+        check_metadata_size(metadata, DEFAULT_LIMITS, BadArgumentError)  # before the slow part
+
+    def entry_of(name: str, t: CompressedTensor) -> dict:
+        _check_writable(name, t)
+        entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
+        if isinstance(t, RawTensor):
+            entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
+        else:
+            q = {"mode": t.quantizer.mode}
+            if t.quantizer.axis is not None:
+                q["axis"] = int(t.quantizer.axis)
+            entry["q"] = q
+            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
+                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
+            elif t.mask is not None:
+                entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
+            rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
+            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
+            entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
+        return entry
+
+    group_numels = [0] * (len(vae.groups) if vae else 0)
+    for name, t in tensors.items():
+        _check_text(name, "tensor name")
+        if isinstance(t, Alias):
+            entries[name] = {"alias": t.target}
+        elif isinstance(t, VaeTensor):
+            if vae is None or not 0 <= t.group < len(vae.groups):
+                raise BadArgumentError(f"tensor {name!r}: vae group {t.group} is not in the file's VaeSet")
+            group_numels[t.group] += t.numel
+            entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
+        else:
+            entries[name] = entry_of(name, t)
+        if progress:
+            progress(name)
+    body: dict = {"tensors": entries}
+    if vae is not None:
+        body["vae"] = tensorfile_vae.encode_vae_header(vae, group_numels, lambda enc: add("", enc), entry_of, options)
+    if metadata:
+        body["meta"] = dict(metadata)
+    for key, value in (optional or {}).items():
+        if not is_optional(key) or key in body:
+            raise BadArgumentError(f"{key!r} is not an optional header member name (they start with 'x-')")
+        body[key] = value
+    aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
+    min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
+    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes))
+
+
+def readable(data: bytes) -> bytes:
+    """`data`, once a reader with the default limits has accepted its header: the writer never
+    produces a file that the reader refuses (too many tensors for the file size, a huge header...)."""
+    try:
+        open_tensor_file(data, DEFAULT_LIMITS).container.close()
+    except NNCodecError as e:
+        raise BadArgumentError(f"refusing to write a file that readers with the default limits refuse: {e}") from None
+    return data
+
+
+def _check_text(text: object, what: str) -> None:
+    """Names and metadata must be Unicode text (a lone surrogate would make a file no reader accepts)."""
+    if not isinstance(text, str):
+        raise BadArgumentError(f"{what} must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadArgumentError(f"{what} {text!r} is not valid Unicode text (it holds a lone surrogate)") from None
+
+
+def _check_writable(name: str, t: object) -> None:
+    """A component set from a compressor must describe a tensor the reader accepts: refuse it here,
+    before a file is written, rather than write one that fails to decode or decodes to other values."""
+    if not isinstance(t, (RawTensor, QuantTensor)):
+        raise BadArgumentError(f"tensor {name!r}: expected a RawTensor or QuantTensor, got {type(t).__name__}")
+    if not isinstance(t.dtype, DType) or DTYPES.get(t.dtype.name) != t.dtype:
+        raise BadArgumentError(f"tensor {name!r}: unknown dtype {t.dtype!r}")
+    if (not isinstance(t.shape, tuple) or len(t.shape) > DEFAULT_LIMITS.max_ndim
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d < 2**53 for d in t.shape)):
+        raise BadArgumentError(f"tensor {name!r}: shape must be a tuple of at most {DEFAULT_LIMITS.max_ndim} "
+                               f"integers in [0, 2**53), got {t.shape!r}")
+    numel = int(np.prod(t.shape, dtype=object)) if t.shape else 1
+    if isinstance(t, RawTensor):
+        w = t.words
+        if not isinstance(w, np.ndarray) or w.dtype.kind not in "uib" or w.dtype.itemsize != t.dtype.itemsize:
+            raise BadArgumentError(f"tensor {name!r}: words must be {t.dtype.storage} storage words, "
+                                   f"got {getattr(w, 'dtype', type(w).__name__)}")
+        if w.size != numel:
+            raise BadArgumentError(f"tensor {name!r}: {w.size} words for shape {t.shape}")
+        if t.dtype.kind == "b" and w.size and w.view(np.uint8).max() > 1:
+            raise BadArgumentError(f"tensor {name!r}: bool words must be 0 or 1")
+        return
+    for part, value in (("levels", t.levels), ("quantizer values", t.quantizer.values), ("mask", t.mask)):
+        if not isinstance(value, (np.ndarray, np.generic)) and not (part == "mask" and value is None):
+            raise BadArgumentError(f"tensor {name!r}: {part} must be a numpy array, got {type(value).__name__}")
+    if t.levels.dtype.kind not in "iu":
+        raise BadArgumentError(f"tensor {name!r}: levels must be integers, got {t.levels.dtype}")
+    if t.quantizer.axis is not None and (isinstance(t.quantizer.axis, bool)
+                                         or not isinstance(t.quantizer.axis, (int, np.integer))):
+        raise BadArgumentError(f"tensor {name!r}: quantizer axis must be an integer, got {t.quantizer.axis!r}")
+    check_quant_consistency(t, BadArgumentError)
