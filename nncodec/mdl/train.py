@@ -69,19 +69,14 @@ def train_sequence(model, opt, data: np.ndarray, end: int, cfg: TrainConfig, gen
     steps = cfg.steps(end, cfg.batch * seq) if steps is None else steps
     d = torch.from_numpy(np.ascontiguousarray(data[:end], dtype=np.int64))
     ar = torch.arange(seq + 1)
-    model.train()
-    losses = []
-    for _ in range(steps):
+
+    def batch_loss() -> torch.Tensor:
         starts = torch.randint(0, end - seq, (cfg.batch,), generator=gen)
         chunk = d[starts[:, None] + ar].T  # [seq + 1, batch]
         logits, _ = model(chunk[:-1])
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[1:].reshape(-1))
-        _step(model, opt, loss, cfg)
-        losses.append(float(loss.detach()))
-        if progress is not None:
-            progress(1)
-    model.eval()
-    return float(np.mean(losses[-50:]))
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[1:].reshape(-1))
+
+    return _train_steps(model, opt, cfg, steps, batch_loss, progress)
 
 
 def train_classifier(model, opt, inputs: np.ndarray, labels: np.ndarray, end: int, cfg: TrainConfig,
@@ -93,14 +88,25 @@ def train_classifier(model, opt, inputs: np.ndarray, labels: np.ndarray, end: in
     steps = cfg.steps(end, batch) if steps is None else steps
     x = torch.from_numpy(np.ascontiguousarray(inputs[:end]))
     y = torch.from_numpy(np.ascontiguousarray(labels[:end], dtype=np.int64))
+    order = {"perm": torch.randperm(end, generator=gen), "pos": 0}
+
+    def batch_loss() -> torch.Tensor:
+        if order["pos"] + batch > end:
+            order["perm"], order["pos"] = torch.randperm(end, generator=gen), 0
+        idx = order["perm"][order["pos"]:order["pos"] + batch]
+        order["pos"] += batch
+        return F.cross_entropy(model.logits(x[idx]), y[idx])
+
+    return _train_steps(model, opt, cfg, steps, batch_loss, progress)
+
+
+def _train_steps(model, opt, cfg: TrainConfig, steps: int, batch_loss, progress) -> float:
+    """`steps` optimizer steps on `batch_loss()` (which draws its own seeded batch), the same loop
+    for every kind; returns the mean loss of the last 50 steps."""
     model.train()
-    losses, perm, pos = [], torch.randperm(end, generator=gen), 0
+    losses = []
     for _ in range(steps):
-        if pos + batch > end:
-            perm, pos = torch.randperm(end, generator=gen), 0
-        idx = perm[pos:pos + batch]
-        pos += batch
-        loss = F.cross_entropy(model.logits(x[idx]), y[idx])
+        loss = batch_loss()
         _step(model, opt, loss, cfg)
         losses.append(float(loss.detach()))
         if progress is not None:
