@@ -367,10 +367,25 @@ def vae_collection() -> tuple[str, str, dict, Any]:
 VAE_VECTORS = [vae_single, vae_collection]
 
 
+def reference_forward(layers: Any, w: dict[str, np.ndarray], x: list[float]) -> list[float]:
+    """One latent vector through a decoder's layer list as §19.4 says, written independently of
+    nncodec's decoder: exact sums (math.fsum) per unit in binary64, then relu or tanh."""
+    import math
+
+    for layer in layers:
+        if layer[0] == "linear":
+            W, b = w[layer[1]], w[layer[2]]
+            x = [math.fsum([*(W[o, i] * x[i] for i in range(len(x))), b[o]]) for o in range(W.shape[0])]
+        elif layer[0] == "relu":
+            x = [max(v, 0.0) for v in x]
+        else:
+            x = [math.tanh(v) for v in x]
+    return x
+
+
 def reference_vae_values(tensors: dict, vae: Any) -> dict[str, np.ndarray]:
     """§19.4 computed independently of nncodec's reader: exact sums (math.fsum) in binary64, the
     float32 rounding, the residual added in binary32. Returns binary32 values before the dtype conversion."""
-    import math
 
     from nncodec.vae_components import VaeTensor
 
@@ -385,16 +400,8 @@ def reference_vae_values(tensors: dict, vae: Any) -> dict[str, np.ndarray]:
         w = {k: values(t) for k, t in dec.weights.items()}
         rows = []
         for row in grp.latents.levels:
-            x = [float(np.float32(v) * np.float32(grp.latents.step)) for v in row]
-            for layer in dec.layers:
-                if layer[0] == "linear":
-                    W, b = w[layer[1]], w[layer[2]]
-                    x = [math.fsum([*(W[o, i] * x[i] for i in range(len(x))), b[o]]) for o in range(W.shape[0])]
-                elif layer[0] == "relu":
-                    x = [max(v, 0.0) for v in x]
-                else:
-                    x = [math.tanh(v) for v in x]
-            rows.extend(x)
+            rows.extend(reference_forward(dec.layers, w, [float(np.float32(v) * np.float32(grp.latents.step))
+                                                          for v in row]))
         flat.append(np.array(rows, dtype=np.float64).astype(np.float32))
     out, pos = {}, [0] * len(vae.groups)
     for name, t in tensors.items():

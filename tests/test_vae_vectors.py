@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from vae_helpers import make_vectors_module
 
 ROOT = Path(__file__).resolve().parent.parent
 VAE_DIR = ROOT / "spec" / "vectors" / "vae"
 MANIFEST = json.loads((VAE_DIR / "manifest.json").read_text(encoding="utf-8"))
 ENTRIES = {e["file"]: e for e in MANIFEST["vectors"]}
 
-_spec = importlib.util.spec_from_file_location("nnc_make_vectors_vae", ROOT / "spec" / "make_vectors.py")
-mv = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = mv  # dataclasses look their module up while the module runs
-_spec.loader.exec_module(mv)
+mv = make_vectors_module()
 
 
 def test_every_vae_vector_is_listed():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 
 from nncodec.compress.lossless import lossless
@@ -56,23 +60,21 @@ def make_collection(seed: int = 0, models: tuple[str, ...] = ("a", "b", "c"), sh
 
 
 def reference_decoder(dec: DecoderSpec, z: np.ndarray) -> np.ndarray:
-    """An independent decoder: exact sums (math.fsum) per unit, in the spec's layer order."""
-    import math
-
+    """An independent decoder: the spec generator's exact-sum reference (spec/make_vectors.py), per row."""
     w = {k: t.words.view(np.float32).reshape(t.shape).astype(np.float64) for k, t in dec.weights.items()}
-    out = []
-    for row in np.asarray(z, dtype=np.float64):
-        x = list(row)
-        for layer in dec.layers:
-            if layer[0] == "linear":
-                W, b = w[layer[1]], w[layer[2]]
-                x = [math.fsum([*(W[o, i] * x[i] for i in range(len(x))), b[o]]) for o in range(W.shape[0])]
-            elif layer[0] == "relu":
-                x = [max(v, 0.0) for v in x]
-            else:
-                x = [math.tanh(v) for v in x]
-        out.append(x)
+    out = [make_vectors_module().reference_forward(dec.layers, w, list(row)) for row in np.asarray(z, dtype=np.float64)]
     return np.array(out, dtype=np.float64).astype(np.float32)
+
+
+def make_vectors_module():
+    """spec/make_vectors.py as a module (it is a script, not part of the package); loaded once."""
+    name = "nnc_make_vectors_vae"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "spec" / "make_vectors.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the module runs
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def rewrite(data: bytes, edit) -> bytes:
