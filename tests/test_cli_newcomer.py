@@ -4,7 +4,6 @@ files, --json/--quiet, Ctrl-C, and the API's typed errors."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -16,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file as st_save
+from synthetic_idx import write_tiny_idx
 
 import nncodec
 from nncodec.errors import BadArgumentError, ClosedFileError, CorruptFileError, FormatError, NNCodecError
@@ -168,22 +167,10 @@ def test_the_library_prints_nothing_unless_asked(capfd):
     assert capfd.readouterr() == ("", "")  # at the file-descriptor level: no bar, no line, no warning
 
 
-def _write_idx(path: Path, arr: np.ndarray) -> None:
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
-    path.write_bytes(gzip.compress(header + arr.tobytes()))
-
-
 def test_prune_writes_no_bars_into_pipes_and_one_nonzero_count(tmp_path):
     d = tmp_path / "idx"
     d.mkdir()
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 5100), ("t10k", 100)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 60, (n, 28, 28))
-        for k in range(10):
-            images[labels == k, 2 * k + 4 : 2 * k + 7, 4:24] += 180
-        _write_idx(d / f"{split}-images-idx3-ubyte.gz", images.astype(np.uint8))
-        _write_idx(d / f"{split}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    write_tiny_idx(d, 5100, 100)
     p = nnc("prune", "--method", "tamade", "--arch", "lenet300", "--data", d, "--epochs", "1", "--finetune-epochs",
             "0", "--batch-size", "50", "-o", tmp_path / "p.nnc", timeout=300)
     out, err = text(p)

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 import torch
 
+# ------------------------------------------------------------------ split and evaluators
+from synthetic_idx import write_tiny_idx
+
 import nncodec
 from nncodec import models
 from nncodec.budget import LOSSLESS, Setting, encode_with_settings, search_budget
 from nncodec.confidence import paired_drop
 from nncodec.datasets import train_validation_split
 from nncodec.errors import BadArgumentError
-
-# ------------------------------------------------------------------ split and evaluators
 
 
 def test_validation_is_the_last_images_of_the_training_file():
@@ -211,25 +212,11 @@ def test_confidence_bound_holds_the_true_drop(seed):
 # ------------------------------------------------------------------ nncodec budget on a tiny IDX directory
 
 
-def _write_idx(path, arr: np.ndarray) -> None:
-    import gzip
-
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
-    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
-
-
 def test_cli_budget_selects_on_validation_and_reports_test(tmp_path):
     from click.testing import CliRunner
     from nncodec_cli.main import main as cli_main
 
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 600), ("t10k", 200)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 60, (n, 28, 28))
-        for k in range(10):
-            images[labels == k, 2 * k + 4 : 2 * k + 7, 4:24] += 180
-        _write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
-        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    write_tiny_idx(tmp_path, 600, 200)
     out = tmp_path / "m.nnc"
     res = CliRunner().invoke(cli_main, ["budget", "--arch", "lenet300", "--data", str(tmp_path), "--epochs", "1",
                                         "--validation", "300", "--max-drop", "2", "--max-evals", "8",

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nncodec_cli.main import main as cli_main
+from synthetic_idx import write_tiny_idx
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -393,27 +394,11 @@ def test_target_selection():
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def _write_idx(path, arr: np.ndarray) -> None:
-    import gzip
-
-    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in arr.shape)
-    path.write_bytes(gzip.compress(header + arr.astype(np.uint8).tobytes()))
-
-
 @pytest.fixture(scope="module")
 def tiny_idx(tmp_path_factory):
     """A Fashion-MNIST-shaped IDX directory: 5,000 validation + 200 training images, 300 test images;
     class k images are bright in row block k, so a small network learns them quickly."""
-    d = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 5200), ("t10k", 300)):
-        labels = rng.integers(0, 10, n)
-        images = rng.integers(0, 60, (n, 28, 28))
-        for k in range(10):
-            images[labels == k, 2 * k + 4 : 2 * k + 7, 4:24] += 180
-        _write_idx(d / f"{split}-images-idx3-ubyte.gz", images.astype(np.uint8))
-        _write_idx(d / f"{split}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
-    return d
+    return write_tiny_idx(tmp_path_factory.mktemp("idx"), 5200, 300)
 
 
 def test_cli_prune_writes_file_and_report(tiny_idx, tmp_path):
