@@ -186,7 +186,8 @@ class NncFile:
     def check_memory(self, names: list[str] | None = None) -> None:
         """Raise LimitExceededError unless the tensors `names` (default: all), decoded and all kept,
         fit in memory: their outputs plus the largest single decode's working memory."""
-        self._tf.check_memory_for_all(self._tf.names if names is None else list(names))
+        tf = self._open_file()
+        tf.check_memory_for_all(tf.names if names is None else list(names))
 
     def _load_all(self) -> dict[str, Any]:
         """Every tensor, after checking that all of them together fit in memory (they are all kept)."""
