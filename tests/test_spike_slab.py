@@ -175,7 +175,7 @@ def test_frozen_mask_keeps_pruned_weights_at_zero_through_training():
     for n, p in ss.params.items():
         assert torch.all(p.detach()[~masks[n]] == 0)
     assert torch.all(model[0].weight.detach()[0] == 0)
-    assert set(ss.to_state_dict()) >= {"0.weight.pip", "0.weight.slab_sd", "2.weight.pip"}
+    assert set(ss.variational_state()) >= {"0.weight.pip", "0.weight.slab_sd", "2.weight.pip"}
 
 
 def test_bad_arguments_are_refused():

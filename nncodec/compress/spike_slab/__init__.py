@@ -7,12 +7,13 @@ can be stored in the file (`pip` component) and rank input features.
     model = spike_slab(model, loader, torch.nn.functional.cross_entropy, epochs=10, prior_inclusion=1e-2)
     save_spike_slab(model, "model.nnc", steps=steps, keep_pip=True)
 
-Pieces for your own loop: `SpikeSlab` (penalty / after_step / masks / prune / freeze_mask / pips).
+Pieces for your own loop: `SpikeSlab`, a training.pieces.Pruner (penalty / add_gradients / after_step /
+masks / prune / freeze_mask / to_state_dict / save, plus pips).
 """
 
 from .elbo import bernoulli_kl, input_feature_pip, lrt_weight_moments, phi_update, slab_kl, spike_slab_kl
-from .export import pip_compressor, save_spike_slab
-from .procedure import spike_slab, spike_slab_state
+from .export import pip_compressor, save_spike_slab, spike_slab_state
+from .procedure import spike_slab
 from .variational import SpikeSlab
 
 __all__ = ["spike_slab", "SpikeSlab", "save_spike_slab", "pip_compressor", "spike_slab_state", "phi_update",

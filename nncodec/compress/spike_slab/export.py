@@ -25,7 +25,14 @@ from ...errors import BadArgumentError
 from ..training.export import _exact_survivors, pruned_compressor
 from ..training.targets import Targets
 from ..uniform import quantize_uniform
-from .procedure import spike_slab_state
+
+
+def spike_slab_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], float]:
+    """The PIPs and threshold that `spike_slab` left on `model`."""
+    pips = getattr(model, "spike_slab_pips", None)
+    if not isinstance(pips, dict):
+        raise BadArgumentError("this model carries no inclusion probabilities (run spike_slab on it first)")
+    return pips, float(getattr(model, "spike_slab_threshold", 0.5))
 
 
 def pip_compressor(model: nn.Module, steps: Mapping[str, float] | None = None, targets: Targets = None, *,

@@ -1,12 +1,13 @@
 """Spike-and-slab variational pruning as pieces a training loop calls (see elbo.py for the formulas).
 
-    ss = SpikeSlab(model, data_size=len(train_set))
+    ss = SpikeSlab(model, data_size=len(train_set), kl_weight=0.1)   # a Pruner (training/pieces.py)
     opt = torch.optim.Adam([*model.parameters(), *ss.parameters()], lr=1e-3)
     for x, y in loader:
-        loss = F.cross_entropy(model(x), y) + ss.penalty()   # mean loss + KL / N
+        loss = F.cross_entropy(model(x), y) + ss.penalty()   # mean loss + kl_weight * KL / N
         opt.zero_grad(); loss.backward(); opt.step(); ss.after_step()
-    ss.freeze_mask()    # keep phi > threshold, weights = mu; fine-tune as usual, pruned weights stay 0
-    pips = ss.pips()
+    ss.prune()          # keep phi > threshold, weights = mu; the mask is frozen: fine-tune as usual
+    ...
+    ss.save("model.nnc", levels=..., keep_pip=True)   # mask (or PIPs) + quantized survivors
 
 The model's own weights are the slab means mu. While attached, every pruned Linear/Conv layer runs
 with the local reparameterization trick: its pre-activation is sampled from N(x (phi mu), x^2 var_w)
@@ -24,16 +25,23 @@ each pre-activation (the phi^2 terms of the mean and of the variance cancel).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...api import save_file
+from ...codecs.pip import DEFAULT_BITS, DEFAULT_LIMIT
 from ...errors import BadArgumentError
-from ..training.targets import Targets, select_parameters
+from ..training import distributed as dist_
+from ..training.export import pruned_compressor
+from ..training.pieces import Pruner
+from ..training.targets import Targets, apply_masks
 from .elbo import lrt_weight_moments, phi_update, spike_slab_kl
+from .export import pip_compressor
 
 _SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -52,33 +60,48 @@ def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-class SpikeSlab:
-    """A spike-and-slab posterior over the weights of a model's Linear/Conv layers."""
+class SpikeSlab(Pruner):
+    """A spike-and-slab posterior over the weights of a model's Linear/Conv layers, as a training piece
+    (`Pruner`, see training/pieces.py): penalty / add_gradients / after_step / prune / freeze_mask /
+    masks / to_state_dict / save, like PMMPPruner and the others.
+
+    `kl_weight` a < 1 tempers the ELBO (E[log-lik] - a KL: the likelihood counts 1/a times); with
+    `anneal_steps` > 0 the weight ramps linearly from a/anneal_steps to a over that many steps."""
+
+    method = "spike-slab"
 
     def __init__(self, model: nn.Module, *, data_size: int, prior_inclusion: float = 1e-2, prior_sd: float = 0.1,
                  init_phi: float = 0.9, init_sd: float = 1e-3, ema: float = 0.99, kl_weight: float = 1.0,
-                 threshold: float = 0.5, targets: Targets = None) -> None:
+                 anneal_steps: int = 0, threshold: float = 0.5, targets: Targets = None,
+                 callback: Callable[[dict[str, Any]], None] | None = None) -> None:
         if not 0 < prior_inclusion < 1 or not 0 < init_phi < 1:
             raise BadArgumentError("prior_inclusion and init_phi must be within (0, 1)")
         if prior_sd <= 0 or init_sd <= 0 or data_size < 1 or not 0 <= ema < 1 or not 0 <= threshold <= 1:
             raise BadArgumentError("need prior_sd > 0, init_sd > 0, data_size >= 1, 0 <= ema < 1, 0 <= threshold <= 1")
-        self.model, self.n = model, int(data_size)
-        self.lam, self.sigma0, self.ema, self.threshold = float(prior_inclusion), float(prior_sd), float(ema), float(threshold)
-        self.kl_weight = float(kl_weight)
-        owners = _owners(model)
-        self.params = select_parameters(model, targets)
+        if not 0 < kl_weight <= 1 or anneal_steps < 0:
+            raise BadArgumentError("need 0 < kl_weight <= 1 and anneal_steps >= 0")
+        super().__init__(model, None, targets=targets, rgp=False, callback=callback)
+        owners = _owners(self.model)
         bad = [n for n in self.params if n not in owners]
         if bad:
             raise BadArgumentError(f"spike-and-slab covers Linear and Conv1d/2d/3d weights only, not {', '.join(bad)}")
+        self.n = int(data_size)
+        self.lam, self.sigma0, self.ema, self.threshold = float(prior_inclusion), float(prior_sd), float(ema), float(threshold)
+        self.target_kl_weight, self.anneal_steps = float(kl_weight), int(anneal_steps)
         self.modules = {n: owners[n] for n in self.params}
         self.rho = {n: nn.Parameter(torch.full_like(p.detach(), _inverse_softplus(init_sd))) for n, p in self.params.items()}
         self.phi = {n: torch.full_like(p.detach(), init_phi).requires_grad_(True) for n, p in self.params.items()}
         self.delta: dict[str, torch.Tensor] = {}
         self._acc: dict[str, torch.Tensor] = {}
-        self.steps = 0
-        self.frozen: dict[str, torch.Tensor] | None = None
-        self._hooks: list[Any] = []
+        self.steps_done = 0
+        self.pruned = False
+        self.kl_weight = self._scheduled_kl_weight()
         self._attach()
+
+    def _scheduled_kl_weight(self) -> float:
+        if self.anneal_steps <= 0:
+            return self.target_kl_weight
+        return self.target_kl_weight * min(1.0, (self.steps_done + 1) / self.anneal_steps)
 
     # ------------------------------------------------------------------ the variational layers
 
@@ -110,73 +133,96 @@ class SpikeSlab:
 
     # ------------------------------------------------------------------ the loop's calls
 
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Before `prune`: phi > threshold (the median-probability model at 0.5); after: the frozen mask."""
+        return self._masks if self.pruned else self.masks_at()
+
+    def masks_at(self, threshold: float | None = None) -> dict[str, torch.Tensor]:
+        tau = self.threshold if threshold is None else float(threshold)
+        return {n: p.detach() > tau for n, p in self.phi.items()}
+
     def penalty(self) -> torch.Tensor:
-        """kl_weight * KL / N: added to a *mean* per-example loss it makes the negative ELBO per example.
-        phi enters detached, its KL part acts only through the closed-form update."""
-        if self.frozen is not None:
+        """kl_weight * KL / N: added to a *mean* per-example loss it makes the negative (tempered) ELBO
+        per example. phi enters detached, its KL part acts only through the closed-form update."""
+        if self.pruned:
             return torch.zeros(())
         total = sum(spike_slab_kl(self.phi[n].detach(), p, self.sd(n), self.lam, self.sigma0).sum()
                     for n, p in self.params.items())
         return total * (self.kl_weight / self.n)
 
+    def add_gradients(self) -> None:
+        """The penalty's gradient added to `.grad` (instead of `penalty()` in the loss; what the shared
+        epoch loop and the framework adapters call after backward)."""
+        if not self.pruned:
+            self.penalty().backward()
+
+    def penalty_value(self) -> float:
+        return 0.0 if self.pruned else self.kl() * self.kl_weight / self.n
+
     @torch.no_grad()
     def after_step(self) -> None:
         """The closed-form phi update from this step's gradient (call after loss.backward() and the
         optimizer step); once the mask is frozen: re-zero the pruned weights."""
-        if self.frozen is not None:
-            for n, p in self.params.items():
-                p.mul_(self.frozen[n].to(p.dtype))
+        if self.pruned:
+            if self.frozen:
+                apply_masks(self.params, self._masks)
             return
+        grads = [p.grad for p in self.phi.values() if p.grad is not None]
+        if dist_.active():  # phi and rho are not module parameters: DDP does not average their gradients
+            dist_.all_reduce_mean_(grads + [r.grad for r in self.rho.values() if r.grad is not None])
         for n, mu in self.params.items():
             phi = self.phi[n]
             if phi.grad is None:
                 continue
             d = -self.n * phi.grad  # loss = mean negative log-likelihood: slope of the total log-likelihood
             acc = self._acc[n] = self.ema * self._acc.get(n, torch.zeros_like(d)) + (1 - self.ema) * d
-            self.delta[n] = acc / (1 - self.ema ** (self.steps + 1))  # bias-corrected average, as Adam's moments
+            self.delta[n] = acc / (1 - self.ema ** (self.steps_done + 1))  # bias-corrected, as Adam's moments
             new = phi_update(self.delta[n], mu, self.sd(n), self.lam, self.sigma0, max(self.kl_weight, 1e-6))
             phi.copy_(new.clamp(1e-6, 1 - 1e-6))
             phi.grad = None
-        self.steps += 1
+        self.steps_done += 1
+        self.kl_weight = self._scheduled_kl_weight()
 
     def pips(self) -> dict[str, torch.Tensor]:
         """The posterior inclusion probabilities, by parameter name (detached copies on the CPU)."""
         return {n: p.detach().cpu().clone() for n, p in self.phi.items()}
 
-    def masks(self, threshold: float | None = None) -> dict[str, torch.Tensor]:
-        """phi > threshold (default: the median-probability model, 0.5)."""
-        tau = self.threshold if threshold is None else float(threshold)
-        return {n: p.detach() > tau for n, p in self.phi.items()}
-
     @torch.no_grad()
-    def prune(self, threshold: float | None = None) -> dict[str, torch.Tensor]:
-        """End the variational phase: weights become mu where phi > threshold, exactly 0 elsewhere,
-        and the layers run deterministically again. Returns the masks."""
+    def prune(self, evaluate: Any = None, *, threshold: float | None = None, freeze: bool = True,
+              **_ignored: Any) -> dict[str, torch.Tensor]:
+        """End the variational phase: weights become mu where phi > threshold, exactly 0 elsewhere, and
+        the layers run deterministically again; with `freeze` (default) the mask is frozen for
+        fine-tuning. Returns the masks. `evaluate` and the other Pruner options (example_inputs, ...)
+        are accepted and not needed: the PIPs alone decide."""
         if threshold is not None:
             self.threshold = float(threshold)
-        masks = self.masks()
+        self._masks = self.masks_at()
+        dist_.broadcast_(list(self._masks.values()))
         self._detach()
-        for n, p in self.params.items():
-            p.mul_(masks[n].to(p.dtype))
-        self.frozen = masks
-        return masks
+        apply_masks(self.params, self._masks)
+        self.pruned = True
+        self._emit("spike-slab-prune", threshold=self.threshold, kept=sum(int(m.sum()) for m in self._masks.values()))
+        if freeze:
+            self.freeze_mask()
+        return self._masks
 
-    def freeze_mask(self) -> dict[str, torch.Tensor]:
-        """Prune (if not yet) and keep pruned weights at zero through further training: their gradients
-        are zeroed by hooks and `after_step` re-zeroes them."""
-        masks = self.frozen if self.frozen is not None else self.prune()
-        if not self._hooks:
-            for n, p in self.params.items():
-                m = masks[n]
-                self._hooks.append(p.register_hook(lambda g, m=m: g * m.to(g.dtype)))
-        return masks
+    def freeze_mask(self) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        """Prune at the threshold (if not yet) and keep pruned weights at zero through further training:
+        their gradients are zeroed by hooks and `after_step` re-zeroes them. The mask stays the PIPs'
+        (a kept weight that happens to be 0 keeps its slot)."""
+        if not self.pruned:
+            return self.prune(freeze=True)
+        if not self.frozen:
+            self._hooks = [p.register_hook(lambda g, n=n: g * self._masks[n].to(g.dtype))
+                           for n, p in self.params.items() if p.requires_grad]
+            self.frozen = True
+        return self._masks
 
     def release(self) -> None:
         """Remove the variational layers and gradient hooks (the model is a plain model again)."""
         self._detach()
-        for h in self._hooks:
-            h.remove()
-        self._hooks.clear()
+        self.unfreeze()
 
     def kl(self) -> float:
         """The total KL(q || p) in nats (for logging)."""
@@ -184,7 +230,7 @@ class SpikeSlab:
             return float(sum(spike_slab_kl(self.phi[n], p, self.sd(n), self.lam, self.sigma0).sum()
                              for n, p in self.params.items()))
 
-    def to_state_dict(self) -> dict[str, torch.Tensor]:
+    def variational_state(self) -> dict[str, torch.Tensor]:
         """The variational state by name: `<param>.pip`, `<param>.slab_sd` and `<param>.delta`."""
         out: dict[str, torch.Tensor] = {}
         for n in self.params:
@@ -193,3 +239,28 @@ class SpikeSlab:
             if n in self.delta:
                 out[f"{n}.delta"] = self.delta[n].detach().cpu().clone()
         return out
+
+    # ------------------------------------------------------------------ export (Pruner.to_state_dict: what the file decodes to)
+
+    def compressor(self, steps: Mapping[str, float] | None = None, *, keep_pip: bool = False, bits: int = DEFAULT_BITS,
+                   limit: int = DEFAULT_LIMIT) -> Callable[[str, Any], Any]:
+        """The per-tensor compressor of the file: mask + levels, or with `keep_pip` PIPs + levels."""
+        if not keep_pip:
+            return pruned_compressor(self.model, steps, self.targets)
+        return pip_compressor(self.model, steps, self.targets, pips=self.pips(), threshold=self.threshold, bits=bits,
+                              limit=limit)
+
+    def save(self, path: str | os.PathLike, *, steps: Mapping[str, float] | None = None, levels: float | None = None,
+             keep_pip: bool = False, bits: int = DEFAULT_BITS, limit: int = DEFAULT_LIMIT,
+             metadata: Mapping[str, str] | None = None, prefer: str = "size") -> int:
+        """Write the .nnc file (rank 0 only; every rank waits): mask + quantized survivors, with
+        `keep_pip` the PIPs instead of the mask (the mask is then derived from them). Call after `prune`."""
+        if not self.pruned:
+            raise BadArgumentError("prune() first: the file holds the pruned model")
+        size = 0
+        if dist_.is_main():
+            meta = {"nncodec.training": self.method, **dict(metadata or {})}
+            comp = self.compressor(self.steps(steps, levels), keep_pip=keep_pip, bits=bits, limit=limit)
+            size = save_file(self.model.state_dict(), path, metadata=meta, prefer=prefer, compressor=comp)
+        dist_.barrier()
+        return dist_.broadcast_int(size)

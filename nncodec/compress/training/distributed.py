@@ -65,6 +65,18 @@ def all_reduce_mean(total: float, count: float) -> float:
 
 
 @torch.no_grad()
+def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
+    """In place: each tensor becomes its mean over ranks."""
+    if not active():
+        return
+    n = world_size()
+    for x in tensors:
+        t = x.detach().to(_comm_device(x)).contiguous()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        x.copy_(t.to(x.device) / n)
+
+
+@torch.no_grad()
 def any_reduce_(masks: Iterable[torch.Tensor]) -> None:
     """In place: each boolean tensor becomes the OR of its values over ranks."""
     if not active():
