@@ -18,7 +18,6 @@ the same MLP trained densely, features ranked by the L2 norm of their outgoing w
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -86,20 +85,37 @@ def pr(selected: set[int], truth: set[int]) -> tuple[float, float]:
     return tp / max(len(selected), 1), tp / len(truth)
 
 
+def val_nll(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(gaussian_nll(model(x), y))
+
+
 def features(args: argparse.Namespace) -> dict:
+    """Per seed (= per data set): lambda chosen among --lams by the validation NLL of the pruned model
+    (the last --val-size examples, never the truth); precision/recall of that run against the truth."""
     rows = []
     for seed in args.seeds:
-        x, y = synthetic(seed, rho=args.rho, setting=args.setting)
+        x_all, y_all = synthetic(seed, rho=args.rho, setting=args.setting)
+        x, y, xv, yv = x_all[:-args.val_size], y_all[:-args.val_size], x_all[-args.val_size:], y_all[-args.val_size:]
         loader = batches(x, y, 100, seed)
-        torch.manual_seed(seed)
-        model = Regressor(x.shape[1])
-        dense = copy.deepcopy(model)
+        truth = set(range(5))
         t0 = time.perf_counter()
-        spike_slab(model, loader, gaussian_nll, epochs=args.epochs, lr=3e-3, finetune_epochs=0, prior_inclusion=args.lam,
-                   prior_sd=1.0, init_sd=0.01, init_phi=0.5, ema=0.99, seed=seed, progress=False,
-                   targets=["net.0.weight", "net.2.weight"])
-        fp = input_feature_pip(model.spike_slab_pips["net.0.weight"])
-        ss_sel = {int(i) for i in torch.nonzero(fp > 0.5).reshape(-1)}
+        cands = []
+        for lam in args.lams:
+            torch.manual_seed(seed)
+            model = Regressor(x.shape[1])
+            spike_slab(model, loader, gaussian_nll, epochs=args.epochs, lr=3e-3, finetune_epochs=0, prior_inclusion=lam,
+                       prior_sd=1.0, init_sd=0.01, init_phi=0.5, ema=0.99, seed=seed, progress=False,
+                       targets=["net.0.weight", "net.2.weight"])
+            fp = input_feature_pip(model.spike_slab_pips["net.0.weight"])
+            sel = {int(i) for i in torch.nonzero(fp > 0.5).reshape(-1)}
+            cands.append({"lam": lam, "val_nll": round(val_nll(model, xv, yv), 4), "selected": sorted(sel),
+                          "precision_recall": pr(sel, truth), "feature_pip_true": [round(float(v), 3) for v in fp[:5]],
+                          "max_feature_pip_noise": round(float(fp[5:].max()), 3)})
+        best = min(cands, key=lambda c: c["val_nll"])
+        torch.manual_seed(seed)
+        dense = Regressor(x.shape[1])
         opt = torch.optim.Adam(dense.parameters(), lr=3e-3)
         for _ in range(args.epochs):
             for xb, yb in loader:
@@ -108,14 +124,21 @@ def features(args: argparse.Namespace) -> dict:
                 opt.step()
         norms = dense.net[0].weight.detach().norm(dim=0)
         mag_sel = {int(i) for i in torch.topk(norms, 5).indices}
-        truth = set(range(5))
-        rows.append({"seed": seed, "spike_slab": sorted(ss_sel), "magnitude_top5": sorted(mag_sel),
-                     "ss_precision_recall": pr(ss_sel, truth), "mag_precision_recall": pr(mag_sel, truth),
-                     "feature_pip_true": [round(float(v), 3) for v in fp[:5]],
-                     "max_feature_pip_noise": round(float(fp[5:].max()), 3), "seconds": round(time.perf_counter() - t0, 1)})
+        rows.append({"seed": seed, "chosen_lam": best["lam"], "spike_slab": best["selected"], "magnitude_top5": sorted(mag_sel),
+                     "ss_precision_recall": best["precision_recall"], "mag_precision_recall": pr(mag_sel, truth),
+                     "exact": set(best["selected"]) == truth, "mag_exact": mag_sel == truth,
+                     "feature_pip_true": best["feature_pip_true"], "max_feature_pip_noise": best["max_feature_pip_noise"],
+                     "candidates": cands, "seconds": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    return {"setting": {"name": args.setting, "n": 2000, "p": 50, "k": 5, "rho": args.rho, "noise_sd": 0.3, "lam": args.lam,
-                        "epochs": args.epochs}, "runs": rows}
+    n = len(rows)
+    summary = {"exact_recovery": sum(r["exact"] for r in rows), "mag_exact_recovery": sum(r["mag_exact"] for r in rows),
+               "seeds": n, "mean_precision": sum(r["ss_precision_recall"][0] for r in rows) / n,
+               "mean_recall": sum(r["ss_precision_recall"][1] for r in rows) / n,
+               "mag_mean_precision": sum(r["mag_precision_recall"][0] for r in rows) / n}
+    print(json.dumps(summary), flush=True)
+    return {"setting": {"name": args.setting, "n_train": 2000 - args.val_size, "n_val": args.val_size, "p": 50, "k": 5,
+                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs},
+            "runs": rows, "summary": summary}
 
 
 # ----------------------------------------------------------------------------- (b) compression
@@ -151,7 +174,8 @@ def compress_one(arch: str, dense: nn.Module, data: recipes.ClassifierData, seed
     without and with PIPs (same model, same steps: both files decode to the same weights)."""
     path = out / f"{arch}-ss-lam{lam:g}-seed{seed}.nnc"
     overrides = {"prior_inclusion": lam, "prior_sd": args.prior_sd, "init_phi": args.init_phi, "init_sd": args.init_sd,
-                 "ema": args.ema, "anneal_epochs": args.anneal, "lr": args.lr}
+                 "ema": args.ema, "anneal_epochs": args.anneal, "lr": args.lr, "kl_weight": args.kl_weight,
+                 "threshold": args.threshold}
     r = recipe.compress_classifier(dense, arch, data, path, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                                    quant_tolerance=args.quant_tolerance, seed=seed, progress=False, overrides=overrides)
     model = r.pop("model")
@@ -200,56 +224,6 @@ def compress(args: argparse.Namespace) -> dict:
     return {"arch": args.arch, "args": vars(args), "dense": dense_rows, "runs": rows, "summary": summary}
 
 
-# Issue 5's pruning results (benchmarks/RESULTS.md, one seed, an earlier run with its own dense
-# model): quoted for the plot only, never as this run's peers. (test accuracy %, dense %, file bytes)
-EARLIER = {
-    "lenet300": {"dense": 88.66, "pmmp": (87.84, 7594), "drr": (87.88, 5405), "rl1": (88.18, 6660),
-                 "tamade": (88.33, 87617), "layerwise": (87.62, 17071)},
-    "lenet5": {"dense": 89.66, "pmmp": (89.17, 7391), "drr": (88.95, 6380), "rl1": (88.93, 7462),
-               "tamade": (90.23, 66657), "layerwise": (88.83, 12480)},
-}
-
-
-def plot(args: argparse.Namespace) -> None:
-    """Test accuracy drop vs file bytes: spike-and-slab (mean +- sd over seeds, each lambda; without
-    and with PIPs) and the earlier run's methods (drop against their own dense model)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    results = [json.loads(Path(p).read_text()) for p in args.results]
-    archs = sorted({r["arch"] for r in results})
-    fig, axes = plt.subplots(1, len(archs), figsize=(6 * len(archs), 4.2), squeeze=False)
-    for ax, arch in zip(axes[0], archs, strict=True):
-        f32 = 4 * (266_610 if arch == "lenet300" else 431_080)
-        for r in (r for r in results if r["arch"] == arch):
-            for key, marker, label in (("nopip", "o", "spike-slab"), ("pip", "s", "spike-slab + PIPs")):
-                for lam, s in r["summary"].items():
-                    ax.errorbar(s[f"bytes_{key}"][0], -s["drop"][0], xerr=s[f"bytes_{key}"][1], yerr=s["drop"][1],
-                                fmt=marker, color="C0" if key == "nopip" else "C1", capsize=3,
-                                label=f"{label} (mean of {len(r['args']['seeds'])} seeds)")
-                    ax.annotate(f"λ={lam}", (s[f"bytes_{key}"][0], -s["drop"][0]), fontsize=7,
-                                xytext=(4, 4), textcoords="offset points")
-        ref = EARLIER.get(arch, {})
-        for i, (m, v) in enumerate((k, v) for k, v in ref.items() if k != "dense"):
-            ax.plot(v[1], v[0] - ref["dense"], "^", mfc="none", color=f"C{i + 2}", label=f"{m} (issue-5 run, seed 0)")
-        for ratio in (150 if arch == "lenet300" else 250, 1000):
-            ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
-            ax.text(f32 / ratio, ax.get_ylim()[0], f" ×{ratio}", fontsize=7, color="grey", va="bottom")
-        ax.axhline(-1.0, color="red", lw=0.6, ls="--")
-        ax.set_xscale("log")
-        ax.set_xlabel("whole .nnc file bytes")
-        ax.set_ylabel("test accuracy − dense (points)")
-        ax.set_title(arch)
-        handles, labels = ax.get_legend_handles_labels()
-        uniq = dict(zip(labels, handles, strict=True))
-        ax.legend(uniq.values(), uniq.keys(), fontsize=7)
-    fig.tight_layout()
-    fig.savefig(args.png, dpi=120)
-    print(f"wrote {args.png}")
-
-
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -259,8 +233,9 @@ def main() -> None:
     a.add_argument("--rho", type=float, default=0.5)
     a.add_argument("--setting", choices=("easy", "hard"), default="easy")
     a.add_argument("--json", default=None, help="write the results here")
-    a.add_argument("--lam", type=float, default=0.05)
-    a.add_argument("--epochs", type=int, default=60)
+    a.add_argument("--lams", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
+    a.add_argument("--val-size", type=int, default=400)
+    a.add_argument("--epochs", type=int, default=100)
     b = sub.add_parser("compress")
     b.add_argument("--data", required=True)
     b.add_argument("--arch", choices=("lenet300", "lenet5"), default="lenet300")
@@ -275,16 +250,12 @@ def main() -> None:
     b.add_argument("--init-sd", type=float, default=1e-3)
     b.add_argument("--ema", type=float, default=0.99)
     b.add_argument("--anneal", type=float, default=0.0)
+    b.add_argument("--kl-weight", type=float, default=1.0)
+    b.add_argument("--threshold", type=float, default=0.5)
     b.add_argument("--quant-tolerance", type=float, default=0.3)
     b.add_argument("--out", default="/tmp/spike-bench")
     b.add_argument("--json", default=None, help="write the results here")
-    c = sub.add_parser("plot")
-    c.add_argument("results", nargs="+", help="JSON files written by `compress --json`")
-    c.add_argument("--png", default="benchmarks/spike_slab_accuracy_bytes.png")
     args = ap.parse_args()
-    if args.cmd == "plot":
-        plot(args)
-        return
     result = features(args) if args.cmd == "features" else compress(args)
     text = json.dumps(result, indent=1)
     if getattr(args, "json", None):

@@ -81,11 +81,13 @@ Your own model and data loader: see examples/prune_your_model.py (the Python API
 @click.option("--keep-pip", is_flag=True, help="spike-slab: store the inclusion probabilities (the mask is derived from them).")
 @click.option("--prior-inclusion", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="spike-slab: prior inclusion probability lambda (architecture default if omitted).")
+@click.option("--kl-weight", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="spike-slab: KL weight of the tempered ELBO (architecture default if omitted).")
 def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str | None, loss: str,
           quant_tolerance: float, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
           output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool, keep_pip: bool,
-          prior_inclusion: float | None) -> None:
+          prior_inclusion: float | None, kl_weight: float | None) -> None:
     """Train ARCH densely (or load your --model and --checkpoint), prune it with METHOD, store it as
     a .nnc file and report its real size.
 
@@ -134,7 +136,7 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
             report = recipe.compress_classifier(
                 dense, arch, data, out, epochs=epochs, finetune_epochs=finetune, keep_pip=keep_pip, batch_size=batch_size,
                 seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
-                overrides={"prior_inclusion": prior_inclusion}, log=say)
+                overrides={"prior_inclusion": prior_inclusion, "kl_weight": kl_weight}, log=say)
             report.pop("model")
         else:
             report = recipes.compress_classifier(
