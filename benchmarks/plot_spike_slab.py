@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def plot(args: argparse.Namespace) -> None:
                                                           f"epochs, seeds {sorted({r['seed'] for r in rs})})")
     for ratio in (150, 1000):
         ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
-        ax.text(f32 / ratio, 0.2, f" ×{ratio}", fontsize=8, color="grey")
+        ax.text(f32 / ratio, 0.02, f" ×{ratio}", fontsize=8, color="grey", transform=ax.get_xaxis_transform())
     ax.axhline(-1.0, color="red", lw=0.6, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("whole .nnc file bytes (LeNet-300-100, float32 = 1,066,440 B)")
@@ -92,28 +93,45 @@ def plot(args: argparse.Namespace) -> None:
     print(f"wrote {args.png}")
 
 
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (bytes, test drop) points no other point beats on both, by increasing bytes."""
+    best, out = float("inf"), []
+    for b, d in sorted(points):
+        if d < best:
+            out.append((b, d))
+            best = d
+    return out
+
+
+def at_size(front: list[tuple[float, float]], size: float) -> float | None:
+    """The frontier's drop at `size` bytes (linear in log bytes between frontier points; the best point
+    at or below `size` beyond them), None below the smallest point."""
+    below = [(b, d) for b, d in front if b <= size]
+    above = [(b, d) for b, d in front if b > size]
+    if not below:
+        return None
+    (b0, d0) = below[-1]
+    if not above:
+        return d0
+    (b1, d1) = above[0]
+    t = (math.log(size) - math.log(b0)) / (math.log(b1) - math.log(b0))
+    return d0 + t * (d1 - d0)
+
+
 def table(args: argparse.Namespace) -> None:
-    """Markdown rows: best test drop per method within size bins (which method is ahead at each size)."""
-    pts = []
-    if args.curve:
-        pts += [("spike-slab", r["bytes"], r["test_drop"]) for r in json.loads(Path(args.curve).read_text())]
-    for path in [args.peers] if args.peers else []:
-        pts += [(r["method"], r["file_bytes"], r["test_drop"]) for r in json.loads(Path(path).read_text())
-                if r["arch"] == "lenet300"]
+    """Markdown rows: each peer point beside spike-and-slab's frontier at the same file size."""
+    ss = frontier([(r["bytes"], r["test_drop"]) for r in json.loads(Path(args.curve).read_text())])
     f32 = F32["lenet300"]
-    bins = [(50, 150), (150, 300), (300, 600), (600, 1200)]
-    print("| ratio bin | " + " | ".join(sorted({p[0] for p in pts})) + " | ahead |")
-    methods = sorted({p[0] for p in pts})
-    print("|---|" + "---|" * (len(methods) + 1))
-    for lo, hi in bins:
-        best = {}
-        for m in methods:
-            ds = [d for mm, b, d in pts if mm == m and lo <= f32 / b < hi]
-            best[m] = min(ds) if ds else None
-        have = {m: d for m, d in best.items() if d is not None}
-        ahead = min(have, key=have.get) if have else "-"
-        cells = " | ".join("-" if best[m] is None else f"{best[m]:.2f}" for m in methods)
-        print(f"| ×{lo}–×{hi} | {cells} | {ahead} |")
+    print("| method (seed 0, 5+5 epochs) | setting | .nnc bytes | ratio | test drop (pt) | spike-slab frontier at that size | ahead |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for r in sorted(json.loads(Path(args.peers).read_text()), key=lambda r: r["file_bytes"]):
+        if r["arch"] != "lenet300":
+            continue
+        d = at_size(ss, r["file_bytes"])
+        ahead = "-" if d is None else ("spike-slab" if d < r["test_drop"] else r["method"])
+        print(f"| {r['method']} | {json.dumps(r['overrides'])} | {r['file_bytes']:,} | ×{f32 / r['file_bytes']:.0f} | "
+              f"{r['test_drop']:.2f} | {'-' if d is None else f'{d:.2f}'} | {ahead} |")
+    print("\nspike-slab frontier (bytes, test drop): " + ", ".join(f"({b:,}, {d:.2f})" for b, d in ss))
 
 
 def main() -> None:
