@@ -57,15 +57,16 @@ def plot(args: argparse.Namespace) -> None:
     if args.curve:
         rows = json.loads(Path(args.curve).read_text())
         ax.plot([r["bytes"] for r in rows], [-r["test_drop"] for r in rows], "o", color="C0", ms=4, alpha=0.7,
-                label="spike-slab, validation sweep (seed 0, 5+2 epochs)")
-    for path in args.final or []:
+                label="spike-slab, validation sweep (seed 0, 5 + 2 or 5 epochs)")
+    for i, path in enumerate(args.final or []):
         fin = json.loads(Path(path).read_text())
+        status = "chosen on validation" if i == 0 else "not chosen"
         for lam, s in fin["summary"].items():
             kl = fin["args"].get("kl_weight", 1.0)
             for key, marker, color, what in (("nopip", "D", "C0", ""), ("pip", "s", "C1", " + PIPs stored")):
                 ax.errorbar(s[f"bytes_{key}"][0], -s["drop"][0], xerr=s[f"bytes_{key}"][1], yerr=s["drop"][1],
                             fmt=marker, color=color, ms=8, capsize=3, mec="k",
-                            label=f"spike-slab chosen (λ={lam}, KL weight {kl}){what}, "
+                            label=f"spike-slab {status} (λ={lam}, KL weight {kl}){what}, "
                                   f"{len(fin['args']['seeds'])} seeds")
     styles = {"drr": ("^", "C2"), "pmmp": ("v", "C3"), "rl1": ("<", "C4")}
     for path, tag, filled in ((args.peers, "this session, seed 0", True), (args.previous, "previous session", False)):
@@ -81,7 +82,7 @@ def plot(args: argparse.Namespace) -> None:
                                                           f"epochs, seeds {sorted({r['seed'] for r in rs})})")
     for ratio in (150, 1000):
         ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
-        ax.text(f32 / ratio, 0.02, f" ×{ratio}", fontsize=8, color="grey", transform=ax.get_xaxis_transform())
+        ax.text(f32 / ratio, 0.95, f" ×{ratio}", fontsize=8, color="grey", transform=ax.get_xaxis_transform())
     ax.axhline(-1.0, color="red", lw=0.6, ls="--")
     ax.set_xscale("log")
     ax.set_xlabel("whole .nnc file bytes (LeNet-300-100, float32 = 1,066,440 B)")
