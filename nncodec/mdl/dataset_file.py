@@ -99,7 +99,8 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
            progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
            model_file: bytes | None = None) -> tuple[bytes, EncodeReport]:
     """The .nnc file describing `data`, and what it is made of. `model_file`: a ready .nnc model
-    file (compressed however its maker chose) that becomes the model part as it is, no level search."""
+    file (compressed however its maker chose) whose tensor sections and (critical) header entries
+    become the model part unchanged, repacked without alignment padding; no level search."""
     kind = kind_by_name(settings.kind)
     symbols, alphabet = kind.parse(data, side_info)
     n = len(symbols)
