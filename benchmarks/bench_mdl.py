@@ -10,7 +10,8 @@ given the training images, plus the uniform code (n log2 10 bits) and the iid ma
 empirical entropy; the table itself not counted). Text: any file; the one used in the results is
 the King James Bible, Genesis 1:1 to Joshua 24:33 (Debian package bible-kjv:
 `bible -f "gen1:1-jos24:33" > kjv.txt`, 969,448 bytes, public domain).
-Hyper-parameters are fixed defaults chosen before the run (no tuning on the coded data).
+Hyper-parameters are fixed defaults chosen before the run (no tuning on the coded data); the label
+models default to small CNNs (FORMAT.md §21.5 `cnn`), sized by training cost on synthetic inputs.
 """
 
 from __future__ import annotations
