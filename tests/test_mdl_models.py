@@ -49,6 +49,8 @@ def test_cnn_codes_labels_given_images_and_decodes_back(prequential: bool) -> No
     ({"kernel": 4}, "odd"), ({"kernel": 9}, "kernel"), ({"channels": []}, "channels"),
     ({"channels": [1] * 5}, "channels"), ({"shape": [8]}, "shape"), ({"shape": [2, 2], "channels": [1, 1]}, "small"),
     ({"extra": 1}, "exactly"), ({"hidden": [0]}, "w"),
+    ({"shape": [1024, 1024], "channels": [1]}, "values per input"),
+    ({"shape": [64, 64], "channels": [8], "hidden": [1024, 1024, 1024, 1024, 1024]}, "parameters"),
 ])
 def test_bad_cnn_specs_are_format_errors(edit: dict, error: str) -> None:
     with pytest.raises(FormatError, match=error):

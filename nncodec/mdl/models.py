@@ -192,6 +192,8 @@ def _widths(spec: dict, key: str, most: int = MAX_LAYERS, least: int = 0) -> lis
 
 MAX_CONV = 4  # convolution layers a cnn spec may ask for
 MAX_KERNEL = 7
+MAX_CNN_ACTIVATIONS = 1 << 16  # values per input after each convolution (coding runs 1024 inputs at once)
+MAX_CNN_PARAMS = 1 << 22  # parameters of a cnn (16 MiB of float32)
 
 
 def _cnn(spec: dict) -> nn.Module:
@@ -204,7 +206,18 @@ def _cnn(spec: dict) -> nn.Module:
         raise FormatError(f"cnn kernel must be odd, got {kernel}")
     if min(shape) >> len(channels) < 1:
         raise FormatError(f"cnn input {shape} is too small for {len(channels)} pooling layers")
-    return CNNClassifier((shape[0], shape[1]), channels, kernel, _widths(spec, "hidden"), _width(spec, "classes"))
+    hidden, classes = _widths(spec, "hidden"), _width(spec, "classes")
+    params, c, h, w = 0, 1, shape[0], shape[1]
+    for out in channels:  # bounds checked before anything is allocated
+        if out * h * w > MAX_CNN_ACTIVATIONS:
+            raise FormatError(f"cnn layer of {out} channels over {h}x{w} exceeds {MAX_CNN_ACTIVATIONS} values per input")
+        params += c * out * kernel * kernel + out
+        c, h, w = out, h // 2, w // 2
+    widths = [c * h * w, *hidden, classes]
+    params += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    if params > MAX_CNN_PARAMS:
+        raise FormatError(f"cnn of {params} parameters exceeds {MAX_CNN_PARAMS}")
+    return CNNClassifier((shape[0], shape[1]), channels, kernel, hidden, classes)
 
 
 def _gauss(spec: dict) -> nn.Module:
@@ -219,7 +232,7 @@ def _gauss(spec: dict) -> nn.Module:
     offset = spec["offset"]
     if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 2**31:
         raise FormatError(f"gauss offset must be an integer of at most 2**31 in size, got {offset!r}")
-    return GaussRegressor(_width(spec, "inputs", 2**16), _widths(spec, "hidden"), _width(spec, "classes", 1 << 16),
+    return GaussRegressor(_width(spec, "inputs", 2**16), _widths(spec, "hidden"), _width(spec, "classes"),
                           step, offset)
 
 
