@@ -12,6 +12,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nncodec
 from nncodec import mdl
@@ -143,3 +145,20 @@ def test_prequential_refuses_a_model_file() -> None:
     s = mdl.EncodeSettings(kind="labels", prequential=True, spec=CNN, train=FAST)
     with pytest.raises(nncodec.NNCodecError, match="stores no model"):
         mdl.encode(labels, s, side, model_file=b"whatever")
+
+
+_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-3, 2**40), st.text(max_size=6), st.floats(allow_nan=True),
+                   st.lists(st.integers(-2, 2000), max_size=6))
+_SPECS = {"cnn": CNN, "gauss": {"arch": "gauss", "inputs": 2, "hidden": [3], "classes": 4, "step": "0.1", "offset": 0}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(arch=st.sampled_from(sorted(_SPECS)), key=st.text(max_size=8) | st.sampled_from(
+    ["shape", "channels", "kernel", "hidden", "classes", "inputs", "step", "offset"]), value=_VALUE)
+def test_any_spec_value_builds_a_bounded_model_or_is_a_format_error(arch: str, key: str, value) -> None:
+    """A header's model spec is untrusted: any value gives a small model or FormatError, nothing else."""
+    try:
+        model = build({**_SPECS[arch], key: value}, 0)
+    except FormatError:
+        return
+    assert sum(p.numel() for p in model.parameters()) <= 1 << 22

@@ -26,6 +26,7 @@ from ..errors import FormatError
 
 MAX_WIDTH = 1024  # largest layer width a spec may ask for (bounds what a header can make us allocate)
 MAX_LAYERS = 8
+MAX_PARAMS = 1 << 22  # parameters of an mlp, cnn or gauss model (16 MiB of float32), checked before allocation
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -172,7 +173,9 @@ def build(spec: object, seed: int) -> nn.Module:
             if not isinstance(hidden, list) or len(hidden) > MAX_LAYERS:
                 raise FormatError(f"mlp hidden must be a list of at most {MAX_LAYERS} widths")
             widths = [_width({"w": h}, "w") for h in hidden]
-            model = MLPClassifier(_width(spec, "inputs", 2**16), widths, _width(spec, "classes"))
+            inputs, classes = _width(spec, "inputs", 2**16), _width(spec, "classes")
+            _check_params("mlp", _dense_params([inputs, *widths, classes]))
+            model = MLPClassifier(inputs, widths, classes)
         elif arch == "cnn":
             model = _cnn(spec)
         elif arch == "gauss":
@@ -181,6 +184,15 @@ def build(spec: object, seed: int) -> nn.Module:
             raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp, cnn, gauss)")
     model.eval()
     return model
+
+
+def _dense_params(widths: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def _check_params(arch: str, params: int) -> None:
+    if params > MAX_PARAMS:
+        raise FormatError(f"{arch} of {params} parameters exceeds {MAX_PARAMS}")
 
 
 def _widths(spec: dict, key: str, most: int = MAX_LAYERS, least: int = 0) -> list[int]:
@@ -193,7 +205,6 @@ def _widths(spec: dict, key: str, most: int = MAX_LAYERS, least: int = 0) -> lis
 MAX_CONV = 4  # convolution layers a cnn spec may ask for
 MAX_KERNEL = 7
 MAX_CNN_ACTIVATIONS = 1 << 16  # values per input after each convolution (coding runs 1024 inputs at once)
-MAX_CNN_PARAMS = 1 << 22  # parameters of a cnn (16 MiB of float32)
 
 
 def _cnn(spec: dict) -> nn.Module:
@@ -213,10 +224,7 @@ def _cnn(spec: dict) -> nn.Module:
             raise FormatError(f"cnn layer of {out} channels over {h}x{w} exceeds {MAX_CNN_ACTIVATIONS} values per input")
         params += c * out * kernel * kernel + out
         c, h, w = out, h // 2, w // 2
-    widths = [c * h * w, *hidden, classes]
-    params += sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
-    if params > MAX_CNN_PARAMS:
-        raise FormatError(f"cnn of {params} parameters exceeds {MAX_CNN_PARAMS}")
+    _check_params("cnn", params + _dense_params([c * h * w, *hidden, classes]))
     return CNNClassifier((shape[0], shape[1]), channels, kernel, hidden, classes)
 
 
@@ -232,8 +240,9 @@ def _gauss(spec: dict) -> nn.Module:
     offset = spec["offset"]
     if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 2**31:
         raise FormatError(f"gauss offset must be an integer of at most 2**31 in size, got {offset!r}")
-    return GaussRegressor(_width(spec, "inputs", 2**16), _widths(spec, "hidden"), _width(spec, "classes"),
-                          step, offset)
+    inputs, hidden, classes = _width(spec, "inputs", 2**16), _widths(spec, "hidden"), _width(spec, "classes")
+    _check_params("gauss", _dense_params([inputs, *hidden, 1]))
+    return GaussRegressor(inputs, hidden, classes, step, offset)
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
