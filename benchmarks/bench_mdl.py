@@ -10,7 +10,8 @@ given the training images, plus the uniform code (n log2 10 bits) and the iid ma
 empirical entropy; the table itself not counted). Text: any file; the one used in the results is
 the King James Bible, Genesis 1:1 to Joshua 24:33 (Debian package bible-kjv:
 `bible -f "gen1:1-jos24:33" > kjv.txt`, 969,448 bytes, public domain).
-Hyper-parameters are fixed defaults chosen before the run (no tuning on the coded data).
+Hyper-parameters are fixed defaults chosen before the run (no tuning on the coded data); the label
+models default to small CNNs (FORMAT.md §21.5 `cnn`), sized by training cost on synthetic inputs.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def table(rows: list[dict], n: int, unit: str) -> str:
     return "\n".join(lines)
 
 
+def labels_spec(arch: str, hidden: int, channels: str, kernel: int) -> dict:
+    """MLP 784-hidden-10, or a CNN: 5x5 convolutions of `channels` (comma-separated), each with ReLU
+    and 2x2 max-pooling, then a linear layer to the 10 classes (hidden = 0: none before it)."""
+    if arch == "mlp":
+        return {"arch": "mlp", "inputs": 784, "hidden": [hidden], "classes": 10}
+    return {"arch": "cnn", "shape": [28, 28], "channels": [int(c) for c in channels.split(",")], "kernel": kernel,
+            "hidden": [hidden] if hidden else [], "classes": 10}
+
+
 def labels_bench(args, tmp: Path) -> dict:
     d = Path(args.data_dir)
     data = gzip.decompress((d / "train-labels-idx1-ubyte.gz").read_bytes())
@@ -118,13 +128,13 @@ def labels_bench(args, tmp: Path) -> dict:
             {"name": "iid marginal (n H, table free)", "bytes": math.ceil(-n * float((p * np.log2(p)).sum()) / 8)},
             *baselines(data, tmp)]
     cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.epochs_labels, min_steps=50, weight_decay=0.0)
-    spec = {"arch": "mlp", "inputs": 784, "hidden": [args.hidden_labels], "classes": 10}
+    spec = labels_spec(args.arch_labels, args.hidden_labels, args.channels_labels, args.kernel)
     for seed in args.seeds if "prequential" in args.codes else []:
         s = mdl.EncodeSettings(kind="labels", prequential=True, spec=spec, train=cfg, seed=seed)
         print(f"labels prequential, seed {seed}", flush=True)
         rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, side, images, tmp, ()))
     if "two-part" in args.codes:
-        two_spec = {"arch": "mlp", "inputs": 784, "hidden": [args.two_part_hidden], "classes": 10}
+        two_spec = labels_spec(args.two_part_arch, args.two_part_hidden, args.two_part_channels, args.kernel)
         two_cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.two_part_epochs, min_steps=50)
         s = mdl.EncodeSettings(kind="labels", spec=two_spec, train=two_cfg, seed=args.seeds[0])
         print("labels two-part", flush=True)
@@ -196,9 +206,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--codes", default="prequential,two-part", help="which nncodec codes to run (comma-separated)")
     ap.add_argument("--epochs-labels", type=float, default=4.0, help="prequential: passes per block over all data so far")
-    ap.add_argument("--hidden-labels", type=int, default=256)
-    ap.add_argument("--two-part-hidden", type=int, default=16)
-    ap.add_argument("--levels-labels", default="lossless,1/1,1/2,1/4,1/8,1/16,1/32")
+    ap.add_argument("--arch-labels", choices=["mlp", "cnn"], default="cnn", help="prequential model for labels")
+    ap.add_argument("--hidden-labels", type=int, default=0, help="hidden width (cnn: 0 = no hidden layer)")
+    ap.add_argument("--channels-labels", default="16,32", help="cnn: channels of the 5x5 convolutions")
+    ap.add_argument("--kernel", type=int, default=5, help="cnn: convolution kernel size")
+    ap.add_argument("--two-part-arch", choices=["mlp", "cnn"], default="cnn")
+    ap.add_argument("--two-part-hidden", type=int, default=0)
+    ap.add_argument("--two-part-channels", default="8,16")
+    ap.add_argument("--levels-labels", default="1/1,1/2,1/4,1/8,1/16")
     ap.add_argument("--two-part-epochs", type=float, default=10.0)
     ap.add_argument("--emb", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)

@@ -44,7 +44,8 @@ def mdl() -> None:
 @click.option("--labels-for", "labels_for", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="DATA is an IDX label file; code it given these IDX inputs (needed again to decode).")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Two-part: use this trained state dict (.pt/.safetensors) instead of training one.")
+              help="Two-part: use this trained state dict (.pt/.safetensors) instead of training one; "
+              "a .nnc model file becomes the model part as it is (no level search).")
 @click.option("--arch", help='Model spec as JSON, e.g. \'{"arch":"lstm","alphabet":256,"emb":16,"hidden":128}\'.')
 @click.option("--epochs", type=float, default=None, help="Training passes (prequential: per block, over all data so far).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate.")
@@ -82,7 +83,8 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
                if v is not None}
     settings.train = replace(settings.train, **changes)
     side = SideInfo.from_path(labels_for) if labels_for else None
-    tensors = read_checkpoint(model_path)[0] if model_path else None
+    model_file = model_path.read_bytes() if model_path and model_path.suffix.lower() == ".nnc" else None
+    tensors = read_checkpoint(model_path)[0] if model_path and model_file is None else None
     chosen = tuple(x.strip() for x in levels.split(",")) if levels else api.LEVELS
     for level in chosen:
         if level != "lossless" and not (level.startswith("1/") and level[2:].isdigit() and int(level[2:]) > 0):
@@ -90,7 +92,8 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
     raw = data.read_bytes()
     log = (lambda m: note(m)) if verbose else None
     with _bar(None, "coding") as bar:
-        out, report = api.encode(raw, settings, side, tensors, chosen, progress=bar.update, log=log)
+        out, report = api.encode(raw, settings, side, tensors, chosen, progress=bar.update, log=log,
+                                 model_file=model_file)
     atomic_write(output, out, overwrite=force)
     extra = f", model compression {report.level}" if report.level else ""
     click.echo(f"wrote {output}: {report.code} code of {report.n:,} symbols in {human_bytes(report.file_bytes)} "

@@ -627,15 +627,41 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
     side = b"\x00\x00\x08\x03" + n.to_bytes(4, "big") + (3).to_bytes(4, "big") * 2 + imgs.tobytes()
     two = mdl.EncodeSettings(kind="labels", spec={"arch": "mlp", "inputs": 9, "hidden": [3], "classes": 4},
                              train=mdl.TrainConfig(epochs=4, min_steps=8, batch=16))
+    imgs8 = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+    labels8 = b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + (imgs8[:, 0, 0] // 64).astype(np.uint8).tobytes()
+    side8 = b"\x00\x00\x08\x03" + n.to_bytes(4, "big") + (8).to_bytes(4, "big") * 2 + imgs8.tobytes()
+    cnn = mdl.EncodeSettings(kind="labels", prequential=True, first_block=16,
+                             spec={"arch": "cnn", "shape": [8, 8], "channels": [2, 3], "kernel": 3, "hidden": [],
+                                   "classes": 4}, train=mdl.TrainConfig(lr=1e-2, epochs=2, min_steps=4, batch=8))
+    xs = rng.uniform(-1, 1, (n, 2)).astype(">f4")
+    q = np.round((np.tanh(xs[:, 0] - 2 * xs[:, 1]) + 0.1 * rng.standard_normal(n)) / 0.05).astype(np.int64)
+    targets = b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + (q - q.min()).astype(np.uint8).tobytes()
+    side_f = b"\x00\x00\x0d\x02" + n.to_bytes(4, "big") + (2).to_bytes(4, "big") + xs.tobytes()
+    gauss = mdl.EncodeSettings(kind="labels", spec={"arch": "gauss", "inputs": 2, "hidden": [4], "step": "0.05",
+                                                    "offset": int(q.min()), "classes": int(q.max() - q.min()) + 1},
+                               train=mdl.TrainConfig(lr=1e-2, epochs=8, min_steps=8, batch=16))
     files = {"bytes-prequential.nnc": mdl.encode(text, pre)[0],
              "labels-two-part.nnc": mdl.encode(labels, two, SideInfo.from_idx_bytes(side), levels=("1/4",))[0],
-             "labels-two-part.side.idx": side}
+             "labels-two-part.side.idx": side,
+             "labels-cnn-prequential.nnc": mdl.encode(labels8, cnn, SideInfo.from_idx_bytes(side8))[0],
+             "labels-cnn-prequential.side.idx": side8,
+             "targets-gauss-two-part.nnc": mdl.encode(targets, gauss, SideInfo.from_idx_bytes(side_f),
+                                                      levels=("1/8",))[0],
+             "targets-gauss-two-part.side.idx": side_f}
     entries = [
         {"file": "bytes-prequential.nnc", "data_sha256": hashlib.sha256(text).hexdigest(), "data_bytes": len(text),
          "description": "57-byte sentence x 8, prequential code, LSTM emb 4 hidden 8, 2 streams, blocks 64, 128, 256, 456"},
         {"file": "labels-two-part.nnc", "side": "labels-two-part.side.idx", "data_sha256": hashlib.sha256(labels).hexdigest(),
          "data_bytes": len(labels), "description": "64 labels (pixel [0,0] // 64) given 3x3 images from "
                                                    "default_rng(1812); two-part code, MLP 9-3-4 at level 1/4"},
+        {"file": "labels-cnn-prequential.nnc", "side": "labels-cnn-prequential.side.idx",
+         "data_sha256": hashlib.sha256(labels8).hexdigest(), "data_bytes": len(labels8),
+         "description": "64 labels (pixel [0,0] // 64) given 8x8 images; prequential code, CNN 3x3 convs of 2 and 3 "
+                        "channels, blocks 16, 32, 64"},
+        {"file": "targets-gauss-two-part.nnc", "side": "targets-gauss-two-part.side.idx",
+         "data_sha256": hashlib.sha256(targets).hexdigest(), "data_bytes": len(targets),
+         "description": "64 real targets tanh(x0 - 2 x1) + noise rounded to step 0.05, given float32 inputs [64, 2]; "
+                        "two-part code, gauss model 2-4-1 at level 1/8"},
     ]
     for e in entries:
         e["sha256"] = hashlib.sha256(files[e["file"]]).hexdigest()

@@ -96,14 +96,17 @@ def assemble_file(model_file: bytes | None, member: DatasetMember, payload: byte
 
 def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = None,
            model_tensors: dict | None = None, levels: tuple[str, ...] = LEVELS,
-           progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> tuple[bytes, EncodeReport]:
-    """The .nnc file describing `data`, and what it is made of."""
+           progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None,
+           model_file: bytes | None = None) -> tuple[bytes, EncodeReport]:
+    """The .nnc file describing `data`, and what it is made of. `model_file`: a ready .nnc model
+    file (compressed however its maker chose) whose tensor sections and (critical) header entries
+    become the model part unchanged, repacked without alignment padding; no level search."""
     kind = kind_by_name(settings.kind)
     symbols, alphabet = kind.parse(data, side_info)
     n = len(symbols)
     inputs = side_info.array if side_info is not None else None
     if settings.prequential:
-        if model_tensors is not None:
+        if model_tensors is not None or model_file is not None:
             raise BadArgumentError("a prequential code stores no model: --model does not apply")
         member = prequential_member(settings, symbols, alphabet, data, side_info, 0)
         check_spec(member)
@@ -115,6 +118,10 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
     spec = settings.spec or kind.default_spec(alphabet, side_info)
     model = build(spec, settings.seed)
     loss = None
+    if model_file is not None:
+        if model_tensors is not None:
+            raise BadArgumentError("give model tensors or a model file, not both")
+        model_tensors, levels = load_bytes(model_file), ("as given",)
     if model_tensors is None:
         import torch
 
@@ -132,13 +139,13 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
     best: tuple[bytes, EncodeReport] | None = None
     curve = []
     for level in levels:
-        model_file = save_bytes(state, compressor=_compressor(level))
+        model_part = model_file if level == "as given" else save_bytes(state, compressor=_compressor(level))
         decoded = build(spec, settings.seed)  # the encoder codes under the model as the decoder will see it
-        load_weights(decoded, load_bytes(model_file))
+        load_weights(decoded, load_bytes(model_part))
         side = EncodeSide(symbols)
         code_block(decoded, member, side, 0, n, inputs, progress)
         payload = side.coder.finish()
-        out = assemble_file(model_file, member, payload)
+        out = assemble_file(model_part, member, payload)
         row = {"level": level, "model_bytes": len(out) - len(payload), "data_bytes": len(payload), "file_bytes": len(out)}
         curve.append(row)
         if log:

@@ -25,14 +25,15 @@ LABELS_MAGIC = b"\x00\x00\x08\x01"
 class SideInfo:
     """Inputs the symbols are predicted from (never stored in the file; identified by hash)."""
 
-    array: np.ndarray  # uint8 [n, ...]
+    array: np.ndarray  # uint8 or float32 [n, ...]
     sha256: str
 
     @staticmethod
     def from_idx_bytes(raw: bytes, what: str = "side information") -> SideInfo:
         arr = parse_idx(raw, what)
-        if arr.dtype != np.uint8 or arr.ndim < 2:
-            raise UnsupportedInputError(f"{what}: expected a uint8 IDX array of inputs [n, ...], got {arr.dtype} {arr.shape}")
+        if arr.dtype not in (np.uint8, np.float32) or arr.ndim < 2:
+            raise UnsupportedInputError(f"{what}: expected a uint8 or float32 IDX array of inputs [n, ...], "
+                                        f"got {arr.dtype} {arr.shape}")
         return SideInfo(arr, hashlib.sha256(raw).hexdigest())
 
     @staticmethod

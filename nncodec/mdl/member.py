@@ -93,7 +93,7 @@ def parse(obj: object, sections: int) -> DatasetMember:
 
 def check_spec(member: DatasetMember) -> None:
     """The model must fit the data kind: an lstm over the alphabet for bytes, an mlp from the inputs'
-    size to the alphabet for labels (anything else could not have coded these symbols)."""
+    size (or a cnn over the inputs' [height, width]) to the alphabet for labels (anything else could not have coded these symbols)."""
     spec = member.model
     if member.kind == "bytes":
         ok = spec.get("arch") == "lstm" and spec.get("alphabet") == member.alphabet
@@ -101,6 +101,8 @@ def check_spec(member: DatasetMember) -> None:
         size = 1
         for d in member.side["shape"][1:]:
             size *= d
-        ok = spec.get("arch") == "mlp" and spec.get("classes") == member.alphabet and spec.get("inputs") == size
+        fits = {"mlp": spec.get("inputs") == size, "gauss": spec.get("inputs") == size,
+                "cnn": spec.get("shape") == member.side["shape"][1:]}
+        ok = fits.get(spec.get("arch"), False) and spec.get("classes") == member.alphabet
     if not ok:
         raise FormatError(f"dataset model {spec!r} does not fit {member.kind} data of alphabet {member.alphabet}")

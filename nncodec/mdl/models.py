@@ -15,6 +15,7 @@ than it must).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..errors import FormatError
 
 MAX_WIDTH = 1024  # largest layer width a spec may ask for (bounds what a header can make us allocate)
 MAX_LAYERS = 8
+MAX_PARAMS = 1 << 22  # parameters of an mlp, cnn or gauss model (16 MiB of float32), checked before allocation
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -80,6 +82,72 @@ class MLPClassifier(nn.Module):
     forward = logits
 
 
+class CNNClassifier(nn.Module):
+    """Small convolutional classifier over single-channel uint8 images scaled to [0, 1]: per entry of
+    `channels` a k×k convolution (padding k // 2), ReLU and 2×2 max-pooling, then linear layers
+    (ReLU between them) to the classes (as the CNNs of Blier & Ollivier 2018, smaller)."""
+
+    kind = "conditional"
+
+    def __init__(self, shape: tuple[int, int], channels: list[int], kernel: int, hidden: list[int],
+                 classes: int) -> None:
+        super().__init__()
+        self.alphabet = classes
+        self.shape = shape
+        convs: list[nn.Module] = []
+        c, h, w = 1, *shape
+        for out in channels:
+            convs += [nn.Conv2d(c, out, kernel, padding=kernel // 2), nn.ReLU(), nn.MaxPool2d(2)]
+            c, h, w = out, h // 2, w // 2
+        self.conv = nn.Sequential(*convs)
+        widths = [c * h * w, *hidden, classes]
+        layers: list[nn.Module] = []
+        for i in range(len(widths) - 1):
+            layers.append(nn.Linear(widths[i], widths[i + 1]))
+            if i < len(widths) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, *self.shape).to(torch.float32) / 255.0
+        return self.net(self.conv(x).flatten(1))
+
+    forward = logits
+
+
+class GaussRegressor(nn.Module):
+    """Real targets coded at a stated precision: target bin k (centre (offset + k)·step) given an
+    input vector, under a Gaussian of mean net(x) (a tanh MLP to one output) and scale exp(log_s),
+    discretised to the bins (the end bins take the tails). The teacher–student experiment's
+    student, as it stands, so its file can be the model part of a two-part code."""
+
+    kind = "conditional"
+
+    def __init__(self, inputs: int, hidden: list[int], classes: int, step: float, offset: int) -> None:
+        super().__init__()
+        self.alphabet = classes
+        widths = [inputs, *hidden, 1]
+        layers: list[nn.Module] = []
+        for i in range(len(widths) - 1):
+            layers.append(nn.Linear(widths[i], widths[i + 1]))
+            if i < len(widths) - 2:
+                layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
+        self.log_s = nn.Parameter(torch.tensor(0.0))
+        inner = (offset + torch.arange(classes - 1, dtype=torch.float64) + 0.5) * step  # inner bin edges
+        self.register_buffer("edges", inner, persistent=False)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, classes] float64 log-probabilities of the bins (softmax leaves them as they are)."""
+        mu = self.net(x.reshape(x.shape[0], -1).to(torch.float32)).to(torch.float64)  # [B, 1]
+        s = torch.exp(self.log_s.to(torch.float64))
+        inner = torch.special.ndtr((self.edges - mu) / s)
+        cdf = torch.cat([torch.zeros_like(mu), inner, torch.ones_like(mu)], dim=1)  # no infinite edge in the graph
+        return torch.log(torch.clamp(cdf[:, 1:] - cdf[:, :-1], min=1e-300))
+
+    forward = logits
+
+
 def _width(spec: dict, key: str, hi: int = MAX_WIDTH) -> int:
     v = spec.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
@@ -105,11 +173,76 @@ def build(spec: object, seed: int) -> nn.Module:
             if not isinstance(hidden, list) or len(hidden) > MAX_LAYERS:
                 raise FormatError(f"mlp hidden must be a list of at most {MAX_LAYERS} widths")
             widths = [_width({"w": h}, "w") for h in hidden]
-            model = MLPClassifier(_width(spec, "inputs", 2**16), widths, _width(spec, "classes"))
+            inputs, classes = _width(spec, "inputs", 2**16), _width(spec, "classes")
+            _check_params("mlp", _dense_params([inputs, *widths, classes]))
+            model = MLPClassifier(inputs, widths, classes)
+        elif arch == "cnn":
+            model = _cnn(spec)
+        elif arch == "gauss":
+            model = _gauss(spec)
         else:
-            raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp)")
+            raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp, cnn, gauss)")
     model.eval()
     return model
+
+
+def _dense_params(widths: list[int]) -> int:
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+
+def _check_params(arch: str, params: int) -> None:
+    if params > MAX_PARAMS:
+        raise FormatError(f"{arch} of {params} parameters exceeds {MAX_PARAMS}")
+
+
+def _widths(spec: dict, key: str, most: int = MAX_LAYERS, least: int = 0) -> list[int]:
+    v = spec.get(key)
+    if not isinstance(v, list) or not least <= len(v) <= most:
+        raise FormatError(f"model {key} must be a list of {least} to {most} widths")
+    return [_width({"w": h}, "w") for h in v]
+
+
+MAX_CONV = 4  # convolution layers a cnn spec may ask for
+MAX_KERNEL = 7
+MAX_CNN_ACTIVATIONS = 1 << 16  # values per input after each convolution (coding runs 1024 inputs at once)
+
+
+def _cnn(spec: dict) -> nn.Module:
+    if set(spec) != {"arch", "shape", "channels", "kernel", "hidden", "classes"}:
+        raise FormatError(f"cnn spec needs exactly shape, channels, kernel, hidden and classes, got {sorted(spec)}")
+    shape = _widths(spec, "shape", 2, 2)
+    channels = _widths(spec, "channels", MAX_CONV, 1)
+    kernel = _width(spec, "kernel", MAX_KERNEL)
+    if kernel % 2 == 0:
+        raise FormatError(f"cnn kernel must be odd, got {kernel}")
+    if min(shape) >> len(channels) < 1:
+        raise FormatError(f"cnn input {shape} is too small for {len(channels)} pooling layers")
+    hidden, classes = _widths(spec, "hidden"), _width(spec, "classes")
+    params, c, h, w = 0, 1, shape[0], shape[1]
+    for out in channels:  # bounds checked before anything is allocated
+        if out * h * w > MAX_CNN_ACTIVATIONS:
+            raise FormatError(f"cnn layer of {out} channels over {h}x{w} exceeds {MAX_CNN_ACTIVATIONS} values per input")
+        params += c * out * kernel * kernel + out
+        c, h, w = out, h // 2, w // 2
+    _check_params("cnn", params + _dense_params([c * h * w, *hidden, classes]))
+    return CNNClassifier((shape[0], shape[1]), channels, kernel, hidden, classes)
+
+
+def _gauss(spec: dict) -> nn.Module:
+    if set(spec) != {"arch", "inputs", "hidden", "classes", "step", "offset"}:
+        raise FormatError(f"gauss spec needs exactly inputs, hidden, classes, step and offset, got {sorted(spec)}")
+    try:
+        step = float(spec["step"]) if isinstance(spec["step"], str) else math.nan
+    except ValueError:
+        step = math.nan
+    if not (math.isfinite(step) and step > 0):
+        raise FormatError(f"gauss step must be a positive decimal string, got {spec['step']!r}")
+    offset = spec["offset"]
+    if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 2**31:
+        raise FormatError(f"gauss offset must be an integer of at most 2**31 in size, got {offset!r}")
+    inputs, hidden, classes = _width(spec, "inputs", 2**16), _widths(spec, "hidden"), _width(spec, "classes")
+    _check_params("gauss", _dense_params([inputs, *hidden, 1]))
+    return GaussRegressor(inputs, hidden, classes, step, offset)
 
 
 def load_weights(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
