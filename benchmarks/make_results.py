@@ -83,13 +83,23 @@ def plot(lossy: dict | None, prune: list[dict], info: dict, out: Path) -> list[P
     for arch in protocol.ARCHS:
         fig, ax = plt.subplots(figsize=(7, 4.8))
         anything = False
-        m = next((m for m in (lossy or {}).get("models", []) if m["arch"] == arch), None)
-        if m:
-            ax.axhline(m["baseline_test"], color="k", lw=0.8, label=f"dense seed {m['seed']} ({m['baseline_test']:.2f} %)")
+        ms = [m for m in (lossy or {}).get("models", []) if m["arch"] == arch]
+        if ms:
+            base = [m["baseline_test"] for m in ms]
+            ax.axhline(statistics.mean(base), color="k", lw=0.8,
+                       label=f"dense, seeds {','.join(str(m['seed']) for m in ms)} ({statistics.mean(base):.2f} %)")
             for codec, style in (("nncodec data-free", "o-"), ("nncodec calibrated", "s-"), ("NNCodec 2.1.3", "^--")):
-                pts = sorted((r["bytes"], r["test_accuracy"]) for r in m["rows"] if r["codec"] == codec and r.get("bytes"))
+                pts = []
+                for budget in lossy["budgets"]:
+                    rs = [r for m in ms for r in m["rows"] if r["codec"] == codec and r["budget"] == budget and r.get("bytes")]
+                    if rs:
+                        b, acc = [r["bytes"] for r in rs], [r["test_accuracy"] for r in rs]
+                        pts.append((statistics.mean(b), statistics.mean(acc), _sd(b), _sd(acc)))
                 if pts:
-                    ax.plot(*zip(*pts, strict=True), style, label=f"{codec} (budgets {', '.join(str(b) for b in lossy['budgets'])} pt)")
+                    pts.sort()
+                    x, y, xe, ye = zip(*pts, strict=True)
+                    ax.errorbar(x, y, xerr=xe, yerr=ye, fmt=style, capsize=3, label=f"{codec} (budgets "
+                                f"{', '.join(str(b) for b in lossy['budgets'])} pt; mean ± sd over {len(ms)} seed(s))")
                     anything = True
         groups: dict[str, list[dict]] = {}
         for r in prune:
@@ -107,7 +117,7 @@ def plot(lossy: dict | None, prune: list[dict], info: dict, out: Path) -> list[P
             plt.close(fig)
             continue
         dense = info.get(arch, {}).get("seeds", [])
-        if dense and not m:
+        if dense and not ms:
             ax.axhline(statistics.mean(s["test_accuracy"] for s in dense), color="k", lw=0.8, label="dense (mean)")
         ax.set_xscale("log")
         ax.set_xlabel("file bytes (whole decodable file)")
