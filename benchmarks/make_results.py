@@ -133,11 +133,33 @@ def plot(lossy: dict | None, prune: list[dict], info: dict, out: Path) -> list[P
     return paths
 
 
+def current(info: dict, arch: str, seed: int, test_accuracy: float) -> bool:
+    """Was a result measured on today's baseline of (arch, seed)? Its recorded dense test accuracy must be the
+    one README.json gives (a retrained baseline makes the results of the old one stale)."""
+    return any(s["seed"] == seed and abs(s["test_accuracy"] - test_accuracy) < 1e-6
+               for s in info.get(arch, {}).get("seeds", []))
+
+
+def drop_stale(info: dict, lossy: dict | None, prune: list[dict]) -> tuple[dict | None, list[dict], list[str]]:
+    """The results measured on the current baselines, and a note per dropped (stale) group."""
+    notes = []
+    if lossy:
+        stale = [m for m in lossy["models"] if not current(info, m["arch"], m["seed"], m["baseline_test"])]
+        notes += [f"lossy {protocol.NAMES[m['arch']]} seed {m['seed']} (dense test {m['baseline_test']:.2f} %)"
+                  for m in stale]
+        lossy = {**lossy, "models": [m for m in lossy["models"] if m not in stale]}
+    keep = [r for r in prune if current(info, r["arch"], r["seed"], r["dense_test"])]
+    notes += sorted({f"pruning {protocol.NAMES[r['arch']]} seed {r['seed']} (dense test {r['dense_test']:.2f} %)"
+                     for r in prune if r not in keep})
+    return lossy, keep, notes
+
+
 def main() -> None:
     info = json.loads((protocol.BASELINES / "README.json").read_text()) if (protocol.BASELINES / "README.json").exists() else {}
     lossy_path, prune_path = HERE / "results" / "lossy.json", HERE / "results" / "prune.json"
     lossy = json.loads(lossy_path.read_text()) if lossy_path.exists() else None
     prune = json.loads(prune_path.read_text()) if prune_path.exists() else []
+    lossy, prune, stale = drop_stale(info, lossy, prune)
     old = (HERE / "RESULTS.md").read_text()
     if START in old:  # regenerate between the markers, keep what is around them
         head, rest = old.split(START, 1)
@@ -152,8 +174,11 @@ def main() -> None:
              "images of the training file) / test 10,000; every choice on train + validation; test scored once "
              "per reported model.", ""]
     lines += baselines_section(info)
+    if stale:
+        lines += ["Left out below, measured on an earlier baseline of the same seed (kept in the results files and git "
+                  "history): " + "; ".join(stale) + ".", ""]
     lines += ["### Lossy post-training compression to a budget (`benchmarks/bench_lossy.py`)", ""]
-    lines += [bench_lossy.markdown(lossy), ""] if lossy else ["Not run.", ""]
+    lines += [bench_lossy.markdown(lossy), ""] if lossy and lossy["models"] else ["Not run on the current baselines.", ""]
     single = HERE / "results" / "lossy_single_test.json"
     if single.exists():
         rows = [(m["arch"], r) for m in json.loads(single.read_text())["models"] for r in m["rows"]]
@@ -165,7 +190,7 @@ def main() -> None:
                   f"({r['val_drop_bound']:.2f}) | {r['test_drop']:.2f} |" for a, r in rows if r.get("bytes")]
         lines += [""]
     lines += ["### Training-aware pruning (`benchmarks/bench_prune.py`)", ""]
-    lines += [bench_prune.summarise(prune), ""] if prune else ["Not run.", ""]
+    lines += [bench_prune.summarise(prune), ""] if prune else ["Not run on the current baselines.", ""]
     if prune:
         sweeps = [r for r in prune if r.get("sweep")]
         by_method: dict[tuple[str, str], list[dict]] = {}
