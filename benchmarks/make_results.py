@@ -206,8 +206,13 @@ def main() -> None:
                   "- Caveat: the 0.5-pt validation threshold was set after the first DRR run (defaults, seed 0) showed "
                   "0.90 pt on validation against 1.70 pt on test, so one test figure informed it.",
                   "- Epochs (regularised, fine-tuning): " + ", ".join(
-                      f"{protocol.NAMES[a]} {e}" for a, e in bench_prune.EPOCHS.items()) + "; no longer training was run.",
-                  ""]
+                      f"{protocol.NAMES[a]} {e}" for a, e in bench_prune.EPOCHS.items()) + "; no longer training was run."]
+        swept = {(r["arch"], r["method"]) for r in sweeps}
+        missing = [f"{protocol.NAMES[a]} {m}" for a in bench_prune.TARGETS for m in ("drr", "pmmp", "rl1")
+                   if (a, m) not in swept]
+        if missing:
+            lines.append("- No validation sweep run for: " + ", ".join(missing) + " (not measured, so no claim).")
+        lines.append("")
     pngs = plot(lossy, prune, info, HERE / "plots")
     if pngs:
         lines += ["### Rate–accuracy plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in pngs] + [""]
