@@ -154,6 +154,12 @@ def _peer(m: dict, budget: float) -> dict | None:
     return next((r for r in m["rows"] if r["codec"] == "NNCodec 2.1.3" and r["budget"] == budget), None)
 
 
+def fell_back(row: dict) -> bool:
+    """nncodec's search accepted no lossy file and returned the lossless one (every layer 'lossless')."""
+    settings = row.get("settings") or {}
+    return bool(settings) and all(v == "lossless" for v in settings.values())
+
+
 def summary_rows(res: dict) -> list[dict]:
     """Per (model, budget, codec): the seeds, bytes, test drops and per-seed ratios nncodec / NNCodec (the
     ratio is taken within each seed's run, then averaged)."""
@@ -169,6 +175,8 @@ def summary_rows(res: dict) -> list[dict]:
                     g["none"].append(m["seed"])
                     continue
                 g["seeds"].append(m["seed"])
+                if fell_back(r):
+                    g.setdefault("fallback", []).append(m["seed"])
                 g["bytes"].append(r["bytes"])
                 g["test_drop"].append(r["test_drop"])
                 if peer and peer.get("bytes") and r["codec"] != "NNCodec 2.1.3":
@@ -196,6 +204,8 @@ def markdown(res: dict) -> str:
     for g in summary_rows(res):
         kind = g["codec"].removeprefix("nncodec ")
         seeds = ",".join(map(str, g["seeds"])) + (f" (none within budget: seeds {g['none']})" if g["none"] else "")
+        if g.get("fallback"):
+            seeds += f" (seed {', '.join(map(str, g['fallback']))}: no lossy file passed, lossless fallback)"
         if not g["bytes"]:
             lines.append(f"| {protocol.NAMES[g['arch']]} | {g['budget']} pt | {g['codec']} | {seeds} | | | | |")
             continue
@@ -222,7 +232,8 @@ def markdown(res: dict) -> str:
                     continue
                 ratio = (f"{r['bytes'] / peer['bytes']:.2f}x" if peer and peer.get("bytes")
                          and r["codec"] != "NNCodec 2.1.3" else "")
-                lines.append(f"| {head} | {budget} pt | {r['codec']} | {r['bytes']:,} | {r['val_drop']:.2f} "
+                lines.append(f"| {head} | {budget} pt | {r['codec']} | {r['bytes']:,}"
+                             f"{' (lossless fallback)' if fell_back(r) else ''} | {r['val_drop']:.2f} "
                              f"({r['val_drop_bound']:.2f}) | {r['test_drop']:.2f} | {ratio} |")
     return "\n".join(lines)
 

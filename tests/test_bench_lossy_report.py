@@ -67,3 +67,14 @@ def test_markdown_target_verdict_uses_mean_ratio():
     line = next(x for x in bench_lossy.markdown(res).splitlines()
                 if x.startswith("| LeNet-5-Caffe | 0.5 pt | nncodec data-free | 0,1 |"))
     assert "**missed**" in line
+
+
+def test_lossless_fallback_is_named():
+    res = {"machine": "m", "confidence": 0.95, "nnr_run": True, "budgets": BUDGETS,
+           "models": [entry("lenet5", 0, 50, 100), entry("lenet5", 1, 900, 100)]}
+    for r in res["models"][1]["rows"]:
+        r["settings"] = {"fc1.weight": "lossless", "fc2.weight": "lossless"} if r["codec"].startswith("nncodec") else None
+    res["models"][0]["rows"][0]["settings"] = {"fc1.weight": "step=1sd", "fc2.weight": "lossless"}
+    md = bench_lossy.markdown(res)
+    assert "(seed 1: no lossy file passed, lossless fallback)" in md
+    assert md.count("900 (lossless fallback)") == 2 and "50 (lossless fallback)" not in md
