@@ -1,7 +1,7 @@
 """Post-training lossy compression to accuracy budgets, nncodec against NNCodec 2.1.3 in the same run.
 
     nice -n 10 python benchmarks/bench_lossy.py --data /work/shared/data/fashion-mnist \
-        [--models lenet300,lenet5] [--seed 0] [--budgets 0.5 1.0] [--nnr-venv /work/venvs/nnr]
+        [--models lenet300,lenet5] [--seeds 0 1 2] [--budgets 0.5 1.0] [--nnr-venv /work/venvs/nnr]
 
 Protocol (benchmarks/PROTOCOL.md): the converged dense baseline of the seed (train_baselines.py) is
 compressed by
@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -142,46 +144,140 @@ def run_model(arch: str, seed: int, data: protocol.ProtocolData, a: argparse.Nam
     return out
 
 
+def _ms(values: list[float], fmt: str) -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+def _peer(m: dict, budget: float) -> dict | None:
+    return next((r for r in m["rows"] if r["codec"] == "NNCodec 2.1.3" and r["budget"] == budget), None)
+
+
+def fell_back(row: dict) -> bool:
+    """nncodec's search accepted no lossy file and returned the lossless one (every layer 'lossless')."""
+    settings = row.get("settings") or {}
+    return bool(settings) and all(v == "lossless" for v in settings.values())
+
+
+def summary_rows(res: dict) -> list[dict]:
+    """Per (model, budget, codec): the seeds, bytes, test drops and per-seed ratios nncodec / NNCodec (the
+    ratio is taken within each seed's run, then averaged)."""
+    out: dict[tuple, dict] = {}
+    for m in sorted(res["models"], key=lambda m: (protocol.ARCHS.index(m["arch"]), m["seed"])):
+        for budget in res["budgets"]:
+            peer = _peer(m, budget)
+            for r in (r for r in m["rows"] if r["budget"] == budget):
+                g = out.setdefault((m["arch"], budget, r["codec"]), {
+                    "arch": m["arch"], "budget": budget, "codec": r["codec"], "seeds": [], "bytes": [],
+                    "test_drop": [], "ratio": [], "none": []})
+                if r["bytes"] is None:
+                    g["none"].append(m["seed"])
+                    continue
+                g["seeds"].append(m["seed"])
+                if fell_back(r):
+                    g.setdefault("fallback", []).append(m["seed"])
+                g["bytes"].append(r["bytes"])
+                g["test_drop"].append(r["test_drop"])
+                if peer and peer.get("bytes") and r["codec"] != "NNCodec 2.1.3":
+                    g["ratio"].append(r["bytes"] / peer["bytes"])
+    return list(out.values())
+
+
 def markdown(res: dict) -> str:
-    lines = [f"Machine: {res['machine']}; load average at the end {res['load']}.",
-             f"Seed {res['seed']} baselines; selection on validation (5,000 images, {res['confidence']:.0%} one-sided "
-             "paired bound), drops on test (10,000 images).", ""]
+    models = sorted(res["models"], key=lambda m: (protocol.ARCHS.index(m["arch"]), m["seed"]))
+    lines = [f"Machine: {res['machine']}. Selection on validation (5,000 images, {res['confidence']:.0%} one-sided "
+             "paired bound on the even and on the odd samples), drops on test (10,000 images) against the dense "
+             "baseline of the same seed. Runs:", ""]
+    for m in models:
+        lines.append(f"- {protocol.NAMES[m['arch']]} seed {m['seed']}: "
+                     + ", ".join(x for x in (m.get("date"), f"load average at the end {m.get('load', res.get('load'))}",
+                                             f"NNCodec QPs {_qp_range(m.get('qps', res.get('qps')))}"
+                                             if m.get("nnr") else "NNCodec not run in this run",
+                                             f"`{m['command']}`" if m.get("command") else None) if x))
+    lines.append("")
     if not res["nnr_run"]:
         lines += ["**NNCodec was not run** (no working NNR venv): the ratio column is empty.", ""]
-    lines += ["| model (test acc., float32 B) | budget | codec | file bytes | val drop (bound) | test drop "
-              "| nncodec / NNCodec | target |", "|---|---|---|---:|---|---:|---:|---|"]
-    for m in res["models"]:
-        head = f"{protocol.NAMES[m['arch']]} ({m['baseline_test']:.2f} %, {m['float32_bytes']:,})"
+    lines += ["Mean ± sd over the seeds (ratio: nncodec / NNCodec bytes within each seed's run, then averaged):", "",
+              "| model | budget | codec | seeds | file bytes | test drop (pt) | nncodec / NNCodec | target |",
+              "|---|---|---|---|---:|---:|---:|---|"]
+    for g in summary_rows(res):
+        kind = g["codec"].removeprefix("nncodec ")
+        seeds = ",".join(map(str, g["seeds"])) + (f" (none within budget: seeds {g['none']})" if g["none"] else "")
+        if g.get("fallback"):
+            seeds += f" (seed {', '.join(map(str, g['fallback']))}: no lossy file passed, lossless fallback)"
+        if not g["bytes"]:
+            lines.append(f"| {protocol.NAMES[g['arch']]} | {g['budget']} pt | {g['codec']} | {seeds} | | | | |")
+            continue
+        ratio = f"{_ms(g['ratio'], '.2f')}x" if g["ratio"] else ""
+        target = f"<= {TARGETS[kind]}x" if kind in TARGETS else ""
+        if g["ratio"] and target:
+            target += " met" if statistics.mean(g["ratio"]) <= TARGETS[kind] else " **missed**"
+            if len(g["ratio"]) < len(g["seeds"]):
+                target += f" ({len(g['ratio'])} of {len(g['seeds'])} seeds with an NNCodec file)"
+        if statistics.mean(g["test_drop"]) > g["budget"]:
+            target += " (mean test drop over budget)"
+        lines.append(f"| {protocol.NAMES[g['arch']]} | {g['budget']} pt | {g['codec']} | {seeds} | "
+                     f"{_ms(g['bytes'], ',.0f')} | {_ms(g['test_drop'], '.2f')} | {ratio} | {target} |")
+    lines += ["", "Per seed:", "",
+              "| model (seed, test acc., float32 B) | budget | codec | file bytes | val drop (bound) | test drop "
+              "| nncodec / NNCodec |", "|---|---|---|---:|---|---:|---:|"]
+    for m in models:
+        head = f"{protocol.NAMES[m['arch']]} (seed {m['seed']}, {m['baseline_test']:.2f} %, {m['float32_bytes']:,})"
         for budget in res["budgets"]:
-            peer = next((r for r in m["rows"] if r["codec"] == "NNCodec 2.1.3" and r["budget"] == budget), None)
+            peer = _peer(m, budget)
             for r in (r for r in m["rows"] if r["budget"] == budget):
                 if r["bytes"] is None:
-                    lines.append(f"| {head} | {budget} pt | {r['codec']} | none within budget | | | | |")
+                    lines.append(f"| {head} | {budget} pt | {r['codec']} | none within budget | | | |")
                     continue
-                kind = r["codec"].removeprefix("nncodec ")
-                ratio = (f"{r['bytes'] / peer['bytes']:.2f}x" if peer and peer.get("bytes") and kind in TARGETS
-                         else "")
-                target = f"<= {TARGETS[kind]}x" if kind in TARGETS else ""
-                if ratio and target:
-                    target += " met" if r["bytes"] / peer["bytes"] <= TARGETS[kind] else " **missed**"
-                lines.append(f"| {head} | {budget} pt | {r['codec']} | {r['bytes']:,} | {r['val_drop']:.2f} "
-                             f"({r['val_drop_bound']:.2f}) | {r['test_drop']:.2f} | {ratio} | {target} |")
+                ratio = (f"{r['bytes'] / peer['bytes']:.2f}x" if peer and peer.get("bytes")
+                         and r["codec"] != "NNCodec 2.1.3" else "")
+                lines.append(f"| {head} | {budget} pt | {r['codec']} | {r['bytes']:,}"
+                             f"{' (lossless fallback)' if fell_back(r) else ''} | {r['val_drop']:.2f} "
+                             f"({r['val_drop_bound']:.2f}) | {r['test_drop']:.2f} | {ratio} |")
     return "\n".join(lines)
+
+
+def _qp_range(qps: list[int] | None) -> str:
+    if not qps:
+        return "?"
+    step = qps[1] - qps[0] if len(qps) > 1 else 1
+    return f"{qps[0]}..{qps[-1]} step {step}"
+
+
+def merge(old: dict | None, new: dict, budgets: list[float], codecs: set[str]) -> list[dict]:
+    """The model entries of `old` with `new` (one architecture and seed) put in: an earlier entry of the same
+    (arch, seed) keeps the rows of the codecs not run now; other entries stay. Entries measured with other
+    budgets are dropped (their rows would not line up)."""
+    models = [{**m, "load": m.get("load", old.get("load")),  # files written before runs were stamped per entry
+               "qps": m.get("qps", old.get("qps") if m.get("nnr") else None)}
+              for m in (old or {}).get("models", []) if old.get("budgets") == budgets]
+    prev = next((m for m in models if (m["arch"], m["seed"]) == (new["arch"], new["seed"])), None)
+    if prev is not None:
+        ran = {"nncodec data-free", "nncodec calibrated"} if "nncodec" in codecs else set()
+        ran |= {"NNCodec 2.1.3"} if "nnr" in codecs else set()
+        new = {**new, "rows": [r for r in prev["rows"] if r["codec"] not in ran] + new["rows"]}
+        if "nnr" not in codecs:
+            new["nnr"], new["qps"] = prev.get("nnr"), prev.get("qps", old.get("qps"))
+        models.remove(prev)
+    return models + [new]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=protocol.DATA_DIR)
     ap.add_argument("--models", default="lenet300,lenet5")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", "--seed", type=int, nargs="+", default=[0],
+                    help="baseline seeds, run one after the other in this process")
     ap.add_argument("--budgets", type=float, nargs="+", default=[0.5, 1.0])
     ap.add_argument("--max-evals", type=int, default=100)
     ap.add_argument("--confidence", type=float, default=protocol.DEFAULT_CONFIDENCE)
-    ap.add_argument("--qps", type=int, nargs="+", default=list(range(-32, -11, 2)))
+    ap.add_argument("--qps", type=int, nargs="+", default=list(range(-32, -11)),
+                    help="NNCodec QPs, each run with and without --opt-qp (every integer: the NNR README's advice)")
     ap.add_argument("--nnr-venv", type=Path, default=NNR_VENV)
     ap.add_argument("--json", type=Path, default=HERE / "results" / "lossy.json")
     ap.add_argument("--codecs", default="nncodec,nnr",
-                    help="run only some codecs; their rows replace those of an existing --json (same seed)")
+                    help="run only some codecs; their rows replace those of the same model and seed in --json")
     a = ap.parse_args()
     a.codecs = set(a.codecs.split(","))
     torch.set_num_threads(1)
@@ -189,25 +285,18 @@ def main() -> None:
     if py is None:
         print(f"NNCodec 2.1.3 not available (no working venv at {a.nnr_venv}): running nncodec only", file=sys.stderr)
     data = protocol.load(a.data)
-    res = {"machine": machine_description(), "seed": a.seed, "budgets": a.budgets, "confidence": a.confidence,
-           "qps": a.qps, "nnr_run": py is not None, "models": []}
-    old = json.loads(a.json.read_text()) if a.json.exists() else None
-    if old is not None and old.get("seed") == a.seed:
-        res["models"] = old["models"]
-        res["nnr_run"] = res["nnr_run"] or old.get("nnr_run", False)
-    for arch in a.models.split(","):
-        new = run_model(arch, a.seed, data, a, py)
-        prev = next((m for m in res["models"] if m["arch"] == arch), None)
-        if prev is not None:  # keep the rows of the codecs not run now
-            ran = {"nncodec data-free", "nncodec calibrated"} if "nncodec" in a.codecs else set()
-            ran |= {"NNCodec 2.1.3"} if "nnr" in a.codecs else set()
-            new["rows"] = [r for r in prev["rows"] if r["codec"] not in ran] + new["rows"]
-            new["nnr"] = new["nnr"] if "nnr" in a.codecs else prev.get("nnr")
-            res["models"].remove(prev)
-        res["models"].append(new)
-        res["load"] = load_average()
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(res, indent=1, default=str) + "\n")  # after every model: partial runs count
+    command = "python " + " ".join(shlex.quote(x) for x in ["benchmarks/bench_lossy.py"] + sys.argv[1:])
+    for seed in a.seeds:
+        for arch in a.models.split(","):
+            new = run_model(arch, seed, data, a, py)
+            new.update({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load": load_average(),
+                        "command": command, "qps": a.qps if py is not None else None})
+            old = json.loads(a.json.read_text()) if a.json.exists() else None
+            res = {"machine": machine_description(), "budgets": a.budgets, "confidence": a.confidence,
+                   "nnr_run": py is not None or bool(old and old.get("nnr_run") and old.get("budgets") == a.budgets),
+                   "models": merge(old, new, a.budgets, a.codecs)}
+            a.json.parent.mkdir(parents=True, exist_ok=True)
+            a.json.write_text(json.dumps(res, indent=1, default=str) + "\n")  # after every model: partial runs count
     print(markdown(res))
 
 

@@ -79,6 +79,11 @@ def main() -> None:
             _, epochs, wd, models_by_seed[0] = best
         else:
             epochs, wd = int(a.fixed[0]), float(a.fixed[1])
+        selection = ("epochs/weight decay chosen on validation (seed 0); a longer run had to gain > 0.05 pt"
+                     if a.fixed is None else f"fixed by --fixed {epochs} {wd:g}" + (f": {a.note}" if a.note else ""))
+        if a.fixed is None and epochs == max(e for e, _ in grid[arch]):
+            selection += ("; the longest candidate won, so that more epochs do not help is NOT verified "
+                          "(a longer grid entry would have to be run)")
         rows = []
         for seed in a.seeds:
             model = models_by_seed.get(seed) or train_one(arch, data, epochs, wd, seed)
@@ -90,27 +95,37 @@ def main() -> None:
             rows.append(row)
             print(f"[{arch}] seed {seed}: validation {row['val_accuracy']:.2f}%, test {row['test_accuracy']:.2f}%",
                   file=sys.stderr, flush=True)
-        lock = open(a.out / ".README.lock", "w")  # noqa: SIM115  (seeds may train in parallel processes)
+            pending = [s for s in a.seeds if s not in {r["seed"] for r in rows}]
+            write_readme(readme_path, arch, rows, epochs, wd, selection + (
+                f" (seeds {', '.join(map(str, pending))} still training)" if pending else ""), sweep,
+                merge=a.fixed is not None, first=len(rows) == 1)
+
+
+def write_readme(path: Path, arch: str, rows: list[dict], epochs: int, wd: float, selection: str, sweep: list[dict],
+                 *, merge: bool, first: bool) -> None:
+    """Update OUT/README.json after every saved seed (other jobs wait for the baselines and watch this
+    file); `merge` keeps the seeds an earlier --fixed run recorded. The command is recorded once per run."""
+    with open(path.parent / ".README.lock", "w") as lock:  # seeds may train in parallel processes
         fcntl.flock(lock, fcntl.LOCK_EX)
-        readme = json.loads(readme_path.read_text()) if readme_path.exists() else {}  # other runs may have written
-        entry = readme.get(arch, {}) if a.fixed is not None else {}
+        readme = json.loads(path.read_text()) if path.exists() else {}  # other runs may have written
+        old = readme.get(arch, {})
+        entry = dict(old) if merge or not first else {}
         seeds = {r["seed"]: r for r in entry.get("seeds", [])}
         seeds.update({r["seed"]: r for r in rows})
         entry.update({
             "architecture": protocol.NAMES[arch], "optimizer": f"Adam lr {LR:g}, batch {BATCH}",
             "schedule": "cosine annealing to 0 over all steps", "epochs": epochs, "weight_decay": wd,
-            "selection": ("epochs/weight decay chosen on validation (seed 0); a longer run had to gain > 0.05 pt"
-                          if a.fixed is None else f"fixed by --fixed {epochs} {wd:g}" + (f": {a.note}" if a.note else "")),
-            "seeds": [seeds[k] for k in sorted(seeds)],
+            "selection": selection, "seeds": [seeds[k] for k in sorted(seeds)],
             "split": "train 55,000 (first) / validation 5,000 (last of the training file) / test 10,000",
         })
         if sweep:
             entry["sweep"] = sweep
-        entry.setdefault("commands", []).append(
-            "python " + " ".join(shlex.quote(x) for x in ["benchmarks/train_baselines.py"] + sys.argv[1:]))
+        if first:
+            entry["commands"] = ([*old.get("commands", [])] if merge else []) + [
+                "python " + " ".join(shlex.quote(x) for x in ["benchmarks/train_baselines.py"] + sys.argv[1:])]
         readme[arch] = entry
-        readme_path.write_text(json.dumps(readme, indent=1) + "\n")
-        lock.close()
+        path.write_text(json.dumps(readme, indent=1) + "\n")
+
 
 if __name__ == "__main__":
     main()
