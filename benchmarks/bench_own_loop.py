@@ -275,7 +275,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-windows", type=int, default=512,
                    help="validation windows scored for every choice (the test split is scored whole, once)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the dense model (init and batch order)")
+    p.add_argument("--pipeline-seed", type=int, default=None,
+                   help="seed of the compression pipeline (its batches, RGP) on the cached dense model [--seed]")
     a = p.parse_args()
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
@@ -299,22 +301,23 @@ def main() -> None:
     t0 = time.perf_counter()
     alpha = a.alpha if a.alpha is not None else (2e-5 if a.method == "drr" else 1e-5)
     kwargs = {"beta": a.beta} if a.method == "drr" else {"companion_lr": a.companion_lr}
-    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=a.seed, **kwargs)
-    t_reg = bench.train(net, a.reg_steps, a.seed + 2, a.lr, pruner)
+    ps = a.seed if a.pipeline_seed is None else a.pipeline_seed
+    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, **kwargs)
+    t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, a.lr, pruner)
     reg_val = bench.loss(model, bench.val)
     t1 = time.perf_counter()
     example = bench.val[bench.rank :: bench.world][:16, :-1]
     report = pruner.prune(lambda: bench.loss_sum(model, bench.val), example_inputs=example)
     t_prune = time.perf_counter() - t1
     pruned_val = bench.loss(model, bench.val)
-    t_ft = bench.train(net, a.ft_steps, a.seed + 3, a.lr, pruner)
+    t_ft = bench.train(net, a.ft_steps, 10 * ps + 3, a.lr, pruner)
     ft_val = bench.loss(model, bench.val)
     t2 = time.perf_counter()
     limit = reference * (1 + a.budget)
     names = [n for n, q in model.named_parameters() if q.numel() >= 256]  # small tensors stay lossless
     steps = search_steps(model, lambda s: bench.loss(model, bench.val, dict(s)), limit, names=names)
     t_quant = time.perf_counter() - t2
-    path = out / f"lm-{a.method}-alpha{alpha:g}-world{bench.world}.nnc"
+    path = out / f"lm-{a.method}-alpha{alpha:g}-s{ps}-world{bench.world}.nnc"
     size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
     seconds = time.perf_counter() - t0
     decoded = load_file(path)
@@ -322,7 +325,7 @@ def main() -> None:
     peer_test, dense_test = bench.loss(peer, bench.test), bench.loss(model_dense(bench, out), bench.test)
     raw = 4 * sum(q.numel() for q in model.parameters())
     result = {
-        "world_size": bench.world, "method": a.method, "alpha": alpha, "delta": a.delta,
+        "world_size": bench.world, "pipeline_seed": ps, "method": a.method, "alpha": alpha, "delta": a.delta,
         "beta": a.beta if a.method == "drr" else None, "text_bytes": bench.text_bytes, "vocab": bench.vocab,
         "parameters": raw // 4, "float32_bytes": raw, "file_bytes": size, "ratio": raw / size,
         "density_pruned_params": report.nonzero / report.total, "pruned_params": report.total,
@@ -336,7 +339,7 @@ def main() -> None:
         "tamade_threshold": report.tamade.threshold, **info,
     }
     if D.is_main():
-        (out / f"result-{a.method}-alpha{alpha:g}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
+        (out / f"result-{a.method}-alpha{alpha:g}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
         ok = result["ratio"] >= 10 and result["val_increase"] <= a.budget
         print(f"x{result['ratio']:.1f} real file bytes at {100 * result['val_increase']:+.2f} % validation loss "
