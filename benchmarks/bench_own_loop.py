@@ -302,6 +302,7 @@ def main() -> None:
     alpha = a.alpha if a.alpha is not None else (2e-5 if a.method == "drr" else 1e-5)
     kwargs = {"beta": a.beta} if a.method == "drr" else {"companion_lr": a.companion_lr}
     ps = a.seed if a.pipeline_seed is None else a.pipeline_seed
+    hp = f"alpha{alpha:g}-" + (f"beta{a.beta:g}" if a.method == "drr" else f"clr{a.companion_lr:g}")
     pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, **kwargs)
     t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, a.lr, pruner)
     reg_val = bench.loss(model, bench.val)
@@ -317,7 +318,7 @@ def main() -> None:
     names = [n for n, q in model.named_parameters() if q.numel() >= 256]  # small tensors stay lossless
     steps = search_steps(model, lambda s: bench.loss(model, bench.val, dict(s)), limit, names=names)
     t_quant = time.perf_counter() - t2
-    path = out / f"lm-{a.method}-alpha{alpha:g}-s{ps}-world{bench.world}.nnc"
+    path = out / f"lm-{a.method}-{hp}-s{ps}-world{bench.world}.nnc"
     size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
     seconds = time.perf_counter() - t0
     decoded = load_file(path)
@@ -326,7 +327,7 @@ def main() -> None:
     raw = 4 * sum(q.numel() for q in model.parameters())
     result = {
         "world_size": bench.world, "pipeline_seed": ps, "method": a.method, "alpha": alpha, "delta": a.delta,
-        "beta": a.beta if a.method == "drr" else None, "text_bytes": bench.text_bytes, "vocab": bench.vocab,
+        "beta": a.beta if a.method == "drr" else None, "companion_lr": a.companion_lr if a.method == "pmmp" else None, "text_bytes": bench.text_bytes, "vocab": bench.vocab,
         "parameters": raw // 4, "float32_bytes": raw, "file_bytes": size, "ratio": raw / size,
         "density_pruned_params": report.nonzero / report.total, "pruned_params": report.total,
         "dense_val": dense_val, "peer_val": peer_val, "reg_val": reg_val, "pruned_val": pruned_val,
@@ -339,7 +340,7 @@ def main() -> None:
         "tamade_threshold": report.tamade.threshold, **info,
     }
     if D.is_main():
-        (out / f"result-{a.method}-alpha{alpha:g}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
+        (out / f"result-{a.method}-{hp}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
         ok = result["ratio"] >= 10 and result["val_increase"] <= a.budget
         print(f"x{result['ratio']:.1f} real file bytes at {100 * result['val_increase']:+.2f} % validation loss "
