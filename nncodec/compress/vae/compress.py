@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...codecs import decoder as decoder_codec
-from ...confidence import DEFAULT_CONFIDENCE, passes_confirmed, z_value
 from ...components import QuantTensor, dequantize, dequantize_float32, float32_to_words
+from ...confidence import DEFAULT_CONFIDENCE, passes_confirmed, z_value
 from ...convert import to_numpy, words_to_numpy
 from ...dtypes import DTYPES, DType
 from ...errors import BadArgumentError
