@@ -170,7 +170,7 @@ def stage_checkpoints(seed: int, data: protocol.ProtocolData, store: Store, args
     per = len(x) // 8
     pool = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
     model.train()
-    while len(pool) < POOL:
+    while len(pool) < args.pool:
         order = torch.randperm(len(x), generator=gen)
         for q in range(8):
             for i in range(q * per, (q + 1) * per, 128):
@@ -179,7 +179,7 @@ def stage_checkpoints(seed: int, data: protocol.ProtocolData, store: Store, args
                 F.cross_entropy(model(x[idx]), y[idx]).backward()
                 opt.step()
             pool.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-            if len(pool) == POOL:
+            if len(pool) == args.pool:
                 break
     model.eval()
     torch.save({"pool": pool}, path)
@@ -192,8 +192,8 @@ def load_pool(out: Path, seed: int) -> list[dict]:
     return torch.load(pool_path(out, seed), weights_only=True)["pool"]
 
 
-def pick(n: int) -> list[int]:
-    return sorted({int(i) for i in np.linspace(0, POOL - 1, n).round()}) if n > 1 else [0]
+def pick(n: int, pool: int) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, pool - 1, n).round()}) if n > 1 else [0]
 
 
 def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
@@ -201,7 +201,7 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
     if key in store:
         return
     pool = load_pool(args.out, seed)
-    idx = pick(n)
+    idx = pick(n, len(pool))
     coll = {f"m{i:02d}": {k: v.numpy() for k, v in pool[i].items()} for i in idx}
     t0 = time.monotonic()
     opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=seed, max_drop=BUDGET,
@@ -233,7 +233,7 @@ def stage_lossy_checkpoint(seed: int, data: protocol.ProtocolData, store: Store,
     res = lossy_peer("lenet300", state, data, args)
     res["test_original"] = protocol.test_accuracy("lenet300", torchify(state), data)
     res["test_drop"] = res["test_original"] - res["test"]
-    store.put(key, {"seed": seed, "index": POOL - 1, **res})
+    store.put(key, {"seed": seed, "index": args.pool - 1, **res})
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -374,6 +374,7 @@ def main() -> None:
     ap.add_argument("--coll-seconds", default="4:60,16:90,64:150",
                     help="collection stage: wall-clock cap of VAE training per size (size:seconds,...)")
     ap.add_argument("--val-copies", type=int, default=5, help="paper stage: noisy validation copies (the paper: 20)")
+    ap.add_argument("--pool", type=int, default=POOL, help="checkpoints stage: models in a pool (the baseline + checkpoints)")
     ap.add_argument("--pool-lr", type=float, default=2e-4, help="checkpoints stage: constant Adam LR")
     args = ap.parse_args()
     args.coll_seconds = {int(k): float(v) for k, v in (p.split(":") for p in args.coll_seconds.split(","))}
