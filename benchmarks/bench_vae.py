@@ -97,7 +97,7 @@ class Store:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1))
         tmp.replace(self.path)
-        print(f"{key}: {json.dumps({k: v for k, v in value.items() if k not in ('models', 'pool_test')})}", flush=True)
+        print(f"{key}: {json.dumps({k: v for k, v in value.items() if k not in ('per_model', 'pool_test')})}", flush=True)
 
 
 def lossy_peer(arch: str, state: dict, data: protocol.ProtocolData, args: argparse.Namespace) -> dict:
