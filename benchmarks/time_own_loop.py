@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--deadline", required=True, help="HH:MM:SS UTC today (or +SECONDS from now): no run may end after it")
     ap.add_argument("--max-pairs", type=int, default=10)
+    ap.add_argument("--guess", type=float, default=150.0, help="seconds a run is assumed to take before one was timed")
     ap.add_argument("extra", nargs="*", help="arguments for bench_own_loop.py (after --)")
     a = ap.parse_args()
     now = dt.datetime.now(dt.UTC)
@@ -62,7 +63,7 @@ def main() -> None:
     for name in ("dense.pt", "dense-peer.pt", "dense.json"):
         shutil.copy(a.src / name, a.out / name)
     runs: list[dict] = []
-    guess = {1: 150.0, 2: 150.0}
+    guess = {1: a.guess, 2: a.guess}
     for _ in range(a.max_pairs):
         for kind in (1, 2):
             longest = max([r["process_wall"] for r in runs if r["processes"] == kind], default=guess[kind])
