@@ -39,7 +39,7 @@ def choose(rows: list[dict], method: str, budget: float = 0.02) -> dict | None:
 def ms(xs: list[float], fmt: str) -> str:
     if len(xs) < 2:
         return format(xs[0], fmt) + " (1 seed)" if xs else "—"
-    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}"
+    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt.lstrip('+')}}"
 
 
 def report(out: Path, timing: Path | None) -> None:
