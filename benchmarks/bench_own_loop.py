@@ -112,7 +112,7 @@ class Bench:
         self.train_ids, val, test = split(ids)
         self.vocab, self.ctx = len(vocab), args.ctx
         self.val = windows(val, args.ctx, args.eval_windows)
-        self.test = windows(test, args.ctx, args.eval_windows)
+        self.test = windows(test, args.ctx, len(test))
         self.rank, self.world = D.rank(), D.world_size()
         self.text_bytes = len(text)
 
@@ -146,7 +146,7 @@ class Bench:
     def loss(self, model: nn.Module, data: torch.Tensor, state: dict | None = None) -> float:
         return D.all_reduce_mean(*self.loss_sum(model, data, state))
 
-    def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None) -> float:
+    def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None, on_step=None) -> float:
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.batches(steps, seed)):
@@ -158,7 +158,9 @@ class Bench:
             opt.step()
             if pruner is not None:
                 pruner.after_step()
-            if self.rank == 0 and (i + 1) % max(steps // 5, 1) == 0:
+            if on_step is not None:
+                on_step(i + 1)
+            if self.rank == 0 and on_step is None and (i + 1) % max(steps // 5, 1) == 0:
                 print(f"  step {i + 1}/{steps}: loss {float(loss.detach()):.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
         return time.perf_counter() - t0
 
@@ -169,12 +171,34 @@ def build(bench: Bench, seed: int) -> TinyLM:
     return TinyLM(bench.vocab, bench.ctx, a.width, a.layers, a.heads, a.ff)
 
 
+def choose_dense_steps(curve: list[tuple[int, float]], extra: int, flat: float) -> tuple[int, bool]:
+    """Epochs chosen on validation: the first curve point whose validation loss is within `flat`
+    (relative) of the best loss of the whole curve, among the points that leave `extra` more steps
+    on the curve for the peer (so that the peer's and the dense model's curves are both measured)."""
+    last = curve[-1][0]
+    best = min(v for _, v in curve)
+    room = [(step, v) for step, v in curve if step + extra <= last]
+    if not room:
+        raise SystemExit(f"the validation curve (to step {last}) leaves no room for {extra} more steps")
+    for step, v in room:
+        if v <= best * (1 + flat):
+            return step, True
+    return room[-1][0], False  # still improving: the last admissible point, reported as not converged
+
+
 def dense_phase(bench: Bench, out: Path) -> dict:
-    """The dense model (cached) and its peer trained for as many more steps as the pipeline trains."""
+    """The dense model and its peer (cached in --out), from ONE dense run with a validation curve.
+
+    The dense run trains for --dense-steps + the pipeline's steps (--dense-steps auto: --max-dense-steps)
+    and scores validation every --curve-every steps. The dense model is the state at the chosen step
+    (auto: the first point within --flat of the curve's best validation loss, i.e. where more training
+    stops helping); the peer is the same run `reg_steps + ft_steps` steps later, so the compressed
+    model gets no training its baseline did not get."""
     a = bench.args
     dense_path, peer_path, info_path = out / "dense.pt", out / "dense-peer.pt", out / "dense.json"
     config = {k: getattr(a, k) for k in ("width", "layers", "heads", "ff", "ctx", "batch", "lr", "seed", "dense_steps",
-                                         "reg_steps", "ft_steps", "text")}
+                                         "max_dense_steps", "curve_every", "flat", "eval_windows", "reg_steps",
+                                         "ft_steps", "text")}
     if info_path.exists():
         info = json.loads(info_path.read_text())
         if info.get("config", config) != config:
@@ -182,18 +206,46 @@ def dense_phase(bench: Bench, out: Path) -> dict:
         return info
     if bench.world > 1:
         raise SystemExit("run once in a single process first: it trains the dense model and its peer")
-    model = build(bench, a.seed)
-    print(f"dense: {sum(p.numel() for p in model.parameters()):,} parameters, training {a.dense_steps} steps")
-    t_dense = bench.train(model, a.dense_steps, a.seed, a.lr)
-    torch.save(model.state_dict(), dense_path)
     extra = a.reg_steps + a.ft_steps
-    print(f"peer: {extra} more dense steps")
-    bench.train(model, extra, a.seed + 1, a.lr)
-    torch.save(model.state_dict(), peer_path)
-    info = {"dense_steps": a.dense_steps, "peer_steps": a.dense_steps + extra, "dense_seconds": round(t_dense, 1),
+    auto = a.dense_steps == "auto"
+    if auto and extra % a.curve_every:
+        raise SystemExit("--curve-every must divide --reg-steps + --ft-steps (the peer is a point of the curve)")
+    total = a.max_dense_steps if auto else int(a.dense_steps) + extra
+    marks = set(range(a.curve_every, total + 1, a.curve_every)) | {total}
+    if not auto:
+        marks |= {int(a.dense_steps), int(a.dense_steps) + extra}
+    model = build(bench, a.seed)
+    print(f"dense: {sum(p.numel() for p in model.parameters()):,} parameters, {total} steps, validation every "
+          f"{a.curve_every}", flush=True)
+    curve: list[tuple[int, float]] = []
+    snaps: dict[int, dict] = {}
+
+    def mark(step: int) -> None:
+        if step in marks:
+            v = bench.loss(model, bench.val)
+            curve.append((step, v))
+            snaps[step] = copy.deepcopy(model.state_dict())
+            print(f"  step {step}: validation loss {v:.4f}", flush=True)
+
+    t_dense = bench.train(model, total, a.seed, a.lr, on_step=mark)
+    n, converged = choose_dense_steps(curve, extra, a.flat) if auto else (int(a.dense_steps), None)
+    torch.save(snaps[n], dense_path)
+    torch.save(snaps[n + extra], peer_path)
+    tail = [v for s, v in curve if s >= n]
+    info = {"dense_steps": n, "peer_steps": n + extra, "dense_seconds": round(t_dense, 1), "curve": curve,
+            "best_val": min(v for _, v in curve), "val_at_dense": dict(curve)[n],
+            "tail_change": tail[-1] / tail[0] - 1, "converged": converged, "steps_per_epoch": len(bench.train_ids) / (a.batch * a.ctx),
             "config": config}
     info_path.write_text(json.dumps(info))
+    print(f"dense steps: {n}, converged on validation: {converged} (loss {info['val_at_dense']:.4f}; best on the curve "
+          f"{info['best_val']:.4f}; from step {n} to {curve[-1][0]}: {100 * info['tail_change']:+.2f} %)", flush=True)
     return info
+
+
+def model_dense(bench: Bench, out: Path) -> TinyLM:
+    model = build(bench, bench.args.seed)
+    model.load_state_dict(torch.load(out / "dense.pt", weights_only=True))
+    return model
 
 
 def main() -> None:
@@ -206,7 +258,12 @@ def main() -> None:
     p.add_argument("--companion-lr", type=float, default=1e-2, help="PMMP's learning rate of w, gamma, u")
     p.add_argument("--delta", type=float, default=0.01, help="TAMADE's relative validation-loss tolerance")
     p.add_argument("--budget", type=float, default=0.02, help="allowed relative validation-loss increase")
-    p.add_argument("--dense-steps", type=int, default=1500)
+    p.add_argument("--dense-steps", default="auto",
+                   help="dense training steps, or 'auto': chosen on the validation curve (see dense_phase)")
+    p.add_argument("--max-dense-steps", type=int, default=10000, help="length of the dense run with --dense-steps auto")
+    p.add_argument("--curve-every", type=int, default=300, help="validation-curve interval of the dense run")
+    p.add_argument("--flat", type=float, default=0.005,
+                   help="auto: the first step within this relative distance of the curve's best validation loss")
     p.add_argument("--reg-steps", type=int, default=400)
     p.add_argument("--ft-steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=16, help="global batch (split over the ranks)")
@@ -216,8 +273,11 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--ff", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-windows", type=int, default=128, help="validation / test windows scored")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-windows", type=int, default=512,
+                   help="validation windows scored for every choice (the test split is scored whole, once)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the dense model (init and batch order)")
+    p.add_argument("--pipeline-seed", type=int, default=None,
+                   help="seed of the compression pipeline (its batches, RGP) on the cached dense model [--seed]")
     a = p.parse_args()
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
@@ -232,6 +292,8 @@ def main() -> None:
     model.load_state_dict(torch.load(out / "dense.pt", weights_only=True))
     peer = build(bench, a.seed)
     peer.load_state_dict(torch.load(out / "dense-peer.pt", weights_only=True))
+    if a.dense_steps != "auto" and int(a.dense_steps) < 1:
+        raise SystemExit("--dense-steps must be a positive integer or 'auto'")
     dense_val, peer_val = bench.loss(model, bench.val), bench.loss(peer, bench.val)
     reference = min(dense_val, peer_val)  # the stricter of the two baselines
     net = nn.parallel.DistributedDataParallel(model) if bench.world > 1 else model
@@ -239,43 +301,46 @@ def main() -> None:
     t0 = time.perf_counter()
     alpha = a.alpha if a.alpha is not None else (2e-5 if a.method == "drr" else 1e-5)
     kwargs = {"beta": a.beta} if a.method == "drr" else {"companion_lr": a.companion_lr}
-    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=a.seed, **kwargs)
-    t_reg = bench.train(net, a.reg_steps, a.seed + 2, a.lr, pruner)
+    ps = a.seed if a.pipeline_seed is None else a.pipeline_seed
+    hp = f"alpha{alpha:g}-" + (f"beta{a.beta:g}" if a.method == "drr" else f"clr{a.companion_lr:g}")
+    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, **kwargs)
+    t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, a.lr, pruner)
     reg_val = bench.loss(model, bench.val)
     t1 = time.perf_counter()
     example = bench.val[bench.rank :: bench.world][:16, :-1]
     report = pruner.prune(lambda: bench.loss_sum(model, bench.val), example_inputs=example)
     t_prune = time.perf_counter() - t1
     pruned_val = bench.loss(model, bench.val)
-    t_ft = bench.train(net, a.ft_steps, a.seed + 3, a.lr, pruner)
+    t_ft = bench.train(net, a.ft_steps, 10 * ps + 3, a.lr, pruner)
     ft_val = bench.loss(model, bench.val)
     t2 = time.perf_counter()
     limit = reference * (1 + a.budget)
     names = [n for n, q in model.named_parameters() if q.numel() >= 256]  # small tensors stay lossless
     steps = search_steps(model, lambda s: bench.loss(model, bench.val, dict(s)), limit, names=names)
     t_quant = time.perf_counter() - t2
-    path = out / f"lm-{a.method}.nnc"
+    path = out / f"lm-{a.method}-{hp}-s{ps}-world{bench.world}.nnc"
     size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
     seconds = time.perf_counter() - t0
     decoded = load_file(path)
     final_val, final_test = bench.loss(model, bench.val, decoded), bench.loss(model, bench.test, decoded)
-    peer_test = bench.loss(peer, bench.test)
+    peer_test, dense_test = bench.loss(peer, bench.test), bench.loss(model_dense(bench, out), bench.test)
     raw = 4 * sum(q.numel() for q in model.parameters())
     result = {
-        "world_size": bench.world, "method": a.method, "alpha": alpha, "delta": a.delta,
-        "beta": a.beta if a.method == "drr" else None, "text_bytes": bench.text_bytes, "vocab": bench.vocab,
+        "world_size": bench.world, "pipeline_seed": ps, "method": a.method, "alpha": alpha, "delta": a.delta,
+        "beta": a.beta if a.method == "drr" else None, "companion_lr": a.companion_lr if a.method == "pmmp" else None, "text_bytes": bench.text_bytes, "vocab": bench.vocab,
         "parameters": raw // 4, "float32_bytes": raw, "file_bytes": size, "ratio": raw / size,
         "density_pruned_params": report.nonzero / report.total, "pruned_params": report.total,
         "dense_val": dense_val, "peer_val": peer_val, "reg_val": reg_val, "pruned_val": pruned_val,
         "finetuned_val": ft_val, "compressed_val": final_val,
         "val_increase": final_val / reference - 1, "peer_test": peer_test, "compressed_test": final_test,
-        "test_increase": final_test / peer_test - 1,
+        "test_increase": final_test / peer_test - 1, "dense_test": dense_test, "test_windows": len(bench.test),
+        "val_windows": len(bench.val), "load_average": os.getloadavg(),
         "seconds": {"pipeline": round(seconds, 1), "regularised": round(t_reg, 1), "prune": round(t_prune, 1),
                     "finetune": round(t_ft, 1), "quant_search": round(t_quant, 1)},
         "tamade_threshold": report.tamade.threshold, **info,
     }
     if D.is_main():
-        (out / f"result-{a.method}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
+        (out / f"result-{a.method}-{hp}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
         print(json.dumps(result, indent=2))
         ok = result["ratio"] >= 10 and result["val_increase"] <= a.budget
         print(f"x{result['ratio']:.1f} real file bytes at {100 * result['val_increase']:+.2f} % validation loss "

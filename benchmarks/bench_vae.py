@@ -1,376 +1,419 @@
-"""VAE parameter compression (issue 11, arXiv 2408.14513) with every byte counted.
+"""VAE parameter compression (issue 11, arXiv 2408.14513) with every byte counted, against nncodec's
+own lossy path under the same accuracy budget, in the same run.
 
-    nice -n 10 python benchmarks/bench_vae.py --data /work/shared/data/fashion-mnist --part paper
-    nice -n 10 python benchmarks/bench_vae.py --data /work/shared/data/fashion-mnist --part collection
+    nice -n 10 python benchmarks/bench_vae.py --data /work/shared/data/fashion-mnist --out DIR \
+        --stages paper lossy checkpoints collection lossy_checkpoints [--archs lenet300 lenet5] [--seeds 0 1 2]
+    python benchmarks/bench_vae.py --out DIR --report          # tables (markdown) and the plot
 
-Protocol: Fashion-MNIST train = first 55,000 training images, validation = last 5,000, test =
-10,000. Every choice (residual step, latent/decoder steps, early stopping, the lossy path's
-budget search) uses train + validation only; test accuracy is measured once, on files decoded
-from their bytes.
+Protocol (benchmarks/PROTOCOL.md): source models are the converged dense baselines
+(/work/artifacts/baselines/, benchmarks/train_baselines.py), seeds 0-2; Fashion-MNIST train = first
+55,000 training images, validation = last 5,000, test = 10,000. Every choice sees train and
+validation only, and BOTH compressors accept a file by the same rule: budget 1 point, the one-sided
+95 % upper bound of the paired drop on validation within budget on the even AND on the odd samples
+(the lossy path: `search_budget` with per-sample scores, OPTQ statistics from 4,096 training images;
+the VAE: `vae_compress` with the same per-sample evaluator, which picks the residual). Test accuracy is
+scored once per reported file, decoded from its bytes.
 
-part "paper": an FNN (784-200-10, 159,010 parameters; the paper's has 157,988) and a CNN (20,522;
-the paper's 20,860), latent 64 and 128, 3 VAE seeds: the paper's ratio (parameters / latent
-numbers) beside the real ratio (raw bytes / file bytes), test accuracy of the VAE alone (the
-paper's setting: latents + decoder) and of the VAE with the residual chosen on validation
-(budget 1 point).
-
-part "collection": 64 checkpoints of one FNN training run (a constant-LR phase after convergence,
-one checkpoint every quarter epoch); collections of 1, 4, 16 and 64 (evenly spaced) share one
-decoder; real bytes per model (file bytes / models) against nncodec's own lossy path
-(`search_budget` per model, budget 1 point on validation, calibration statistics from training
-images) measured on 8 evenly spaced checkpoints in the same run. Writes a PNG plot.
+Stages (results are kept in DIR/vae_results.json, one entry per finished unit: a rerun skips what is
+there, so a stopped run loses at most one unit):
+  paper              each baseline alone, latent 64 and 128, VAE seed = model seed: the paper's ratio
+                     (parameters / latent numbers, decoder excluded) beside the real one (raw bytes /
+                     whole file bytes), test accuracy of the VAE alone (the paper's setting) and with
+                     the residual chosen on validation
+  lossy              the lossy path on each baseline (the peer of "paper" and of the collections)
+  checkpoints        per seed, 63 checkpoints of training the converged baseline on at a constant Adam
+                     LR (one every 1/8 epoch); the pool of 64 = the baseline + these
+  collection         collections of --sizes evenly spaced pool models (always including the baseline)
+                     sharing one decoder (latent 64); size 1 is the paper stage's latent-64 row
+  lossy_checkpoints  the lossy path on the last checkpoint of each pool
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from nncodec import models as zoo  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import protocol  # noqa: E402
+
+import nncodec  # noqa: E402
+from nncodec import models  # noqa: E402
 from nncodec.budget import search_budget  # noqa: E402
 from nncodec.collection import load_model  # noqa: E402
 from nncodec.compress.vae import VaeOptions, vae_compress  # noqa: E402
-from nncodec.datasets import load_fashion_mnist  # noqa: E402
 
-VALIDATION = 5000
-
-
-class FNN(nn.Module):
-    """784-200-10, ReLU: 159,010 parameters (close to the paper's 157,988-parameter FNN)."""
-
-    conv = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(784, 200)
-        self.fc2 = nn.Linear(200, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.relu(self.fc1(x.reshape(x.shape[0], -1))))
+BUDGET = 1.0  # points of accuracy, on validation by the protocol's bound
+CALIBRATION = 4096
+POOL = 64
 
 
-class CNN(nn.Module):
-    """conv 8@5x5, pool, conv 16@5x5, pool, fc 256-64-10: 20,522 parameters (the paper's CNN: 20,860)."""
-
-    conv = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 5)
-        self.conv2 = nn.Conv2d(8, 16, 5)
-        self.fc1 = nn.Linear(256, 64)
-        self.fc2 = nn.Linear(64, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.reshape(x.shape[0], 1, 28, 28)
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+def torchify(state: dict) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.asarray(v)) for k, v in state.items()}
 
 
-ARCHS = {"fnn": FNN, "cnn": CNN}
+def vae_evaluator(arch: str, data: protocol.ProtocolData):
+    """(model name, decoded state) -> per-sample 0/100 on validation: vae_compress's residual choice
+    then applies the protocol's paired bound (even and odd halves), as search_budget does."""
+    ev = protocol.val_evaluator(arch, data)
+    return lambda _name, state: ev(torchify(state))
 
 
-def split(data: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The fixed split: the last 5,000 training images are validation, the first 55,000 train."""
-    xi, yi = load_fashion_mnist(data, "train")
-    xt, yt = load_fashion_mnist(data, "test")
-    return {"train": (xi[:-VALIDATION], yi[:-VALIDATION]), "val": (xi[-VALIDATION:], yi[-VALIDATION:]),
-            "test": (xt, yt)}
-
-
-def scorer(arch: str, images: np.ndarray, labels: np.ndarray):
-    model = ARCHS[arch]()
-    x = zoo.preprocess(images)
-
-    def score(state: dict) -> float:
-        return zoo.evaluate(model, x, labels, state={k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
-
-    return score
-
-
-def trained(arch: str, sp: dict, cache: Path, epochs: int) -> dict[str, torch.Tensor]:
-    path = cache / f"{arch}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    model = ARCHS[arch]()
-    zoo.train(model, *sp["train"], epochs=epochs, seed=0)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    torch.save(state, path)
-    return state
-
-
-def mean_sd(xs: list[float], fmt: str = ".2f") -> str:
-    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}}"
-
-
-# --------------------------------------------------------------------------------------------- paper
-
-
-def part_paper(args: argparse.Namespace, sp: dict) -> dict:
-    rows = []
-    for arch, epochs in (("fnn", 10), ("cnn", 8)):
-        if arch not in args.archs:
-            continue
-        state = trained(arch, sp, args.out, epochs)
-        val, test = scorer(arch, *sp["val"]), scorer(arch, *sp["test"])
-        raw = sum(v.numel() * v.element_size() for v in state.values())
-        params = sum(v.numel() for v in state.values())
-        acc0 = test(state)
-        for latent in (64, 128):
-            runs = []
-            for seed in range(args.seeds):
-                t0 = time.monotonic()
-                opt = VaeOptions(latent=latent, hidden=args.hidden, seed=seed, max_drop=1.0,
-                                 max_seconds=args.max_vae_seconds, val_copies=args.val_copies)
-                r = vae_compress(state, lambda _m, s, val=val: val(s), opt, keep_bare=True)
-                bare = load_model_all(r.bare)
-                full = load_model_all(r.data)
-                runs.append({"seed": seed, "paper_ratio": r.paper_ratio, "bare_bytes": len(r.bare),
-                             "bare_real_ratio": raw / len(r.bare), "file_bytes": len(r.data),
-                             "real_ratio": r.real_ratio, "test_bare": test(bare), "test_full": test(full),
-                             "residual_step": r.residual_steps[""], "epochs": r.log.epochs,
-                             "stopped": r.log.stopped, "seconds": time.monotonic() - t0,
-                             "info": vae_parts(r.data)})
-                print(f"{arch} latent {latent} seed {seed}: {runs[-1]}", flush=True)
-            rows.append({"arch": arch, "parameters": params, "raw_bytes": raw, "test_original": acc0,
-                         "latent": latent, "runs": runs})
-            (args.out / f"vae_paper_{'_'.join(args.archs)}.partial.json").write_text(json.dumps({"paper": rows}, indent=1))
-    return {"paper": rows}
-
-
-def load_model_all(data: bytes) -> dict:
-    import nncodec
-
-    return nncodec.load(data, framework="np")
-
-
-def vae_parts(data: bytes) -> dict:
-    import nncodec
-
+def file_parts(data: bytes) -> dict[str, int]:
     with nncodec.open(data) as f:
         rep = f.info()
     v = rep["vae"]
+    used = v["decoder_bytes"] + v["latent_bytes"] + v["residual_bytes"]
     return {"decoder": v["decoder_bytes"], "latent": v["latent_bytes"], "residual": v["residual_bytes"],
-            "other": rep["file_bytes"] - v["decoder_bytes"] - v["latent_bytes"] - v["residual_bytes"]}
+            "other": rep["file_bytes"] - used}
 
 
-def paper_markdown(res: dict) -> str:
-    out = ["| model | latent | test acc. original | VAE alone: test acc. | paper's ratio | real ratio (VAE alone) "
-           "| VAE + residual: test acc. | real ratio (with residual) | bytes: decoder / latents / residual / other |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for row in res["paper"]:
-        runs = row["runs"]
-        parts = runs[0]["info"]
-        out.append(f"| {row['arch'].upper()} ({row['parameters']:,}) | {row['latent']} | {row['test_original']:.2f} "
-                   f"| {mean_sd([r['test_bare'] for r in runs])} | {runs[0]['paper_ratio']:.1f}x "
-                   f"| {mean_sd([r['bare_real_ratio'] for r in runs])}x | {mean_sd([r['test_full'] for r in runs])} "
-                   f"| {mean_sd([r['real_ratio'] for r in runs])}x "
-                   f"| {parts['decoder']:,} / {parts['latent']:,} / {parts['residual']:,} / {parts['other']:,} (seed 0) |")
-    return "\n".join(out)
+class Store:
+    """vae_results.json: one entry per finished unit, rewritten after each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def put(self, key: str, value: Any) -> None:
+        value = dict(value, load_average=os.getloadavg(), finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
+        self.data[key] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+        print(f"{key}: {json.dumps({k: v for k, v in value.items() if k not in ('per_model', 'pool_test')})}", flush=True)
 
 
-# ---------------------------------------------------------------------------------------- collection
+def lossy_peer(arch: str, state: dict, data: protocol.ProtocolData, args: argparse.Namespace) -> dict:
+    """nncodec's lossy path under the protocol: search_budget, per-sample validation scores (bound on
+    the even samples, confirmed on the odd), OPTQ + bias correction from 4,096 TRAIN images."""
+    model = models.build(arch)
+    model.load_state_dict(torchify(state))
+    t0 = time.monotonic()
+    stats = models.layer_statistics(model, data.train.x[:CALIBRATION])
+    r = search_budget(torchify(state), protocol.val_evaluator(arch, data), BUDGET, statistics=stats,
+                      max_evals=args.max_evals, progress=False)
+    seconds = time.monotonic() - t0
+    test = protocol.test_accuracy(arch, nncodec.load(r.data), data)
+    return {"bytes": len(r.data), "val_drop": r.baseline - r.score, "val_bound": r.drop_bound, "test": test,
+            "evaluations": r.evaluations, "seconds": seconds}
 
 
-def checkpoints(sp: dict, cache: Path, n: int = 64) -> list[dict[str, torch.Tensor]]:
-    """n checkpoints of one run: the converged FNN trained on at constant LR 2e-4, one every quarter epoch."""
-    path = cache / f"fnn_checkpoints_{n}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)["checkpoints"]
-    model = FNN()
-    model.load_state_dict(trained("fnn", sp, cache, 10))
-    x = zoo.preprocess(sp["train"][0])
-    y = torch.from_numpy(sp["train"][1].astype(np.int64))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4)
-    gen = torch.Generator().manual_seed(1)
-    per = len(x) // 4
-    out = []
+def stage_paper(arch: str, seed: int, latent: int, data: protocol.ProtocolData, store: Store,
+                args: argparse.Namespace) -> None:
+    key = f"paper/{arch}/s{seed}/l{latent}"
+    if key in store:
+        return
+    state = {k: v.numpy() for k, v in protocol.load_baseline(arch, seed).items()}
+    t0 = time.monotonic()
+    opt = VaeOptions(latent=latent, hidden=args.hidden, seed=seed, max_drop=BUDGET, max_seconds=args.paper_seconds,
+                     val_copies=args.val_copies)
+    r = vae_compress(state, vae_evaluator(arch, data), opt, keep_bare=True)
+    seconds = time.monotonic() - t0
+    base_test = protocol.test_accuracy(arch, torchify(state), data)
+    bare_test = protocol.test_accuracy(arch, torchify(nncodec.load(r.bare, framework="np")), data)
+    full_test = bare_test if r.data == r.bare else protocol.test_accuracy(
+        arch, torchify(nncodec.load(r.data, framework="np")), data)
+    store.put(key, {"arch": arch, "seed": seed, "latent": latent, "parameters": r.parameters,
+                    "latent_numbers": r.latent_numbers, "raw_bytes": r.raw_bytes, "paper_ratio": r.paper_ratio,
+                    "bare_bytes": len(r.bare), "bare_real_ratio": r.raw_bytes / len(r.bare), "file_bytes": len(r.data),
+                    "real_ratio": r.real_ratio, "test_original": base_test, "test_bare": bare_test,
+                    "test_full": full_test, "val_scores": r.scores[""], "residual_step": r.residual_steps[""],
+                    "latent_step": r.latent_step, "decoder_rel_step": r.decoder_rel_step,
+                    "epochs": r.log.epochs, "best_epoch": r.log.best_epoch, "stopped": r.log.stopped,
+                    "seconds": seconds, "parts": file_parts(r.data), "bare_parts": file_parts(r.bare)})
+
+
+def stage_lossy(arch: str, seed: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
+    key = f"lossy/{arch}/s{seed}"
+    if key in store:
+        return
+    state = {k: v.numpy() for k, v in protocol.load_baseline(arch, seed).items()}
+    res = lossy_peer(arch, state, data, args)
+    res["test_original"] = protocol.test_accuracy(arch, torchify(state), data)
+    res["test_drop"] = res["test_original"] - res["test"]
+    store.put(key, {"arch": arch, "seed": seed, "raw_bytes": sum(v.nbytes for v in state.values()), **res})
+
+
+def pool_path(out: Path, seed: int) -> Path:
+    return out / f"pool_lenet300_s{seed}.pt"
+
+
+def stage_checkpoints(seed: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
+    """The converged baseline trained on at a constant Adam LR; a checkpoint every 1/8 epoch."""
+    key = f"checkpoints/lenet300/s{seed}"
+    path = pool_path(args.out, seed)
+    if key in store and path.exists():
+        return
+    t0 = time.monotonic()
+    model = models.build("lenet300")
+    model.load_state_dict(protocol.load_baseline("lenet300", seed))
+    x, y = data.train.x, data.train.y
+    opt = torch.optim.Adam(model.parameters(), lr=args.pool_lr)
+    gen = torch.Generator().manual_seed(100 + seed)
+    per = len(x) // 8
+    pool = [{k: v.detach().clone() for k, v in model.state_dict().items()}]
     model.train()
-    while len(out) < n:
+    while len(pool) < args.pool:
         order = torch.randperm(len(x), generator=gen)
-        for q in range(4):
+        for q in range(8):
             for i in range(q * per, (q + 1) * per, 128):
                 idx = order[i : min(i + 128, (q + 1) * per)]
                 opt.zero_grad()
                 F.cross_entropy(model(x[idx]), y[idx]).backward()
                 opt.step()
-            out.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-            if len(out) == n:
+            pool.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            if len(pool) == args.pool:
                 break
-    torch.save({"checkpoints": out}, path)
-    return out
+    model.eval()
+    torch.save({"pool": pool}, path)
+    tests = [protocol.test_accuracy("lenet300", s, data) for s in pool]
+    store.put(key, {"seed": seed, "lr": args.pool_lr, "every": "1/8 epoch, batch 128", "seconds": time.monotonic() - t0,
+                    "pool_test": tests, "test_min": min(tests), "test_max": max(tests)})
 
 
-def part_collection(args: argparse.Namespace, sp: dict) -> dict:
-    cps = checkpoints(sp, args.out)
-    val, test = scorer("fnn", *sp["val"]), scorer("fnn", *sp["test"])
-    raw = sum(v.numel() * v.element_size() for v in cps[0].values())
-    test0 = [test(c) for c in cps]
-    val0 = [val(c) for c in cps]
-    res: dict = {"raw_bytes_per_model": raw, "checkpoint_test": test0, "vae": [], "lossy": []}
-    lossy_json = args.out / "vae_lossy.json"
-    res["lossy"] = json.loads(lossy_json.read_text())["lossy"] if lossy_json.exists() else []
-    for n in args.sizes:
-        idx = np.linspace(0, len(cps) - 1, n).round().astype(int) if n > 1 else np.array([len(cps) - 1])
-        coll = {f"c{i:02d}": cps[i] for i in idx}
-        t0 = time.monotonic()
-        opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=args.seed, max_drop=1.0, max_seconds=args.max_vae_seconds,
-                         val_copies=args.val_copies)
-        r = vae_compress(coll, lambda m, s: val(s), opt)
-        drops = []
-        for i in idx:
-            acc = test(load_model(r.data, f"c{i:02d}", framework="np"))
-            drops.append(test0[i] - acc)
-        parts = vae_parts(r.data)
-        res["vae"].append({"models": n, "seed": args.seed, "file_bytes": len(r.data), "bytes_per_model": len(r.data) / n,
-                           "paper_ratio": r.paper_ratio, "real_ratio": r.real_ratio, "parts": parts,
-                           "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
-                           "within_1pt": int(sum(d <= 1.0 for d in drops)), "epochs": r.log.epochs,
-                           "stopped": r.log.stopped, "seconds": time.monotonic() - t0,
-                           "residual_steps": sorted({str(s) for s in r.residual_steps.values()})})
-        print(f"vae collection {n}: {res['vae'][-1]}", flush=True)
-    res["val_original"] = val0
-    return {"collection": res}
+def load_pool(out: Path, seed: int) -> list[dict]:
+    return torch.load(pool_path(out, seed), weights_only=True)["pool"]
 
 
-def part_lossy(args: argparse.Namespace, sp: dict) -> dict:
-    """nncodec's lossy path, per model, on evenly spaced checkpoints (its bytes do not depend on N)."""
-    cps = checkpoints(sp, args.out)
-    val, test = scorer("fnn", *sp["val"]), scorer("fnn", *sp["test"])
-    test0 = [test(c) for c in cps]
-    res: dict = {"lossy": []}
-    ref = FNN()
-    t_lossy = time.monotonic()
-    for i in np.linspace(0, len(cps) - 1, args.lossy_samples).round().astype(int):
-        ref.load_state_dict(cps[i])
-        stats = zoo.layer_statistics(ref, sp["train"][0], max_samples=4096)
-        r = search_budget(cps[i], val, 1.0, statistics=stats, max_evals=args.max_evals, progress=False)
-        acc = test(load_model_all(r.data))
-        res["lossy"].append({"checkpoint": int(i), "bytes": len(r.data), "test": acc, "drop": test0[i] - acc})
-        print(f"lossy checkpoint {i}: {res['lossy'][-1]}", flush=True)
-    res["lossy_seconds"] = time.monotonic() - t_lossy
-    return res
+def pick(n: int, pool: int) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, pool - 1, n).round()}) if n > 1 else [0]
 
 
-def collection_markdown(res: dict) -> str:
-    c = res["collection"]
-    lossy = c["lossy"]
-    lb = statistics.mean(x["bytes"] for x in lossy)
-    out = [f"nncodec lossy path (search_budget, 1 pt on validation, OPTQ statistics), {len(lossy)} checkpoints: "
-           f"{lb:,.0f} ± {statistics.stdev([x['bytes'] for x in lossy]) if len(lossy) > 1 else 0:,.0f} bytes per model, "
-           f"test drop {statistics.mean(x['drop'] for x in lossy):.2f} (max {max(x['drop'] for x in lossy):.2f}) points",
-           "",
-           "| models | VAE file bytes (seed 0) | bytes per model | vs lossy path | decoder / latents / residual / other | "
-           "paper's ratio | real ratio | test drop mean (max) | within 1 pt |",
-           "|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-    by_n: dict[int, list[dict]] = {}
-    for v in c["vae"]:
-        by_n.setdefault(v["models"], []).append(v)
-    for n, vs in sorted(by_n.items()):
-        p = vs[0]["parts"]
-        bpm = [v["bytes_per_model"] for v in vs]
-        out.append(f"| {n} ({len(vs)} seed{'s' if len(vs) > 1 else ''}) | {vs[0]['file_bytes']:,} | {mean_sd(bpm, ',.0f')} "
-                   f"| {statistics.mean(bpm) / lb:.2f}x | {p['decoder']:,} / {p['latent']:,} / {p['residual']:,} / {p['other']:,} "
-                   f"| {vs[0]['paper_ratio']:.1f}x | {mean_sd([v['real_ratio'] for v in vs])}x "
-                   f"| {mean_sd([v['test_drop_mean'] for v in vs])} ({max(v['test_drop_max'] for v in vs):.2f}) "
-                   f"| {sum(v['within_1pt'] for v in vs)}/{n * len(vs)} |")
+def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
+    key = f"collection/lenet300/s{seed}/n{n}"
+    if key in store:
+        return
+    pool = load_pool(args.out, seed)
+    idx = pick(n, len(pool))
+    coll = {f"m{i:02d}": {k: v.numpy() for k, v in pool[i].items()} for i in idx}
+    t0 = time.monotonic()
+    opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=seed, max_drop=BUDGET,
+                     max_seconds=args.coll_seconds.get(n, args.coll_seconds[max(args.coll_seconds)]), val_copies=1)
+    r = vae_compress(coll, vae_evaluator("lenet300", data), opt)
+    seconds = time.monotonic() - t0
+    per_model = []
+    for i in idx:
+        name = f"m{i:02d}"
+        orig = protocol.test_accuracy("lenet300", pool[i], data)
+        dec = protocol.test_accuracy("lenet300", torchify(load_model(r.data, name, framework="np")), data)
+        per_model.append({"index": i, "test_original": orig, "test": dec, "drop": orig - dec,
+                          "residual_step": r.residual_steps[name], "val_scores": r.scores[name]})
+    drops = [m["drop"] for m in per_model]
+    store.put(key, {"seed": seed, "models": len(idx), "file_bytes": len(r.data), "bytes_per_model": len(r.data) / len(idx),
+                    "paper_ratio": r.paper_ratio, "real_ratio": r.real_ratio, "parts": file_parts(r.data),
+                    "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
+                    "within_1pt": int(sum(d <= BUDGET for d in drops)),
+                    "with_residual": int(sum(m["residual_step"] is not None for m in per_model)),
+                    "epochs": r.log.epochs, "best_epoch": r.log.best_epoch, "stopped": r.log.stopped,
+                    "max_seconds": opt.max_seconds, "seconds": seconds, "per_model": per_model})
+
+
+def stage_lossy_checkpoint(seed: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
+    key = f"lossy_checkpoint/lenet300/s{seed}"
+    if key in store:
+        return
+    state = {k: v.numpy() for k, v in load_pool(args.out, seed)[-1].items()}
+    res = lossy_peer("lenet300", state, data, args)
+    res["test_original"] = protocol.test_accuracy("lenet300", torchify(state), data)
+    res["test_drop"] = res["test_original"] - res["test"]
+    store.put(key, {"seed": seed, "index": args.pool - 1, **res})
+
+
+# ------------------------------------------------------------------------------------------- report
+
+
+def mean_sd(xs: list[float], fmt: str = ".2f") -> str:
+    if not xs:
+        return "—"
+    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}} (1 seed)"
+
+
+def paper_table(d: dict) -> str:
+    out = ["| model | latent | seeds | test acc. original | VAE alone (paper's setting): test acc. | paper's ratio "
+           "(params / latent numbers) | real ratio, VAE alone (raw B / file B) | VAE + residual: test acc. | "
+           "real ratio, VAE + residual | bytes decoder / latents / residual / other (mean) | lossy path: bytes | "
+           "lossy path: real ratio | lossy path: test acc. |",
+           "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for arch in protocol.ARCHS:
+        lossy = [v for k, v in d.items() if k.startswith(f"lossy/{arch}/")]
+        for latent in (64, 128):
+            rows = [v for k, v in d.items() if k.startswith(f"paper/{arch}/") and k.endswith(f"/l{latent}")]
+            if not rows:
+                continue
+            parts = {p: statistics.mean(r["parts"][p] for r in rows) for p in ("decoder", "latent", "residual", "other")}
+            out.append(
+                f"| {protocol.NAMES[arch]} ({rows[0]['parameters']:,}) | {latent} | {','.join(str(r['seed']) for r in rows)} "
+                f"| {mean_sd([r['test_original'] for r in rows])} | {mean_sd([r['test_bare'] for r in rows])} "
+                f"| ×{rows[0]['paper_ratio']:.1f} | ×{mean_sd([r['bare_real_ratio'] for r in rows])} "
+                f"| {mean_sd([r['test_full'] for r in rows])} | ×{mean_sd([r['real_ratio'] for r in rows])} "
+                f"| {parts['decoder']:,.0f} / {parts['latent']:,.0f} / {parts['residual']:,.0f} / {parts['other']:,.0f} "
+                f"| {mean_sd([float(v['bytes']) for v in lossy], ',.0f')} "
+                f"| ×{mean_sd([v['raw_bytes'] / v['bytes'] for v in lossy], '.1f')} "
+                f"| {mean_sd([v['test'] for v in lossy])} |")
     return "\n".join(out)
 
 
-def plot(res: dict, path: Path) -> None:
+def is_fallback(v: dict) -> bool:
+    """search_budget returned its lossless file (no lossy candidate passed): zero drop, zero bound."""
+    return v["val_drop"] == 0 and v["val_bound"] == 0 and v["test_drop"] == 0
+
+
+def lossy_collection(d: dict) -> list[dict]:
+    return [v for k, v in d.items() if k.startswith("lossy/lenet300/") or k.startswith("lossy_checkpoint/lenet300/")]
+
+
+def collection_rows(d: dict) -> dict[int, list[dict]]:
+    by_n: dict[int, list[dict]] = {}
+    for k, v in d.items():
+        if k.startswith("collection/lenet300/"):
+            by_n.setdefault(v["models"], []).append(v)
+    for k, v in d.items():  # size 1: the paper stage's latent-64 file of the baseline (pool model 0)
+        if k.startswith("paper/lenet300/") and k.endswith("/l64"):
+            drop = v["test_original"] - v["test_full"]
+            by_n.setdefault(1, []).append({"seed": v["seed"], "models": 1, "file_bytes": v["file_bytes"],
+                                           "bytes_per_model": v["file_bytes"], "paper_ratio": v["paper_ratio"],
+                                           "real_ratio": v["real_ratio"], "parts": v["parts"],
+                                           "test_drop_mean": drop, "test_drop_max": drop,
+                                           "within_1pt": int(drop <= BUDGET),
+                                           "with_residual": int(v["residual_step"] is not None),
+                                           "epochs": v["epochs"], "stopped": v["stopped"]})
+    return dict(sorted(by_n.items()))
+
+
+def collection_table(d: dict) -> str:
+    everything = lossy_collection(d)
+    lossy = [v for v in everything if not is_fallback(v)]  # the comparison uses the peer's lossy files (its best case)
+    lb = statistics.mean(v["bytes"] for v in lossy) if lossy else float("nan")
+    fallbacks = len(everything) - len(lossy)
+    fb_bytes = ", ".join(f"{v['bytes']:,} B" for v in everything if is_fallback(v))
+    out = [f"nncodec lossy path (per model; {len(everything)} files: the baselines and the last checkpoints): "
+           f"{mean_sd([float(v['bytes']) for v in lossy], ',.0f')} bytes per model over its {len(lossy)} lossy files, test drop "
+           f"{mean_sd([v['test_drop'] for v in lossy])} points (max {max((v['test_drop'] for v in lossy), default=float('nan')):.2f})"
+           + (f"; {fallbacks} search(es) returned the lossless file ({fb_bytes}: "
+              "no lossy candidate passed the confirmation), left out of the ratio column" if fallbacks else ""),
+           "",
+           "| models | seeds | VAE bytes per model (whole file / models) | VAE / lossy path | decoder / latents / residual / other (mean) "
+           "| paper's ratio | real ratio | models with a residual | test drop mean (max) | within 1 pt on test | VAE epochs (stopped by) |",
+           "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    for n, vs in collection_rows(d).items():
+        bpm = [v["bytes_per_model"] for v in vs]
+        parts = {p: statistics.mean(v["parts"][p] for v in vs) for p in ("decoder", "latent", "residual", "other")}
+        stops = ", ".join(f"{v['epochs']} ({v['stopped']})" for v in sorted(vs, key=lambda v: v["seed"]))
+        out.append(f"| {n} | {','.join(str(v['seed']) for v in sorted(vs, key=lambda v: v['seed']))} | {mean_sd(bpm, ',.0f')} "
+                   f"| {statistics.mean(bpm) / lb:.2f}× | {parts['decoder']:,.0f} / {parts['latent']:,.0f} / "
+                   f"{parts['residual']:,.0f} / {parts['other']:,.0f} | ×{vs[0]['paper_ratio']:.1f} "
+                   f"| ×{mean_sd([v['real_ratio'] for v in vs], '.1f')} | {sum(v['with_residual'] for v in vs)}/{n * len(vs)} "
+                   f"| {mean_sd([v['test_drop_mean'] for v in vs])} ({max(v['test_drop_max'] for v in vs):.2f}) "
+                   f"| {sum(v['within_1pt'] for v in vs)}/{n * len(vs)} | {stops} |")
+    return "\n".join(out)
+
+
+def plot(d: dict, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    c = res["collection"]
-    by_n: dict[int, list[dict]] = {}
-    for v in c["vae"]:
-        by_n.setdefault(v["models"], []).append(v)
-    n = sorted(by_n)
+    rows = collection_rows(d)
+    lossy = lossy_collection(d)
+    if not rows or not lossy:
+        return
+    n = sorted(rows)
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(n, [statistics.mean(v["bytes_per_model"] for v in by_n[k]) for k in n], "o-",
-            label="VAE, shared decoder (+ residual), whole file / models")
-    ax.plot(n, [statistics.mean((v["parts"]["latent"] + v["parts"]["residual"]) / k for v in by_n[k]) for k in n], "x:",
+    m = [statistics.mean(v["bytes_per_model"] for v in rows[k]) for k in n]
+    s = [statistics.stdev(v["bytes_per_model"] for v in rows[k]) if len(rows[k]) > 1 else 0 for k in n]
+    ax.errorbar(n, m, yerr=s, fmt="o-", capsize=3, label="VAE, shared decoder (+ residual): whole file / models")
+    ax.plot(n, [statistics.mean((v["parts"]["latent"] + v["parts"]["residual"]) / k for v in rows[k]) for k in n], "x:",
             label="VAE latents + residual only (decoder not counted)")
-    lb = statistics.mean(x["bytes"] for x in c["lossy"])
-    ax.axhline(lb, color="k", ls="--", label="nncodec lossy path (per model)")
+    ax.axhline(statistics.mean(v["bytes"] for v in lossy if not is_fallback(v)), color="k", ls="--",
+               label="nncodec lossy path (per model, its lossy files)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("models in the collection")
     ax.set_ylabel("file bytes per model")
-    ax.set_title("FNN checkpoints, Fashion-MNIST, within 1 pt")
+    ax.set_title("LeNet-300-100 (converged, seeds 0-2) + checkpoints, within 1 pt")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def report(out: Path) -> None:
-    """Markdown tables and the plot from every saved part (runs are split to stay under 15 minutes)."""
-    paper = [r for f in sorted(out.glob("vae_paper_*.json")) if "partial" not in f.name
-             for r in json.loads(f.read_text())["paper"]]
-    if paper:
-        print(paper_markdown({"paper": paper}))
-    vae = [v for f in sorted(out.glob("vae_collection_*.json")) for v in json.loads(f.read_text())["collection"]["vae"]]
-    lossy_file = out / "vae_lossy.json"
-    if vae and lossy_file.exists():
-        res = {"collection": {"vae": sorted(vae, key=lambda v: v["models"]),
-                              "lossy": json.loads(lossy_file.read_text())["lossy"]}}
+    d = Store(out / "vae_results.json").data
+    print(paper_table(d))
+    print()
+    print(collection_table(d))
+    ck = [v for k, v in d.items() if k.startswith("checkpoints/")]
+    if ck:
         print()
-        print(collection_markdown(res))
-        plot(res, out / "vae_bytes_per_model.png")
-        print(f"plot: {out / 'vae_bytes_per_model.png'}")
+        print("pools: " + "; ".join(f"seed {v['seed']}: test {v['test_min']:.2f}-{v['test_max']:.2f} %" for v in ck))
+    plot(d, out / "vae_bytes_per_model.png")
+    print(f"\nplot: {out / 'vae_bytes_per_model.png'}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="directory with the Fashion-MNIST IDX files")
-    ap.add_argument("--part", choices=("paper", "lossy", "collection", "report"), required=True,
-                    help="paper: FNN/CNN at latent 64/128; lossy: the per-model lossy path on checkpoints; "
-                         "collection: VAE collections (run lossy first, it reads vae_lossy.json); "
-                         "report: tables and plot from the saved JSON files")
+    ap.add_argument("--data", default=protocol.DATA_DIR, help="directory with the Fashion-MNIST IDX files")
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_vae"))
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--archs", nargs="+", choices=("fnn", "cnn"), default=["fnn", "cnn"], help="paper part: models")
+    ap.add_argument("--stages", nargs="+", default=[],
+                    choices=("paper", "lossy", "checkpoints", "collection", "lossy_checkpoints"))
+    ap.add_argument("--report", action="store_true", help="print the tables and write the plot from the results")
+    ap.add_argument("--archs", nargs="+", choices=protocol.ARCHS, default=["lenet300"], help="paper / lossy stages")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(protocol.SEEDS))
+    ap.add_argument("--latents", type=int, nargs="+", default=[64, 128], help="paper stage")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[4, 16, 64], help="collection stage (1 = paper's l64 row)")
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--latent", type=int, default=64, help="collection part: latent size")
-    ap.add_argument("--seed", type=int, default=0, help="collection part: VAE seed")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16, 64])
-    ap.add_argument("--lossy-samples", type=int, default=4)
-    ap.add_argument("--max-evals", type=int, default=80)
-    ap.add_argument("--max-vae-seconds", type=float, default=240.0)
-    ap.add_argument("--val-copies", type=int, default=20, help="noisy validation copies (the paper: 20)")
+    ap.add_argument("--latent", type=int, default=64, help="collection stage: latent size")
+    ap.add_argument("--max-evals", type=int, default=80, help="lossy path: search_budget's hard cap")
+    ap.add_argument("--paper-seconds", type=float, default=60.0, help="paper stage: wall-clock cap of VAE training")
+    ap.add_argument("--coll-seconds", default="4:60,16:90,64:150",
+                    help="collection stage: wall-clock cap of VAE training per size (size:seconds,...)")
+    ap.add_argument("--val-copies", type=int, default=5, help="paper stage: noisy validation copies (the paper: 20)")
+    ap.add_argument("--pool", type=int, default=POOL, help="checkpoints stage: models in a pool (the baseline + checkpoints)")
+    ap.add_argument("--pool-lr", type=float, default=2e-4, help="checkpoints stage: constant Adam LR")
     args = ap.parse_args()
+    args.coll_seconds = {int(k): float(v) for k, v in (p.split(":") for p in args.coll_seconds.split(","))}
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    sp = split(args.data) if args.part != "report" else {}
-    t0 = time.monotonic()
-    if args.part == "report":
+    if args.report:
         report(args.out)
         return
-    res = {"paper": part_paper, "lossy": part_lossy, "collection": part_collection}[args.part](args, sp)
-    res["seconds"] = time.monotonic() - t0
-    tag = args.part + ("_" + "_".join(args.archs) if args.part == "paper" else
-                       "_" + "_".join(map(str, args.sizes)) + (f"_seed{args.seed}" if args.seed else "")
-                       if args.part == "collection" else "")
-    (args.out / f"vae_{tag}.json").write_text(json.dumps(res, indent=1))
-    if args.part == "paper":
-        print(paper_markdown(res))
-    elif args.part == "collection" and res["collection"]["lossy"]:
-        print(collection_markdown(res))
-        plot(res, args.out / "vae_bytes_per_model.png")
-    print(f"total {res['seconds']:.0f} s")
+    data = protocol.load(args.data)
+    store = Store(args.out / "vae_results.json")
+    t0 = time.monotonic()
+    for stage in args.stages:
+        for seed in args.seeds:
+            if stage == "paper":
+                for arch in args.archs:
+                    for latent in args.latents:
+                        stage_paper(arch, seed, latent, data, store, args)
+            elif stage == "lossy":
+                for arch in args.archs:
+                    stage_lossy(arch, seed, data, store, args)
+            elif stage == "checkpoints":
+                stage_checkpoints(seed, data, store, args)
+            elif stage == "collection":
+                for n in args.sizes:
+                    stage_collection(seed, n, data, store, args)
+            else:
+                stage_lossy_checkpoint(seed, data, store, args)
+    print(f"total {time.monotonic() - t0:.0f} s")
 
 
 if __name__ == "__main__":

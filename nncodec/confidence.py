@@ -48,3 +48,13 @@ def paired_drop(base: np.ndarray, candidate: np.ndarray, confidence: float = DEF
     mean = float(d.mean())
     sd = float(d.std(ddof=1))
     return PairedDrop(mean, mean + z_value(confidence) * sd / math.sqrt(d.size), int(d.size))
+
+
+def passes_confirmed(base: np.ndarray, candidate: np.ndarray, max_drop: float,
+                     confidence: float = DEFAULT_CONFIDENCE) -> bool:
+    """The protocol's acceptance of a candidate from per-sample scores (benchmarks/PROTOCOL.md rule 4):
+    the one-sided upper bound of the paired drop is within `max_drop` on the even-numbered samples AND
+    on the odd-numbered ones (a choice steered by one half is confirmed on the other)."""
+    b = np.asarray(base, dtype=np.float64).reshape(-1)
+    c = np.asarray(candidate, dtype=np.float64).reshape(-1)
+    return all(paired_drop(b[h::2], c[h::2], confidence).upper <= max_drop + 1e-9 for h in (0, 1))

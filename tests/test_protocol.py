@@ -244,3 +244,17 @@ def test_confirmation_on_held_out_samples_rejects_a_file_that_passed_by_luck():
     assert confirmed.data == nncodec.save(tiny())  # nothing lossy survives the confirmation
     single = search_budget(tiny(), evaluate, 3.0, max_evals=20, confirm=False, **FAST)
     assert len(single.data) < len(confirmed.data) and single.drop_bound <= 3.0
+
+
+def test_passes_confirmed_needs_both_halves():
+    from nncodec.confidence import passes_confirmed
+
+    base = np.full(400, 100.0)
+    even_bad = base.copy()
+    even_bad[0::2][:40] = 0.0  # 20 % of the even samples flip, none of the odd ones
+    assert not passes_confirmed(base, even_bad, 5.0)
+    odd_bad = base.copy()
+    odd_bad[1::2][:40] = 0.0
+    assert not passes_confirmed(base, odd_bad, 5.0)
+    assert passes_confirmed(base, base, 0.0)
+    assert passes_confirmed(base, even_bad, 30.0)

@@ -97,3 +97,29 @@ def test_cli_collection(tmp_path):
     assert bad.exit_code == 1 and "no model named 'zz'" in bad.output
     two = run(main, ["encode", str(tmp_path / "m0.pt"), str(tmp_path / "m1.pt"), "-o", str(tmp_path / "x.nnc")])
     assert two.exit_code == 2
+
+
+def test_per_sample_evaluator_gets_the_protocols_confirmed_bound():
+    """A per-sample evaluate (e.g. 0/100 correctness per validation sample) makes the residual choice
+    apply the protocol's rule: the paired drop's upper bound within max_drop on the even AND the odd
+    samples, checked here on the file as a reader decodes it."""
+    from nncodec.confidence import passes_confirmed
+
+    ms = models(2)
+    thresholds = np.linspace(0.0, 2e-4, 400)  # sample i is "correct" while the weight error is below t_i
+
+    def score(name: str, state: dict) -> np.ndarray:
+        err = float(np.mean((state["fc.weight"] - ms[name]["fc.weight"]) ** 2))
+        return 100.0 * (err <= thresholds[::-1]).astype(np.float64)
+
+    opt = VaeOptions(**TINY, max_drop=5.0)
+    r = vae_compress(ms, score, opt)
+    for name in ms:
+        decoded = nncodec.load_model(r.data, name, framework="np")
+        assert passes_confirmed(score(name, ms[name]), score(name, decoded), 5.0)
+        assert r.scores[name] == (100.0, pytest.approx(float(score(name, decoded).mean()), abs=1e-9))
+    assert any(s is not None for s in r.residual_steps.values())  # the bare VAE would not have passed
+    with pytest.raises(BadArgumentError):  # a per-sample evaluator must keep its length
+        vae_compress(ms, lambda n, s: score(n, s)[: 400 if np.array_equal(s["fc.weight"], ms[n]["fc.weight"]) else 200], opt)
+    with pytest.raises(BadArgumentError):
+        VaeOptions(confidence=1.0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...codecs import decoder as decoder_codec
 from ...components import QuantTensor, dequantize, dequantize_float32, float32_to_words
+from ...confidence import DEFAULT_CONFIDENCE, passes_confirmed, z_value
 from ...convert import to_numpy, words_to_numpy
 from ...dtypes import DTYPES, DType
 from ...errors import BadArgumentError
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 REL_LADDER = tuple(float(2 ** (k / 2)) for k in range(-6, 9))  # 1/8 .. 16, by sqrt(2)
 LATENT_STEPS = tuple(float(2.0**-k) for k in range(1, 11))  # 1/2 .. 1/1024, coarse to fine
 DECODER_REL_STEPS = tuple(float(2.0**-k) for k in range(0, 9))  # 1 .. 1/256 x the weight's sd
-Evaluate = Callable[[str, dict[str, np.ndarray]], float]
+Evaluate = Callable[[str, dict[str, np.ndarray]], Any]  # a float, or per-sample scores (1-D array)
 SAMPLE_CHUNKS = 512
 _F32 = DTYPES["float32"]
 
@@ -57,6 +58,7 @@ class VaeOptions:
     tolerance: float = 0.01  # quantizing decoder / latents may each add this fraction of the parameters' mean square to the MSE
     residual_step: float | None = None  # without evaluate: a fixed residual step (x the residual's sd), None: none
     max_drop: float = 1.0  # with evaluate: the budget, in the score's units (accuracy points)
+    confidence: float = DEFAULT_CONFIDENCE  # per-sample evaluate: level of the paired bound (see _choose_residual)
 
     def __post_init__(self) -> None:
         for name in ("latent", "chunk", "hidden", "epochs", "patience", "batch"):
@@ -71,6 +73,7 @@ class VaeOptions:
             raise BadArgumentError("noise_rel must be positive")
         if self.residual_step is not None and not (self.residual_step > 0 and np.isfinite(self.residual_step)):
             raise BadArgumentError("residual_step must be positive (or None for no residual)")
+        z_value(self.confidence)  # BadArgumentError unless in [0.5, 1)
 
 
 @dataclass
@@ -263,33 +266,48 @@ def decoded_state(m: _Model, cut: list[np.ndarray], rel: float | None) -> dict[s
 def _choose_residual(m: _Model, cut: list[np.ndarray], evaluate: Evaluate | None, opt: VaeOptions,
                      result: VaeResult) -> float | None:
     """No residual if the decoded model keeps the score; else the coarsest step that does
-    (binary search over REL_LADDER, assuming finer steps never score lower)."""
+    (binary search over REL_LADDER, assuming finer steps never score lower).
+
+    "Keeps the score": a float evaluate must score at least the original's score - max_drop; a
+    per-sample evaluate (1-D array, e.g. 0/100 correctness per validation sample) must pass the
+    protocol's test, the paired drop's upper bound at `opt.confidence` within max_drop on the even AND
+    on the odd samples (nncodec.confidence.passes_confirmed), the acceptance rule of search_budget."""
     if evaluate is None:
         return opt.residual_step
     original = {(f.split("/", 1)[1] if m.name else f): v for f, _, v in m.floats}
     original.update({(f.split("/", 1)[1] if m.name else f): words_to_numpy(c.dtype, c.shape, c.words)
                      for f, c in m.others.items()})
-    baseline = float(evaluate(m.name, original))
-    target = baseline - opt.max_drop
-    score = float(evaluate(m.name, decoded_state(m, cut, None)))
-    if score >= target:
+    base = np.asarray(evaluate(m.name, original), dtype=np.float64)
+    if base.ndim > 1 or (base.ndim == 1 and base.size < 4):
+        raise BadArgumentError("evaluate must return a number or a 1-D array of at least 4 per-sample scores")
+    baseline = float(base.mean())
+
+    def judge(rel: float | None) -> tuple[bool, float]:
+        s = np.asarray(evaluate(m.name, decoded_state(m, cut, rel)), dtype=np.float64)
+        if s.shape != base.shape:
+            raise BadArgumentError(f"evaluate returned shape {s.shape} for a decoded model, {base.shape} for the original")
+        if base.ndim == 0:
+            return float(s) >= baseline - opt.max_drop, float(s)
+        return passes_confirmed(base, s, opt.max_drop, opt.confidence), float(s.mean())
+
+    ok, score = judge(None)
+    if ok:
         result.scores[m.name] = (baseline, score)
         return None
     lo, hi = 0, len(REL_LADDER) - 1  # REL_LADDER ascending: index lo fine (passes?), hi coarse
-    best: tuple[float, float] | None = None
-    s0 = float(evaluate(m.name, decoded_state(m, cut, REL_LADDER[0])))
-    if s0 < target:  # finer than the ladder: halve the step until the budget is met (it always is, eventually)
+    ok, s0 = judge(REL_LADDER[0])
+    if not ok:  # finer than the ladder: halve the step until the budget is met (it always is, eventually)
         rel = REL_LADDER[0]
-        while s0 < target and rel > 2.0**-30:
+        while not ok and rel > 2.0**-30:
             rel /= 2
-            s0 = float(evaluate(m.name, decoded_state(m, cut, rel)))
+            ok, s0 = judge(rel)
         result.scores[m.name] = (baseline, s0)
         return rel
     best = (REL_LADDER[0], s0)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        s = float(evaluate(m.name, decoded_state(m, cut, REL_LADDER[mid])))
-        if s >= target:
+        ok, s = judge(REL_LADDER[mid])
+        if ok:
             lo, best = mid, (REL_LADDER[mid], s)
         else:
             hi = mid - 1

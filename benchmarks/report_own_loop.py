@@ -1,0 +1,107 @@
+"""Tables of benchmarks/RESULTS-own-loop.md from bench_own_loop.py's result files (and time_own_loop.py's).
+
+    python benchmarks/report_own_loop.py --out /work/artifacts/reruns/lm_s0 [--timing /tmp/lm_time/timing.json]
+    python benchmarks/report_own_loop.py --out DIR --choose drr     # the sweep's choice, as `--alpha A ...`
+
+Hyper-parameters are chosen on validation only, on pipeline seed 0: the configuration with the
+largest file ratio whose validation-loss increase is within the budget (ties: the smaller increase).
+The other seeds then run that configuration; their test figures are reported, never used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def results(out: Path) -> list[dict]:
+    rows = []
+    for f in sorted(out.glob("result-*-world1.json")):
+        r = json.loads(f.read_text())
+        r.setdefault("pipeline_seed", r["config"]["seed"])
+        r["file"] = f.name
+        rows.append(r)
+    return rows
+
+
+def hp(r: dict) -> str:
+    return f"alpha {r['alpha']:g}, " + (f"beta {r['beta']:g}" if r["method"] == "drr" else f"companion lr {r.get('companion_lr') or 1e-2:g}")
+
+
+def choose(rows: list[dict], method: str, budget: float = 0.02) -> dict | None:
+    sweep = [r for r in rows if r["method"] == method and r["pipeline_seed"] == 0]
+    ok = [r for r in sweep if r["val_increase"] <= budget + 1e-12]
+    return max(ok, key=lambda r: (r["ratio"], -r["val_increase"])) if ok else None
+
+
+def ms(xs: list[float], fmt: str) -> str:
+    if len(xs) < 2:
+        return format(xs[0], fmt) + " (1 seed)" if xs else "—"
+    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt.lstrip('+')}}"
+
+
+def report(out: Path, timing: Path | None) -> None:
+    dense = json.loads((out / "dense.json").read_text())
+    curve = dense["curve"]
+    print(f"Dense run (seed {dense['config']['seed']}): {len(curve)} validation points, every {dense['config']['curve_every']} steps, "
+          f"{dense['steps_per_epoch']:.0f} steps per epoch; chosen {dense['dense_steps']} steps "
+          f"(converged by the rule: {dense['converged']}); validation loss there {dense['val_at_dense']:.4f}, best "
+          f"{dense['best_val']:.4f}, change from the chosen step to step {curve[-1][0]}: {100 * dense['tail_change']:+.2f} %.\n")
+    print("| step | " + " | ".join(str(s) for s, _ in curve[1::2]) + " |")
+    print("|---|" + "---:|" * len(curve[1::2]))
+    print("| validation loss | " + " | ".join(f"{v:.4f}" for _, v in curve[1::2]) + " |\n")
+    rows = results(out)
+    print("Validation sweep (pipeline seed 0; chosen = largest ratio within the 2 % validation budget):\n")
+    print("| method | hyper-parameters | file bytes | ratio | val loss increase | test loss increase | surviving pruned weights | chosen |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    chosen = {m: choose(rows, m) for m in ("drr", "pmmp")}
+    for r in sorted((r for r in rows if r["pipeline_seed"] == 0), key=lambda r: (r["method"], r["alpha"])):
+        mark = "**yes**" if chosen.get(r["method"]) is r else ""
+        print(f"| {r['method'].upper()} | {hp(r)} | {r['file_bytes']:,} | ×{r['ratio']:.2f} | {100 * r['val_increase']:+.2f} % "
+              f"| {100 * r['test_increase']:+.2f} % | {100 * r['density_pruned_params']:.1f} % | {mark} |")
+    print("\nThree pipeline seeds of the chosen configurations (one dense model; test = the whole test split, scored once):\n")
+    print("| method | hyper-parameters | seed | file bytes | ratio | val loss increase | test loss increase | target ≥ ×10 at ≤ 2 % (validation) |")
+    print("|---|---|---|---:|---:|---:|---:|---|")
+    for m, c in chosen.items():
+        if c is None:
+            continue
+        same = [r for r in rows if r["method"] == m and hp(r) == hp(c)]
+        same.sort(key=lambda r: r["pipeline_seed"])
+        for r in same:
+            ok = r["ratio"] >= 10 and r["val_increase"] <= 0.02
+            print(f"| {m.upper()} | {hp(r)} | {r['pipeline_seed']} | {r['file_bytes']:,} | ×{r['ratio']:.2f} "
+                  f"| {100 * r['val_increase']:+.2f} % | {100 * r['test_increase']:+.2f} % | {'met' if ok else '**missed**'} |")
+        print(f"| {m.upper()} | {hp(c)} | mean ± sd ({len(same)}) | {ms([float(r['file_bytes']) for r in same], ',.0f')} "
+              f"| ×{ms([r['ratio'] for r in same], '.2f')} | {ms([100 * r['val_increase'] for r in same], '+.2f')} % "
+              f"| {ms([100 * r['test_increase'] for r in same], '+.2f')} % | |")
+    if timing and timing.exists():
+        t = json.loads(timing.read_text())
+        print(f"\nTiming ({t['pairs']} interleaved pairs, medians; load average {t['load_range']}):\n")
+        print("| measure | 1 process | 2 processes (torchrun, gloo) | ratio 1 / 2 |")
+        print("|---|---:|---:|---:|")
+        for key, label in (("pipeline", "compression pipeline (in-process)"), ("process_wall", "whole process")):
+            v = t[key]
+            print(f"| {label} | {v['median_1']:.1f} s | {v['median_2']:.1f} s | ×{v['speedup']:.2f} |")
+        print("\nruns: " + "; ".join(f"{r['processes']}p {r['pipeline']:.1f} s (load {r['load_before'][0]:.2f})" for r in t["runs"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--timing", type=Path)
+    ap.add_argument("--choose", choices=("drr", "pmmp"))
+    a = ap.parse_args()
+    if a.choose:
+        c = choose(results(a.out), a.choose)
+        if c is None:
+            raise SystemExit(f"no {a.choose} configuration within the budget")
+        extra = ["--beta", f"{c['beta']:g}"] if c["method"] == "drr" else ["--companion-lr", f"{c.get('companion_lr') or 1e-2:g}"]
+        print(" ".join(["--method", c["method"], "--alpha", f"{c['alpha']:g}", *extra]))
+        return
+    report(a.out, a.timing)
+
+
+if __name__ == "__main__":
+    main()
