@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
 from .tensorfile import TensorFile, open_tensor_file
-from .tensorwriter import Alias, encode_file
+from .tensorwriter import Alias, encode_file, encode_to_path
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
 Progress = Callable[[str, str], None]  # progress(stage, tensor name); stage "compress" or "code"
@@ -41,28 +41,36 @@ def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None =
     `progress(name)` is called after each stored (non-alias) tensor is compressed."""
     if not isinstance(tensors, Mapping):
         raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
-    out: dict[str, RawTensor | QuantTensor | Alias] = {}
-    seen: dict[tuple, str] = {}
-    for name, value in tensors.items():
+    return dict(compressed_items(tensors.items(), compressor, progress))
+
+
+def compressed_items(items: Iterable[tuple[str, Any]], compressor: Compressor | None = None,
+                     progress: Callable[[str], None] | None = None, dedupe: bool = True
+                     ) -> Iterator[tuple[str, RawTensor | QuantTensor | Alias]]:
+    """`compress_tensors` one tensor at a time (streaming). With `dedupe`, tensors that share memory
+    become aliases; each first tensor of a storage is kept referenced until the end, so its address
+    cannot be reused by a later tensor and taken for a tie (sources whose tensors cannot share memory,
+    read one at a time, pass dedupe=False)."""
+    seen: dict[tuple, tuple[str, Any]] = {}
+    for name, value in items:
         if not isinstance(name, str):
             raise BadArgumentError(f"tensor names must be strings, got {name!r}")
         if isinstance(value, (RawTensor, QuantTensor, Alias)):
-            out[name] = value
+            yield name, value
             continue
-        key = storage_key(value)
+        key = storage_key(value) if dedupe else None
         if key is not None and key in seen:
-            out[name] = Alias(seen[key])
+            yield name, Alias(seen[key][0])
             continue
         comp = compressor(name, value) if compressor else None
         if comp is None:
             dt, arr = to_numpy(value, name)
             comp = lossless(arr, dt)
-        out[name] = comp
         if key is not None:
-            seen[key] = name
+            seen[key] = (name, value)
         if progress:
             progress(name)
-    return out
+        yield name, comp
 
 
 def unique_nbytes(tensors: Mapping[str, Any]) -> int:
@@ -108,11 +116,21 @@ def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, 
 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
               prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True) -> int:
-    """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length)."""
-    data = save(tensors, metadata, prefer=prefer, compressor=compressor)
+    """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length).
+
+    Lossless files are streamed: each tensor is coded and its sections written before the next, so
+    memory holds one tensor's coding at a time (the bytes are those of `save`)."""
     name = os.fspath(filename)
     try:
+        if compressor is None:
+            if not isinstance(tensors, Mapping):
+                raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
+            meta = _check_metadata(metadata)
+            return encode_to_path(compressed_items(tensors.items()), name, meta, EncodeOptions(prefer=prefer),
+                                  overwrite=overwrite)
+        data = save(tensors, metadata, prefer=prefer, compressor=compressor)
         atomic_write(filename, data, overwrite=overwrite)
+        return len(data)
     except FileExistsError:  # name the user's file, not the temporary one beside it
         raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)", name) from None
     except FileNotFoundError:
@@ -120,7 +138,6 @@ def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metada
         if os.path.isdir(folder):
             raise
         raise FileNotFoundError(errno.ENOENT, "the folder does not exist (create it first)", folder) from None
-    return len(data)
 
 
 @contextmanager
