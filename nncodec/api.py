@@ -19,6 +19,7 @@ from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
+from .sharded import ShardedFile, is_index
 from .tensorfile import TensorFile, open_tensor_file
 from .tensorwriter import Alias, encode_file, encode_to_path
 
@@ -277,13 +278,16 @@ def check_device(device: object) -> None:
 
 
 def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> NncFile:  # noqa: A001
-    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open."""
+    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open;
+    a sharded checkpoint's `NAME.nnc.index.json` opens all its shards as one (nncodec/sharded.py)."""
+    if is_index(filename):
+        return ShardedFile(filename, framework=framework, device=device, limits=limits)  # type: ignore[return-value]
     return NncFile(filename, framework=framework, device=device, limits=limits)
 
 
 def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """All tensors of a .nnc file as a dict of torch tensors."""
-    with NncFile(filename, device=device, limits=limits) as f:
+    """All tensors of a .nnc file (or of a sharded checkpoint's `.nnc.index.json`) as a dict of torch tensors."""
+    with open(filename, device=device, limits=limits) as f:
         return f._load_all()
 
 
