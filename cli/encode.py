@@ -156,6 +156,8 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
             raise CliError("refusing to write .nnc bytes to a terminal; redirect stdout or give -o FILE.nnc")
     elif not sharded_out:
         check_output(out, force, source)
+    elif not out.parent.is_dir():
+        raise CliError(f"{out.parent}: the output directory does not exist")
     lossy = lossy_description(compressor_options)
     if sharded_out or not lossy:
         with progress("encode", quiet=quiet) as bar, checkpoint_file(source) as path:

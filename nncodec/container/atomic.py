@@ -19,15 +19,19 @@ def remove_pending() -> None:
         paths = list(PENDING)
         PENDING.clear()
     for path in paths:
-        try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                for name in os.listdir(path):
-                    os.unlink(os.path.join(path, name))
-                os.rmdir(path)
-            else:
-                os.unlink(path)
-        except OSError:
-            pass
+        _remove(path)
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            for name in os.listdir(path):
+                os.unlink(os.path.join(path, name))
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def track(path: str) -> None:
@@ -115,3 +119,51 @@ def _move_no_clobber(tmp: str, path: str) -> None:
         os.replace(tmp, path)
         return
     os.unlink(tmp)
+
+
+class StagingDir:
+    """Files that appear in `folder` together: they are written into `self.path`, a temporary folder
+    beside it, which `commit()` renames to `folder` (when absent) or whose files it moves in (names
+    ending in `.json`, the indexes, last). Leaving without `commit()` removes everything written."""
+
+    def __init__(self, folder: str | os.PathLike, *, overwrite: bool = False) -> None:
+        self.folder = os.path.abspath(os.fspath(folder))
+        self.overwrite = overwrite
+        self.path = tempfile.mkdtemp(prefix=".nncodec-", suffix=".tmpdir", dir=os.path.dirname(self.folder))
+        track(self.path)
+        self.committed = False
+
+    def __enter__(self) -> StagingDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed:
+            remove_pending_path(self.path)
+
+    def commit(self) -> None:
+        names = sorted(os.listdir(self.path), key=lambda n: (n.endswith(".json"), n))
+        for name in names:
+            fd = os.open(os.path.join(self.path, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if not os.path.exists(self.folder):
+            os.chmod(self.path, 0o777 & ~_umask())
+            os.rename(self.path, self.folder)
+        else:
+            for name in names:
+                src, dst = os.path.join(self.path, name), os.path.join(self.folder, name)
+                if self.overwrite:
+                    os.replace(src, dst)
+                else:
+                    _move_no_clobber(src, dst)
+            os.rmdir(self.path)
+        untrack(self.path)
+        self.committed = True
+
+
+def remove_pending_path(path: str) -> None:
+    """Remove one tracked temporary file or folder (and stop tracking it)."""
+    untrack(path)
+    _remove(path)
