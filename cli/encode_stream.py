@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nncodec.api import Compressor, compressed_items, unique_nbytes
 from nncodec.codecs.base import EncodeOptions
+from nncodec.container.atomic import track, untrack
 from nncodec.sharded import is_index
 from nncodec.sharded_write import encode_sharded
 from nncodec.streaming import open_checkpoint
@@ -56,10 +57,12 @@ def encode_streaming(path: Path, out: Path, bar: Progress, *, prefer: str, metad
     if not to_stdout:
         return {str(out): encode_to_path(items, out, meta, options, progress=step, overwrite=force)}, len(ckpt.names), raw
     with tempfile.TemporaryDirectory(prefix="nncodec-stdout-") as folder:  # stream to a file, then copy it out
+        track(folder)  # removed on cancellation too (cli/cancel.py)
         tmp = os.path.join(folder, "out.nnc")
         size = encode_to_path(items, tmp, meta, options, progress=step)
         bar.phase("writing stdout")
         with open(tmp, "rb") as fh:
             shutil.copyfileobj(fh, sys.stdout.buffer, 1 << 20)
         sys.stdout.flush()
+        untrack(folder)
     return {"-": size}, len(ckpt.names), raw
