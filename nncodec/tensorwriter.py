@@ -4,6 +4,7 @@ limits (`readable`), so the writer never produces a file that readers refuse."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -53,23 +54,7 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         check_metadata_size(metadata, DEFAULT_LIMITS, BadArgumentError)  # before the slow part
 
     def entry_of(name: str, t: CompressedTensor) -> dict:
-        _check_writable(name, t)
-        entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
-        if isinstance(t, RawTensor):
-            entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
-        else:
-            q = {"mode": t.quantizer.mode}
-            if t.quantizer.axis is not None:
-                q["axis"] = int(t.quantizer.axis)
-            entry["q"] = q
-            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
-                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
-            elif t.mask is not None:
-                entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
-            rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
-            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
-            entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
-        return entry
+        return encode_entry(name, t, options, add)
 
     group_numels = [0] * (len(vae.groups) if vae else 0)
     for name, t in tensors.items():
@@ -96,7 +81,44 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         body[key] = value
     aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
     min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
-    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes))
+    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes, minor=format_minor(entries)))
+
+
+def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Callable[[str, codecs.Encoded], dict]) -> dict:
+    """The header entry of one raw or quantized tensor; `add(kind, encoded)` stores each component's
+    payload as a section and returns its part object. A large raw tensor is cut into chunks (§23),
+    a whole number of rows each where a row fits."""
+    _check_writable(name, t)
+    entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
+    if isinstance(t, RawTensor):
+        row = math.prod(t.shape[1:]) if len(t.shape) > 1 else 1
+        entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options, row))
+        return entry
+    q = {"mode": t.quantizer.mode}
+    if t.quantizer.axis is not None:
+        q["axis"] = int(t.quantizer.axis)
+    entry["q"] = q
+    if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
+        entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
+    elif t.mask is not None:
+        entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
+    rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
+    entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
+    entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
+    return entry
+
+
+def format_minor(entries: dict[str, dict]) -> int:
+    """The format 2.x minor version a file with these header entries needs (§12: writers write the
+    minor whose features they use): 1 with a chunked tensor (§23) or a float8 dtype, else 0."""
+    for entry in entries.values():
+        raw = entry.get("raw")
+        if isinstance(raw, dict) and raw.get("codec") == codecs.chunks.CODEC:
+            return 1
+        dt = DTYPES.get(entry.get("dtype"))
+        if dt is not None and dt.minor:
+            return 1
+    return 0
 
 
 def readable(data: bytes) -> bytes:

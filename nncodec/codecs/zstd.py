@@ -31,6 +31,20 @@ def compress_literal_heavy(data: bytes | memoryview) -> bytes:
     return zstandard.ZstdCompressor(compression_params=_LITERAL_HEAVY).compress(bytes(data))
 
 
+# Huffman-coded literals with almost no matches, in blocks of 64 KiB: on the symbol streams of float
+# weights (exponents: 2.5-3.5 bits of entropy) matches cost more than the literals they replace, and a
+# Huffman table per 64 KiB adapts to local statistics. Measured on real weights (rapidocr, resemblyzer,
+# LeNet-300-100; fp32 and bf16): 1-4 % smaller than level 1 or 3 on the exponent stream, within 1 % of
+# its order-0 entropy, and the fastest of the levels and strategies tried (encode and decode).
+_HUFFMAN_LITERALS = zstandard.ZstdCompressionParameters(
+    strategy=zstandard.STRATEGY_FAST, min_match=7, search_log=1, window_log=16, hash_log=6,
+    write_content_size=True, write_checksum=True, threads=0)
+
+
+def compress_fast(data: bytes | memoryview) -> bytes:
+    return zstandard.ZstdCompressor(compression_params=_HUFFMAN_LITERALS).compress(bytes(data))
+
+
 def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> bytes:
     """Exactly `expected_size` bytes from one zstd frame, or CorruptFileError."""
     frame = bytes(frame)
