@@ -5,12 +5,12 @@ limits (`readable`), so the writer never produces a file that readers refuse."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import codecs, tensorfile_vae
+from . import codecs, parallel, tensorfile_vae
 from .codecs.base import EncodeOptions
 from .components import CompressedTensor, QuantTensor, RawTensor, check_quant_consistency
 from .container.format import is_optional
@@ -56,6 +56,8 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     def entry_of(name: str, t: CompressedTensor) -> dict:
         return encode_entry(name, t, options, add)
 
+    plain = ((n, t) for n, t in tensors.items() if not isinstance(t, (Alias, VaeTensor)))
+    coded = {name: (entry, recorded) for name, entry, recorded in code_entries(plain, options)}
     group_numels = [0] * (len(vae.groups) if vae else 0)
     for name, t in tensors.items():
         _check_text(name, "tensor name")
@@ -67,7 +69,11 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
             group_numels[t.group] += t.numel
             entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
         else:
-            entries[name] = entry_of(name, t)
+            entry, recorded = coded[name]
+            for part, payload in recorded:  # sections in tensor order, whatever order they were coded in
+                sections.append(payload)
+                part["s"] = len(sections) - 1
+            entries[name] = entry
         if progress:
             progress(name)
     body: dict = {"tensors": entries}
@@ -82,6 +88,49 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
     min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
     return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes, minor=format_minor(entries)))
+
+
+Recorded = list[tuple[dict, bytes]]  # (part object, payload) per section of one tensor, "s" to be set
+_BATCH_BYTES = 64 * 2**20  # input bytes of small tensors coded concurrently at most (memory stays bounded)
+
+
+def code_entries(items: Iterable[tuple[str, CompressedTensor]], options: EncodeOptions) -> Iterator[tuple[str, dict, Recorded]]:
+    """(name, entry, recorded sections) per tensor, in input order, using `options.threads` threads:
+    runs of small tensors are coded concurrently (one tensor per thread), a tensor larger than a chunk
+    alone (its chunks in parallel, §23). The caller appends each recorded payload as the next section
+    and sets its part's "s": the bytes are the same for any number of threads."""
+    batch: list[tuple[str, CompressedTensor]] = []
+    size = 0
+    for name, t in items:
+        nbytes = _input_bytes(t)
+        if batch and (nbytes > options.chunk_bytes or size + nbytes > _BATCH_BYTES):
+            yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+            batch, size = [], 0
+        if nbytes > options.chunk_bytes:
+            yield _code_one(name, t, options)
+        else:
+            batch.append((name, t))
+            size += nbytes
+    yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+
+
+def _input_bytes(t: object) -> int:
+    shape = getattr(t, "shape", ())
+    dt = getattr(t, "dtype", None)
+    return math.prod(shape) * (dt.itemsize if isinstance(dt, DType) else 8)
+
+
+def _code_one(name: str, t: CompressedTensor, options: EncodeOptions) -> tuple[str, dict, Recorded]:
+    recorded: Recorded = []
+
+    def record(kind: str, enc: codecs.Encoded) -> dict:
+        part: dict = {"s": None, "codec": enc.codec}
+        if enc.params:
+            part["p"] = enc.params
+        recorded.append((part, enc.payload))
+        return part
+
+    return name, encode_entry(name, t, options, record), recorded
 
 
 def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Callable[[str, codecs.Encoded], dict]) -> dict:

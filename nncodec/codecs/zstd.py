@@ -7,6 +7,8 @@ any decompression happens; trailing data after the frame is refused.
 
 from __future__ import annotations
 
+import threading
+
 import zstandard
 
 from ..errors import CorruptFileError
@@ -41,8 +43,22 @@ _HUFFMAN_LITERALS = zstandard.ZstdCompressionParameters(
     write_content_size=True, write_checksum=True, threads=0)
 
 
+_local = threading.local()  # one compression / decompression context per thread (creating one costs more
+# than coding a small stream; a context must not be shared by two threads at once)
+
+
 def compress_fast(data: bytes | memoryview) -> bytes:
-    return zstandard.ZstdCompressor(compression_params=_HUFFMAN_LITERALS).compress(bytes(data))
+    cctx = getattr(_local, "fast", None)
+    if cctx is None:
+        cctx = _local.fast = zstandard.ZstdCompressor(compression_params=_HUFFMAN_LITERALS)
+    return cctx.compress(data)
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
+    return dctx
 
 
 def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> bytes:
@@ -60,8 +76,7 @@ def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> byte
     if params.window_size > max(expected_size, 1 << 10) and params.window_size > (1 << 27):
         raise CorruptFileError(f"{what}: zstd window of {params.window_size} bytes is larger than needed")
     try:
-        dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
-        out = dctx.decompress(frame, max_output_size=expected_size, allow_extra_data=False)
+        out = _decompressor().decompress(frame, max_output_size=expected_size, allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise CorruptFileError(f"{what}: zstd frame does not decode ({exc})") from None
     if len(out) != expected_size:
