@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import byte_report, codecs, decode_memory, fidelity, parallel, tensorfile_vae
+from . import byte_report, chunk_reads, codecs, decode_memory, fidelity, tensorfile_vae
 from .codecs.base import DecodeContext
 from .components import (
     CompressedTensor,
@@ -287,6 +287,8 @@ class TensorFile:
         ctx = self.ctx if threads is None else replace(self.ctx, threads=threads)
         if "raw" in e.parts:
             p = e.parts["raw"]
+            if p.codec == codecs.chunks.CODEC:  # §23: chunk CRCs, checked by the workers, stand for the section's
+                return RawTensor(e.dtype, e.shape, chunk_reads.decode_elements(self, e, 0, e.numel, threads, checked=True))
             words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
             return RawTensor(e.dtype, e.shape, words)
         mask, pip = None, None
@@ -371,30 +373,7 @@ class TensorFile:
     def decode_elements(self, e: TensorEntry, start: int, stop: int, threads: int | None = None) -> np.ndarray:
         """Flat storage words [start, stop) of a resolved entry. For a chunked tensor only the chunks
         covering the range are read, each after its own CRC check; other entries are decoded whole."""
-        if not 0 <= start <= stop <= e.numel:
-            raise IndexError(f"elements [{start}, {stop}) are outside tensor {e.name!r} of {e.numel} elements")
-        table = self.chunk_table(e)
-        if table is None:
-            return self.decode_entry(e, threads)[2][start:stop]
-        ks = table.covering(start, stop)
-        first = ks.start * table.n if ks else start
-        span = (min(ks.stop * table.n, e.numel) - first) if ks else 0
-        decode_memory.check(f"elements {start}..{stop} of tensor {e.name!r}",
-                            decode_memory.chunk_range_peak_bytes(e, table, ks, self.ctx.threads), self.limits)
-        section = self.container.sections[e.parts["raw"].section]
-        out = np.empty(span, dtype=e.dtype.storage)
-        ctx = self.ctx if threads is None else replace(self.ctx, threads=threads)
-
-        def one(k: int) -> None:
-            a, b = table.elements(k)
-            data = self.container.read_range(section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
-            codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole, out=out[a - first : b - first])
-
-        try:
-            parallel.map_ordered(one, ks, ctx.threads)
-        except MemoryError:
-            raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
-        return out[start - first : stop - first]
+        return chunk_reads.decode_elements(self, e, start, stop, threads)
 
     def byte_report(self) -> dict:
         """Every byte of the file attributed to a part (nncodec/byte_report.py)."""

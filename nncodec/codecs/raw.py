@@ -68,30 +68,28 @@ _JOIN_BLOCK = 1 << 20  # words reassembled per step: temporaries stay a few MiB 
 def _join(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray | None = None) -> np.ndarray:
     """Words from their streams, block by block into one output array (peak = streams + output)."""
     n = streams[0].size
-    if n <= _JOIN_BLOCK and out is None:
-        return _join_block(split, streams, dt)
     out = np.empty(n, dtype=dt.storage) if out is None else out
     for start in range(0, n, _JOIN_BLOCK):
         stop = min(n, start + _JOIN_BLOCK)
-        out[start:stop] = _join_block(split, [s[start:stop] for s in streams], dt)
+        _join_block(split, [s[start:stop] for s in streams], dt, out[start:stop])
     return out
 
 
-def _join_block(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
-    if split == "bytes":
-        out = np.empty((streams[0].size, dt.itemsize), dtype=np.uint8)
-        for k, plane in enumerate(streams):
-            out[:, k] = plane
-        return out.reshape(-1).view(dt.storage)
-    if _sign_exponent_byte_aligned(dt):
+def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray) -> None:
+    """Words from their streams, written into the contiguous array `out`."""
+    if split == "bytes" or _sign_exponent_byte_aligned(dt):
+        columns = out.view(np.uint8).reshape(-1, dt.itemsize)
+        if split == "bytes":
+            for k, plane in enumerate(streams):
+                columns[:, k] = plane
+            return
         # inverse of the fast split: every exponent and sign+mantissa value is in range by construction
         exp, top = streams[0], streams[-1]
-        out = np.empty((exp.size, dt.itemsize), dtype=np.uint8)
         for k, plane in enumerate(streams[1:-1]):
-            out[:, k] = plane
-        out[:, -1] = (top & np.uint8(0x80)) | (exp >> np.uint8(1))
-        out[:, -2] = (exp << np.uint8(7)) | (top & np.uint8(0x7F))
-        return out.reshape(-1).view(dt.storage)
+            columns[:, k] = plane
+        columns[:, -1] = (top & np.uint8(0x80)) | (exp >> np.uint8(1))
+        columns[:, -2] = (exp << np.uint8(7)) | (top & np.uint8(0x7F))
+        return
     e, m = dt.exponent_bits, dt.mantissa_bits
     u = np.dtype(f"u{dt.itemsize}")
     rest = np.zeros(streams[0].size, dtype=u)
@@ -106,7 +104,7 @@ def _join_block(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
     rest &= u.type((1 << m) - 1)
     rest |= sign
     rest |= exp << u.type(m)
-    return rest.view(dt.storage)
+    out[...] = rest.view(dt.storage)
 
 
 def _entropy_bits(stream: np.ndarray) -> float:
