@@ -143,9 +143,9 @@ def test_aliases_are_indexed_once() -> None:
             return super().values()
 
     with nncodec.open(data, framework="np") as f:
-        f._tf.aliases = Counting(f._tf.aliases)
+        f._tf._aliases = Counting(f._tf._aliases)
         values = [f.get_tensor(n) for n in f]
-    assert Counting.calls == 0
+    assert Counting.calls <= 1  # the alias targets are gathered once per file, not per call
     assert all(v is values[0] for v in values)
 
 
