@@ -25,6 +25,12 @@ KINDS_KEY = "kinds"  # JSON member: [[section index, kind], ...] for sections th
 _DATA = "data"
 
 
+def wanted(body: dict) -> bool:
+    """Whether the writer indexes this header: many tensors (an encoder choice, not a rule)."""
+    tensors = body.get("tensors")
+    return isinstance(tensors, dict) and len(tensors) >= MIN_TENSORS
+
+
 def pack(body: dict, table: list[list]) -> bytes:
     """The indexed header of `body` (the header object with `tensors`, without `sections`) and the
     section table `table` ([length, crc] or [length, crc, kind] per section)."""

@@ -51,7 +51,7 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
 def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None,
             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
     table = [[len(p), zlib.crc32(p)] + ([kinds[i]] if i in kinds else []) for i, p in enumerate(payloads)]
-    if header_encoding is None and len(body.get("tensors", {})) >= index.MIN_TENSORS:
+    if header_encoding is None and index.wanted(body):
         header_encoding = HEADER_INDEXED  # many tensors: open without parsing every entry (§4.5)
     if header_encoding == HEADER_INDEXED:
         return _file(index.pack({**body, **({"align": align} if align != 1 else {})}, table), payloads, align,
