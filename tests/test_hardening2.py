@@ -124,7 +124,7 @@ def test_the_writer_keeps_many_empty_tensors_readable() -> None:
     tensors = {f"t{i}": np.zeros((0,), np.float32) for i in range(3000)}
     data = nncodec.save(tensors)
     with nncodec.open(data, framework="np") as f:
-        assert f.info()["header_encoding"] == "json"
+        assert f.info()["header_encoding"] in ("json", "indexed")  # not zstd
         assert len(f) == 3000 and f.get_tensor("t2999").shape == (0,)
 
 
