@@ -23,6 +23,7 @@ FIXED = struct.Struct("<5Q")  # section count n, tensor count m, JSON, names and
 MIN_TENSORS = 128  # the writer indexes files with at least this many tensors (an encoder choice)
 KINDS_KEY = "kinds"  # JSON member: [[section index, kind], ...] for sections that are not "data"
 _DATA = "data"
+_SEARCHES = 8  # lookups (and misaligned hits) served by substring search before building a dict
 
 
 def wanted(body: dict) -> bool:
@@ -73,6 +74,8 @@ class Index:
     entries: memoryview
     depth: int  # JSON depth allowed inside one entry (the header's limit minus the two levels above it)
     _blob: bytes | None = None  # the names as bytes, made on the first lookup
+    _lookup: dict[bytes, int] | None = None  # name -> position, made once lookups become many
+    _finds: int = 0
 
     def __len__(self) -> int:
         return len(self.name_ends)
@@ -92,15 +95,19 @@ class Index:
     def find(self, name: str) -> int | None:
         """The position of tensor `name`, or None; a name stored twice is refused [FormatError].
 
-        A C-speed substring search with a record-boundary check: no per-open dictionary of names.
-        After a few misaligned hits (names that contain each other) it falls back to `all_names`,
-        so a crafted names blob cannot make a lookup quadratic."""
+        The first few lookups are C-speed substring searches of the names with a record-boundary
+        check (no per-open work in proportion to the tensor count); after a few lookups, or a few
+        misaligned hits (names inside other names), one dictionary of every name serves the rest,
+        so neither many lookups nor crafted names make lookups quadratic."""
         try:
             key = name.encode("utf-8")
         except UnicodeEncodeError:
             return None
-        if not key:
-            return self._find_slow(key)
+        self._finds += 1
+        if self._lookup is None and (not key or self._finds > _SEARCHES):
+            self._build_lookup()
+        if self._lookup is not None:
+            return self._lookup.get(key)
         if self._blob is None:
             self._blob = bytes(self.names)
         blob, ends = self._blob, self.name_ends
@@ -113,16 +120,20 @@ class Index:
                 found = i
             else:
                 misses += 1
-                if misses > 8:
-                    return self._find_slow(key)
+                if misses > _SEARCHES:
+                    self._build_lookup()
+                    return self._lookup.get(key)
             pos = blob.find(key, pos + 1)
         return found
 
-    def _find_slow(self, key: bytes) -> int | None:
-        hits = [i for i in range(len(self)) if self.name_bytes(i) == key]
-        if len(hits) > 1:
-            raise FormatError(f"header has the tensor name {key.decode('utf-8', 'replace')!r} twice")
-        return hits[0] if hits else None
+    def _build_lookup(self) -> None:
+        blob, ends = bytes(self.names), self.name_ends.tolist()
+        keys = [blob[a:b] for a, b in zip([0] + ends[:-1] if ends else [], ends, strict=True)]
+        lookup = {k: i for i, k in enumerate(keys)}
+        if len(lookup) != len(keys):
+            dup = next(k for i, k in enumerate(keys) if lookup[k] != i)
+            raise FormatError(f"header has the tensor name {dup.decode('utf-8', 'replace')!r} twice")
+        self._lookup = lookup
 
     def all_names(self) -> list[str]:
         """Every name, in file order: UTF-8 and distinct [FormatError]."""
