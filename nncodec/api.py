@@ -153,7 +153,7 @@ class NncFile:
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
-        self._tied = set(self._tf.aliases.values())  # targets of aliases: cached so tied names share one object
+        self._tied: set[str] | None = None  # targets of aliases: cached so tied names share one object
 
     def _open_file(self) -> TensorFile:
         if self._closed:
@@ -169,7 +169,13 @@ class NncFile:
 
     def __contains__(self, name: object) -> bool:
         tf = self._open_file()
-        return name in tf.entries or name in tf.aliases
+        if not isinstance(name, str):
+            return False
+        try:
+            tf.alias_of(name)
+        except KeyError:
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._open_file().names)
@@ -180,12 +186,14 @@ class NncFile:
     def get_tensor(self, name: str) -> Any:
         """Decode one tensor, reading only its own sections. Tied names return the same object."""
         tf = self._open_file()
-        target = tf.aliases.get(name, name)
+        target = tf.alias_of(name) or name
         if target in self._cache:
             return self._cache[target]
         with out_of_memory_is_a_limit(f"decoding {name!r}"):
-            dt, shape, words = tf.decode(target)
+            dt, shape, words = tf.decode(name)  # (through resolve: an alias of a missing tensor is a FormatError)
             value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
+        if self._tied is None:
+            self._tied = tf.alias_targets()
         if target in self._tied:
             self._cache[target] = value
         return value
@@ -197,7 +205,9 @@ class NncFile:
         tf.check_memory_for_all(tf.names if names is None else list(names))
 
     def _load_all(self) -> dict[str, Any]:
-        """Every tensor, after checking that all of them together fit in memory (they are all kept)."""
+        """Every tensor, after checking the whole file (every entry and reference) and that all of
+        them together fit in memory (they are all kept)."""
+        self._open_file().validate_all()
         self.check_memory()
         return {name: self.get_tensor(name) for name in self}
 
@@ -210,10 +220,11 @@ class NncFile:
     def get_pip(self, name: str) -> Any:
         """The posterior inclusion probabilities of tensor `name` (float32, its shape), decoded from its
         `pip` component alone; None if the tensor was stored without them."""
-        pip = self._tf.decode_pip(self._tf.aliases.get(name, name))
+        tf = self._open_file()
+        pip = tf.decode_pip(tf.alias_of(name) or name)
         if pip is None:
             return None
-        shape = self._tf.resolve(name).shape
+        shape = tf.resolve(name).shape
         value = pip.probabilities().reshape(shape)
         if self._numpy:
             return value
@@ -230,6 +241,7 @@ class NncFile:
     def verify(self) -> None:
         """Check every section checksum and decode every tensor; raises NNCodecError on damage."""
         tf = self._open_file()
+        tf.validate_all()
         for s in tf.container.sections:
             tf.read_section(s.index)
         for name in tf.entries:

@@ -50,6 +50,7 @@ def build(tf: TensorFile) -> dict:
     """Every byte of the file attributed to the preamble, the header, padding, an optional
     section, or one component of one tensor; the parts add up to the file size exactly."""
     c = tf.container
+    tf.validate_all()
     tensors = []
     budget = [SPARSITY_BUDGET]
     for name in tf.names:
@@ -74,13 +75,13 @@ def build(tf: TensorFile) -> dict:
                         **quant_fields(tf, e, budget), "components": comps})
     optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if is_optional(s.kind)]
     dataset = sum(s.length for s in c.sections if s.kind == "dataset")
-    padding = sum(n for _, n in c.padding)
+    padding = c.padding_bytes
     report = {
         "file_bytes": c.file_size,
         "version": f"{c.preamble.major}.{c.preamble.minor}",
         "preamble_bytes": PREAMBLE_SIZE,
         "header_bytes": c.header_bytes,
-        "header_encoding": "zstd" if c.preamble.header_encoding else "json",
+        "header_encoding": ("json", "zstd", "indexed")[c.preamble.header_encoding],
         "padding_bytes": padding,
         "optional_section_bytes": sum(o["bytes"] for o in optional),
         **({"dataset_bytes": dataset} if "dataset" in c.header else {}),

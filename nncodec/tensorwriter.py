@@ -174,7 +174,9 @@ def readable(data: bytes) -> bytes:
     """`data`, once a reader with the default limits has accepted its header: the writer never
     produces a file that the reader refuses (too many tensors for the file size, a huge header...)."""
     try:
-        open_tensor_file(data, DEFAULT_LIMITS).container.close()
+        tf = open_tensor_file(data, DEFAULT_LIMITS)
+        tf.validate_all()  # an indexed header checks its entries when they are used: check them all now
+        tf.container.close()
     except NNCodecError as e:
         raise BadArgumentError(f"refusing to write a file that readers with the default limits refuse: {e}") from None
     return data

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from ..codecs import zstd as zstd_codec
 from ..errors import BadArgumentError
 from ..limits import DEFAULT_LIMITS, Limits
-from . import polyglot, strict_json
-from .format import HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, MINOR, PREAMBLE_SIZE, Preamble, align_up
+from . import index, polyglot, strict_json
+from .format import HEADER_INDEXED, HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, MINOR, PREAMBLE_SIZE, Preamble, align_up
 
 
 def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: dict[int, str] | None = None,
@@ -52,6 +52,11 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
 def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None,
             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> bytes:
     table = [[len(p), zlib.crc32(p)] + ([kinds[i]] if i in kinds else []) for i, p in enumerate(payloads)]
+    if header_encoding is None and index.wanted(body):
+        header_encoding = HEADER_INDEXED  # many tensors: open without parsing every entry (§4.5)
+    if header_encoding == HEADER_INDEXED:
+        return _file(index.pack({**body, **({"align": align} if align != 1 else {})}, table), payloads, align,
+                     HEADER_INDEXED, minor)
     header = dict(body)
     header["sections"] = table
     if align != 1:
@@ -61,14 +66,15 @@ def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int
     if header_encoding is None:
         fits = len(text) <= len(packed) * limits.max_header_expansion
         header_encoding = HEADER_ZSTD if len(packed) < len(text) and fits else HEADER_JSON
-    out = _file(text, packed, payloads, align, header_encoding, minor)
+    out = _file(packed if header_encoding == HEADER_ZSTD else text, payloads, align, header_encoding, minor)
     if header_encoding == HEADER_ZSTD and max(min_file_bytes, limits.entry_bytes(len(payloads))) > len(out):
-        out = _file(text, packed, payloads, align, HEADER_JSON, minor)  # JSON spends enough bytes per entry
+        out = _file(text, payloads, align, HEADER_JSON, minor)  # JSON spends enough bytes per entry
     return out
 
 
-def _file(text: bytes, packed: bytes, payloads: list[bytes], align: int, header_encoding: int, minor: int = MINOR) -> bytes:
-    stored = packed if header_encoding == HEADER_ZSTD else text
+def _file(stored: bytes, payloads: list[bytes], align: int, header_encoding: int, minor: int = MINOR) -> bytes:
+    if header_encoding == HEADER_INDEXED:
+        minor = max(minor, 1)  # the indexed header is a format 2.1 addition (§4.5)
     out = bytearray()
     out += b"\0" * PREAMBLE_SIZE
     out += stored
