@@ -56,10 +56,8 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     def entry_of(name: str, t: CompressedTensor) -> dict:
         return encode_entry(name, t, options, add)
 
-    plain = ((n, t) for n, t in tensors.items() if not isinstance(t, (Alias, VaeTensor)))
-    coded = {name: (entry, recorded) for name, entry, recorded in code_entries(plain, options)}
     group_numels = [0] * (len(vae.groups) if vae else 0)
-    for name, t in tensors.items():
+    for name, t, coded in code_entries(tensors.items(), options):
         _check_text(name, "tensor name")
         if isinstance(t, Alias):
             entries[name] = {"alias": t.target}
@@ -69,7 +67,9 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
             group_numels[t.group] += t.numel
             entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
         else:
-            entry, recorded = coded[name]
+            if coded is None:  # neither raw, quantized, alias nor VAE: refused
+                _check_writable(name, t)
+            entry, recorded = coded
             for part, payload in recorded:  # sections in tensor order, whatever order they were coded in
                 sections.append(payload)
                 part["s"] = len(sections) - 1
@@ -94,24 +94,35 @@ Recorded = list[tuple[dict, bytes]]  # (part object, payload) per section of one
 _BATCH_BYTES = 64 * 2**20  # input bytes of small tensors coded concurrently at most (memory stays bounded)
 
 
-def code_entries(items: Iterable[tuple[str, CompressedTensor]], options: EncodeOptions) -> Iterator[tuple[str, dict, Recorded]]:
-    """(name, entry, recorded sections) per tensor, in input order, using `options.threads` threads:
-    runs of small tensors are coded concurrently (one tensor per thread), a tensor larger than a chunk
-    alone (its chunks in parallel, §23). The caller appends each recorded payload as the next section
-    and sets its part's "s": the bytes are the same for any number of threads."""
+def code_entries(items: Iterable[tuple[str, object]], options: EncodeOptions) -> Iterator[tuple[str, object, tuple[dict, Recorded] | None]]:
+    """(name, tensor, (entry, recorded sections)) per item, in input order, using `options.threads`
+    threads: runs of small raw/quantized tensors are coded concurrently (one tensor per thread), a tensor
+    larger than a chunk alone (its chunks in parallel, §23). Other items (Alias, VaeTensor) come back
+    with None, for the caller to handle. The caller appends each recorded payload as the next section and
+    sets its part's "s": the bytes are the same for any number of threads. Items are pulled lazily: at
+    most one batch (64 MiB of input) is held."""
     batch: list[tuple[str, CompressedTensor]] = []
     size = 0
+
+    def flush() -> Iterator[tuple[str, object, tuple[dict, Recorded]]]:
+        yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+
     for name, t in items:
+        if not isinstance(t, (RawTensor, QuantTensor)):
+            yield from flush()
+            batch, size = [], 0
+            yield name, t, None
+            continue
         nbytes = _input_bytes(t)
         if batch and (nbytes > options.chunk_bytes or size + nbytes > _BATCH_BYTES):
-            yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+            yield from flush()
             batch, size = [], 0
         if nbytes > options.chunk_bytes:
             yield _code_one(name, t, options)
         else:
             batch.append((name, t))
             size += nbytes
-    yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+    yield from flush()
 
 
 def _input_bytes(t: object) -> int:
@@ -120,7 +131,7 @@ def _input_bytes(t: object) -> int:
     return math.prod(shape) * (dt.itemsize if isinstance(dt, DType) else 8)
 
 
-def _code_one(name: str, t: CompressedTensor, options: EncodeOptions) -> tuple[str, dict, Recorded]:
+def _code_one(name: str, t: CompressedTensor, options: EncodeOptions) -> tuple[str, object, tuple[dict, Recorded]]:
     recorded: Recorded = []
 
     def record(kind: str, enc: codecs.Encoded) -> dict:
@@ -130,7 +141,7 @@ def _code_one(name: str, t: CompressedTensor, options: EncodeOptions) -> tuple[s
         recorded.append((part, enc.payload))
         return part
 
-    return name, encode_entry(name, t, options, record), recorded
+    return name, t, (encode_entry(name, t, options, record), recorded)
 
 
 def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Callable[[str, codecs.Encoded], dict]) -> dict:
