@@ -112,9 +112,9 @@ class ShardedFile:
     """The tensors of a sharded .nnc checkpoint, read lazily like `nncodec.open` of one file."""
 
     def __init__(self, path: str | os.PathLike, *, framework: str = "pt", device: str = "cpu",
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS, threads: int | None = None) -> None:
         self.index = read_index(path, limits)
-        self._options = {"framework": framework, "device": device, "limits": limits}
+        self._options = {"framework": framework, "device": device, "limits": limits, "threads": threads}
         self._open: dict[str, Any] = {}
         self._closed = False
 

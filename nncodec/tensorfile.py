@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import byte_report, codecs, decode_memory, fidelity, tensorfile_vae
+from . import byte_report, chunk_reads, codecs, decode_memory, fidelity, tensorfile_vae
 from .codecs.base import DecodeContext
 from .components import (
     CompressedTensor,
@@ -83,63 +83,163 @@ def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
 
 
 class TensorFile:
-    """The tensors of an open container; `decode(name)` reads only that tensor's sections."""
+    """The tensors of an open container; `decode(name)` reads only that tensor's sections.
 
-    def __init__(self, container: Container) -> None:
+    Entries are parsed and validated when first used (`resolve`); `validate_all` makes every
+    whole-file check (each data section used exactly once, alias targets, the total decoded size,
+    the VAE member) and runs before anything that touches every tensor (`load_file`, `info`,
+    `verify`, `keys`). A JSON header is parsed whole anyway, so for it `validate_all` runs at open,
+    as it always did; an indexed header (§4.5) defers it, so opening costs the same for ten tensors
+    or a million."""
+
+    def __init__(self, container: Container, threads: int | None = None) -> None:
         self.container = container
         self.limits: Limits = container.limits
-        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1)
+        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1, threads=threads)
         header = container.header
         _check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
         self.metadata = self._parse_metadata(header.get("meta", {}))
-        raw_tensors = header.get("tensors", {})
-        if not isinstance(raw_tensors, dict):
-            raise FormatError("tensors must be an object mapping names to entries")
-        self.limits.check("number of tensors", len(raw_tensors), self.limits.max_tensors)
-        aliases = sum(1 for raw in raw_tensors.values() if isinstance(raw, dict) and "alias" in raw)
-        self.limits.check_entries("tensors", len(raw_tensors) - aliases, container.file_size, aliases)
-        self.entries: dict[str, TensorEntry] = {}
-        self.aliases: dict[str, str] = {}
-        used: dict[int, str] = {}
+        self._index = container.index
+        if self._index is None:
+            raw_tensors = header.get("tensors", {})
+            if not isinstance(raw_tensors, dict):
+                raise FormatError("tensors must be an object mapping names to entries")
+            self.limits.check("number of tensors", len(raw_tensors), self.limits.max_tensors)
+            self._json_entries: dict = raw_tensors
+        self._entries: dict[str, TensorEntry] = {}  # validated entries, filled as they are used
+        self._aliases: dict[str, str] = {}
+        self._section_owner: dict[int, str] = {}  # data sections of the entries validated so far
+        self._names: list[str] | None = None
+        self._vae: tensorfile_vae.VaeIndex | None = None
+        self._all_checked = False
+        self._check_dataset_reference(header)
+        self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
+        if self._index is None:
+            self.validate_all()
+
+    # ------------------------------------------------------------------ lazy entries (§4.5, §10)
+
+    @property
+    def names(self) -> list[str]:
+        """Every tensor name in file order (UTF-8, distinct)."""
+        if self._names is None:
+            self._names = list(self._json_entries) if self._index is None else self._index.all_names()
+        return self._names
+
+    def _raw_entry(self, name: str) -> object:
+        """The entry object of tensor `name` as stored (KeyError if there is none)."""
+        if self._index is None:
+            return self._json_entries[name]
+        i = self._index.find(name)
+        if i is None:
+            raise KeyError(name)
+        return self._index.entry(i)
+
+    def _load(self, name: str) -> TensorEntry | str:
+        """The validated entry of `name` (a TensorEntry, or an alias's target name)."""
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._aliases:
+            return self._aliases[name]
+        try:
+            raw = self._raw_entry(name)
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in this file") from None
+        if not isinstance(raw, dict):
+            raise FormatError(f"tensor {name!r}: entry must be an object")
+        if "alias" in raw:
+            if len(raw) > 1:
+                _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
+            if not isinstance(raw["alias"], str):
+                raise FormatError(f"tensor {name!r}: alias must be a tensor name")
+            self._aliases[name] = raw["alias"]
+            return raw["alias"]
+        entry = tensorfile_vae.parse_vae_entry(self, name, raw) if "vae" in raw else self._parse_entry(name, raw)
+        sections = self.container.sections
+        for part in entry.parts.values():
+            owner = self._section_owner.get(part.section)
+            if owner is not None and owner != name:
+                raise FormatError(f"section {part.section} is used by both {owner!r} and {name!r}")
+            kind = sections.kinds.get(part.section, "data")
+            if kind != "data":
+                raise FormatError(f"section {part.section} of kind {kind!r} is used by tensor {name!r}")
+            self._section_owner[part.section] = name
+        self._entries[name] = entry
+        return entry
+
+    def alias_of(self, name: str) -> str | None:
+        """The target of alias `name`, None if `name` is not an alias (KeyError: no such tensor)."""
+        got = self._load(name)
+        return got if isinstance(got, str) else None
+
+    def alias_targets(self) -> set[str]:
+        """The names that aliases point at (tied weights). An indexed header without the key
+        `"alias"` anywhere in its entries has none: found without parsing them."""
+        if not self._all_checked and self._index is not None:
+            blob = bytes(self._index.entries)
+            if b'"alias"' not in blob and b"\\" not in blob:
+                return set()
+        return set(self.aliases.values())
+
+    @property
+    def entries(self) -> dict[str, TensorEntry]:
+        self.validate_all()
+        return self._entries
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        self.validate_all()
+        return self._aliases
+
+    @property
+    def owners(self) -> dict[int, str]:
+        """Section index -> the tensor (or VAE decoder/latent group) that uses it."""
+        self.validate_all()
+        return self._section_owner
+
+    @property
+    def vae(self) -> tensorfile_vae.VaeIndex:
+        self.validate_all()
+        return self._vae
+
+    def validate_all(self) -> None:
+        """Every entry and every whole-file rule of §6 and §5 (references): once per file."""
+        if self._all_checked:
+            return
+        names = self.names
+        aliases = 0
         total_bytes = 0
-        for name, raw in raw_tensors.items():
-            if not isinstance(raw, dict):
-                raise FormatError(f"tensor {name!r}: entry must be an object")
-            if "alias" in raw:
-                if len(raw) > 1:
-                    _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
-                if not isinstance(raw["alias"], str):
-                    raise FormatError(f"tensor {name!r}: alias must be a tensor name")
-                self.aliases[name] = raw["alias"]
+        for name in names:
+            got = self._load(name)
+            if isinstance(got, str):
+                aliases += 1
                 continue
-            entry = tensorfile_vae.parse_vae_entry(self, name, raw) if "vae" in raw else self._parse_entry(name, raw)
-            for part in entry.parts.values():
-                if part.section in used:
-                    raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {name!r}")
-                used[part.section] = name
-            total_bytes += entry.numel * entry.dtype.itemsize
+            total_bytes += got.numel * got.dtype.itemsize
             if total_bytes > self.limits.max_total_decoded_bytes:
                 self.limits.check("total decoded size in bytes", total_bytes, self.limits.max_total_decoded_bytes)
-            self.entries[name] = entry
-        for name, target in self.aliases.items():
-            if target not in self.entries:
-                what = "another alias" if target in self.aliases else "no tensor"
+        self.limits.check_entries("tensors", len(names) - aliases, self.container.file_size, aliases)
+        for name, target in self._aliases.items():
+            if target not in self._entries:
+                what = "another alias" if target in self._aliases else "no tensor"
                 raise FormatError(f"tensor {name!r} is an alias of {target!r}, which is {what}")
-        self.vae = tensorfile_vae.VaeIndex(self, header.get("vae"), used)
-        for s in container.sections:
-            if s.kind == "data" and s.index not in used:
-                raise FormatError(f"section {s.index} is not used by any tensor (orphan section)")
-            if s.kind != "data" and s.index in used:
-                raise FormatError(f"section {s.index} of kind {s.kind!r} is used by tensor {used[s.index]!r}")
-        self._check_dataset_reference(header)
-        self.names = list(raw_tensors)
-        self.owners = used  # section index -> the tensor (or VAE decoder/latent group) that uses it
-        self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
+        used = self._section_owner
+        self._entries = {n: self._entries[n] for n in names if n in self._entries}  # file order
+        self._all_checked = True  # VaeIndex reads self.entries
+        try:
+            self._vae = tensorfile_vae.VaeIndex(self, self.container.header.get("vae"), used)
+            sections = self.container.sections
+            if len(used) != len(sections) - len(sections.kinds):
+                for i in range(len(sections)):
+                    if i not in used and i not in sections.kinds:
+                        raise FormatError(f"section {i} is not used by any tensor (orphan section)")
+        except BaseException:
+            self._all_checked = False
+            raise
 
     def _check_dataset_reference(self, header: dict) -> None:
         """A `dataset` member references exactly the one section of kind "dataset" (§21); the rest
         of the member is validated by nncodec.mdl when the data is decoded."""
-        indices = [s.index for s in self.container.sections if s.kind == "dataset"]
+        indices = [i for i, kind in sorted(self.container.sections.kinds.items()) if kind == "dataset"]
         if "dataset" not in header:
             if indices:
                 raise FormatError(f"section {indices[0]} of kind 'dataset' without a dataset header member")
@@ -230,12 +330,18 @@ class TensorFile:
     # ------------------------------------------------------------------------------- decode
 
     def resolve(self, name: str) -> TensorEntry:
-        if name in self.aliases:
-            name = self.aliases[name]
+        """The validated entry of tensor `name`, through an alias (KeyError if there is none)."""
+        got = self._load(name)
+        if isinstance(got, TensorEntry):
+            return got
         try:
-            return self.entries[name]
+            target = self._load(got)
         except KeyError:
-            raise KeyError(f"no tensor named {name!r} in this file") from None
+            target = None
+        if not isinstance(target, TensorEntry):
+            what = "another alias" if isinstance(target, str) else "no tensor"
+            raise FormatError(f"tensor {name!r} is an alias of {got!r}, which is {what}")
+        return target
 
     def _payload(self, part: Part) -> memoryview:
         return memoryview(self.read_section(part.section))
@@ -245,12 +351,12 @@ class TensorFile:
         try:
             return self.container.read_section(index)
         except CorruptFileError as e:
-            if index not in self.owners:
+            if index not in self._section_owner:
                 raise
-            name = self.owners[index]
-            parts = self.entries[name].parts if name in self.entries else {}
+            name = self._section_owner[index]
+            parts = self._entries[name].parts if name in self._entries else {}
             kind = next((k for k, p in parts.items() if p.section == index), "data")
-            what = f"tensor {name!r}" if name in self.entries else repr(name)
+            what = f"tensor {name!r}" if name in self._entries else repr(name)
             raise CorruptFileError(f"{what} ({kind}, section {index}): {e}") from None
 
     def _quantizer_values(self, e: TensorEntry) -> np.ndarray:
@@ -281,12 +387,14 @@ class TensorFile:
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
         decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)
 
-    def components_of(self, e: TensorEntry) -> CompressedTensor:
+    def components_of(self, e: TensorEntry, threads: int | None = None) -> CompressedTensor:
         """The components of a raw or quantized entry (a VAE entry: its residual), decoded and
-        checked against each other (levels as int32)."""
-        ctx = self.ctx
+        checked against each other (levels as int32); a chunked tensor's chunks on `threads` threads."""
+        ctx = self.ctx if threads is None else replace(self.ctx, threads=threads)
         if "raw" in e.parts:
             p = e.parts["raw"]
+            if p.codec == codecs.chunks.CODEC:  # §23: chunk CRCs, checked by the workers, stand for the section's
+                return RawTensor(e.dtype, e.shape, chunk_reads.decode_elements(self, e, 0, e.numel, threads, checked=True))
             words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
             return RawTensor(e.dtype, e.shape, words)
         mask, pip = None, None
@@ -350,26 +458,38 @@ class TensorFile:
         decode_memory.check(f"tensor {name!r}", need, self.limits)
         return self.decode_entry(e)
 
-    def decode_entry(self, e: TensorEntry) -> tuple[DType, tuple[int, ...], np.ndarray]:
+    def decode_entry(self, e: TensorEntry, threads: int | None = None) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of a resolved entry, after the memory check."""
         try:
             if e.vae_group is not None:
                 return e.dtype, e.shape, self.vae.decode_tensor(e)
-            t = self.components_of(e)
+            t = self.components_of(e, threads)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:
             raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
         return t.dtype, t.shape, words
+
+    def chunk_table(self, e: TensorEntry) -> codecs.chunks.ChunkTable | None:
+        """The validated chunk table of a chunked raw entry (§23), None for any other entry."""
+        p = e.parts.get("raw")
+        if p is None or p.codec != codecs.chunks.CODEC:
+            return None
+        return codecs.chunks.parse(p.params, e.numel, self._section_length(p.section), self.limits)
+
+    def decode_elements(self, e: TensorEntry, start: int, stop: int, threads: int | None = None) -> np.ndarray:
+        """Flat storage words [start, stop) of a resolved entry. For a chunked tensor only the chunks
+        covering the range are read, each after its own CRC check; other entries are decoded whole."""
+        return chunk_reads.decode_elements(self, e, start, stop, threads)
 
     def byte_report(self) -> dict:
         """Every byte of the file attributed to a part (nncodec/byte_report.py)."""
         return byte_report.build(self)
 
 
-def open_tensor_file(source, limits: Limits) -> TensorFile:
+def open_tensor_file(source, limits: Limits, threads: int | None = None) -> TensorFile:
     container = Container(source, limits)
     try:
-        return TensorFile(container)
+        return TensorFile(container, threads)
     except BaseException:
         container.close()
         raise

@@ -19,9 +19,9 @@ from typing import BinaryIO
 from ..codecs import zstd as zstd_codec
 from ..errors import BadArgumentError
 from ..limits import DEFAULT_LIMITS, Limits
-from . import polyglot, strict_json
+from . import index, polyglot, strict_json
 from .atomic import AtomicFile, atomic_write  # noqa: F401 - re-exported: atomic_write's long-standing home
-from .format import HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, MINOR, PREAMBLE_SIZE, Preamble, align_up
+from .format import HEADER_INDEXED, HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, MINOR, PREAMBLE_SIZE, Preamble, align_up
 
 COPY_BLOCK = 1 << 24  # bytes per copy step from the spool (bounds the fallback's buffer)
 
@@ -94,9 +94,10 @@ class Plan:
     encoding: int
     offsets: list[int]
     file_length: int
+    minor: int = MINOR
 
     def preamble(self) -> bytes:
-        return Preamble(MAJOR, MINOR, self.encoding, len(self.stored), self.file_length, zlib.crc32(self.stored)).pack()
+        return Preamble(MAJOR, self.minor, self.encoding, len(self.stored), self.file_length, zlib.crc32(self.stored)).pack()
 
     def read(self, sections: Sections, start: int, stop: int) -> bytes:
         """The file's bytes [start, stop): preamble, header, zero padding and section bytes."""
@@ -131,22 +132,24 @@ class Plan:
 
 
 def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: dict[int, str] | None = None,
-             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
+             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> bytes:
     """The complete file in memory: `body` is the header object without the container keys;
     `min_file_bytes` is what a reader requires for the body's entries (tensors) by
-    limits.Limits.entry_bytes. See `lay_out` for the choices made."""
+    limits.Limits.entry_bytes; `minor` is the format minor version the body needs
+    (tensorwriter.format_minor). See `lay_out` for the choices made."""
     store = Sections()
     for i, s in enumerate(sections):
         store.add(s, (kinds or {}).get(i))
-    plan = lay_out(body, store, align=align, min_file_bytes=min_file_bytes, limits=limits)
+    plan = lay_out(body, store, align=align, min_file_bytes=min_file_bytes, limits=limits, minor=minor)
     return plan.read(store, 0, plan.file_length)
 
 
 def lay_out(body: dict, store: Sections, *, align: int = 1, min_file_bytes: int = 0,
-            limits: Limits = DEFAULT_LIMITS) -> Plan:
+            limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> Plan:
     """The layout of the file holding `body` and the sections of `store`.
 
-    The header is stored as JSON or as a zstd frame of it, whichever is smaller, unless the frame
+    A header of many tensors is stored indexed (§4.5), so readers open it without parsing every
+    entry; other headers as JSON or as a zstd frame of it, whichever is smaller, unless the frame
     would expand more than a reader allows or declare more entries than the file's bytes back
     (limits.py); the same input always gives the same bytes. A file that would also be a valid ZIP
     or PDF (user bytes can contain their signatures) gets an optional padding section (appended to
@@ -157,7 +160,7 @@ def lay_out(body: dict, store: Sections, *, align: int = 1, min_file_bytes: int 
     body = dict(body)
     header_encoding = None
     for _ in range(4):
-        plan = _plan(body, store, align, header_encoding, min_file_bytes, limits)
+        plan = _plan(body, store, align, header_encoding, min_file_bytes, limits, minor)
         size = plan.file_length
         head = plan.read(store, 0, polyglot.PDF_HEAD)
         tail_start = max(0, size - polyglot.ZIP_TAIL)
@@ -176,8 +179,13 @@ def lay_out(body: dict, store: Sections, *, align: int = 1, min_file_bytes: int 
 
 
 def _plan(body: dict, store: Sections, align: int, header_encoding: int | None, min_file_bytes: int,
-          limits: Limits) -> Plan:
+          limits: Limits, minor: int = MINOR) -> Plan:
     table = [[n, c] + ([store.kinds[i]] if i in store.kinds else []) for i, (n, c) in enumerate(zip(store.lengths, store.crcs, strict=True))]
+    if header_encoding is None and index.wanted(body):
+        header_encoding = HEADER_INDEXED  # many tensors: open without parsing every entry (§4.5)
+    if header_encoding == HEADER_INDEXED:  # a format 2.1 addition
+        stored = index.pack({**body, **({"align": align} if align != 1 else {})}, table)
+        return _tile(stored, stored, store.lengths, align, HEADER_INDEXED, max(minor, 1))
     header = dict(body)
     header["sections"] = table
     if align != 1:
@@ -187,29 +195,29 @@ def _plan(body: dict, store: Sections, align: int, header_encoding: int | None, 
     if header_encoding is None:
         fits = len(text) <= len(packed) * limits.max_header_expansion
         header_encoding = HEADER_ZSTD if len(packed) < len(text) and fits else HEADER_JSON
-    plan = _tile(text, packed, store.lengths, align, header_encoding)
+    plan = _tile(text, packed, store.lengths, align, header_encoding, minor)
     if header_encoding == HEADER_ZSTD and max(min_file_bytes, limits.entry_bytes(len(store))) > plan.file_length:
-        plan = _tile(text, packed, store.lengths, align, HEADER_JSON)  # JSON spends enough bytes per entry
+        plan = _tile(text, packed, store.lengths, align, HEADER_JSON, minor)  # JSON spends enough bytes per entry
     return plan
 
 
-def _tile(text: bytes, packed: bytes, lengths: list[int], align: int, header_encoding: int) -> Plan:
+def _tile(text: bytes, packed: bytes, lengths: list[int], align: int, header_encoding: int, minor: int) -> Plan:
     stored = packed if header_encoding == HEADER_ZSTD else text
     offsets, pos = [], PREAMBLE_SIZE + len(stored)
     for n in lengths:
         pos = align_up(pos, align)
         offsets.append(pos)
         pos += n
-    return Plan(stored, header_encoding, offsets, pos)
+    return Plan(stored, header_encoding, offsets, pos, minor)
 
 
 def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None,
-            min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
+            min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> bytes:
     """One layout without the polyglot repair (tests use it to craft files readers must refuse)."""
     store = Sections()
     for i, p in enumerate(payloads):
         store.add(p, kinds.get(i))
-    plan = _plan(body, store, align, header_encoding, min_file_bytes, limits)
+    plan = _plan(body, store, align, header_encoding, min_file_bytes, limits, minor)
     return plan.read(store, 0, plan.file_length)
 
 
@@ -229,10 +237,11 @@ class StreamingFile:
         self._out = AtomicFile(self.path, overwrite=overwrite)
         self.size = 0
 
-    def finish(self, body: dict, *, align: int = 1, min_file_bytes: int = 0, check: Callable[[str], None] | None = None) -> int:
+    def finish(self, body: dict, *, align: int = 1, min_file_bytes: int = 0, check: Callable[[str], None] | None = None,
+               minor: int = MINOR) -> int:
         """Write the file; `check(path)` may refuse the laid-out temporary file before it is moved
         into place (the writer's re-open with default limits). Returns the file size."""
-        plan = lay_out(body, self.sections, align=align, min_file_bytes=min_file_bytes)
+        plan = lay_out(body, self.sections, align=align, min_file_bytes=min_file_bytes, minor=minor)
         with self._out as f:
             plan.write(self.sections, f)
             if check is not None:
