@@ -135,6 +135,14 @@ class Index:
             raise FormatError(f"header has the tensor name {dup.decode('utf-8', 'replace')!r} twice")
         self._lookup = lookup
 
+    def header_object(self) -> dict:
+        """The whole header object this index denotes (§4.5): the JSON object plus `tensors` and
+        `sections`. Every entry is parsed: for tools and tests, not for reading tensors."""
+        table = [[int(n), int(c)] + ([self.kinds[i]] if i in self.kinds else [])
+                 for i, (n, c) in enumerate(zip(self.lengths.tolist(), self.crcs.tolist(), strict=True))]
+        tensors = {name: self.entry(i) for i, name in enumerate(self.all_names())}
+        return {**self.top, "tensors": tensors, "sections": table}
+
     def all_names(self) -> list[str]:
         """Every name, in file order: UTF-8 and distinct [FormatError]."""
         out = []
