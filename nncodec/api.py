@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import fidelity
-from .codecs.base import EncodeOptions
+from .codecs.base import EncodeOptions, check_threads
 from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
@@ -88,8 +88,12 @@ def unique_nbytes(tensors: Mapping[str, Any]) -> int:
 
 
 def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, *, prefer: str = "balanced",
-         compressor: Compressor | None = None, align: int = 1, progress: Progress | None = None) -> bytes:
+         compressor: Compressor | None = None, align: int = 1, progress: Progress | None = None,
+         threads: int | None = None) -> bytes:
     """The bytes of a .nnc file holding `tensors` (lossless unless a compressor says otherwise).
+
+    Large tensors are cut into chunks coded on `threads` threads (None or 0: every core); the bytes
+    are the same for any number of threads.
 
     `progress(stage, name)` is called after each stored tensor is compressed (stage "compress", only
     with a compressor) and coded (stage "code"); nothing is printed. A lossy file carries the relative
@@ -102,14 +106,15 @@ def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, 
         def code_progress(name: str) -> None:
             if not isinstance(comps.get(name), Alias):
                 progress("code", name)
-    return encode_file(comps, meta, EncodeOptions(prefer=prefer), align, code_progress,
+    return encode_file(comps, meta, EncodeOptions(prefer=prefer, threads=threads), align, code_progress,
                        optional={fidelity.HEADER_KEY: summary} if summary else None)
 
 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
-              prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True) -> int:
+              prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True,
+              threads: int | None = None) -> int:
     """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length)."""
-    data = save(tensors, metadata, prefer=prefer, compressor=compressor)
+    data = save(tensors, metadata, prefer=prefer, compressor=compressor, threads=threads)
     name = os.fspath(filename)
     try:
         atomic_write(filename, data, overwrite=overwrite)
@@ -135,14 +140,16 @@ def out_of_memory_is_a_limit(what: str) -> Iterator[None]:
 class NncFile:
     """A lazily read .nnc file: opening reads only the preamble and header."""
 
-    def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS,
+                 threads: int | None = None) -> None:
         if framework not in ("pt", "torch", "np", "numpy"):
             raise BadArgumentError(f"framework must be 'pt' or 'np', not {framework!r}")
+        check_threads(threads)
         if framework in ("pt", "torch") and device != "cpu":  # "cpu" needs no check (and no torch import)
             check_device(device)
         self._closed = False
         with out_of_memory_is_a_limit("reading the header"):
-            self._tf: TensorFile = open_tensor_file(source, limits)
+            self._tf: TensorFile = open_tensor_file(source, limits, threads)
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
@@ -271,22 +278,26 @@ def check_device(device: object) -> None:
         raise BadArgumentError(f"device {device!r} is not available on this machine (use device='cpu')")
 
 
-def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> NncFile:  # noqa: A001
-    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open."""
-    return NncFile(filename, framework=framework, device=device, limits=limits)
+def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,  # noqa: A001
+         threads: int | None = None) -> NncFile:
+    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open.
+    Chunked tensors decode on `threads` threads (None or 0: every core)."""
+    return NncFile(filename, framework=framework, device=device, limits=limits, threads=threads)
 
 
-def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,
+              threads: int | None = None) -> dict[str, Any]:
     """All tensors of a .nnc file as a dict of torch tensors."""
-    with NncFile(filename, device=device, limits=limits) as f:
+    with NncFile(filename, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 
-def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Limits = DEFAULT_LIMITS,
+         threads: int | None = None) -> dict[str, Any]:
     """All tensors of .nnc bytes (torch tensors, or numpy arrays with framework='np')."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BadArgumentError(f"load() takes bytes, not {type(data).__name__}; use load_file() for paths")
-    with NncFile(data, framework=framework, device=device, limits=limits) as f:
+    with NncFile(data, framework=framework, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 

@@ -61,6 +61,10 @@ def build(tf: TensorFile) -> dict:
         comps = [{"kind": p.kind, "codec": p.codec, "bytes": c.sections[p.section].length,
                   **({"params": p.params} if p.params else {})} for p in e.parts.values()]
         total = sum(x["bytes"] for x in comps)
+        table = tf.chunk_table(e)
+        if table is not None:  # §23: one raw component; how many chunks, and which codecs they use
+            comps[0]["chunks"] = table.count
+            comps[0]["chunk_codecs"] = {c: table.codecs.count(c) for c in sorted(set(table.codecs))}
         encoding = "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}"
         if e.vae_group is not None:
             encoding = f"vae/group {e.vae_group}" + (" + residual" if e.parts else "")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import byte_report, codecs, decode_memory, fidelity, tensorfile_vae
+from . import byte_report, chunk_reads, codecs, decode_memory, fidelity, tensorfile_vae
 from .codecs.base import DecodeContext
 from .components import (
     CompressedTensor,
@@ -92,10 +92,10 @@ class TensorFile:
     as it always did; an indexed header (§4.5) defers it, so opening costs the same for ten tensors
     or a million."""
 
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, threads: int | None = None) -> None:
         self.container = container
         self.limits: Limits = container.limits
-        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1)
+        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1, threads=threads)
         header = container.header
         _check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
         self.metadata = self._parse_metadata(header.get("meta", {}))
@@ -387,12 +387,14 @@ class TensorFile:
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
         decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)
 
-    def components_of(self, e: TensorEntry) -> CompressedTensor:
+    def components_of(self, e: TensorEntry, threads: int | None = None) -> CompressedTensor:
         """The components of a raw or quantized entry (a VAE entry: its residual), decoded and
-        checked against each other (levels as int32)."""
-        ctx = self.ctx
+        checked against each other (levels as int32); a chunked tensor's chunks on `threads` threads."""
+        ctx = self.ctx if threads is None else replace(self.ctx, threads=threads)
         if "raw" in e.parts:
             p = e.parts["raw"]
+            if p.codec == codecs.chunks.CODEC:  # §23: chunk CRCs, checked by the workers, stand for the section's
+                return RawTensor(e.dtype, e.shape, chunk_reads.decode_elements(self, e, 0, e.numel, threads, checked=True))
             words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
             return RawTensor(e.dtype, e.shape, words)
         mask, pip = None, None
@@ -456,26 +458,38 @@ class TensorFile:
         decode_memory.check(f"tensor {name!r}", need, self.limits)
         return self.decode_entry(e)
 
-    def decode_entry(self, e: TensorEntry) -> tuple[DType, tuple[int, ...], np.ndarray]:
+    def decode_entry(self, e: TensorEntry, threads: int | None = None) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of a resolved entry, after the memory check."""
         try:
             if e.vae_group is not None:
                 return e.dtype, e.shape, self.vae.decode_tensor(e)
-            t = self.components_of(e)
+            t = self.components_of(e, threads)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:
             raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
         return t.dtype, t.shape, words
+
+    def chunk_table(self, e: TensorEntry) -> codecs.chunks.ChunkTable | None:
+        """The validated chunk table of a chunked raw entry (§23), None for any other entry."""
+        p = e.parts.get("raw")
+        if p is None or p.codec != codecs.chunks.CODEC:
+            return None
+        return codecs.chunks.parse(p.params, e.numel, self._section_length(p.section), self.limits)
+
+    def decode_elements(self, e: TensorEntry, start: int, stop: int, threads: int | None = None) -> np.ndarray:
+        """Flat storage words [start, stop) of a resolved entry. For a chunked tensor only the chunks
+        covering the range are read, each after its own CRC check; other entries are decoded whole."""
+        return chunk_reads.decode_elements(self, e, start, stop, threads)
 
     def byte_report(self) -> dict:
         """Every byte of the file attributed to a part (nncodec/byte_report.py)."""
         return byte_report.build(self)
 
 
-def open_tensor_file(source, limits: Limits) -> TensorFile:
+def open_tensor_file(source, limits: Limits, threads: int | None = None) -> TensorFile:
     container = Container(source, limits)
     try:
-        return TensorFile(container)
+        return TensorFile(container, threads)
     except BaseException:
         container.close()
         raise

@@ -4,12 +4,13 @@ limits (`readable`), so the writer never produces a file that readers refuse."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import codecs, tensorfile_vae
+from . import codecs, parallel, tensorfile_vae
 from .codecs.base import EncodeOptions
 from .components import CompressedTensor, QuantTensor, RawTensor, check_quant_consistency
 from .container.format import is_optional
@@ -53,24 +54,10 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         check_metadata_size(metadata, DEFAULT_LIMITS, BadArgumentError)  # before the slow part
 
     def entry_of(name: str, t: CompressedTensor) -> dict:
-        _check_writable(name, t)
-        entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
-        if isinstance(t, RawTensor):
-            entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
-        else:
-            q = {"mode": t.quantizer.mode}
-            if t.quantizer.axis is not None:
-                q["axis"] = int(t.quantizer.axis)
-            entry["q"] = q
-            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
-                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
-            elif t.mask is not None:
-                entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
-            rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
-            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
-            entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
-        return entry
+        return encode_entry(name, t, options, add)
 
+    plain = ((n, t) for n, t in tensors.items() if not isinstance(t, (Alias, VaeTensor)))
+    coded = {name: (entry, recorded) for name, entry, recorded in code_entries(plain, options)}
     group_numels = [0] * (len(vae.groups) if vae else 0)
     for name, t in tensors.items():
         _check_text(name, "tensor name")
@@ -82,7 +69,11 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
             group_numels[t.group] += t.numel
             entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
         else:
-            entries[name] = entry_of(name, t)
+            entry, recorded = coded[name]
+            for part, payload in recorded:  # sections in tensor order, whatever order they were coded in
+                sections.append(payload)
+                part["s"] = len(sections) - 1
+            entries[name] = entry
         if progress:
             progress(name)
     body: dict = {"tensors": entries}
@@ -96,7 +87,87 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         body[key] = value
     aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
     min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
-    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes))
+    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes, minor=format_minor(entries)))
+
+
+Recorded = list[tuple[dict, bytes]]  # (part object, payload) per section of one tensor, "s" to be set
+_BATCH_BYTES = 64 * 2**20  # input bytes of small tensors coded concurrently at most (memory stays bounded)
+
+
+def code_entries(items: Iterable[tuple[str, CompressedTensor]], options: EncodeOptions) -> Iterator[tuple[str, dict, Recorded]]:
+    """(name, entry, recorded sections) per tensor, in input order, using `options.threads` threads:
+    runs of small tensors are coded concurrently (one tensor per thread), a tensor larger than a chunk
+    alone (its chunks in parallel, §23). The caller appends each recorded payload as the next section
+    and sets its part's "s": the bytes are the same for any number of threads."""
+    batch: list[tuple[str, CompressedTensor]] = []
+    size = 0
+    for name, t in items:
+        nbytes = _input_bytes(t)
+        if batch and (nbytes > options.chunk_bytes or size + nbytes > _BATCH_BYTES):
+            yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+            batch, size = [], 0
+        if nbytes > options.chunk_bytes:
+            yield _code_one(name, t, options)
+        else:
+            batch.append((name, t))
+            size += nbytes
+    yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, options.threads)
+
+
+def _input_bytes(t: object) -> int:
+    shape = getattr(t, "shape", ())
+    dt = getattr(t, "dtype", None)
+    return math.prod(shape) * (dt.itemsize if isinstance(dt, DType) else 8)
+
+
+def _code_one(name: str, t: CompressedTensor, options: EncodeOptions) -> tuple[str, dict, Recorded]:
+    recorded: Recorded = []
+
+    def record(kind: str, enc: codecs.Encoded) -> dict:
+        part: dict = {"s": None, "codec": enc.codec}
+        if enc.params:
+            part["p"] = enc.params
+        recorded.append((part, enc.payload))
+        return part
+
+    return name, encode_entry(name, t, options, record), recorded
+
+
+def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Callable[[str, codecs.Encoded], dict]) -> dict:
+    """The header entry of one raw or quantized tensor; `add(kind, encoded)` stores each component's
+    payload as a section and returns its part object. A large raw tensor is cut into chunks (§23),
+    a whole number of rows each where a row fits."""
+    _check_writable(name, t)
+    entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
+    if isinstance(t, RawTensor):
+        row = math.prod(t.shape[1:]) if len(t.shape) > 1 else 1
+        entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options, row))
+        return entry
+    q = {"mode": t.quantizer.mode}
+    if t.quantizer.axis is not None:
+        q["axis"] = int(t.quantizer.axis)
+    entry["q"] = q
+    if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
+        entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
+    elif t.mask is not None:
+        entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
+    rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
+    entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
+    entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
+    return entry
+
+
+def format_minor(entries: dict[str, dict]) -> int:
+    """The format 2.x minor version a file with these header entries needs (§12: writers write the
+    minor whose features they use): 1 with a chunked tensor (§23) or a float8 dtype, else 0."""
+    for entry in entries.values():
+        raw = entry.get("raw")
+        if isinstance(raw, dict) and raw.get("codec") == codecs.chunks.CODEC:
+            return 1
+        dt = DTYPES.get(entry.get("dtype"))
+        if dt is not None and dt.minor:
+            return 1
+    return 0
 
 
 def readable(data: bytes) -> bytes:

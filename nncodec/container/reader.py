@@ -289,6 +289,11 @@ class Container:
             raise CorruptFileError(f"section {index} checksum mismatch: the file is damaged")
         return data
 
+    def read_range(self, offset: int, length: int) -> bytes:
+        """`length` bytes at file `offset`, unchecked: for a chunk of a chunked tensor (§23), whose own
+        CRC the caller checks (tensorfile.decode_elements)."""
+        return self._read_at(offset, length)
+
     def close(self) -> None:
         self._buf = None
         if self._map is not None:

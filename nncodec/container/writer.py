@@ -15,9 +15,10 @@ from .format import HEADER_INDEXED, HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, 
 
 
 def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: dict[int, str] | None = None,
-             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
+             min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> bytes:
     """The complete file: `body` is the header object without the container keys; `min_file_bytes`
-    is what a reader requires for the body's entries (tensors) by limits.Limits.entry_bytes.
+    is what a reader requires for the body's entries (tensors) by limits.Limits.entry_bytes; `minor`
+    is the format minor version the body needs (tensorwriter.format_minor).
 
     The header is stored as JSON or as a zstd frame of it, whichever is smaller, unless the frame
     would expand more than a reader allows or declare more entries than the file's bytes back
@@ -32,7 +33,7 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
     body = dict(body)
     header_encoding = None
     for _ in range(4):
-        out = _layout(body, payloads, kinds, align, header_encoding, min_file_bytes, limits)
+        out = _layout(body, payloads, kinds, align, header_encoding, min_file_bytes, limits, minor)
         other = polyglot.other_format(out[: polyglot.PDF_HEAD], out[-polyglot.ZIP_TAIL :], len(out))
         if other is None:
             return out
@@ -49,13 +50,13 @@ def assemble(body: dict, sections: Iterable[bytes], *, align: int = 1, kinds: di
 
 
 def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int, header_encoding: int | None,
-            min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS) -> bytes:
+            min_file_bytes: int = 0, limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> bytes:
     table = [[len(p), zlib.crc32(p)] + ([kinds[i]] if i in kinds else []) for i, p in enumerate(payloads)]
     if header_encoding is None and index.wanted(body):
         header_encoding = HEADER_INDEXED  # many tensors: open without parsing every entry (§4.5)
     if header_encoding == HEADER_INDEXED:
         return _file(index.pack({**body, **({"align": align} if align != 1 else {})}, table), payloads, align,
-                     HEADER_INDEXED)
+                     HEADER_INDEXED, minor)
     header = dict(body)
     header["sections"] = table
     if align != 1:
@@ -65,20 +66,22 @@ def _layout(body: dict, payloads: list[bytes], kinds: dict[int, str], align: int
     if header_encoding is None:
         fits = len(text) <= len(packed) * limits.max_header_expansion
         header_encoding = HEADER_ZSTD if len(packed) < len(text) and fits else HEADER_JSON
-    out = _file(packed if header_encoding == HEADER_ZSTD else text, payloads, align, header_encoding)
+    out = _file(packed if header_encoding == HEADER_ZSTD else text, payloads, align, header_encoding, minor)
     if header_encoding == HEADER_ZSTD and max(min_file_bytes, limits.entry_bytes(len(payloads))) > len(out):
-        out = _file(text, payloads, align, HEADER_JSON)  # JSON spends enough bytes per entry
+        out = _file(text, payloads, align, HEADER_JSON, minor)  # JSON spends enough bytes per entry
     return out
 
 
-def _file(stored: bytes, payloads: list[bytes], align: int, header_encoding: int) -> bytes:
+def _file(stored: bytes, payloads: list[bytes], align: int, header_encoding: int, minor: int = MINOR) -> bytes:
+    if header_encoding == HEADER_INDEXED:
+        minor = max(minor, 1)  # the indexed header is a format 2.1 addition (§4.5)
     out = bytearray()
     out += b"\0" * PREAMBLE_SIZE
     out += stored
     for p in payloads:
         out += b"\0" * (align_up(len(out), align) - len(out))
         out += p
-    preamble = Preamble(MAJOR, MINOR, header_encoding, len(stored), len(out), zlib.crc32(stored))
+    preamble = Preamble(MAJOR, minor, header_encoding, len(stored), len(out), zlib.crc32(stored))
     out[:PREAMBLE_SIZE] = preamble.pack()
     return bytes(out)
 
