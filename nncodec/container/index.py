@@ -87,6 +87,14 @@ class Index:
         a, b = self._span(self.name_ends, i)
         return bytes(self.names[a:b])
 
+    def name(self, i: int) -> str:
+        """Name `i` (UTF-8 [FormatError])."""
+        raw = self.name_bytes(i)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"tensor name {raw!r} is not UTF-8") from None
+
     def entry(self, i: int) -> object:
         """The parsed JSON entry of tensor `i` (strict JSON, its own depth limit)."""
         a, b = self._span(self.entry_ends, i)
