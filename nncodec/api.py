@@ -20,6 +20,7 @@ from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
 from .sharded import ShardedFile, is_index
+from .slicing import TensorSlice
 from .tensorfile import TensorFile, open_tensor_file
 from .tensorwriter import Alias, encode_file, encode_to_path
 
@@ -215,6 +216,13 @@ class NncFile:
         if target in self._tied:
             self._cache[target] = value
         return value
+
+    def get_slice(self, name: str) -> TensorSlice:
+        """Part of tensor `name`, decoded on indexing: `f.get_slice(name)[a:b]` reads only the chunks
+        holding rows a..b of a chunked raw tensor; other tensors are decoded whole, then indexed
+        (nncodec/slicing.py). `.get_shape()` and `.get_dtype()` need no decoding."""
+        with out_of_memory_is_a_limit(f"opening a slice of {name!r}"):
+            return TensorSlice(self, name)
 
     def check_memory(self, names: list[str] | None = None) -> None:
         """Raise LimitExceededError unless the tensors `names` (default: all), decoded and all kept,
