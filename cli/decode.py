@@ -60,12 +60,14 @@ Examples:
               help="Output format [default: from OUTPUT's extension; safetensors for stdout].")
 @click.option("--max-shard-size", "max_shard_size", default=DEFAULT_SHARD_SIZE, show_default=True, metavar="SIZE",
               help="With OUTPUT a folder: the largest shard (5GB = 5*10**9 bytes, 2GiB = 2*2**30).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads decoding the chunks of large tensors (0: every core).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, notes or summary).")
 @click.option("--model", default=None, help="Decode only this model of a collection (its tensors 'MODEL/...').")
-def decode(source: Path, output: str | None, fmt: str | None, max_shard_size: str, force: bool, as_json: bool,
-           quiet: bool, model: str | None) -> None:
+def decode(source: Path, output: str | None, fmt: str | None, max_shard_size: str, threads: int, force: bool,
+           as_json: bool, quiet: bool, model: str | None) -> None:
     """Decode every tensor of a .nnc file (or of a sharded checkpoint's NAME.nnc.index.json) and write
     them as .safetensors (with the file's metadata), as a folder of safetensors shards with
     model.safetensors.index.json (OUTPUT ending in / or an existing folder; one model.safetensors
@@ -93,7 +95,7 @@ def decode(source: Path, output: str | None, fmt: str | None, max_shard_size: st
         check_output(out, force, source)
     name = display_name(source)
     framework = "np" if fmt == "safetensors" and model is None else "pt"
-    with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source), framework) as f:
+    with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source), framework, threads=threads) as f:
         if model is not None:
             tensors, metadata = get_model(f, model), f.metadata()
             data = _write(checkpoint_bytes(tensors, fmt, metadata), out, to_stdout, force)

@@ -112,12 +112,14 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no progress, notes or summary).")
 @click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata,
               help="Store a metadata string in the file (repeatable).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads coding tensors and chunks (0: every core); the file is the same for any number.")
 @click.option("--shard", "shard", metavar="I/N", default=None,
               help="With OUTPUT NAME.nnc.index.json: encode only input shards I, I+N, I+2N... (1-based), so N "
                    "processes or machines can share the work; together they write exactly what one run writes.")
 @_compressor_options
 def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: bool, any_extension: bool, as_json: bool,
-           quiet: bool, metadata: dict[str, str], shard: str | None, **compressor_options: Any) -> None:
+           quiet: bool, metadata: dict[str, str], threads: int, shard: str | None, **compressor_options: Any) -> None:
     """Compress a checkpoint into a .nnc file. Lossless by default: every tensor decodes bit-exactly.
     Any lossy option (--config, --bits, --step, --rel-error, --codebook, --sparsity, --rd-lambda)
     makes it lossy: the output then says so and prints the relative L2 error of the weights, which
@@ -162,7 +164,7 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
     if sharded_out or not lossy:
         with progress("encode", quiet=quiet) as bar, checkpoint_file(source) as path:
             written, tensors, raw = encode_streaming(path, out, bar, prefer=prefer, metadata=metadata, force=force,
-                                                     part=part, quiet=quiet, to_stdout=to_stdout,
+                                                     part=part, quiet=quiet, to_stdout=to_stdout, threads=threads,
                                                      compressor=build_compressor(compressor_options))
         _report(out, to_stdout, written, tensors, raw, None, lossy, as_json, quiet)
         return
@@ -185,7 +187,7 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
                 bar.phase(f"coding {plural(len(tensors), 'tensor')}")
             bar.update(sizes.get(name, 0) // 2)  # the bar counts input bytes; each stage is half the work
 
-        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step)
+        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step, threads=threads)
         bar.phase(f"writing {'stdout' if to_stdout else out}")
         if to_stdout:
             sys.stdout.buffer.write(data)

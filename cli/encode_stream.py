@@ -34,8 +34,8 @@ def checkpoint_file(source: Path) -> Iterator[Path]:
 
 
 def encode_streaming(path: Path, out: Path, bar: Progress, *, prefer: str, metadata: dict[str, str], force: bool,
-                     part: tuple[int, int] | None, quiet: bool, to_stdout: bool, compressor: Compressor | None = None
-                     ) -> tuple[dict[str, int], int, int]:
+                     part: tuple[int, int] | None, quiet: bool, to_stdout: bool, threads: int = 0,
+                     compressor: Compressor | None = None) -> tuple[dict[str, int], int, int]:
     """Encode losslessly (a per-tensor `compressor` may still be applied, one tensor at a time);
     returns ({file: bytes written}, number of tensors, uncompressed bytes)."""
     bar.phase(f"reading {display_name(path)}")
@@ -49,9 +49,9 @@ def encode_streaming(path: Path, out: Path, bar: Progress, *, prefer: str, metad
     def step(name: str) -> None:
         bar.update(ckpt.nbytes.get(name, 0))
 
-    options = EncodeOptions(prefer=prefer)
+    options = EncodeOptions(prefer=prefer, threads=threads)
     if is_index(out):
-        written = encode_sharded(ckpt, out, metadata=meta, prefer=prefer, part=part, overwrite=force, progress=step)
+        written = encode_sharded(ckpt, out, metadata=meta, options=options, part=part, overwrite=force, progress=step)
         return written, len(ckpt.names), raw
     items = compressed_items(ckpt.items(), compressor, dedupe=ckpt.dedupe)
     if not to_stdout:

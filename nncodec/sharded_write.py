@@ -37,7 +37,7 @@ def plan_shards(ckpt: LazyCheckpoint, index_path: str | os.PathLike) -> tuple[di
 
 
 def encode_sharded(ckpt: LazyCheckpoint, index_path: str | os.PathLike, *, metadata: dict[str, str] | None = None,
-                   prefer: str = "balanced", part: tuple[int, int] | None = None, overwrite: bool = False,
+                   options: EncodeOptions | None = None, part: tuple[int, int] | None = None, overwrite: bool = False,
                    progress: Callable[[str], None] | None = None) -> dict[str, int]:
     """Write this part's shards and the index; returns {file name: size} of the shards written."""
     path = os.fspath(index_path)
@@ -56,7 +56,7 @@ def encode_sharded(ckpt: LazyCheckpoint, index_path: str | os.PathLike, *, metad
             if part is not None and (number - 1) % part[1] != part[0] - 1:
                 continue
             items = compressed_items(ckpt.items(ckpt.shards[shard]), dedupe=ckpt.dedupe)
-            written[out] = encode_to_path(items, os.path.join(folder, out), metadata, EncodeOptions(prefer=prefer),
+            written[out] = encode_to_path(items, os.path.join(folder, out), metadata, options or EncodeOptions(),
                                           progress=progress, overwrite=overwrite)
         _write_index(path, index, overwrite)
     except BaseException:
