@@ -1,0 +1,215 @@
+"""Issue 13, streaming: peak RSS and CPU % of `nncodec encode` / `decode` on sharded checkpoints.
+
+    python benchmarks/scale_memory.py                       # 1 GB sharded real-weight checkpoint
+    python benchmarks/scale_memory.py --scaling 1,3,10      # + synthetic 1/3/10 GB: growth with size
+    python benchmarks/scale_memory.py --quick               # 0.2 GB, to check the harness
+
+The 1 GB checkpoint is 5 safetensors shards (<= 250 MB) + model.safetensors.index.json made of real
+weights (rapidocr's float32 tensors, /work/artifacts/scale, tiled to 2048x4096 matrices and vectors)
+with noise in the 8 lowest mantissa bits (so no two tiles are equal; exponents stay real). Every
+command runs as a child process (nice 10, OMP_NUM_THREADS=1, --threads 0 = every core); its peak RSS
+and CPU time come from os.wait4's rusage of that child alone. The bound is issue 13's: largest input
+shard (encode) or largest .nnc shard / tensor (decode) + 25 % + 200 MB. The baseline is the RSS of
+`nncodec --version` (Python, torch and nncodec imported). Work files are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SOURCE = Path("/work/artifacts/scale/rapidocr_fp32.safetensors")
+WORK = Path("/work/artifacts/scale/mem")
+MB = 10**6
+ROWS, COLS = 2048, 4096  # matrices of 32 MiB (fp32)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=WORK)
+    p.add_argument("--source", type=Path, default=SOURCE, help="real float32 weights to tile (safetensors)")
+    p.add_argument("--gb", type=float, default=1.0, help="size of the real-weight checkpoint")
+    p.add_argument("--shard-mb", type=int, default=250)
+    p.add_argument("--scaling", default="", help="comma-separated synthetic sizes in GB, e.g. 1,3,10")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the work files")
+    p.add_argument("--json-out", type=Path, default=None)
+    return p
+
+
+# ------------------------------------------------------------------------------------- building
+
+
+def _real_tiles(source: Path) -> np.ndarray:
+    """The source's float32 weights of >= 4,096 elements, concatenated (the tiles' material)."""
+    from safetensors.numpy import load_file
+
+    arrays = [a.reshape(-1) for a in load_file(str(source)).values() if a.dtype == np.float32 and a.size >= 4096]
+    return np.concatenate(arrays)
+
+
+def build(folder: Path, total_bytes: int, shard_bytes: int, material: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """A sharded safetensors checkpoint of about `total_bytes` in `folder`; returns its description."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pos, layer, shards, weight_map, largest_shard = 0, 0, [], {}, 0
+
+    def take(n: int) -> np.ndarray:
+        nonlocal pos
+        idx = (pos + np.arange(n)) % material.size
+        pos = (pos + n) % material.size
+        noise = rng.integers(0, 256, n, dtype=np.uint32)
+        return (material[idx].view(np.uint32) ^ noise).view(np.float32)
+
+    made = 0
+    while made < total_bytes:
+        tensors: dict[str, np.ndarray] = {}
+        size = 0
+        while size + 3 * ROWS * COLS * 4 <= shard_bytes and made + size < total_bytes:
+            for k in ("q", "k", "v"):
+                tensors[f"layers.{layer}.{k}.weight"] = take(ROWS * COLS).reshape(ROWS, COLS)
+                size += ROWS * COLS * 4
+            for k in ("norm", "bias"):
+                tensors[f"layers.{layer}.{k}"] = take(COLS)
+                size += COLS * 4
+            layer += 1
+        if not tensors:
+            break
+        shards.append(tensors)
+        made += size
+        largest_shard = max(largest_shard, size)
+    count = len(shards)
+    for i, tensors in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{count:05d}.safetensors"
+        save_file(tensors, str(folder / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in tensors})
+    index = {"metadata": {"total_size": made}, "weight_map": weight_map}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    return {"bytes": made, "shards": count, "tensors": len(weight_map), "largest_shard_bytes": largest_shard,
+            "largest_tensor_bytes": ROWS * COLS * 4}
+
+
+# ------------------------------------------------------------------------------------- measuring
+
+
+def _nice() -> None:
+    os.nice(10)
+
+
+def measure(argv: list[str]) -> dict[str, Any]:
+    """Run `nncodec ARGV` as a child: wall seconds, peak RSS (its own rusage) and CPU %."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-c", "from nncodec_cli.main import main; main()", *argv]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_nice, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nncodec {' '.join(argv)} failed ({proc.returncode}): {err.strip()[-500:]}")
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss * 1024 / MB, 1),
+            "cpu_percent": round(100 * cpu / wall, 0) if wall else None}
+
+
+def _du(paths: list[Path]) -> int:
+    return sum(p.stat().st_size for p in paths)
+
+
+def run_one(folder: Path, info: dict[str, Any], threads: int, baseline_mb: float, label: str) -> dict[str, Any]:
+    """Encode to one .nnc and to sharded .nnc, decode each back (one file; a HF folder): RSS vs bound."""
+    index = folder / "model.safetensors.index.json"
+    t = ["--threads", str(threads)]
+    one, sharded = folder / "model.nnc", folder / "nnc" / "model.nnc.index.json"
+    sharded.parent.mkdir(exist_ok=True)
+    rows: dict[str, Any] = {}
+    rows["encode -> one .nnc"] = measure(["encode", str(index), "-o", str(one), "-q", "--force", *t])
+    rows["encode -> sharded .nnc"] = measure(["encode", str(index), "-o", str(sharded), "-q", "--force", *t])
+    nnc_shards = sorted(sharded.parent.glob("*.nnc"))
+    rows["decode one .nnc -> .safetensors"] = measure(["decode", str(one), "-o", str(folder / "out.safetensors"),
+                                                        "-q", "--force", *t])
+    (folder / "out.safetensors").unlink()
+    rows["decode sharded .nnc -> HF folder"] = measure(["decode", str(sharded), "-o", str(folder / "hf") + "/",
+                                                         "--max-shard-size", "250MB", "-q", "--force", *t])
+    shutil.rmtree(folder / "hf")
+    shard_mb = info["largest_shard_bytes"] / MB
+    tensor_mb = info["largest_tensor_bytes"] / MB
+    nnc_shard_mb = max(p.stat().st_size for p in nnc_shards) / MB
+    bounds = {"encode -> one .nnc": shard_mb, "encode -> sharded .nnc": shard_mb,
+              "decode one .nnc -> .safetensors": tensor_mb, "decode sharded .nnc -> HF folder": nnc_shard_mb}
+    for name, row in rows.items():
+        row["bound_mb"] = round(bounds[name] * 1.25 + 200, 1)
+        row["within_bound"] = row["peak_rss_mb"] <= row["bound_mb"]
+        row["mb_per_s"] = round(info["bytes"] / MB / row["seconds"], 1)
+    return {"label": label, "checkpoint": info, "nnc_bytes": one.stat().st_size,
+            "sharded_nnc_bytes": _du(nnc_shards), "largest_nnc_shard_bytes": int(nnc_shard_mb * MB),
+            "baseline_rss_mb": baseline_mb, "rows": rows}
+
+
+def run(args: Any) -> dict[str, Any]:
+    if isinstance(args, dict):
+        ns = parser().parse_args([])
+        for k, v in args.items():
+            setattr(ns, k, v)
+        args = ns
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    material = _real_tiles(args.source)
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                              "load_average": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
+                              "threads": args.threads, "source": str(args.source), "runs": []}
+    report["baseline"] = measure(["--version"])
+    base = report["baseline"]["peak_rss_mb"]
+    sizes = [("real", 0.2 if args.quick else args.gb)]
+    sizes += [("synthetic", float(x)) for x in args.scaling.split(",") if x.strip()]
+    try:
+        for kind, gb in sizes:
+            folder = work / f"{kind}-{gb:g}gb"
+            shutil.rmtree(folder, ignore_errors=True)
+            info = build(folder, int(gb * 10**9), args.shard_mb * MB, material, seed=int(gb * 10))
+            report["runs"].append(run_one(folder, info, args.threads, base, f"{kind} {gb:g} GB"))
+            if not args.keep:
+                shutil.rmtree(folder)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["_table"] = table(report)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [f"Streaming memory ({report['date']}, load {report['load_average']}, {report['cores']} cores, "
+             f"--threads {report['threads']}; baseline RSS of `nncodec --version`: {report['baseline']['peak_rss_mb']} MB)",
+             "", "| checkpoint | command | seconds | MB/s | peak RSS MB | bound MB | within | CPU % |",
+             "|---|---|---:|---:|---:|---:|---|---:|"]
+    for r in report["runs"]:
+        c = r["checkpoint"]
+        what = (f"{r['label']}: {c['bytes'] / MB:,.0f} MB, {c['shards']} shards (largest {c['largest_shard_bytes'] / MB:,.0f} MB), "
+                f"{c['tensors']} tensors")
+        for name, row in r["rows"].items():
+            lines.append(f"| {what} | {name} | {row['seconds']} | {row['mb_per_s']} | {row['peak_rss_mb']} | "
+                         f"{row['bound_mb']} | {'yes' if row['within_bound'] else 'NO'} | {row['cpu_percent']} |")
+            what = ""
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    result = run(parser().parse_args())
+    print(result["_table"])
