@@ -1,7 +1,7 @@
 """Issue 13, streaming: peak RSS and CPU % of `nncodec encode` / `decode` on sharded checkpoints.
 
     python benchmarks/scale_memory.py                       # 1 GB sharded real-weight checkpoint
-    python benchmarks/scale_memory.py --scaling 1,3,10      # + synthetic 1/3/10 GB: growth with size
+    python benchmarks/scale_memory.py --scaling 3,10        # + 3 and 10 GB (encode, decode): growth with size
     python benchmarks/scale_memory.py --quick               # 0.2 GB, to check the harness
 
 The 1 GB checkpoint is 5 safetensors shards (<= 250 MB) + model.safetensors.index.json made of real
@@ -64,7 +64,7 @@ def build(folder: Path, total_bytes: int, shard_bytes: int, material: np.ndarray
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    pos, layer, shards, weight_map, largest_shard = 0, 0, [], {}, 0
+    pos, layer, weight_map, largest_shard = 0, 0, {}, 0
 
     def take(n: int) -> np.ndarray:
         nonlocal pos
@@ -73,28 +73,26 @@ def build(folder: Path, total_bytes: int, shard_bytes: int, material: np.ndarray
         noise = rng.integers(0, 256, n, dtype=np.uint32)
         return (material[idx].view(np.uint32) ^ noise).view(np.float32)
 
+    layer_bytes = 3 * ROWS * COLS * 4 + 2 * COLS * 4
+    per_shard = max(1, shard_bytes // layer_bytes)
+    layers = max(1, round(total_bytes / layer_bytes))
+    count = -(-layers // per_shard)
     made = 0
-    while made < total_bytes:
+    for i in range(1, count + 1):  # each shard written as soon as it is made: memory holds one shard
         tensors: dict[str, np.ndarray] = {}
-        size = 0
-        while size + 3 * ROWS * COLS * 4 <= shard_bytes and made + size < total_bytes:
+        for _ in range(min(per_shard, layers - layer)):
             for k in ("q", "k", "v"):
                 tensors[f"layers.{layer}.{k}.weight"] = take(ROWS * COLS).reshape(ROWS, COLS)
-                size += ROWS * COLS * 4
             for k in ("norm", "bias"):
                 tensors[f"layers.{layer}.{k}"] = take(COLS)
-                size += COLS * 4
             layer += 1
-        if not tensors:
-            break
-        shards.append(tensors)
+        size = sum(t.nbytes for t in tensors.values())
         made += size
         largest_shard = max(largest_shard, size)
-    count = len(shards)
-    for i, tensors in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{count:05d}.safetensors"
         save_file(tensors, str(folder / name), metadata={"format": "pt"})
         weight_map.update({k: name for k in tensors})
+        del tensors
     index = {"metadata": {"total_size": made}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
     return {"bytes": made, "shards": count, "tensors": len(weight_map), "largest_shard_bytes": largest_shard,
@@ -129,33 +127,40 @@ def _du(paths: list[Path]) -> int:
     return sum(p.stat().st_size for p in paths)
 
 
-def run_one(folder: Path, info: dict[str, Any], threads: int, baseline_mb: float, label: str) -> dict[str, Any]:
+COMMANDS = ("encode -> one .nnc", "encode -> sharded .nnc", "decode one .nnc -> .safetensors",
+            "decode sharded .nnc -> HF folder")
+
+
+def run_one(folder: Path, info: dict[str, Any], threads: int, baseline_mb: float, label: str,
+            commands: tuple[str, ...] = COMMANDS) -> dict[str, Any]:
     """Encode to one .nnc and to sharded .nnc, decode each back (one file; a HF folder): RSS vs bound."""
     index = folder / "model.safetensors.index.json"
     t = ["--threads", str(threads)]
     one, sharded = folder / "model.nnc", folder / "nnc" / "model.nnc.index.json"
     sharded.parent.mkdir(exist_ok=True)
+    argv = {
+        COMMANDS[0]: ["encode", str(index), "-o", str(one), "-q", "--force", *t],
+        COMMANDS[1]: ["encode", str(index), "-o", str(sharded), "-q", "--force", *t],
+        COMMANDS[2]: ["decode", str(one), "-o", str(folder / "out.safetensors"), "-q", "--force", *t],
+        COMMANDS[3]: ["decode", str(sharded), "-o", str(folder / "hf") + "/", "--max-shard-size", "250MB", "-q",
+                      "--force", *t],
+    }
     rows: dict[str, Any] = {}
-    rows["encode -> one .nnc"] = measure(["encode", str(index), "-o", str(one), "-q", "--force", *t])
-    rows["encode -> sharded .nnc"] = measure(["encode", str(index), "-o", str(sharded), "-q", "--force", *t])
+    for name in commands:
+        rows[name] = measure(argv[name])
+        (folder / "out.safetensors").unlink(missing_ok=True)
+        shutil.rmtree(folder / "hf", ignore_errors=True)
     nnc_shards = sorted(sharded.parent.glob("*.nnc"))
-    rows["decode one .nnc -> .safetensors"] = measure(["decode", str(one), "-o", str(folder / "out.safetensors"),
-                                                        "-q", "--force", *t])
-    (folder / "out.safetensors").unlink()
-    rows["decode sharded .nnc -> HF folder"] = measure(["decode", str(sharded), "-o", str(folder / "hf") + "/",
-                                                         "--max-shard-size", "250MB", "-q", "--force", *t])
-    shutil.rmtree(folder / "hf")
     shard_mb = info["largest_shard_bytes"] / MB
     tensor_mb = info["largest_tensor_bytes"] / MB
-    nnc_shard_mb = max(p.stat().st_size for p in nnc_shards) / MB
-    bounds = {"encode -> one .nnc": shard_mb, "encode -> sharded .nnc": shard_mb,
-              "decode one .nnc -> .safetensors": tensor_mb, "decode sharded .nnc -> HF folder": nnc_shard_mb}
+    nnc_shard_mb = max((p.stat().st_size for p in nnc_shards), default=0) / MB
+    bounds = dict(zip(COMMANDS, (shard_mb, shard_mb, tensor_mb, nnc_shard_mb), strict=True))
     for name, row in rows.items():
         row["bound_mb"] = round(bounds[name] * 1.25 + 200, 1)
         row["within_bound"] = row["peak_rss_mb"] <= row["bound_mb"]
         row["mb_per_s"] = round(info["bytes"] / MB / row["seconds"], 1)
-    return {"label": label, "checkpoint": info, "nnc_bytes": one.stat().st_size,
-            "sharded_nnc_bytes": _du(nnc_shards), "largest_nnc_shard_bytes": int(nnc_shard_mb * MB),
+    return {"label": label, "checkpoint": info, "nnc_bytes": one.stat().st_size if one.exists() else None,
+            "sharded_nnc_bytes": _du(nnc_shards) or None, "largest_nnc_shard_bytes": int(nnc_shard_mb * MB) or None,
             "baseline_rss_mb": baseline_mb, "rows": rows}
 
 
@@ -174,24 +179,30 @@ def run(args: Any) -> dict[str, Any]:
     report["baseline"] = measure(["--version"])
     base = report["baseline"]["peak_rss_mb"]
     sizes = [("real", 0.2 if args.quick else args.gb)]
-    sizes += [("synthetic", float(x)) for x in args.scaling.split(",") if x.strip()]
+    sizes += [("tiled", float(x)) for x in args.scaling.split(",") if x.strip()]
     try:
         for kind, gb in sizes:
             folder = work / f"{kind}-{gb:g}gb"
             shutil.rmtree(folder, ignore_errors=True)
             info = build(folder, int(gb * 10**9), args.shard_mb * MB, material, seed=int(gb * 10))
-            report["runs"].append(run_one(folder, info, args.threads, base, f"{kind} {gb:g} GB"))
+            commands = COMMANDS if kind == "real" else (COMMANDS[0], COMMANDS[2])
+            report["runs"].append(run_one(folder, info, args.threads, base, f"{kind} {gb:g} GB", commands))
             if not args.keep:
                 shutil.rmtree(folder)
+            _save(report, args.json_out)  # after each size: a run cut short keeps what it measured
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    report["_table"] = table(report)
-    if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(report, indent=2))
+    _save(report, args.json_out)
     return report
+
+
+def _save(report: dict[str, Any], path: Path | None) -> None:
+    report["_table"] = table(report)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2))
 
 
 def table(report: dict[str, Any]) -> str:
