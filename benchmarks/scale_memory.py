@@ -44,6 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work files")
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--scaling-from", type=Path, default=None,
+                   help="a saved result whose size-scaling runs are shown with this one (with their own date and load)")
     return p
 
 
@@ -194,6 +196,11 @@ def run(args: Any) -> dict[str, Any]:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.scaling_from and args.scaling_from.exists():
+        earlier = json.loads(args.scaling_from.read_text())
+        report["scaling"] = {k: earlier[k] for k in ("date", "load_average", "load_average_end", "baseline", "threads")
+                             if k in earlier}
+        report["scaling"]["runs"] = earlier["runs"]
     _save(report, args.json_out)
     return report
 
@@ -206,8 +213,18 @@ def _save(report: dict[str, Any], path: Path | None) -> None:
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"Streaming memory ({report['date']}, load {report['load_average']}, {report['cores']} cores, "
-             f"--threads {report['threads']}; baseline RSS of `nncodec --version`: {report['baseline']['peak_rss_mb']} MB)",
+    lines = _table(report)
+    if "scaling" in report:
+        lines += ["", "Growth with size (an earlier run; its times were taken under that load):", ""]
+        lines += _table(report["scaling"])
+    return "\n".join(lines)
+
+
+def _table(report: dict[str, Any]) -> list[str]:
+    lines = [f"Streaming memory ({report['date']}, load {report['load_average']} -> {report.get('load_average_end')}, "
+             f"--threads {report['threads']}, nice 10; baseline RSS of `nncodec --version`: "
+             f"{report['baseline']['peak_rss_mb']} MB; bound = largest input shard (encode) or largest tensor / "
+             ".nnc shard (decode) + 25 % + 200 MB)",
              "", "| checkpoint | command | seconds | MB/s | peak RSS MB | bound MB | within | CPU % |",
              "|---|---|---:|---:|---:|---:|---|---:|"]
     for r in report["runs"]:
@@ -218,7 +235,7 @@ def table(report: dict[str, Any]) -> str:
             lines.append(f"| {what} | {name} | {row['seconds']} | {row['mb_per_s']} | {row['peak_rss_mb']} | "
                          f"{row['bound_mb']} | {'yes' if row['within_bound'] else 'NO'} | {row['cpu_percent']} |")
             what = ""
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":
