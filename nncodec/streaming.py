@@ -3,7 +3,7 @@ shard's file mapping) at a time instead of the whole checkpoint.
 
 `open_checkpoint` learns names, dtypes, shapes and metadata from the files' headers only;
 `LazyCheckpoint.items()` then yields the tensors in order. Safetensors files are checked by
-safe_open, then each tensor is read with one pread (numpy arrays; bfloat16/float8 as their
+safe_open, then each tensor is read into its own buffer (numpy arrays; bfloat16/float8 as their
 lossless components), one shard open at a time; torch checkpoints are loaded
 with ``torch.load(weights_only=True, mmap=True)`` (the weights stay in the page cache), and .npz
 members are read one by one. The tensors and metadata are exactly those of `io.read_checkpoint`,
@@ -74,19 +74,19 @@ class LazyCheckpoint:
 
 
 class _ShardReader:
-    """Tensors of a safetensors file that safe_open has accepted, each read with one pread into its
+    """Tensors of a safetensors file that safe_open has accepted, each read with one readinto its
     own buffer: no file mapping grows with what was read, and no torch is needed (bfloat16 and
     float8 come as raw storage words, RawTensor, which the lossless path takes as they are)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
         try:
-            n = int.from_bytes(os.pread(self._fd, 8, 0), "little")
-            self._header = json.loads(os.pread(self._fd, n, 8))  # (safe_open has validated it)
+            n = int.from_bytes(self._file.read(8), "little")
+            self._header = json.loads(self._file.read(n))  # (safe_open has validated it)
             self._start = 8 + n
         except BaseException:
-            os.close(self._fd)
+            self._file.close()
             raise
 
     def get(self, name: str) -> Any:
@@ -101,7 +101,8 @@ class _ShardReader:
         if end - begin != numel * words[1].itemsize:
             raise UnsupportedInputError(f"{self.path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
         data = bytearray(end - begin)
-        if end > begin and os.preadv(self._fd, [data], self._start + begin) != end - begin:
+        self._file.seek(self._start + begin)
+        if end > begin and self._file.readinto(data) != end - begin:
             raise UnsupportedInputError(f"{self.path}: file ended inside tensor {name!r} (changed while read?)")
         arr = np.frombuffer(data, dtype=words[1]).reshape(shape) if numel else np.zeros(shape, words[1])
         if words[0] is None:
@@ -109,7 +110,7 @@ class _ShardReader:
         return lossless(arr, DTYPES[words[0]])  # storage words: already the lossless component
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._file.close()
 
 
 # safetensors dtype -> (nncodec dtype for word-only types or None, numpy dtype of the stored bytes)
