@@ -291,3 +291,34 @@ def test_a_closed_file_raises_closed_file_error(indexed):
         f.get_slice("blocks.3.w")
     with pytest.raises(ClosedFileError):
         f.get_tensor("blocks.3.w")
+
+
+def test_the_indexed_vector_reads_as_spec_4_5_says():
+    """An independent reading of §4.5 from the spec's table alone: the header object it denotes is
+    the one the reader serves, and the sections tile the file."""
+    import json
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parent.parent / "spec" / "vectors" / "indexed_header.nnc").read_bytes()
+    major, minor, encoding, h = struct.unpack_from("<HHB3xQ", data, 8)
+    assert (major, encoding) == (2, 2) and minor >= 1
+    stored = data[40:40 + h]
+    n, m, j, nn, ne = struct.unpack_from("<5Q", stored)
+    assert 40 + 12 * n + 16 * m + j + nn + ne == h
+    lengths = struct.unpack_from(f"<{n}Q", stored, 40)
+    crcs = struct.unpack_from(f"<{n}I", stored, 40 + 8 * n)
+    name_end = struct.unpack_from(f"<{m}Q", stored, 40 + 12 * n)
+    entry_end = struct.unpack_from(f"<{m}Q", stored, 40 + 12 * n + 8 * m)
+    at = 40 + 12 * n + 16 * m
+    top = json.loads(stored[at:at + j])
+    names, entries = stored[at + j:at + j + nn], stored[at + j + nn:]
+    tensors = {names[a:b].decode(): json.loads(entries[c:d])
+               for a, b, c, d in zip((0,) + name_end[:-1], name_end, (0,) + entry_end[:-1], entry_end, strict=True)}
+    offset, align = 40 + h, top.get("align", 1)
+    for length, crc in zip(lengths, crcs, strict=True):
+        offset = -(-offset // align) * align
+        assert zlib.crc32(data[offset:offset + length]) == crc
+        offset += length
+    assert offset == len(data) and len(tensors) == 130
+    with Container(data) as c:
+        assert c.index.header_object() == {**top, "tensors": tensors, "sections": [list(x) for x in zip(lengths, crcs, strict=True)]}

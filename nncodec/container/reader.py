@@ -149,7 +149,9 @@ class Container:
     """An open .nnc container. Use as a context manager, or call close().
 
     A file named by path is memory-mapped (copy-on-write: arrays made from it are writable and
-    never write to the file); bytes are used in place; other file objects are read with seek/read."""
+    never write to the file); bytes are used in place; other file objects are read with seek/read.
+    As with safetensors, a file truncated in place by another process while it is open makes reads
+    of the lost pages fail with SIGBUS; nncodec's writers replace files by rename, never in place."""
 
     def __init__(self, source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
                  limits: Limits = DEFAULT_LIMITS) -> None:
