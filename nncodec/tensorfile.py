@@ -44,9 +44,9 @@ class TensorFile(EntryParsing):
     Entries are parsed and validated when first used (`resolve`); `validate_all` makes every
     whole-file check (each data section used exactly once, alias targets, the total decoded size,
     the VAE member) and runs before anything that touches every tensor (`load_file`, `info`,
-    `verify`, `keys`). A JSON header is parsed whole anyway, so for it `validate_all` runs at open,
-    as it always did; an indexed header (§4.5) defers it, so opening costs the same for ten tensors
-    or a million."""
+    `verify`). A JSON header is parsed whole anyway, so for it `validate_all` runs at open,
+    as it always did; an indexed header (§4.5) defers it, so opening does no per-entry Python work
+    (the header's CRC and a few numpy views of its arrays)."""
 
     def __init__(self, container: Container, threads: int | None = None) -> None:
         self.container = container

@@ -322,3 +322,15 @@ def test_the_indexed_vector_reads_as_spec_4_5_says():
     assert offset == len(data) and len(tensors) == 130
     with Container(data) as c:
         assert c.index.header_object() == {**top, "tensors": tensors, "sections": [list(x) for x in zip(lengths, crcs, strict=True)]}
+
+
+def test_tensors_from_a_mapped_file_are_writable_copies(tmp_path):
+    path = tmp_path / "m.nnc"
+    nncodec.save_file({"w": W, "q": quantize_uniform(W, DTYPES["float32"], 0.02)}, path)
+    with nncodec.open(path, framework="np") as f:
+        a = f.get_tensor("w")
+        assert a.flags.writeable
+        a[:] = 0
+        assert np.array_equal(f.get_tensor("w"), W)
+        assert f.get_slice("w")[1:3].flags.writeable
+    assert path.read_bytes() == nncodec.save({"w": W, "q": quantize_uniform(W, DTYPES["float32"], 0.02)})

@@ -148,8 +148,9 @@ class SectionTable:
 class Container:
     """An open .nnc container. Use as a context manager, or call close().
 
-    A file named by path is memory-mapped (copy-on-write: arrays made from it are writable and
-    never write to the file); bytes are used in place; other file objects are read with seek/read.
+    A file named by path is memory-mapped read-only (decoded tensors never alias the mapping: every
+    decode path writes a new array); bytes are used in place; other file objects are read with
+    seek/read.
     As with safetensors, a file truncated in place by another process while it is open makes reads
     of the lost pages fail with SIGBUS; nncodec's writers replace files by rename, never in place."""
 
@@ -172,7 +173,7 @@ class Container:
             try:
                 size = os.fstat(self._file.fileno()).st_size
                 if size:
-                    self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_COPY)
+                    self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
                     self._buf = memoryview(self._map)
             except (OSError, ValueError):  # not mappable (a pipe, a special file): read it instead
                 self._map = None
