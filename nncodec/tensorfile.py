@@ -235,12 +235,12 @@ class TensorFile(EntryParsing):
         return target
 
     def _payload(self, part: Part) -> memoryview:
-        return memoryview(self.read_section(part.section))
+        return self.read_section(part.section)
 
-    def read_section(self, index: int) -> bytes:
-        """Section `index` after its CRC check; a mismatch names the tensor and component it holds."""
+    def read_section(self, index: int) -> memoryview:
+        """Section `index` (no copy) after its CRC check; a mismatch names the tensor and component it holds."""
         try:
-            return self.container.read_section(index)
+            return self.container.section_view(index)
         except CorruptFileError as e:
             if index not in self._section_owner:
                 raise

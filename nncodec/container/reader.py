@@ -22,8 +22,8 @@ from ..errors import CorruptFileError, FormatError, LimitExceededError, Unsuppor
 from ..limits import DEFAULT_LIMITS, Limits
 from . import index, polyglot, strict_json
 from .format import (
+    HEADER_ENCODINGS,
     HEADER_INDEXED,
-    HEADER_JSON,
     HEADER_ZSTD,
     MAGIC,
     MAX_ALIGN,
@@ -79,7 +79,7 @@ def parse_preamble(head: bytes, file_size: int) -> Preamble:
                                       f"{', '.join(f'{m}.x' for m in READABLE_MAJORS)}); upgrade nncodec to read it")
     if reserved != b"\0\0\0":
         raise FormatError("reserved preamble bytes are not zero")
-    if encoding not in (HEADER_JSON, HEADER_ZSTD, HEADER_INDEXED):
+    if encoding not in HEADER_ENCODINGS:
         raise UnsupportedVersionError(f"unknown header encoding {encoding}")
     if file_length != file_size:
         if file_size < file_length:
@@ -213,12 +213,14 @@ class Container:
         self.header_bytes = self.preamble.header_length
         self.index: index.Index | None = None
         header_end = PREAMBLE_SIZE + self.preamble.header_length
-        if self.preamble.header_encoding == HEADER_INDEXED:
-            self.index = index.parse(memoryview(stored), self.file_size, limits)
+        encoding = self.preamble.header_encoding
+        text = self._header_text(bytes(stored)) if encoding & HEADER_ZSTD else stored
+        if encoding & HEADER_INDEXED:
+            self.index = index.parse(memoryview(text), self.file_size, limits)
             header = self.index.top
             lengths, crcs, kinds = self.index.lengths, self.index.crcs, self.index.kinds
         else:
-            header = strict_json.loads(self._header_text(bytes(stored)), limits.max_json_depth)
+            header = strict_json.loads(bytes(text), limits.max_json_depth)
             if not isinstance(header, dict):
                 raise FormatError("header must be a JSON object")
             lengths, crcs, kinds = _section_list(header.get("sections", []), limits, self.file_size)
@@ -234,8 +236,7 @@ class Container:
         self._refuse_polyglot()
 
     def _header_text(self, stored: bytes) -> bytes:
-        if self.preamble.header_encoding != HEADER_ZSTD:
-            return stored
+        """The content of a zstd-framed header (§4.1), its declared size checked before decompressing."""
         import zstandard
 
         from ..codecs import zstd as zstd_codec
@@ -283,14 +284,18 @@ class Container:
         if other:
             raise FormatError(f"file is also a valid {other} (a polyglot file); refused")
 
-    def read_section(self, index: int) -> bytes | memoryview:
-        """The bytes of section `index` (a view into the mapped file where there is one), after its
-        CRC has been checked."""
+    def section_view(self, index: int) -> memoryview:
+        """The bytes of section `index` without a copy (a view into the mapped file where there is
+        one), after its CRC has been checked."""
         s = self.sections[index]
-        data = self._read_at(s.offset, s.length)
+        data = memoryview(self._read_at(s.offset, s.length))
         if zlib.crc32(data) != s.crc and not _FUZZING_SKIP_CHECKSUMS:
             raise CorruptFileError(f"section {index} checksum mismatch: the file is damaged")
         return data
+
+    def read_section(self, index: int) -> bytes:
+        """The bytes of section `index` (a copy), after its CRC has been checked."""
+        return bytes(self.section_view(index))
 
     def read_range(self, offset: int, length: int) -> bytes:
         """`length` bytes at file `offset`, unchecked: for a chunk of a chunked tensor (§23), whose own
