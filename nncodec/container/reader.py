@@ -302,6 +302,13 @@ class Container:
         CRC the caller checks (tensorfile.decode_elements)."""
         return self._read_at(offset, length)
 
+    def release(self) -> None:
+        """Drop the mapped pages read so far from this process (they stay in the page cache): a
+        mapping's touched pages count as resident memory until released, so a reader that streams
+        through a large file calls this after each tensor to keep its RSS at one tensor."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
+
     def close(self) -> None:
         self._buf = None
         if self._map is not None:
