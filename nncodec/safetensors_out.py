@@ -97,21 +97,12 @@ def write_safetensors(f: Any, names: list[str], out: BinaryIO, metadata: dict[st
 
 
 def release_pages(f: Any) -> None:
-    """Drop the resident pages of the memory-mapped .nnc file(s) that `f` reads: a mapped file's
-    pages count in the process's memory for as long as it is mapped, so decoding a whole file
-    tensor by tensor would otherwise grow to the file's size. The mapping is copy-on-write and
-    nothing writes to it, so dropped pages read the same bytes from the file if used again."""
-    import mmap
-
+    """Drop the resident pages of the memory-mapped .nnc file(s) that `f` reads (Container.release):
+    a mapped file's pages count in the process's memory while it is mapped, so decoding a whole file
+    tensor by tensor would otherwise grow to the file's size."""
     shards = getattr(f, "_open", None)
     for nnc in shards.values() if isinstance(shards, dict) else (f,):
-        container = getattr(getattr(nnc, "_tf", None), "container", None)
-        mapped = getattr(container, "_map", None)
-        if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
-            try:
-                mapped.madvise(mmap.MADV_DONTNEED)
-            except (OSError, ValueError):
-                pass
+        nnc._open_file().container.release()
 
 
 def plan_shards(specs: dict[str, Spec], names: list[str], max_bytes: int) -> list[list[str]]:
