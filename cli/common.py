@@ -249,3 +249,10 @@ def progress(command: str, *, quiet: bool = False, **kwargs: Any) -> Iterator[Pr
         yield p
     finally:
         p.close()
+
+
+def threads_option(f):
+    """--threads N: worker threads for chunks and tensors (0: every core); never changes the output."""
+    return click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+                        help="Worker threads (0: every core). The output is the same for any N.")(f)
+

@@ -26,6 +26,7 @@ from .common import (
     progress,
     reading,
     say,
+    threads_option,
 )
 from .report import raw_bytes
 
@@ -49,8 +50,9 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, notes or summary).")
 @click.option("--model", default=None, help="Decode only this model of a collection (its tensors 'MODEL/...').")
+@threads_option
 def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_json: bool, quiet: bool,
-           model: str | None) -> None:
+           model: str | None, threads: int) -> None:
     """Decode every tensor of a .nnc file and write them as .safetensors (with the file's metadata)
     or as a .pt state dict (torch.save of a dict of tensors; metadata is not kept). INPUT '-' reads
     stdin; OUTPUT '-' writes to stdout."""
@@ -66,7 +68,7 @@ def decode(source: Path, output: Path | None, fmt: str | None, force: bool, as_j
         fmt = fmt or output_format(out)
         check_output(out, force, source)
     name = display_name(source)
-    with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source)) as f:
+    with progress("decode", quiet=quiet) as bar, reading(name), nncodec.open(nnc_source(source), threads=threads) as f:
         if model is not None:
             tensors, metadata = get_model(f, model), f.metadata()
             data = _write(checkpoint_bytes(tensors, fmt, metadata), out, to_stdout, force)

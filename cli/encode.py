@@ -29,6 +29,7 @@ from .common import (
     progress,
     say,
     stdin_checkpoint,
+    threads_option,
 )
 from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor
 from .vae import VAE_KEYS, VAE_OPTIONS, encode_vae
@@ -110,9 +111,10 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no progress, notes or summary).")
 @click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata,
               help="Store a metadata string in the file (repeatable).")
+@threads_option
 @_compressor_options
 def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: bool, any_extension: bool, as_json: bool,
-           quiet: bool, metadata: dict[str, str], **compressor_options: Any) -> None:
+           quiet: bool, metadata: dict[str, str], threads: int, **compressor_options: Any) -> None:
     """Compress a checkpoint into a .nnc file. Lossless by default: every tensor decodes bit-exactly.
     Any lossy option (--config, --bits, --step, --rel-error, --codebook, --sparsity, --rd-lambda)
     makes it lossy: the output then says so and prints the relative L2 error of the weights, which
@@ -171,7 +173,7 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
                 bar.phase(f"coding {plural(len(tensors), 'tensor')}")
             bar.update(sizes.get(name, 0) // stages)  # the bar counts input bytes; each stage is half the work
 
-        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step)
+        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step, threads=threads)
         bar.phase(f"writing {'stdout' if to_stdout else out}")
         if to_stdout:
             sys.stdout.buffer.write(data)
