@@ -15,6 +15,7 @@ import click
 
 from nncodec.errors import NNCodecError
 
+from .cancel import cancellable
 from .common import CliError, Interrupted, describe_os_error, one_line
 from .decode import decode
 from .demo import demo
@@ -79,8 +80,11 @@ def _exit_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, terminate)
 
 
-for command in (encode, decode, info, verify, demo):
-    main.add_command(command)
+# encode, decode, info and verify run in a worker thread so that Ctrl-C / SIGTERM act within a second
+# (cli/cancel.py); not the training commands (prune, budget...), which catch Ctrl-C to stop training.
+for command in (encode, decode, info, verify):
+    main.add_command(cancellable(command))
+main.add_command(demo)
 main.add_command(prune)
 main.add_command(budget)
 main.add_command(mdl)

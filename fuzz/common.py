@@ -55,14 +55,18 @@ def prepare(data: bytes) -> bytes:
 def fix_checksums(data: bytes) -> bytes:
     """`data` with every CRC recomputed: the section table's CRCs (when the header parses), the
     header CRC, the preamble's file length and CRC. Layout and everything else stay as mutated."""
-    from nncodec.container.format import HEADER_ZSTD, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
+    from nncodec.container.format import HEADER_INDEXED, HEADER_ZSTD, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
 
     if len(data) < PREAMBLE_SIZE or data[:8] != MAGIC:
         return data
     _, major, minor, encoding, reserved, h_len, _, _, _ = PREAMBLE.unpack(data[:PREAMBLE_SIZE])
     stored = data[PREAMBLE_SIZE:PREAMBLE_SIZE + h_len]
     rest = data[PREAMBLE_SIZE + len(stored):]
-    header = _header(stored, encoding)
+    if encoding == HEADER_INDEXED:
+        stored = _fix_indexed(stored, rest)
+        header = None
+    else:
+        header = _header(stored, encoding)
     if isinstance(header, dict):
         align = header.get("align", 1)
         align = align if isinstance(align, int) and 1 <= align <= 1 << 16 and not align & (align - 1) else 1
@@ -83,6 +87,36 @@ def fix_checksums(data: bytes) -> bytes:
     length = PREAMBLE_SIZE + len(stored) + len(rest)
     pre = Preamble(major, minor, encoding, len(stored), length, zlib.crc32(stored), reserved[:3].ljust(3, b"\0"))
     return pre.pack() + stored + rest
+
+
+def _fix_indexed(stored: bytes, rest: bytes) -> bytes:
+    """An indexed header (§4.5) with its section CRCs recomputed in place, when its counts and
+    JSON text parse; otherwise unchanged. Its length never changes."""
+    import struct
+
+    from nncodec.container.format import PREAMBLE_SIZE, align_up
+
+    if len(stored) < 40:
+        return stored
+    n, m, j, _, _ = struct.unpack_from("<5Q", stored, 0)
+    at = 40 + 12 * n + 16 * m
+    if n > 1 << 16 or at + j > len(stored):
+        return stored
+    try:
+        top = json.loads(stored[at:at + j])
+        align = top.get("align", 1) if isinstance(top, dict) else 1
+    except (ValueError, RecursionError):
+        align = 1
+    align = align if isinstance(align, int) and 1 <= align <= 1 << 16 and not align & (align - 1) else 1
+    out = bytearray(stored)
+    header_end = PREAMBLE_SIZE + len(stored)
+    offset = align_up(header_end, align)  # file offset of section i
+    for i in range(n):
+        length = struct.unpack_from("<Q", stored, 40 + 8 * i)[0]
+        start = offset - header_end
+        struct.pack_into("<I", out, 40 + 8 * n + 4 * i, zlib.crc32(rest[start:start + length]))
+        offset = align_up(offset + min(length, len(rest)), align)
+    return bytes(out)
 
 
 def _header(stored: bytes, encoding: int) -> object:

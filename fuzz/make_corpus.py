@@ -41,6 +41,11 @@ def seed_files() -> dict[str, bytes]:
     t = torch.from_numpy(w)
     seeds["bf16_tied"] = nncodec.save({"w": t.to(torch.bfloat16), "a": t, "tied": t})
     seeds["aligned"] = nncodec.save({"w": w, "b": np.ones(3, np.float32)}, align=64)
+    # indexed headers (§4.5): 128+ tensors, with an alias, a quantized entry, padding
+    many = {f"t{i}": w[i % 12, : 1 + i % 5] for i in range(126)}
+    seeds["indexed"] = nncodec.save({**many, "q": quantize_uniform(w, DTYPES["float32"], 0.02, mask=mask),
+                                     "tied": t, "tied2": t})
+    seeds["indexed_aligned"] = nncodec.save({f"t{i}": w[i % 12, :3] for i in range(130)}, align=16)
     return seeds
 
 
@@ -52,7 +57,8 @@ def json_header(data: bytes) -> bytes:
     from nncodec.container.writer import _layout
 
     with Container(data) as c:
-        body = {k: v for k, v in c.header.items() if k not in ("sections", "align")}
+        header = c.header if c.index is None else c.index.header_object()
+        body = {k: v for k, v in header.items() if k not in ("sections", "align")}
         kinds = {s.index: s.kind for s in c.sections if s.kind != "data"}
         return _layout(body, [c.read_section(s.index) for s in c.sections], kinds, c.align, HEADER_JSON)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,8 +19,10 @@ from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
+from .sharded import ShardedFile, is_index
+from .slicing import TensorSlice
 from .tensorfile import TensorFile, open_tensor_file
-from .tensorwriter import Alias, encode_file
+from .tensorwriter import Alias, encode_file, encode_to_path
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
 Progress = Callable[[str, str], None]  # progress(stage, tensor name); stage "compress" or "code"
@@ -41,28 +43,36 @@ def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None =
     `progress(name)` is called after each stored (non-alias) tensor is compressed."""
     if not isinstance(tensors, Mapping):
         raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
-    out: dict[str, RawTensor | QuantTensor | Alias] = {}
-    seen: dict[tuple, str] = {}
-    for name, value in tensors.items():
+    return dict(compressed_items(tensors.items(), compressor, progress))
+
+
+def compressed_items(items: Iterable[tuple[str, Any]], compressor: Compressor | None = None,
+                     progress: Callable[[str], None] | None = None, dedupe: bool = True
+                     ) -> Iterator[tuple[str, RawTensor | QuantTensor | Alias]]:
+    """`compress_tensors` one tensor at a time (streaming). With `dedupe`, tensors that share memory
+    become aliases; each first tensor of a storage is kept referenced until the end, so its address
+    cannot be reused by a later tensor and taken for a tie (sources whose tensors cannot share memory,
+    read one at a time, pass dedupe=False)."""
+    seen: dict[tuple, tuple[str, Any]] = {}
+    for name, value in items:
         if not isinstance(name, str):
             raise BadArgumentError(f"tensor names must be strings, got {name!r}")
         if isinstance(value, (RawTensor, QuantTensor, Alias)):
-            out[name] = value
+            yield name, value
             continue
-        key = storage_key(value)
+        key = storage_key(value) if dedupe else None
         if key is not None and key in seen:
-            out[name] = Alias(seen[key])
+            yield name, Alias(seen[key][0])
             continue
         comp = compressor(name, value) if compressor else None
         if comp is None:
             dt, arr = to_numpy(value, name)
             comp = lossless(arr, dt)
-        out[name] = comp
         if key is not None:
-            seen[key] = name
+            seen[key] = (name, value)
         if progress:
             progress(name)
-    return out
+        yield name, comp
 
 
 def unique_nbytes(tensors: Mapping[str, Any]) -> int:
@@ -113,11 +123,21 @@ def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
               prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True,
               threads: int | None = None) -> int:
-    """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length)."""
-    data = save(tensors, metadata, prefer=prefer, compressor=compressor, threads=threads)
+    """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length).
+
+    Lossless files are streamed: each tensor is coded and its sections written before the next, so
+    memory holds one tensor's coding at a time (the bytes are those of `save`)."""
     name = os.fspath(filename)
     try:
+        if compressor is None:
+            if not isinstance(tensors, Mapping):
+                raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
+            meta = _check_metadata(metadata)
+            return encode_to_path(compressed_items(tensors.items()), name, meta,
+                                  EncodeOptions(prefer=prefer, threads=threads), overwrite=overwrite)
+        data = save(tensors, metadata, prefer=prefer, compressor=compressor, threads=threads)
         atomic_write(filename, data, overwrite=overwrite)
+        return len(data)
     except FileExistsError:  # name the user's file, not the temporary one beside it
         raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)", name) from None
     except FileNotFoundError:
@@ -125,7 +145,6 @@ def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metada
         if os.path.isdir(folder):
             raise
         raise FileNotFoundError(errno.ENOENT, "the folder does not exist (create it first)", folder) from None
-    return len(data)
 
 
 @contextmanager
@@ -197,6 +216,13 @@ class NncFile:
         if target in self._tied:
             self._cache[target] = value
         return value
+
+    def get_slice(self, name: str) -> TensorSlice:
+        """Part of tensor `name`, decoded on indexing: `f.get_slice(name)[a:b]` reads only the chunks
+        holding rows a..b of a chunked raw tensor; other tensors are decoded whole, then indexed
+        (nncodec/slicing.py). `.get_shape()` and `.get_dtype()` need no decoding."""
+        with out_of_memory_is_a_limit(f"opening a slice of {name!r}"):
+            return TensorSlice(self, name)
 
     def check_memory(self, names: list[str] | None = None) -> None:
         """Raise LimitExceededError unless the tensors `names` (default: all), decoded and all kept,
@@ -284,15 +310,19 @@ def check_device(device: object) -> None:
 
 def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,  # noqa: A001
          threads: int | None = None) -> NncFile:
-    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open.
+    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open;
+    a sharded checkpoint's `NAME.nnc.index.json` opens all its shards as one (nncodec/sharded.py).
     Chunked tensors decode on `threads` threads (None or 0: every core)."""
+    if is_index(filename):
+        return ShardedFile(filename, framework=framework, device=device, limits=limits,  # type: ignore[return-value]
+                           threads=threads)
     return NncFile(filename, framework=framework, device=device, limits=limits, threads=threads)
 
 
 def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,
               threads: int | None = None) -> dict[str, Any]:
-    """All tensors of a .nnc file as a dict of torch tensors."""
-    with NncFile(filename, device=device, limits=limits, threads=threads) as f:
+    """All tensors of a .nnc file (or of a sharded checkpoint's `.nnc.index.json`) as a dict of torch tensors."""
+    with open(filename, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 

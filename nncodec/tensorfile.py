@@ -173,13 +173,24 @@ class TensorFile:
         return got if isinstance(got, str) else None
 
     def alias_targets(self) -> set[str]:
-        """The names that aliases point at (tied weights). An indexed header without the key
-        `"alias"` anywhere in its entries has none: found without parsing them."""
-        if not self._all_checked and self._index is not None:
-            blob = bytes(self._index.entries)
-            if b'"alias"' not in blob and b"\\" not in blob:
-                return set()
-        return set(self.aliases.values())
+        """The names that aliases point at (tied weights). For an indexed header only the entries
+        holding the text `"alias"` are parsed (all of them if an escape could hide it)."""
+        if self._all_checked or self._index is None:
+            return set(self.aliases.values())
+        idx = self._index
+        blob = bytes(idx.entries)
+        if b"\\" in blob:
+            return set(self.aliases.values())
+        targets, pos, seen = set(), blob.find(b'"alias"'), set()
+        while pos >= 0:
+            i = int(np.searchsorted(idx.entry_ends, pos, side="right"))
+            if i not in seen:
+                seen.add(i)
+                target = self.alias_of(idx.name(i))
+                if target is not None:
+                    targets.add(target)
+            pos = blob.find(b'"alias"', pos + 1)
+        return targets
 
     @property
     def entries(self) -> dict[str, TensorEntry]:

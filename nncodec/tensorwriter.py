@@ -5,6 +5,7 @@ limits (`readable`), so the writer never produces a file that readers refuse."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from . import codecs, parallel, tensorfile_vae
 from .codecs.base import EncodeOptions
 from .components import CompressedTensor, QuantTensor, RawTensor, check_quant_consistency
 from .container.format import is_optional
-from .container.writer import assemble
+from .container.writer import Sections, StreamingFile, lay_out
 from .dtypes import DTYPES, DType
 from .errors import BadArgumentError, NNCodecError
 from .limits import DEFAULT_LIMITS
@@ -29,6 +30,9 @@ class Alias:
     target: str
 
 
+Item = tuple[str, "CompressedTensor | Alias | VaeTensor"]
+
+
 def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metadata: dict[str, str] | None = None,
                 options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
                 progress: Callable[[str], None] | None = None, optional: dict | None = None,
@@ -37,12 +41,33 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     `progress(name)` is called after each tensor is coded (the CLI's progress bar); `optional` holds
     optional ("x-") header members, such as the lossy error summary of nncodec.fidelity; `vae` holds
     the decoders and latent groups that VaeTensor entries refer to (spec §19)."""
-    sections: list[bytes] = []
-    entries: dict[str, dict] = {}
+    store = Sections()
+    body, min_bytes = encode_body(tensors.items(), store, metadata, options, progress, optional, vae)
+    plan = lay_out(body, store, align=align, min_file_bytes=min_bytes, minor=format_minor(body["tensors"]))
+    return readable(plan.read(store, 0, plan.file_length))
+
+
+def encode_to_path(items: Iterable[Item], path: str | os.PathLike, metadata: dict[str, str] | None = None,
+                   options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
+                   progress: Callable[[str], None] | None = None, optional: dict | None = None,
+                   overwrite: bool = False) -> int:
+    """Stream `items` (name, components), consumed one at a time, into the .nnc file `path`: each
+    section goes to a spool file as it is coded, and the file (exactly the bytes `encode_file` gives
+    for the same tensors) is moved into place only once complete. Returns the file size."""
+    with StreamingFile(path, overwrite=overwrite) as out:
+        body, min_bytes = encode_body(items, out.sections, metadata, options, progress, optional)
+        return out.finish(body, align=align, min_file_bytes=min_bytes, check=readable_file,
+                          minor=format_minor(body["tensors"]))
+
+
+def encode_body(items: Iterable[Item], store: Sections, metadata: dict[str, str] | None = None,
+                options: EncodeOptions = codecs.DEFAULT_OPTIONS, progress: Callable[[str], None] | None = None,
+                optional: dict | None = None, vae: VaeSet | None = None) -> tuple[dict, int]:
+    """Code every tensor of `items` in order into `store`; returns the header body and the file size
+    that readers require for its entries."""
 
     def add(kind: str, enc: codecs.Encoded) -> dict:
-        sections.append(enc.payload)
-        part = {"s": len(sections) - 1, "codec": enc.codec}
+        part = {"s": store.add(enc.payload), "codec": enc.codec}
         if enc.params:
             part["p"] = enc.params
         return part
@@ -56,24 +81,28 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     def entry_of(name: str, t: CompressedTensor) -> dict:
         return encode_entry(name, t, options, add)
 
+    entries: dict[str, dict] = {}
+    aliases = 0
     group_numels = [0] * (len(vae.groups) if vae else 0)
-    for name, t, coded in code_entries(tensors.items(), options):
+    for name, t, coded in code_entries(items, options):
         _check_text(name, "tensor name")
-        if isinstance(t, Alias):
+        if name in entries:
+            raise BadArgumentError(f"two tensors are named {name!r}")
+        if coded is not None:  # a raw or quantized tensor, coded by code_entries (maybe on another thread)
+            entry, recorded = coded
+            for part, payload in recorded:
+                part["s"] = store.add(payload)
+            entries[name] = entry
+        elif isinstance(t, Alias):
             entries[name] = {"alias": t.target}
+            aliases += 1
         elif isinstance(t, VaeTensor):
             if vae is None or not 0 <= t.group < len(vae.groups):
                 raise BadArgumentError(f"tensor {name!r}: vae group {t.group} is not in the file's VaeSet")
             group_numels[t.group] += t.numel
             entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
-        else:
-            if coded is None:  # neither raw, quantized, alias nor VAE: refused
-                _check_writable(name, t)
-            entry, recorded = coded
-            for part, payload in recorded:  # sections in tensor order, whatever order they were coded in
-                sections.append(payload)
-                part["s"] = len(sections) - 1
-            entries[name] = entry
+        else:  # neither raw, quantized, alias nor VAE: refused
+            _check_writable(name, t)
         if progress:
             progress(name)
     body: dict = {"tensors": entries}
@@ -85,9 +114,7 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         if not is_optional(key) or key in body:
             raise BadArgumentError(f"{key!r} is not an optional header member name (they start with 'x-')")
         body[key] = value
-    aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
-    min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
-    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes, minor=format_minor(entries)))
+    return body, DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
 
 
 Recorded = list[tuple[dict, bytes]]  # (part object, payload) per section of one tensor, "s" to be set
@@ -184,13 +211,18 @@ def format_minor(entries: dict[str, dict]) -> int:
 def readable(data: bytes) -> bytes:
     """`data`, once a reader with the default limits has accepted its header: the writer never
     produces a file that the reader refuses (too many tensors for the file size, a huge header...)."""
+    readable_file(data)
+    return data
+
+
+def readable_file(source: bytes | str) -> None:
+    """Refuse (BadArgumentError) a file, as bytes or a path, that readers with the default limits refuse."""
     try:
-        tf = open_tensor_file(data, DEFAULT_LIMITS)
+        tf = open_tensor_file(source, DEFAULT_LIMITS)
         tf.validate_all()  # an indexed header checks its entries when they are used: check them all now
         tf.container.close()
     except NNCodecError as e:
         raise BadArgumentError(f"refusing to write a file that readers with the default limits refuse: {e}") from None
-    return data
 
 
 def _check_text(text: object, what: str) -> None:

@@ -87,6 +87,14 @@ class Index:
         a, b = self._span(self.name_ends, i)
         return bytes(self.names[a:b])
 
+    def name(self, i: int) -> str:
+        """Name `i` (UTF-8 [FormatError])."""
+        raw = self.name_bytes(i)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormatError(f"tensor name {raw!r} is not UTF-8") from None
+
     def entry(self, i: int) -> object:
         """The parsed JSON entry of tensor `i` (strict JSON, its own depth limit)."""
         a, b = self._span(self.entry_ends, i)
@@ -134,6 +142,14 @@ class Index:
             dup = next(k for i, k in enumerate(keys) if lookup[k] != i)
             raise FormatError(f"header has the tensor name {dup.decode('utf-8', 'replace')!r} twice")
         self._lookup = lookup
+
+    def header_object(self) -> dict:
+        """The whole header object this index denotes (§4.5): the JSON object plus `tensors` and
+        `sections`. Every entry is parsed: for tools and tests, not for reading tensors."""
+        table = [[int(n), int(c)] + ([self.kinds[i]] if i in self.kinds else [])
+                 for i, (n, c) in enumerate(zip(self.lengths.tolist(), self.crcs.tolist(), strict=True))]
+        tensors = {name: self.entry(i) for i, name in enumerate(self.all_names())}
+        return {**self.top, "tensors": tensors, "sections": table}
 
     def all_names(self) -> list[str]:
         """Every name, in file order: UTF-8 and distinct [FormatError]."""
