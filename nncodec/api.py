@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fidelity
+from . import fidelity, parallel
 from .codecs.base import EncodeOptions, check_threads
 from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
@@ -233,9 +233,13 @@ class NncFile:
     def _load_all(self) -> dict[str, Any]:
         """Every tensor, after checking the whole file (every entry and reference) and that all of
         them together fit in memory (they are all kept)."""
-        self._open_file().validate_all()
+        tf = self._open_file()
+        tf.validate_all()
         self.check_memory()
-        return {name: self.get_tensor(name) for name in self}
+        names = list(self)
+        targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
+        values = dict(zip(targets, parallel.map_ordered(self.get_tensor, targets, tf.ctx.threads), strict=True))
+        return {name: values[tf.alias_of(name) or name] for name in names}
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""

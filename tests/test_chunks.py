@@ -236,3 +236,18 @@ def test_float8_is_lossless_only():
     data = assemble({"tensors": {"t": entry}}, [zstandard.ZstdCompressor().compress(b"\0\0"), np.float32(1).tobytes()])
     with pytest.raises(nncodec.FormatError, match="float dtype"):
         nncodec.open(data)
+
+
+def test_a_reader_without_chunks_refuses_only_the_chunked_tensor(monkeypatch):
+    """§23's version argument, replayed: with the chunk path taken away, the reader is a 2.0 reader (its raw
+    decoder is `decode_whole`, whose codecs are 2.0's): the file opens, the small tensor decodes, and the
+    chunked one is refused as needing a newer reader."""
+    from nncodec import tensorfile
+
+    data = _save({"w": _weights((40, 30)), "v": _weights((3,))})
+    monkeypatch.setattr(tensorfile.codecs.chunks, "CODEC", "(not known)")
+    monkeypatch.setattr(tensorfile.codecs.raw, "decode", tensorfile.codecs.raw.decode_whole)
+    with nncodec.open(data, framework="np") as f:
+        assert np.array_equal(f.get_tensor("v"), _weights((3,)))
+        with pytest.raises(nncodec.UnsupportedVersionError, match="chunks"):
+            f.get_tensor("w")

@@ -9,13 +9,13 @@ opens the file and refuses just these tensors ("unknown raw codec 'chunks'") ins
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import parallel
+from ..checksum import crc32
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
 from ..limits import Limits
@@ -68,10 +68,15 @@ def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int, encod
     """The chunked coding of flat `words`: every chunk by `encode_whole`, in parallel, in order."""
     n = chunk_elements(words.size, row, dt, options.chunk_bytes)
     starts = range(0, words.size, n)
-    coded = parallel.map_ordered(lambda a: encode_whole(words[a : a + n], dt, options), starts, options.threads)
-    table = [[len(e.payload), zlib.crc32(e.payload), e.codec] + ([e.params] if e.params else []) for e in coded]
-    return Encoded(CODEC, b"".join(e.payload for e in coded), {"n": n, "chunks": table},
-                   slow=any(e.slow for e in coded))
+
+    def one(a: int) -> tuple[Encoded, int]:
+        e = encode_whole(words[a : a + n], dt, options)
+        return e, crc32(e.payload)
+
+    coded = parallel.map_ordered(one, starts, options.threads)
+    table = [[len(e.payload), crc, e.codec] + ([e.params] if e.params else []) for e, crc in coded]
+    return Encoded(CODEC, b"".join(e.payload for e, _ in coded), {"n": n, "chunks": table},
+                   slow=any(e.slow for e, _ in coded))
 
 
 def parse(params: object, numel: int, section_length: int, limits: Limits) -> ChunkTable:
@@ -114,7 +119,7 @@ def decode_chunk(table: ChunkTable, k: int, data: bytes | memoryview, dt: DType,
                  decode_whole: DecodeWhole, out: np.ndarray | None = None, verify_crc: bool = True) -> np.ndarray:
     """The words of chunk `k` from its bytes `data` (into `out` if given), its CRC checked first
     unless the caller has checked the whole section's."""
-    if verify_crc and zlib.crc32(data) != table.crcs[k]:
+    if verify_crc and crc32(data) != table.crcs[k]:
         raise CorruptFileError(f"{WHAT}: chunk {k} checksum mismatch: the file is damaged")
     start, stop = table.elements(k)
     return decode_whole(table.codecs[k], table.params[k], memoryview(data), dt, stop - start, ctx, out=out)
