@@ -11,13 +11,13 @@ import itertools
 import mmap
 import os
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import index, polyglot, strict_json
@@ -72,7 +72,7 @@ def parse_preamble(head: bytes, file_size: int) -> Preamble:
     if len(head) < PREAMBLE_SIZE:
         raise CorruptFileError(f"file is {file_size} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble (truncated)")
     magic, major, minor, encoding, reserved, header_length, file_length, header_crc, crc = PREAMBLE.unpack(head[:PREAMBLE_SIZE])
-    if zlib.crc32(head[:36]) != crc and not _FUZZING_SKIP_CHECKSUMS:
+    if crc32(head[:36]) != crc and not _FUZZING_SKIP_CHECKSUMS:
         raise CorruptFileError("preamble checksum mismatch: the first 40 bytes are damaged")
     if major not in READABLE_MAJORS:
         raise UnsupportedVersionError(f"file format version {major}.{minor} needs a newer nncodec (this one reads "
@@ -208,7 +208,7 @@ class Container:
         if self.preamble.header_length > limits.max_header_bytes:
             raise LimitExceededError(f"header of {self.preamble.header_length} bytes is over the limit of {limits.max_header_bytes}")
         stored = self._read_at(PREAMBLE_SIZE, self.preamble.header_length)
-        if zlib.crc32(stored) != self.preamble.header_crc and not _FUZZING_SKIP_CHECKSUMS:
+        if crc32(stored) != self.preamble.header_crc and not _FUZZING_SKIP_CHECKSUMS:
             raise CorruptFileError("header checksum mismatch: the header is damaged")
         self.header_bytes = self.preamble.header_length
         self.index: index.Index | None = None
@@ -289,7 +289,7 @@ class Container:
         one), after its CRC has been checked."""
         s = self.sections[index]
         data = memoryview(self._read_at(s.offset, s.length))
-        if zlib.crc32(data) != s.crc and not _FUZZING_SKIP_CHECKSUMS:
+        if crc32(data) != s.crc and not _FUZZING_SKIP_CHECKSUMS:
             raise CorruptFileError(f"section {index} checksum mismatch: the file is damaged")
         return data
 
