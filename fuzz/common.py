@@ -83,9 +83,13 @@ def fix_checksums(data: bytes) -> bytes:
             text = _fix_indexed(plain, crcs)
         else:
             table = header.get("sections")
-            if isinstance(table, list):
-                good = [e for e in table if isinstance(e, list) and len(e) >= 2 and isinstance(e[0], int) and e[0] >= 0]
-                for entry, crc in zip(table[:len(good)], crcs(e[0] for e in good), strict=False):
+            if isinstance(table, list):  # the well-formed entries up to the first that is not
+                good = []
+                for e in table:
+                    if not (isinstance(e, list) and len(e) >= 2 and isinstance(e[0], int) and e[0] >= 0):
+                        break
+                    good.append(e)
+                for entry, crc in zip(good, crcs([e[0] for e in good]), strict=True):
                     entry[1] = crc
             text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
         stored = _zstd(text) if encoding & HEADER_ZSTD else text
