@@ -88,13 +88,23 @@ def section(reports: dict[str, dict]) -> str:
         if "missing" in report:
             lines += ["", f"Not measured: {report['missing']}.", ""]
             continue
-        d = report["_driver"]
-        lines += ["", f"`python benchmarks/bench_scale.py --parts {part}{' --quick' if d['quick'] else ''}` — "
-                  f"{d['date']}, {d['seconds']} s, load average after: {d['load_average']}", ""]
-        lines.append(report.get("_table") or "```json\n" + json.dumps(report, indent=1)[:4000] + "\n```")
+        d = report.get("_driver")
+        if d:
+            lines += ["", f"`python benchmarks/bench_scale.py --parts {part}{' --quick' if d.get('quick') else ''}` — "
+                      f"{d.get('date', '?')}, {d.get('seconds', '?')} s, load average after: {d.get('load_average', '?')}", ""]
+        else:
+            lines += ["", f"Run by `benchmarks/{module}.py` itself in its own slot (its table gives the date and load).", ""]
+        lines.append(report.get("_table") or _table_of(module, report))
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def _table_of(module: str, report: dict) -> str:
+    try:
+        return importlib.import_module(module).table(report)
+    except (ModuleNotFoundError, AttributeError, KeyError, TypeError):
+        return "```json\n" + json.dumps(report, indent=1)[:4000] + "\n```"
 
 
 def write_results(reports: dict[str, dict]) -> None:

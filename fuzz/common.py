@@ -62,60 +62,76 @@ def fix_checksums(data: bytes) -> bytes:
     _, major, minor, encoding, reserved, h_len, _, _, _ = PREAMBLE.unpack(data[:PREAMBLE_SIZE])
     stored = data[PREAMBLE_SIZE:PREAMBLE_SIZE + h_len]
     rest = data[PREAMBLE_SIZE + len(stored):]
-    if encoding == HEADER_INDEXED:
-        stored = _fix_indexed(stored, rest)
-        header = None
+    if encoding & HEADER_INDEXED:
+        plain = _plain(stored, encoding)
+        header = _indexed_top(plain) if plain is not None else None
     else:
         header = _header(stored, encoding)
     if isinstance(header, dict):
         align = header.get("align", 1)
         align = align if isinstance(align, int) and 1 <= align <= 1 << 16 and not align & (align - 1) else 1
-        table = header.get("sections")
         old_gap = align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)
         body = rest[old_gap:]
-        table = header.get("sections")
-        if isinstance(table, list):
-            start = 0  # offset in body, which starts aligned: sections are aligned to file offsets
-            for entry in table:
-                if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], int) and entry[0] >= 0):
-                    break
-                entry[1] = zlib.crc32(body[start:start + entry[0]])
-                start = align_up(start + entry[0], align)
-        text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
-        stored = _zstd(text) if encoding == HEADER_ZSTD else text
+
+        def crcs(lengths):  # offsets in body, which starts aligned: sections are aligned to file offsets
+            start = 0
+            for length in lengths:
+                yield zlib.crc32(body[start:start + length])
+                start = align_up(start + min(length, len(body)), align)
+
+        if encoding & HEADER_INDEXED:
+            text = _fix_indexed(plain, crcs)
+        else:
+            table = header.get("sections")
+            if isinstance(table, list):
+                good = [e for e in table if isinstance(e, list) and len(e) >= 2 and isinstance(e[0], int) and e[0] >= 0]
+                for entry, crc in zip(table[:len(good)], crcs(e[0] for e in good), strict=False):
+                    entry[1] = crc
+            text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
+        stored = _zstd(text) if encoding & HEADER_ZSTD else text
         rest = b"\0" * (align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)) + body
     length = PREAMBLE_SIZE + len(stored) + len(rest)
     pre = Preamble(major, minor, encoding, len(stored), length, zlib.crc32(stored), reserved[:3].ljust(3, b"\0"))
     return pre.pack() + stored + rest
 
 
-def _fix_indexed(stored: bytes, rest: bytes) -> bytes:
-    """An indexed header (§4.5) with its section CRCs recomputed in place, when its counts and
-    JSON text parse; otherwise unchanged. Its length never changes."""
-    import struct
+def _plain(stored: bytes, encoding: int) -> bytes | None:
+    import zstandard
 
-    from nncodec.container.format import PREAMBLE_SIZE, align_up
-
-    if len(stored) < 40:
-        return stored
-    n, m, j, _, _ = struct.unpack_from("<5Q", stored, 0)
-    at = 40 + 12 * n + 16 * m
-    if n > 1 << 16 or at + j > len(stored):
+    if not encoding & 1:
         return stored
     try:
-        top = json.loads(stored[at:at + j])
-        align = top.get("align", 1) if isinstance(top, dict) else 1
+        return zstandard.ZstdDecompressor().decompressobj().decompress(stored[:1 << 20])[:1 << 22]
+    except zstandard.ZstdError:
+        return None
+
+
+def _indexed_top(plain: bytes) -> dict | None:
+    """The JSON object of an indexed header (§4.5), when its counts and JSON text parse."""
+    import struct
+
+    if len(plain) < 40:
+        return None
+    n, m, j, _, _ = struct.unpack_from("<5Q", plain, 0)
+    at = 40 + 12 * n + 16 * m
+    if n > 1 << 16 or at + j > len(plain):
+        return None
+    try:
+        top = json.loads(plain[at:at + j])
     except (ValueError, RecursionError):
-        align = 1
-    align = align if isinstance(align, int) and 1 <= align <= 1 << 16 and not align & (align - 1) else 1
-    out = bytearray(stored)
-    header_end = PREAMBLE_SIZE + len(stored)
-    offset = align_up(header_end, align)  # file offset of section i
-    for i in range(n):
-        length = struct.unpack_from("<Q", stored, 40 + 8 * i)[0]
-        start = offset - header_end
-        struct.pack_into("<I", out, 40 + 8 * n + 4 * i, zlib.crc32(rest[start:start + length]))
-        offset = align_up(offset + min(length, len(rest)), align)
+        return None
+    return top if isinstance(top, dict) else {}
+
+
+def _fix_indexed(plain: bytes, crcs) -> bytes:
+    """The indexed header with its section CRCs replaced (its length never changes)."""
+    import struct
+
+    n = struct.unpack_from("<Q", plain, 0)[0]
+    out = bytearray(plain)
+    lengths = struct.unpack_from(f"<{n}Q", plain, 40)
+    for i, crc in enumerate(crcs(lengths)):
+        struct.pack_into("<I", out, 40 + 8 * n + 4 * i, crc)
     return bytes(out)
 
 

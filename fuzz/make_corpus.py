@@ -49,9 +49,10 @@ def seed_files() -> dict[str, bytes]:
     return seeds
 
 
-def json_header(data: bytes) -> bytes:
-    """The same file with its header stored as JSON text, so that header mutations stay readable
-    (the valid-CRC mode recomputes the CRCs around them; a mutated zstd frame rarely decodes)."""
+def json_header(data: bytes, encoding: int | None = None) -> bytes:
+    """The same file with its header stored as JSON text (or as `encoding`: 2 = indexed, not
+    compressed), so that header mutations stay readable (the valid-CRC mode recomputes the CRCs
+    around them; a mutated zstd frame rarely decodes)."""
     from nncodec.container.format import HEADER_JSON
     from nncodec.container.reader import Container
     from nncodec.container.writer import _layout
@@ -60,7 +61,8 @@ def json_header(data: bytes) -> bytes:
         header = c.header if c.index is None else c.index.header_object()
         body = {k: v for k, v in header.items() if k not in ("sections", "align")}
         kinds = {s.index: s.kind for s in c.sections if s.kind != "data"}
-        return _layout(body, [c.read_section(s.index) for s in c.sections], kinds, c.align, HEADER_JSON)
+        return _layout(body, [c.read_section(s.index) for s in c.sections], kinds, c.align,
+                       HEADER_JSON if encoding is None else encoding)
 
 
 def main() -> None:
@@ -69,6 +71,8 @@ def main() -> None:
     for name, data in seed_files().items():
         (out / f"{name}.nnc").write_bytes(data)
         (out / f"json-{name}.nnc").write_bytes(json_header(data))
+        if name.startswith("indexed"):
+            (out / f"plain-{name}.nnc").write_bytes(json_header(data, 2))
     vectors = HERE.parent / "spec" / "vectors"
     for f in sorted(vectors.glob("*.nnc")) if vectors.is_dir() else []:
         shutil.copy(f, out / f"vector-{f.name}")

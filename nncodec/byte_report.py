@@ -81,7 +81,7 @@ def build(tf: TensorFile) -> dict:
         "version": f"{c.preamble.major}.{c.preamble.minor}",
         "preamble_bytes": PREAMBLE_SIZE,
         "header_bytes": c.header_bytes,
-        "header_encoding": ("json", "zstd", "indexed")[c.preamble.header_encoding],
+        "header_encoding": ("json", "zstd", "indexed", "indexed+zstd")[c.preamble.header_encoding],
         "padding_bytes": padding,
         "optional_section_bytes": sum(o["bytes"] for o in optional),
         **({"dataset_bytes": dataset} if "dataset" in c.header else {}),

@@ -90,9 +90,19 @@ def write_safetensors(f: Any, names: list[str], out: BinaryIO, metadata: dict[st
         out.write(data)
         size += len(data)
         del data
+        release_pages(f)
         if progress:
             progress(name)
     return size
+
+
+def release_pages(f: Any) -> None:
+    """Drop the resident pages of the memory-mapped .nnc file(s) that `f` reads (Container.release):
+    a mapped file's pages count in the process's memory while it is mapped, so decoding a whole file
+    tensor by tensor would otherwise grow to the file's size."""
+    shards = getattr(f, "_open", None)
+    for nnc in shards.values() if isinstance(shards, dict) else (f,):
+        nnc._open_file().container.release()
 
 
 def plan_shards(specs: dict[str, Spec], names: list[str], max_bytes: int) -> list[list[str]]:

@@ -159,6 +159,10 @@ class ShardedFile:
     def get_tensor(self, name: str) -> Any:
         return self._shard_of(name).get_tensor(name)
 
+    def get_slice(self, name: str) -> Any:
+        """Part of tensor `name` (see NncFile.get_slice), from the shard that holds it."""
+        return self._shard_of(name).get_slice(name)
+
     def components(self, name: str) -> Any:
         return self._shard_of(name).components(name)
 

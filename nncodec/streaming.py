@@ -2,8 +2,9 @@
 shard's file mapping) at a time instead of the whole checkpoint.
 
 `open_checkpoint` learns names, dtypes, shapes and metadata from the files' headers only;
-`LazyCheckpoint.items()` then yields the tensors in order. Safetensors shards are opened with
-safe_open one at a time (switching shards closes the previous one), torch checkpoints are loaded
+`LazyCheckpoint.items()` then yields the tensors in order. Safetensors files are checked by
+safe_open, then each tensor is read into its own buffer (numpy arrays; bfloat16/float8 as their
+lossless components), one shard open at a time; torch checkpoints are loaded
 with ``torch.load(weights_only=True, mmap=True)`` (the weights stay in the page cache), and .npz
 members are read one by one. The tensors and metadata are exactly those of `io.read_checkpoint`,
 in the same order, so the file written from them is byte-identical.
@@ -11,6 +12,7 @@ in the same order, so the file written from them is byte-identical.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -18,6 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from .compress.lossless import lossless
+from .dtypes import DTYPES
 from .errors import UnsupportedInputError
 from .io import INDEX_SUFFIX, TORCH_SUFFIXES, read_checkpoint, read_index, split_checkpoint, torch_load
 
@@ -50,26 +56,70 @@ class LazyCheckpoint:
                 yield name, self._tensors[name]
             return
         shard_of = {name: shard for shard, members in self.shards.items() for name in members}
-        current, handle = None, None
+        current: _ShardReader | None = None
         try:
             for name in wanted:
                 shard = shard_of[name]
-                if shard != current:
-                    if handle is not None:
-                        handle.__exit__(None, None, None)
-                        handle = None
-                    handle = _safe_open(self._paths[shard])
-                    f, current = handle.__enter__(), shard
-                with _safetensors_errors(self._paths[shard]):
-                    tensor = f.get_tensor(name)
-                yield name, tensor
-                del tensor
+                if current is None or current.path != self._paths[shard]:
+                    if current is not None:
+                        current.close()
+                    current = _ShardReader(self._paths[shard])
+                yield name, current.get(name)
         finally:
-            if handle is not None:
-                handle.__exit__(None, None, None)
+            if current is not None:
+                current.close()
 
     def total_bytes(self) -> int:
         return sum(self.nbytes.values())
+
+
+class _ShardReader:
+    """Tensors of a safetensors file that safe_open has accepted, each read with one readinto its
+    own buffer: no file mapping grows with what was read, and no torch is needed (bfloat16 and
+    float8 come as raw storage words, RawTensor, which the lossless path takes as they are)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+        try:
+            n = int.from_bytes(self._file.read(8), "little")
+            self._header = json.loads(self._file.read(n))  # (safe_open has validated it)
+            self._start = 8 + n
+        except BaseException:
+            self._file.close()
+            raise
+
+    def get(self, name: str) -> Any:
+        info = self._header[name]
+        begin, end = info["data_offsets"]
+        shape = tuple(int(d) for d in info["shape"])
+        kind = info["dtype"]
+        words = _WORDS.get(kind)
+        if words is None:
+            raise UnsupportedInputError(f"{self.path}: tensor {name!r} has dtype {kind}, which nncodec does not store")
+        numel = math.prod(shape)
+        if end - begin != numel * words[1].itemsize:
+            raise UnsupportedInputError(f"{self.path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
+        data = bytearray(end - begin)
+        self._file.seek(self._start + begin)
+        if end > begin and self._file.readinto(data) != end - begin:
+            raise UnsupportedInputError(f"{self.path}: file ended inside tensor {name!r} (changed while read?)")
+        arr = np.frombuffer(data, dtype=words[1]).reshape(shape) if numel else np.zeros(shape, words[1])
+        if words[0] is None:
+            return arr
+        return lossless(arr, DTYPES[words[0]])  # storage words: already the lossless component
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# safetensors dtype -> (nncodec dtype for word-only types or None, numpy dtype of the stored bytes)
+_WORDS = {"F64": (None, np.dtype("<f8")), "F32": (None, np.dtype("<f4")), "F16": (None, np.dtype("<f2")),
+          "I64": (None, np.dtype("<i8")), "I32": (None, np.dtype("<i4")), "I16": (None, np.dtype("<i2")),
+          "I8": (None, np.dtype("i1")), "U64": (None, np.dtype("<u8")), "U32": (None, np.dtype("<u4")),
+          "U16": (None, np.dtype("<u2")), "U8": (None, np.dtype("u1")), "BOOL": (None, np.dtype("?")),
+          "BF16": ("bfloat16", np.dtype("<u2")), "F8_E4M3": ("float8_e4m3fn", np.dtype("u1")),
+          "F8_E5M2": ("float8_e5m2", np.dtype("u1"))}
 
 
 @contextmanager
@@ -89,7 +139,7 @@ def _safe_open(path: str) -> Any:
     with open(path, "rb"):  # a missing or unreadable file raises the usual OSError first
         pass
     with _safetensors_errors(path):
-        return safe_open(path, framework="pt", device="cpu")
+        return safe_open(path, framework="numpy")  # (header checks only: no torch needed)
 
 
 def _safetensors_header(path: str, names: list[str] | None, index_path: str | None

@@ -1,14 +1,14 @@
 """Tensors in a container: which sections hold which component of which tensor.
 
 This layer maps names to components and components to sections, and validates every reference
-(each section used exactly once, sizes and shapes within limits) before anything is decoded.
+(each section used exactly once, sizes and shapes within limits) before anything is decoded; one
+entry's own rules are in entries.py.
 It knows component kinds by name only; the codecs know how their bytes work.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,81 +23,37 @@ from .components import (
     check_quant_consistency,
     dequantize,
 )
-from .container.format import is_optional
 from .container.reader import CONTAINER_KEYS, Container, header_int
-from .dtypes import DTYPES, DType, dtype_by_name
+from .dtypes import DType
+from .entries import EntryParsing, Part, TensorEntry, check_metadata_size, check_unknown_keys
 from .errors import (
     CorruptFileError,
     FormatError,
     LimitExceededError,
-    UnsupportedVersionError,
 )
 from .limits import Limits
 from .vae_components import VaeTensor
 
 BODY_KEYS = ("tensors", "meta", "vae", "dataset")  # "dataset": a coded data set (§21, nncodec.mdl)
-QUANT_PARTS = ("mask", "levels", "quantizer", "pip")
-_PART_KEYS = frozenset(("s", "codec", "p"))
-_RAW_KEYS = frozenset(("dtype", "shape", "raw"))
-_NO_PARAMS: dict = {}
-_MAX_HEADER_INT = 2**53 - 1
+__all__ = ["Part", "TensorEntry", "TensorFile", "check_metadata_size", "open_tensor_file"]
 
 
-@dataclass(frozen=True)
-class Part:
-    kind: str
-    section: int
-    codec: str
-    params: dict
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    name: str
-    dtype: DType
-    shape: tuple[int, ...]
-    parts: dict[str, Part]
-    quant_mode: str | None = None
-    quant_axis: int | None = None
-    vae_group: int | None = None  # a VAE tensor (spec §19): decoded from this group's latents
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-# ----------------------------------------------------------------------------------- reading
-
-
-def check_metadata_size(meta: dict[str, str], limits: Limits, error: type[Exception]) -> None:
-    """Metadata (UTF-8 bytes of keys and values) within the reader's limit; the writer checks the same."""
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
-    if size > limits.max_metadata_bytes:
-        raise error(f"metadata size in bytes is {size}, over the limit of {limits.max_metadata_bytes}")
-
-
-def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
-    for key in obj:
-        if key not in known and not is_optional(key):
-            raise UnsupportedVersionError(f"{what} has the unknown critical key {key!r}")
-
-
-class TensorFile:
+class TensorFile(EntryParsing):
     """The tensors of an open container; `decode(name)` reads only that tensor's sections.
 
     Entries are parsed and validated when first used (`resolve`); `validate_all` makes every
     whole-file check (each data section used exactly once, alias targets, the total decoded size,
     the VAE member) and runs before anything that touches every tensor (`load_file`, `info`,
-    `verify`, `keys`). A JSON header is parsed whole anyway, so for it `validate_all` runs at open,
-    as it always did; an indexed header (§4.5) defers it, so opening costs the same for ten tensors
-    or a million."""
+    `verify`). A JSON header is parsed whole anyway, so for it `validate_all` runs at open,
+    as it always did; an indexed header (§4.5) defers it, so opening does no per-entry Python work
+    (the header's CRC and a few numpy views of its arrays)."""
 
     def __init__(self, container: Container, threads: int | None = None) -> None:
         self.container = container
         self.limits: Limits = container.limits
         self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1, threads=threads)
         header = container.header
-        _check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
+        check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
         self.metadata = self._parse_metadata(header.get("meta", {}))
         self._index = container.index
         if self._index is None:
@@ -149,7 +105,7 @@ class TensorFile:
             raise FormatError(f"tensor {name!r}: entry must be an object")
         if "alias" in raw:
             if len(raw) > 1:
-                _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
+                check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
             if not isinstance(raw["alias"], str):
                 raise FormatError(f"tensor {name!r}: alias must be a tensor name")
             self._aliases[name] = raw["alias"]
@@ -262,82 +218,6 @@ class TensorFile:
         if indices != [s]:
             raise FormatError(f"dataset must reference the file's one section of kind 'dataset' (sections {indices}, s = {s})")
 
-    def _parse_metadata(self, meta: object) -> dict[str, str]:
-        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-            raise FormatError("meta must map strings to strings")
-        check_metadata_size(meta, self.limits, LimitExceededError)
-        return dict(meta)
-
-    def _parse_part(self, name: str, kind: str, raw: object) -> Part:
-        # the happy path builds no message strings: files may hold a million entries
-        if not isinstance(raw, dict):
-            raise FormatError(f"tensor {name!r} {kind}: part must be an object")
-        if not raw.keys() <= _PART_KEYS:
-            _check_unknown_keys(raw, tuple(_PART_KEYS), f"tensor {name!r} {kind}")
-        section = raw.get("s")
-        if type(section) is not int or not 0 <= section < len(self.container.sections):
-            header_int(section, f"tensor {name!r} {kind} section index", 0, len(self.container.sections) - 1)
-        codec = raw.get("codec")
-        if not isinstance(codec, str):
-            raise FormatError(f"tensor {name!r} {kind}: codec must be a string")
-        params = raw.get("p", _NO_PARAMS)
-        if not isinstance(params, dict):
-            raise FormatError(f"tensor {name!r} {kind}: p must be an object")
-        return Part(kind, section, codec, params)
-
-    def _parse_dtype_shape(self, name: str, raw: dict) -> tuple[DType, tuple[int, ...]]:
-        limits = self.limits
-        dt = DTYPES.get(raw.get("dtype")) if isinstance(raw.get("dtype"), str) else None
-        if dt is None:
-            dt = dtype_by_name(raw.get("dtype"))
-        shape_raw = raw.get("shape")
-        if not isinstance(shape_raw, list):
-            raise FormatError(f"tensor {name!r}: shape must be a list")
-        if len(shape_raw) > limits.max_ndim:
-            limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
-        numel = extent = 1
-        for d in shape_raw:
-            if type(d) is not int or not 0 <= d <= _MAX_HEADER_INT:
-                header_int(d, f"tensor {name!r} dimension")
-            numel *= d  # Python ints: no overflow
-            extent *= d or 1  # an empty tensor's other dimensions still size numpy's strides
-        shape = tuple(shape_raw)
-        if numel > limits.max_elements_per_tensor:
-            limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
-        if extent > limits.max_elements_per_tensor:
-            limits.check(f"tensor {name!r} product of non-zero dimensions", extent, limits.max_elements_per_tensor)
-        return dt, shape
-
-    def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
-        dt, shape = self._parse_dtype_shape(name, raw)
-        if "raw" in raw:
-            if not raw.keys() <= _RAW_KEYS:
-                _check_unknown_keys(raw, tuple(_RAW_KEYS), f"tensor {name!r}")
-            return TensorEntry(name, dt, shape, {"raw": self._parse_part(name, "raw", raw["raw"])})
-        if "levels" not in raw or "quantizer" not in raw or "q" not in raw:
-            raise FormatError(f"tensor {name!r}: needs either a raw part or q, levels and quantizer parts")
-        _check_unknown_keys(raw, ("dtype", "shape", "q") + QUANT_PARTS, f"tensor {name!r}")
-        if dt.kind != "f":
-            raise FormatError(f"tensor {name!r}: quantized tensors must have a float dtype")
-        q = raw["q"]
-        if not isinstance(q, dict):
-            raise FormatError(f"tensor {name!r}: q must be an object")
-        _check_unknown_keys(q, ("mode", "axis"), f"tensor {name!r} q")
-        mode = q.get("mode")
-        if mode not in ("uniform", "codebook"):
-            raise UnsupportedVersionError(f"tensor {name!r}: unknown quantizer mode {mode!r}")
-        axis = q.get("axis")
-        if axis is not None:
-            if mode != "uniform":
-                raise FormatError(f"tensor {name!r}: only a uniform quantizer has an axis")
-            axis = header_int(axis, f"tensor {name!r} quantizer axis", 0, max(len(shape) - 1, 0))
-            if not shape:
-                raise FormatError(f"tensor {name!r}: a scalar has no axis")
-        parts = {kind: self._parse_part(name, kind, raw[kind]) for kind in QUANT_PARTS if kind in raw}
-        if "pip" in parts and "mask" in parts:
-            raise FormatError(f"tensor {name!r}: a tensor with a pip part has no mask part (its mask is derived)")
-        return TensorEntry(name, dt, shape, parts, mode, axis)
-
     # ------------------------------------------------------------------------------- decode
 
     def resolve(self, name: str) -> TensorEntry:
@@ -355,12 +235,12 @@ class TensorFile:
         return target
 
     def _payload(self, part: Part) -> memoryview:
-        return memoryview(self.read_section(part.section))
+        return self.read_section(part.section)
 
-    def read_section(self, index: int) -> bytes:
-        """Section `index` after its CRC check; a mismatch names the tensor and component it holds."""
+    def read_section(self, index: int) -> memoryview:
+        """Section `index` (no copy) after its CRC check; a mismatch names the tensor and component it holds."""
         try:
-            return self.container.read_section(index)
+            return self.container.section_view(index)
         except CorruptFileError as e:
             if index not in self._section_owner:
                 raise

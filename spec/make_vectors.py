@@ -278,6 +278,19 @@ def many_tensors() -> Vector:
                                                           "default_rng(1012).standard_normal((2, 3)) * 0.1 float32"})
 
 
+def indexed_header() -> Vector:
+    """§4.5: 130 tensors, so the header is indexed (binary section table and names, one JSON text
+    per entry); one of them is an alias."""
+    rng = np.random.default_rng(1045)
+    t: dict[str, Any] = {}
+    for i in range(129):
+        t[f"layers.{i}.scale"] = (rng.standard_normal(2 + i % 3) * 0.1).astype(np.float16)
+    t["layers.0.scale.tied"] = t["layers.0.scale"]  # the same array object: stored once, as an alias
+    return Vector("indexed_header", "130 tensors (129 float16 vectors and an alias): the header is indexed (§4.5)", t,
+                  inputs={"layers.{i}.scale": "for i in 0..128: default_rng(1045).standard_normal(2 + i % 3) * 0.1 "
+                                              "float16", "layers.0.scale.tied": "the same array object as layers.0.scale"})
+
+
 def pip_spike_slab() -> Vector:
     """§20: a spike-and-slab layer stored with its inclusion probabilities (derived mask, no mask part)."""
     from dataclasses import replace
@@ -344,7 +357,7 @@ def float8() -> Vector:
 VECTORS: list[Callable[[], Vector]] = [
     fp32_lossless, bf16_lossless, fp64_fp16_lossless, int64_lossless, empty_and_scalar, masked_quant, metadata,
     special_floats, tied_alias, codebook, bool_and_ints, aligned_speed, many_tensors, minimal, no_tensors,
-    pip_spike_slab, chunked, float8,
+    pip_spike_slab, chunked, float8, indexed_header,
 ]
 
 

@@ -55,7 +55,8 @@ def pack(body: dict, table: list[list]) -> bytes:
 
 def _ends(buf: memoryview, at: int, count: int, total: int, what: str) -> np.ndarray:
     ends = np.frombuffer(buf, dtype="<u8", count=count, offset=at)
-    if count and (int(ends[-1]) != total or (count > 1 and bool((ends[1:] < ends[:-1]).any()))):
+    last = int(ends[-1]) if count else 0
+    if last != total or (count > 1 and bool((ends[1:] < ends[:-1]).any())):
         raise FormatError(f"indexed header: the {what} offsets are not increasing up to {total}")
     return ends
 

@@ -11,19 +11,19 @@ import itertools
 import mmap
 import os
 import threading
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 
+from ..checksum import crc32
 from ..errors import CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import index, polyglot, strict_json
 from .format import (
+    HEADER_ENCODINGS,
     HEADER_INDEXED,
-    HEADER_JSON,
     HEADER_ZSTD,
     MAGIC,
     MAX_ALIGN,
@@ -72,14 +72,14 @@ def parse_preamble(head: bytes, file_size: int) -> Preamble:
     if len(head) < PREAMBLE_SIZE:
         raise CorruptFileError(f"file is {file_size} bytes, shorter than the {PREAMBLE_SIZE}-byte preamble (truncated)")
     magic, major, minor, encoding, reserved, header_length, file_length, header_crc, crc = PREAMBLE.unpack(head[:PREAMBLE_SIZE])
-    if zlib.crc32(head[:36]) != crc and not _FUZZING_SKIP_CHECKSUMS:
+    if crc32(head[:36]) != crc and not _FUZZING_SKIP_CHECKSUMS:
         raise CorruptFileError("preamble checksum mismatch: the first 40 bytes are damaged")
     if major not in READABLE_MAJORS:
         raise UnsupportedVersionError(f"file format version {major}.{minor} needs a newer nncodec (this one reads "
                                       f"{', '.join(f'{m}.x' for m in READABLE_MAJORS)}); upgrade nncodec to read it")
     if reserved != b"\0\0\0":
         raise FormatError("reserved preamble bytes are not zero")
-    if encoding not in (HEADER_JSON, HEADER_ZSTD, HEADER_INDEXED):
+    if encoding not in HEADER_ENCODINGS:
         raise UnsupportedVersionError(f"unknown header encoding {encoding}")
     if file_length != file_size:
         if file_size < file_length:
@@ -148,8 +148,11 @@ class SectionTable:
 class Container:
     """An open .nnc container. Use as a context manager, or call close().
 
-    A file named by path is memory-mapped (copy-on-write: arrays made from it are writable and
-    never write to the file); bytes are used in place; other file objects are read with seek/read."""
+    A file named by path is memory-mapped read-only (decoded tensors never alias the mapping: every
+    decode path writes a new array); bytes are used in place; other file objects are read with
+    seek/read.
+    As with safetensors, a file truncated in place by another process while it is open makes reads
+    of the lost pages fail with SIGBUS; nncodec's writers replace files by rename, never in place."""
 
     def __init__(self, source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
                  limits: Limits = DEFAULT_LIMITS) -> None:
@@ -170,7 +173,7 @@ class Container:
             try:
                 size = os.fstat(self._file.fileno()).st_size
                 if size:
-                    self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_COPY)
+                    self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
                     self._buf = memoryview(self._map)
             except (OSError, ValueError):  # not mappable (a pipe, a special file): read it instead
                 self._map = None
@@ -205,17 +208,19 @@ class Container:
         if self.preamble.header_length > limits.max_header_bytes:
             raise LimitExceededError(f"header of {self.preamble.header_length} bytes is over the limit of {limits.max_header_bytes}")
         stored = self._read_at(PREAMBLE_SIZE, self.preamble.header_length)
-        if zlib.crc32(stored) != self.preamble.header_crc and not _FUZZING_SKIP_CHECKSUMS:
+        if crc32(stored) != self.preamble.header_crc and not _FUZZING_SKIP_CHECKSUMS:
             raise CorruptFileError("header checksum mismatch: the header is damaged")
         self.header_bytes = self.preamble.header_length
         self.index: index.Index | None = None
         header_end = PREAMBLE_SIZE + self.preamble.header_length
-        if self.preamble.header_encoding == HEADER_INDEXED:
-            self.index = index.parse(memoryview(stored), self.file_size, limits)
+        encoding = self.preamble.header_encoding
+        text = self._header_text(bytes(stored)) if encoding & HEADER_ZSTD else stored
+        if encoding & HEADER_INDEXED:
+            self.index = index.parse(memoryview(text), self.file_size, limits)
             header = self.index.top
             lengths, crcs, kinds = self.index.lengths, self.index.crcs, self.index.kinds
         else:
-            header = strict_json.loads(self._header_text(bytes(stored)), limits.max_json_depth)
+            header = strict_json.loads(bytes(text), limits.max_json_depth)
             if not isinstance(header, dict):
                 raise FormatError("header must be a JSON object")
             lengths, crcs, kinds = _section_list(header.get("sections", []), limits, self.file_size)
@@ -231,8 +236,7 @@ class Container:
         self._refuse_polyglot()
 
     def _header_text(self, stored: bytes) -> bytes:
-        if self.preamble.header_encoding != HEADER_ZSTD:
-            return stored
+        """The content of a zstd-framed header (§4.1), its declared size checked before decompressing."""
         import zstandard
 
         from ..codecs import zstd as zstd_codec
@@ -280,19 +284,30 @@ class Container:
         if other:
             raise FormatError(f"file is also a valid {other} (a polyglot file); refused")
 
-    def read_section(self, index: int) -> bytes | memoryview:
-        """The bytes of section `index` (a view into the mapped file where there is one), after its
-        CRC has been checked."""
+    def section_view(self, index: int) -> memoryview:
+        """The bytes of section `index` without a copy (a view into the mapped file where there is
+        one), after its CRC has been checked."""
         s = self.sections[index]
-        data = self._read_at(s.offset, s.length)
-        if zlib.crc32(data) != s.crc and not _FUZZING_SKIP_CHECKSUMS:
+        data = memoryview(self._read_at(s.offset, s.length))
+        if crc32(data) != s.crc and not _FUZZING_SKIP_CHECKSUMS:
             raise CorruptFileError(f"section {index} checksum mismatch: the file is damaged")
         return data
+
+    def read_section(self, index: int) -> bytes:
+        """The bytes of section `index` (a copy), after its CRC has been checked."""
+        return bytes(self.section_view(index))
 
     def read_range(self, offset: int, length: int) -> bytes:
         """`length` bytes at file `offset`, unchecked: for a chunk of a chunked tensor (§23), whose own
         CRC the caller checks (tensorfile.decode_elements)."""
         return self._read_at(offset, length)
+
+    def release(self) -> None:
+        """Drop the mapped pages read so far from this process (they stay in the page cache): a
+        mapping's touched pages count as resident memory until released, so a reader that streams
+        through a large file calls this after each tensor to keep its RSS at one tensor."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._map.madvise(mmap.MADV_DONTNEED)
 
     def close(self) -> None:
         self._buf = None

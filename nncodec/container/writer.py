@@ -148,8 +148,8 @@ def lay_out(body: dict, store: Sections, *, align: int = 1, min_file_bytes: int 
             limits: Limits = DEFAULT_LIMITS, minor: int = MINOR) -> Plan:
     """The layout of the file holding `body` and the sections of `store`.
 
-    A header of many tensors is stored indexed (§4.5), so readers open it without parsing every
-    entry; other headers as JSON or as a zstd frame of it, whichever is smaller, unless the frame
+    A header of many tensors is indexed (§4.5), so readers open it without parsing every entry,
+    other headers are JSON; either is stored as is or as a zstd frame, whichever is smaller, unless the frame
     would expand more than a reader allows or declare more entries than the file's bytes back
     (limits.py); the same input always gives the same bytes. A file that would also be a valid ZIP
     or PDF (user bytes can contain their signatures) gets an optional padding section (appended to
@@ -181,28 +181,29 @@ def lay_out(body: dict, store: Sections, *, align: int = 1, min_file_bytes: int 
 def _plan(body: dict, store: Sections, align: int, header_encoding: int | None, min_file_bytes: int,
           limits: Limits, minor: int = MINOR) -> Plan:
     table = [[n, c] + ([store.kinds[i]] if i in store.kinds else []) for i, (n, c) in enumerate(zip(store.lengths, store.crcs, strict=True))]
-    if header_encoding is None and index.wanted(body):
-        header_encoding = HEADER_INDEXED  # many tensors: open without parsing every entry (§4.5)
-    if header_encoding == HEADER_INDEXED:  # a format 2.1 addition
-        stored = index.pack({**body, **({"align": align} if align != 1 else {})}, table)
-        return _tile(stored, stored, store.lengths, align, HEADER_INDEXED, max(minor, 1))
-    header = dict(body)
-    header["sections"] = table
-    if align != 1:
-        header["align"] = align
-    text = strict_json.dumps(header)
+    indexed = index.wanted(body) if header_encoding is None else bool(header_encoding & HEADER_INDEXED)
+    if indexed:  # many tensors: readers open it without parsing every entry (§4.5, a format 2.1 addition)
+        text = index.pack({**body, **({"align": align} if align != 1 else {})}, table)
+        minor = max(minor, 1)
+    else:
+        header = dict(body)
+        header["sections"] = table
+        if align != 1:
+            header["align"] = align
+        text = strict_json.dumps(header)
+    plain = HEADER_INDEXED if indexed else HEADER_JSON
     packed = zstd_codec.compress(text, 19)
     if header_encoding is None:
         fits = len(text) <= len(packed) * limits.max_header_expansion
-        header_encoding = HEADER_ZSTD if len(packed) < len(text) and fits else HEADER_JSON
+        header_encoding = plain | HEADER_ZSTD if len(packed) < len(text) and fits else plain
     plan = _tile(text, packed, store.lengths, align, header_encoding, minor)
-    if header_encoding == HEADER_ZSTD and max(min_file_bytes, limits.entry_bytes(len(store))) > plan.file_length:
-        plan = _tile(text, packed, store.lengths, align, HEADER_JSON, minor)  # JSON spends enough bytes per entry
+    if header_encoding & HEADER_ZSTD and max(min_file_bytes, limits.entry_bytes(len(store))) > plan.file_length:
+        plan = _tile(text, packed, store.lengths, align, plain, minor)  # uncompressed spends enough bytes per entry
     return plan
 
 
 def _tile(text: bytes, packed: bytes, lengths: list[int], align: int, header_encoding: int, minor: int) -> Plan:
-    stored = packed if header_encoding == HEADER_ZSTD else text
+    stored = packed if header_encoding & HEADER_ZSTD else text
     offsets, pos = [], PREAMBLE_SIZE + len(stored)
     for n in lengths:
         pos = align_up(pos, align)
