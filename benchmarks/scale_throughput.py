@@ -34,7 +34,8 @@ import torch
 PREFERS = ("balanced", "speed", "size")
 SCALE = Path("/work/artifacts/scale")  # benchmarks/make_scale_checkpoints.py writes the test checkpoints here
 DEFAULT_CHECKPOINTS = [SCALE / f"{n}.safetensors" for n in ("rapidocr_fp32", "rapidocr_bf16", "resemblyzer_fp32",
-                                                            "resemblyzer_bf16", "lenet300_fp32", "lenet300_bf16")]
+                                                            "resemblyzer_bf16", "lenet300_fp32", "lenet300_bf16",
+                                                            "rapidocr_x4_fp32")]  # (x4: one 64 MB tensor, chunked)
 MB = 1e6
 
 
