@@ -10,6 +10,8 @@ Sources (no network except the package registry, fetched beforehand with
 - resemblyzer: `model_state` of resemblyzer 0.1.4's pretrained.pt (a 3-layer LSTM speaker encoder), read with
   torch.load(weights_only=True);
 - lenet300: the converged LeNet-300-100 of /work/artifacts/baselines (seed 0).
+- rapidocr_x4: one tensor of shape (n, 1000) holding the rapidocr weights four times over, back to back
+  (64 MB in fp32): a tensor large enough to be chunked (§23), with the statistics of real weights.
 bf16 files are the fp32 weights rounded to nearest even (torch's conversion).
 """
 
@@ -82,8 +84,11 @@ def main() -> None:
     ap.add_argument("--wheels", type=Path, default=Path("/work/artifacts/scale/dl"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, tensors in (("rapidocr", rapidocr(args.wheels)), ("resemblyzer", resemblyzer(args.wheels)),
-                          ("lenet300", lenet300())):
+    ocr = rapidocr(args.wheels)
+    flat = np.tile(np.concatenate([v.reshape(-1) for v in ocr.values()]), 4)
+    tiled = {"weights": flat[: flat.size // 1000 * 1000].reshape(-1, 1000)}
+    for name, tensors in (("rapidocr", ocr), ("resemblyzer", resemblyzer(args.wheels)),
+                          ("lenet300", lenet300()), ("rapidocr_x4", tiled)):
         for p in write(args.out, name, tensors):
             print(f"{p}  {p.stat().st_size:>10,} B  {len(tensors)} tensors")
 

@@ -34,7 +34,8 @@ import torch
 PREFERS = ("balanced", "speed", "size")
 SCALE = Path("/work/artifacts/scale")  # benchmarks/make_scale_checkpoints.py writes the test checkpoints here
 DEFAULT_CHECKPOINTS = [SCALE / f"{n}.safetensors" for n in ("rapidocr_fp32", "rapidocr_bf16", "resemblyzer_fp32",
-                                                            "resemblyzer_bf16", "lenet300_fp32", "lenet300_bf16")]
+                                                            "resemblyzer_bf16", "lenet300_fp32", "lenet300_bf16",
+                                                            "rapidocr_x4_fp32")]  # (x4: one 64 MB tensor, chunked)
 MB = 1e6
 
 
@@ -114,14 +115,15 @@ def measure(tensors: dict[str, torch.Tensor], prefers: list[str], threads: list[
 
 
 def _targets(rows: dict[str, dict], threads: list[int]) -> list[dict]:
-    """Issue 13: default (balanced) ratio <= ZipNN's; encode >= 0.5x and decode >= 1.0x ZipNN (whole), per thread count."""
+    """Issue 13: default (balanced) ratio <= ZipNN's on the whole file; encode >= 0.5x and decode >= 1.0x ZipNN (whole),
+    per thread count; the per-tensor ZipNN figures beside them."""
     out = []
     for t in threads:
         nn, zw, zp = rows.get(f"nncodec balanced t{t}"), rows.get(f"zipnn whole t{t}"), rows.get(f"zipnn per-tensor t{t}")
         if not (nn and zw):
             continue
-        out.append({"threads": t, "ratio": nn["ratio"], "zipnn_ratio": min(zw["ratio"], zp["ratio"] if zp else 1.0),
-                    "ratio_met": nn["ratio"] <= min(zw["ratio"], zp["ratio"] if zp else 1.0),
+        out.append({"threads": t, "ratio": nn["ratio"], "zipnn_ratio": zw["ratio"], "ratio_met": nn["ratio"] <= zw["ratio"],
+                    "zipnn_per_tensor_ratio": zp["ratio"] if zp else None,
                     "encode_x": nn["encode_mbs"] / zw["encode_mbs"], "decode_x": nn["decode_mbs"] / zw["decode_mbs"],
                     "encode_x_per_tensor": nn["encode_mbs"] / zp["encode_mbs"] if zp else None,
                     "decode_x_per_tensor": nn["decode_mbs"] / zp["decode_mbs"] if zp else None})
@@ -163,7 +165,7 @@ def table(report: dict) -> str:
             lines.append(f"| {m} | {r['bytes']:,} | {r['ratio']:.4f} | {r['encode_mbs']:,.0f} | {r['decode_mbs']:,.0f} | "
                          f"{r['encode_cpu_mbs']:,.0f} | {r['decode_cpu_mbs']:,.0f} | {'yes' if r['exact'] else 'NO'} |")
         for t in ck["targets"]:
-            lines.append(f"- {t['threads']} thread(s): ratio {t['ratio']:.4f} vs ZipNN {t['zipnn_ratio']:.4f} "
+            lines.append(f"- {t['threads']} thread(s): ratio {t['ratio']:.5f} vs ZipNN whole {t['zipnn_ratio']:.5f} "
                          f"({'met' if t['ratio_met'] else 'MISSED'}); encode {t['encode_x']:.2f}x ZipNN whole "
                          f"({'met' if t['encode_met'] else 'MISSED'}), decode {t['decode_x']:.2f}x "
                          f"({'met' if t['decode_met'] else 'MISSED'}); vs ZipNN per tensor: encode "

@@ -238,7 +238,9 @@ class NncFile:
         self.check_memory()
         names = list(self)
         targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
-        values = dict(zip(targets, parallel.map_ordered(self.get_tensor, targets, tf.ctx.threads), strict=True))
+        sizes = [tf.resolve(t).numel * tf.resolve(t).dtype.itemsize for t in targets]
+        threads = parallel.worth_threads(sizes, tf.ctx.threads)
+        values = dict(zip(targets, parallel.map_ordered(self.get_tensor, targets, threads), strict=True))
         return {name: values[tf.alias_of(name) or name] for name in names}
 
     def components(self, name: str) -> RawTensor | QuantTensor:

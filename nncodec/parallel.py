@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+MIN_BYTES = 256 * 2**10  # a tensor smaller than this is not worth a thread: spreading a file's tensors over
+# threads pays only when at least two are this large (tiny tasks mostly fight over the GIL)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -27,6 +29,11 @@ def cores() -> int:
 def resolve(threads: int | None) -> int:
     """None or 0 means every core."""
     return threads if threads else cores()
+
+
+def worth_threads(sizes: Sequence[int], threads: int | None) -> int | None:
+    """`threads` if at least two of the work items (sizes in bytes) are large enough to share out, else 1."""
+    return threads if sum(1 for n in sizes if n >= MIN_BYTES) >= 2 else 1
 
 
 def map_ordered(fn: Callable[[T], R], items: Sequence[T], threads: int | None) -> list[R]:

