@@ -91,6 +91,9 @@ def decode(source: Path, output: str | None, fmt: str | None, max_shard_size: st
         if not out.parent.is_dir():
             raise CliError(f"{out.parent}: the output directory does not exist")
     else:
+        if fmt is None and not out.suffix:
+            raise CliError(f"{out}: choose an output ending in .safetensors or .pt, or a folder (end it in /) "
+                           "for a sharded safetensors checkpoint")
         fmt = fmt or output_format(out)
         check_output(out, force, source)
     name = display_name(source)

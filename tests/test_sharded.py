@@ -55,6 +55,7 @@ def test_sharded_encode_reads_back_through_every_verb(tmp_path: Path, hf_checkpo
     with nncodec.open(out) as f:
         assert len(f) == 6 and "l1.w" in f and f.metadata()["format"] == "pt"
         assert torch.equal(f.get_tensor("l2.w"), tensors["l2.w"])
+        assert torch.equal(f.get_slice("l1.w")[3:7], tensors["l1.w"][3:7])
         report = f.info()
         assert report["file_bytes"] == sum((out.parent / n).stat().st_size for n in files[:3])
         f.verify()
