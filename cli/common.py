@@ -16,6 +16,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from nncodec.container.atomic import track, untrack
 from nncodec.errors import NNCodecError
 from nncodec.io import INDEX_SUFFIX
 
@@ -119,9 +120,13 @@ def stdin_checkpoint() -> Iterator[Path]:
     else:
         raise CliError("cannot tell the checkpoint format of stdin (safetensors, torch.save or .npz expected)")
     with tempfile.TemporaryDirectory(prefix="nncodec-stdin-") as d:
-        path = Path(d) / f"stdin{suffix}"
-        path.write_bytes(data)
-        yield path
+        track(d)  # removed on cancellation too (cli/cancel.py)
+        try:
+            path = Path(d) / f"stdin{suffix}"
+            path.write_bytes(data)
+            yield path
+        finally:
+            untrack(d)
 
 
 def display_name(path: Path) -> str:

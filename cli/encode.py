@@ -16,6 +16,8 @@ from nncodec.api import unique_nbytes
 from nncodec.codecs.base import PREFER_CHOICES
 from nncodec.container.writer import atomic_write
 from nncodec.io import read_checkpoint
+from nncodec.sharded import is_index
+from nncodec.sharded_write import parse_part
 
 from .common import (
     CliError,
@@ -28,9 +30,9 @@ from .common import (
     plural,
     progress,
     say,
-    stdin_checkpoint,
 )
-from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor
+from .encode_stream import checkpoint_file, encode_streaming
+from .lossy import LOSSY_KEYS, LOSSY_OPTIONS, build_lossy_compressor, lossy_requested
 from .vae import VAE_KEYS, VAE_OPTIONS, encode_vae
 
 Compressor = Callable[[str, Any], Any]
@@ -91,7 +93,7 @@ def lossy_description(options: dict[str, Any]) -> str:
 
 def check_nnc_name(out: Path, any_extension: bool) -> None:
     """`encode` writes .nnc bytes: another extension would mislead every tool that trusts it."""
-    if str(out) == "-" or any_extension or out.name.lower().endswith(".nnc"):
+    if str(out) == "-" or any_extension or out.name.lower().endswith(".nnc") or is_index(out):
         return
     hint = " (to write .safetensors or .pt, use `nncodec decode`)" if out.suffix.lower() in (".safetensors", ".pt", ".pth", ".bin") else ""
     raise CliError(f"{out} does not end in .nnc: encode writes .nnc files{hint}; "
@@ -110,9 +112,14 @@ def check_nnc_name(out: Path, any_extension: bool) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and warnings (no progress, notes or summary).")
 @click.option("-m", "--metadata", "metadata", multiple=True, metavar="KEY=VALUE", callback=parse_metadata,
               help="Store a metadata string in the file (repeatable).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Threads coding tensors and chunks (0: every core); the file is the same for any number.")
+@click.option("--shard", "shard", metavar="I/N", default=None,
+              help="With OUTPUT NAME.nnc.index.json: encode only input shards I, I+N, I+2N... (1-based), so N "
+                   "processes or machines can share the work; together they write exactly what one run writes.")
 @_compressor_options
 def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: bool, any_extension: bool, as_json: bool,
-           quiet: bool, metadata: dict[str, str], **compressor_options: Any) -> None:
+           quiet: bool, metadata: dict[str, str], threads: int, shard: str | None, **compressor_options: Any) -> None:
     """Compress a checkpoint into a .nnc file. Lossless by default: every tensor decodes bit-exactly.
     Any lossy option (--config, --bits, --step, --rel-error, --codebook, --sparsity, --rd-lambda)
     makes it lossy: the output then says so and prints the relative L2 error of the weights, which
@@ -139,39 +146,48 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
         raise CliError("encoding stdin needs -o OUTPUT.nnc (or -o - for stdout)")
     out = output or default_output(source, ".nnc")
     to_stdout = str(out) == "-"
+    sharded_out = is_index(out)
+    part = parse_part(shard) if shard is not None else None
+    if part is not None and not sharded_out:
+        raise click.UsageError("--shard I/N needs a sharded output: -o NAME.nnc.index.json")
+    if sharded_out and lossy_requested(compressor_options):
+        raise click.UsageError("a sharded output (NAME.nnc.index.json) is lossless: drop the lossy options")
     check_nnc_name(out, any_extension)
     if to_stdout:
         if is_terminal(sys.stdout):
             raise CliError("refusing to write .nnc bytes to a terminal; redirect stdout or give -o FILE.nnc")
-    else:
+    elif not sharded_out:
         check_output(out, force, source)
+    elif not out.parent.is_dir():
+        raise CliError(f"{out.parent}: the output directory does not exist")
     lossy = lossy_description(compressor_options)
+    if sharded_out or not lossy:
+        with progress("encode", quiet=quiet) as bar, checkpoint_file(source) as path:
+            written, tensors, raw = encode_streaming(path, out, bar, prefer=prefer, metadata=metadata, force=force,
+                                                     part=part, quiet=quiet, to_stdout=to_stdout, threads=threads,
+                                                     compressor=build_compressor(compressor_options))
+        _report(out, to_stdout, written, tensors, raw, None, lossy, as_json, quiet)
+        return
     with progress("encode", quiet=quiet) as bar:
         bar.phase(f"reading {display_name(source)}")
-        if str(source) == "-":
-            with stdin_checkpoint() as path:
-                tensors, meta, notes = read_checkpoint(path)
-        else:
-            tensors, meta, notes = read_checkpoint(source)
+        with checkpoint_file(source) as path:
+            tensors, meta, notes = read_checkpoint(path)
         for message in notes if not quiet else ():
             note(message)
         meta.update(metadata)
         compressor = build_compressor({**compressor_options, "tensors": tensors})
         raw = unique_nbytes(tensors)
         sizes = {name: unique_nbytes({name: t}) for name, t in tensors.items()}
-        stages = 2 if compressor is not None else 1
-        bar.phase(f"quantizing {plural(len(tensors), 'tensor')} ({lossy})" if lossy else
-                  f"coding {plural(len(tensors), 'tensor')} losslessly", total=raw)
-
-        coding = [stages == 1]
+        bar.phase(f"quantizing {plural(len(tensors), 'tensor')} ({lossy})", total=raw)
+        coding = [False]
 
         def step(stage: str, name: str) -> None:
             if stage == "code" and not coding[0]:
                 coding[0] = True
                 bar.phase(f"coding {plural(len(tensors), 'tensor')}")
-            bar.update(sizes.get(name, 0) // stages)  # the bar counts input bytes; each stage is half the work
+            bar.update(sizes.get(name, 0) // 2)  # the bar counts input bytes; each stage is half the work
 
-        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step)
+        data = nncodec.save(tensors, meta, prefer=prefer, compressor=compressor, progress=step, threads=threads)
         bar.phase(f"writing {'stdout' if to_stdout else out}")
         if to_stdout:
             sys.stdout.buffer.write(data)
@@ -180,21 +196,31 @@ def encode(sources: tuple[Path, ...], output: Path | None, prefer: str, force: b
             atomic_write(out, data, overwrite=force)
     with nncodec.open(data) as f:
         summary = f.error_summary()
+    _report(out, to_stdout, {str(out): len(data)}, len(tensors), raw, summary, lossy, as_json, quiet)
+
+
+def _report(out: Path, to_stdout: bool, written: dict[str, int], tensors: int, raw: int, summary: dict | None,
+            lossy: str, as_json: bool, quiet: bool) -> None:
+    """The summary of an encode: files written, sizes, ratio, and the lossy error if any."""
+    size = sum(written.values())
     warn = fidelity.warning(summary)
     if warn:
         say(f"warning: {warn}", err=True)
     if as_json:
-        report = {"output": str(out), "tensors": len(tensors), "file_bytes": len(data), "uncompressed_bytes": raw,
-                  "fraction": len(data) / raw if raw else None, "lossless": compressor is None,
+        report = {"output": str(out), "tensors": tensors, "file_bytes": size, "uncompressed_bytes": raw,
+                  "fraction": size / raw if raw else None, "lossless": not lossy,
                   "lossy_options": lossy or None, "error": summary}
+        if len(written) > 1 or is_index(out):
+            report["files"] = written
         click.echo(json.dumps(report, indent=2), err=to_stdout)
         return
     if quiet:
         return
-    ratio = f" ({len(data) / raw:.1%} of {human_bytes(raw)} uncompressed)" if raw else ""
-    kind = f"lossy: {lossy}" if compressor is not None else "lossless"
-    say(f"wrote {out if not to_stdout else 'stdout'} ({kind}): {plural(len(tensors), 'tensor')}, "
-               f"{human_bytes(len(data))}{ratio}", err=to_stdout)
+    ratio = f" ({size / raw:.1%} of {human_bytes(raw)} uncompressed)" if raw else ""
+    kind = f"lossy: {lossy}" if lossy else "lossless"
+    files = f" in {plural(len(written), 'file')} + index" if is_index(out) else ""
+    say(f"wrote {out if not to_stdout else 'stdout'} ({kind}): {plural(tensors, 'tensor')}, "
+        f"{human_bytes(size)}{files}{ratio}", err=to_stdout)
     if summary:
         click.echo("error of the decoded values against the input:", err=to_stdout)
         for line in fidelity.describe(summary):

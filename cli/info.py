@@ -28,7 +28,8 @@ Examples:
 @click.option("--json", "as_json", is_flag=True,
               help="Print the full byte report as JSON (a list of reports, each with its 'file', for several files).")
 def info(files: tuple[Path, ...], as_json: bool) -> None:
-    """Show the bytes and bits per parameter of every tensor and component of each FILE ('-': stdin).
+    """Show the bytes and bits per parameter of every tensor and component of each FILE ('-': stdin;
+    a sharded checkpoint's NAME.nnc.index.json shows each shard).
 
     The preamble, header and padding have their own rows, so the total is the file size exactly:
     the model's description length. Quantized tensors also show their step and sparsity (their parts are
@@ -56,6 +57,14 @@ def info(files: tuple[Path, ...], as_json: bool) -> None:
             continue
         if i:
             click.echo()
+        if "files" in report:  # a sharded checkpoint's index: each shard's table, then the total
+            say(f"{name}: sharded .nnc checkpoint, {plural(len(report['files']), 'shard')}, "
+                f"{report['file_bytes']:,} bytes in the shards + {report['index_bytes']:,} in the index")
+            for shard in report["files"]:
+                click.echo()
+                say(f"{shard['file']}: .nnc version {shard['version']}, {plural(len(shard['tensors']), 'tensor')}")
+                click.echo(format_report(shard))
+            continue
         say(f"{name}: .nnc version {report['version']}, {plural(len(report['tensors']), 'tensor')}")
         click.echo(format_report(report))
     if as_json:

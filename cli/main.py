@@ -15,23 +15,35 @@ import click
 
 from nncodec.errors import NNCodecError
 
+from .cancel import cancellable
 from .common import CliError, Interrupted, describe_os_error, one_line
 from .decode import decode
 from .demo import demo
 from .encode import encode
-from .importance import importance
 from .info import info
 from .lossy import budget
 from .mdl import mdl
 from .prune import prune
 from .verify import verify
 
+# Commands whose modules import torch at load time: imported only when used, so that encode, decode,
+# info and verify start without torch (seconds of start-up and ~200 MB of memory).
+LAZY_COMMANDS = {"importance": "nncodec_cli.importance"}
+
 
 class NncodecGroup(click.Group):
     """A click group that turns every exception of a command into a one-line error."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # in the order of a typical session, not alphabetical
+        # in the order of a typical session, not alphabetical
+        return list(self.commands) + [name for name in LAZY_COMMANDS if name not in self.commands]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            import importlib
+
+            self.add_command(getattr(importlib.import_module(LAZY_COMMANDS[cmd_name]), cmd_name))
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -79,9 +91,11 @@ def _exit_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, terminate)
 
 
-for command in (encode, decode, info, verify, demo):
-    main.add_command(command)
+# encode, decode, info and verify run in a worker thread so that Ctrl-C / SIGTERM act within a second
+# (cli/cancel.py); not the training commands (prune, budget...), which catch Ctrl-C to stop training.
+for command in (encode, decode, info, verify):
+    main.add_command(cancellable(command))
+main.add_command(demo)
 main.add_command(prune)
 main.add_command(budget)
 main.add_command(mdl)
-main.add_command(importance)

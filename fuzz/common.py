@@ -55,34 +55,88 @@ def prepare(data: bytes) -> bytes:
 def fix_checksums(data: bytes) -> bytes:
     """`data` with every CRC recomputed: the section table's CRCs (when the header parses), the
     header CRC, the preamble's file length and CRC. Layout and everything else stay as mutated."""
-    from nncodec.container.format import HEADER_ZSTD, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
+    from nncodec.container.format import HEADER_INDEXED, HEADER_ZSTD, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
 
     if len(data) < PREAMBLE_SIZE or data[:8] != MAGIC:
         return data
     _, major, minor, encoding, reserved, h_len, _, _, _ = PREAMBLE.unpack(data[:PREAMBLE_SIZE])
     stored = data[PREAMBLE_SIZE:PREAMBLE_SIZE + h_len]
     rest = data[PREAMBLE_SIZE + len(stored):]
-    header = _header(stored, encoding)
+    if encoding & HEADER_INDEXED:
+        plain = _plain(stored, encoding)
+        header = _indexed_top(plain) if plain is not None else None
+    else:
+        header = _header(stored, encoding)
     if isinstance(header, dict):
         align = header.get("align", 1)
         align = align if isinstance(align, int) and 1 <= align <= 1 << 16 and not align & (align - 1) else 1
-        table = header.get("sections")
         old_gap = align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)
         body = rest[old_gap:]
-        table = header.get("sections")
-        if isinstance(table, list):
-            start = 0  # offset in body, which starts aligned: sections are aligned to file offsets
-            for entry in table:
-                if not (isinstance(entry, list) and len(entry) >= 2 and isinstance(entry[0], int) and entry[0] >= 0):
-                    break
-                entry[1] = zlib.crc32(body[start:start + entry[0]])
-                start = align_up(start + entry[0], align)
-        text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
-        stored = _zstd(text) if encoding == HEADER_ZSTD else text
+
+        def crcs(lengths):  # offsets in body, which starts aligned: sections are aligned to file offsets
+            start = 0
+            for length in lengths:
+                yield zlib.crc32(body[start:start + length])
+                start = align_up(start + min(length, len(body)), align)
+
+        if encoding & HEADER_INDEXED:
+            text = _fix_indexed(plain, crcs)
+        else:
+            table = header.get("sections")
+            if isinstance(table, list):  # the well-formed entries up to the first that is not
+                good = []
+                for e in table:
+                    if not (isinstance(e, list) and len(e) >= 2 and isinstance(e[0], int) and e[0] >= 0):
+                        break
+                    good.append(e)
+                for entry, crc in zip(good, crcs([e[0] for e in good]), strict=True):
+                    entry[1] = crc
+            text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
+        stored = _zstd(text) if encoding & HEADER_ZSTD else text
         rest = b"\0" * (align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)) + body
     length = PREAMBLE_SIZE + len(stored) + len(rest)
     pre = Preamble(major, minor, encoding, len(stored), length, zlib.crc32(stored), reserved[:3].ljust(3, b"\0"))
     return pre.pack() + stored + rest
+
+
+def _plain(stored: bytes, encoding: int) -> bytes | None:
+    import zstandard
+
+    if not encoding & 1:
+        return stored
+    try:
+        return zstandard.ZstdDecompressor().decompressobj().decompress(stored[:1 << 20])[:1 << 22]
+    except zstandard.ZstdError:
+        return None
+
+
+def _indexed_top(plain: bytes) -> dict | None:
+    """The JSON object of an indexed header (§4.5), when its counts and JSON text parse."""
+    import struct
+
+    if len(plain) < 40:
+        return None
+    n, m, j, _, _ = struct.unpack_from("<5Q", plain, 0)
+    at = 40 + 12 * n + 16 * m
+    if n > 1 << 16 or at + j > len(plain):
+        return None
+    try:
+        top = json.loads(plain[at:at + j])
+    except (ValueError, RecursionError):
+        return None
+    return top if isinstance(top, dict) else {}
+
+
+def _fix_indexed(plain: bytes, crcs) -> bytes:
+    """The indexed header with its section CRCs replaced (its length never changes)."""
+    import struct
+
+    n = struct.unpack_from("<Q", plain, 0)[0]
+    out = bytearray(plain)
+    lengths = struct.unpack_from(f"<{n}Q", plain, 40)
+    for i, crc in enumerate(crcs(lengths)):
+        struct.pack_into("<I", out, 40 + 8 * n + 4 * i, crc)
+    return bytes(out)
 
 
 def _header(stored: bytes, encoding: int) -> object:

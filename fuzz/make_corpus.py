@@ -41,20 +41,28 @@ def seed_files() -> dict[str, bytes]:
     t = torch.from_numpy(w)
     seeds["bf16_tied"] = nncodec.save({"w": t.to(torch.bfloat16), "a": t, "tied": t})
     seeds["aligned"] = nncodec.save({"w": w, "b": np.ones(3, np.float32)}, align=64)
+    # indexed headers (§4.5): 128+ tensors, with an alias, a quantized entry, padding
+    many = {f"t{i}": w[i % 12, : 1 + i % 5] for i in range(126)}
+    seeds["indexed"] = nncodec.save({**many, "q": quantize_uniform(w, DTYPES["float32"], 0.02, mask=mask),
+                                     "tied": t, "tied2": t})
+    seeds["indexed_aligned"] = nncodec.save({f"t{i}": w[i % 12, :3] for i in range(130)}, align=16)
     return seeds
 
 
-def json_header(data: bytes) -> bytes:
-    """The same file with its header stored as JSON text, so that header mutations stay readable
-    (the valid-CRC mode recomputes the CRCs around them; a mutated zstd frame rarely decodes)."""
+def json_header(data: bytes, encoding: int | None = None) -> bytes:
+    """The same file with its header stored as JSON text (or as `encoding`: 2 = indexed, not
+    compressed), so that header mutations stay readable (the valid-CRC mode recomputes the CRCs
+    around them; a mutated zstd frame rarely decodes)."""
     from nncodec.container.format import HEADER_JSON
     from nncodec.container.reader import Container
     from nncodec.container.writer import _layout
 
     with Container(data) as c:
-        body = {k: v for k, v in c.header.items() if k not in ("sections", "align")}
+        header = c.header if c.index is None else c.index.header_object()
+        body = {k: v for k, v in header.items() if k not in ("sections", "align")}
         kinds = {s.index: s.kind for s in c.sections if s.kind != "data"}
-        return _layout(body, [c.read_section(s.index) for s in c.sections], kinds, c.align, HEADER_JSON)
+        return _layout(body, [c.read_section(s.index) for s in c.sections], kinds, c.align,
+                       HEADER_JSON if encoding is None else encoding)
 
 
 def main() -> None:
@@ -63,6 +71,8 @@ def main() -> None:
     for name, data in seed_files().items():
         (out / f"{name}.nnc").write_bytes(data)
         (out / f"json-{name}.nnc").write_bytes(json_header(data))
+        if name.startswith("indexed"):
+            (out / f"plain-{name}.nnc").write_bytes(json_header(data, 2))
     vectors = HERE.parent / "spec" / "vectors"
     for f in sorted(vectors.glob("*.nnc")) if vectors.is_dir() else []:
         shutil.copy(f, out / f"vector-{f.name}")

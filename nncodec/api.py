@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from . import fidelity
-from .codecs.base import EncodeOptions
+from . import fidelity, parallel
+from .codecs.base import EncodeOptions, check_threads
 from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
 from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
+from .sharded import ShardedFile, is_index
+from .slicing import TensorSlice
 from .tensorfile import TensorFile, open_tensor_file
-from .tensorwriter import Alias, encode_file
+from .tensorwriter import Alias, encode_file, encode_to_path
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
 Progress = Callable[[str, str], None]  # progress(stage, tensor name); stage "compress" or "code"
@@ -41,28 +43,36 @@ def compress_tensors(tensors: Mapping[str, Any], compressor: Compressor | None =
     `progress(name)` is called after each stored (non-alias) tensor is compressed."""
     if not isinstance(tensors, Mapping):
         raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
-    out: dict[str, RawTensor | QuantTensor | Alias] = {}
-    seen: dict[tuple, str] = {}
-    for name, value in tensors.items():
+    return dict(compressed_items(tensors.items(), compressor, progress))
+
+
+def compressed_items(items: Iterable[tuple[str, Any]], compressor: Compressor | None = None,
+                     progress: Callable[[str], None] | None = None, dedupe: bool = True
+                     ) -> Iterator[tuple[str, RawTensor | QuantTensor | Alias]]:
+    """`compress_tensors` one tensor at a time (streaming). With `dedupe`, tensors that share memory
+    become aliases; each first tensor of a storage is kept referenced until the end, so its address
+    cannot be reused by a later tensor and taken for a tie (sources whose tensors cannot share memory,
+    read one at a time, pass dedupe=False)."""
+    seen: dict[tuple, tuple[str, Any]] = {}
+    for name, value in items:
         if not isinstance(name, str):
             raise BadArgumentError(f"tensor names must be strings, got {name!r}")
         if isinstance(value, (RawTensor, QuantTensor, Alias)):
-            out[name] = value
+            yield name, value
             continue
-        key = storage_key(value)
+        key = storage_key(value) if dedupe else None
         if key is not None and key in seen:
-            out[name] = Alias(seen[key])
+            yield name, Alias(seen[key][0])
             continue
         comp = compressor(name, value) if compressor else None
         if comp is None:
             dt, arr = to_numpy(value, name)
             comp = lossless(arr, dt)
-        out[name] = comp
         if key is not None:
-            seen[key] = name
+            seen[key] = (name, value)
         if progress:
             progress(name)
-    return out
+        yield name, comp
 
 
 def unique_nbytes(tensors: Mapping[str, Any]) -> int:
@@ -88,8 +98,12 @@ def unique_nbytes(tensors: Mapping[str, Any]) -> int:
 
 
 def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, *, prefer: str = "balanced",
-         compressor: Compressor | None = None, align: int = 1, progress: Progress | None = None) -> bytes:
+         compressor: Compressor | None = None, align: int = 1, progress: Progress | None = None,
+         threads: int | None = None) -> bytes:
     """The bytes of a .nnc file holding `tensors` (lossless unless a compressor says otherwise).
+
+    Large tensors are cut into chunks coded on `threads` threads (None or 0: every core); the bytes
+    are the same for any number of threads.
 
     `progress(stage, name)` is called after each stored tensor is compressed (stage "compress", only
     with a compressor) and coded (stage "code"); nothing is printed. A lossy file carries the relative
@@ -102,17 +116,28 @@ def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, 
         def code_progress(name: str) -> None:
             if not isinstance(comps.get(name), Alias):
                 progress("code", name)
-    return encode_file(comps, meta, EncodeOptions(prefer=prefer), align, code_progress,
+    return encode_file(comps, meta, EncodeOptions(prefer=prefer, threads=threads), align, code_progress,
                        optional={fidelity.HEADER_KEY: summary} if summary else None)
 
 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
-              prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True) -> int:
-    """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length)."""
-    data = save(tensors, metadata, prefer=prefer, compressor=compressor)
+              prefer: str = "balanced", compressor: Compressor | None = None, overwrite: bool = True,
+              threads: int | None = None) -> int:
+    """Write `tensors` to `filename` atomically; returns the file size in bytes (its description length).
+
+    Lossless files are streamed: each tensor is coded and its sections written before the next, so
+    memory holds one tensor's coding at a time (the bytes are those of `save`)."""
     name = os.fspath(filename)
     try:
+        if compressor is None:
+            if not isinstance(tensors, Mapping):
+                raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
+            meta = _check_metadata(metadata)
+            return encode_to_path(compressed_items(tensors.items()), name, meta,
+                                  EncodeOptions(prefer=prefer, threads=threads), overwrite=overwrite)
+        data = save(tensors, metadata, prefer=prefer, compressor=compressor, threads=threads)
         atomic_write(filename, data, overwrite=overwrite)
+        return len(data)
     except FileExistsError:  # name the user's file, not the temporary one beside it
         raise FileExistsError(errno.EEXIST, "file exists (pass overwrite=True to replace it)", name) from None
     except FileNotFoundError:
@@ -120,7 +145,6 @@ def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metada
         if os.path.isdir(folder):
             raise
         raise FileNotFoundError(errno.ENOENT, "the folder does not exist (create it first)", folder) from None
-    return len(data)
 
 
 @contextmanager
@@ -135,18 +159,20 @@ def out_of_memory_is_a_limit(what: str) -> Iterator[None]:
 class NncFile:
     """A lazily read .nnc file: opening reads only the preamble and header."""
 
-    def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, source: Any, *, framework: str = "pt", device: str = "cpu", limits: Limits = DEFAULT_LIMITS,
+                 threads: int | None = None) -> None:
         if framework not in ("pt", "torch", "np", "numpy"):
             raise BadArgumentError(f"framework must be 'pt' or 'np', not {framework!r}")
+        check_threads(threads)
         if framework in ("pt", "torch") and device != "cpu":  # "cpu" needs no check (and no torch import)
             check_device(device)
         self._closed = False
         with out_of_memory_is_a_limit("reading the header"):
-            self._tf: TensorFile = open_tensor_file(source, limits)
+            self._tf: TensorFile = open_tensor_file(source, limits, threads)
         self._numpy = framework in ("np", "numpy")
         self._device = device
         self._cache: dict[str, Any] = {}
-        self._tied = set(self._tf.aliases.values())  # targets of aliases: cached so tied names share one object
+        self._tied: set[str] | None = None  # targets of aliases: cached so tied names share one object
 
     def _open_file(self) -> TensorFile:
         if self._closed:
@@ -162,7 +188,13 @@ class NncFile:
 
     def __contains__(self, name: object) -> bool:
         tf = self._open_file()
-        return name in tf.entries or name in tf.aliases
+        if not isinstance(name, str):
+            return False
+        try:
+            tf.alias_of(name)
+        except KeyError:
+            return False
+        return True
 
     def __len__(self) -> int:
         return len(self._open_file().names)
@@ -173,15 +205,24 @@ class NncFile:
     def get_tensor(self, name: str) -> Any:
         """Decode one tensor, reading only its own sections. Tied names return the same object."""
         tf = self._open_file()
-        target = tf.aliases.get(name, name)
+        target = tf.alias_of(name) or name
         if target in self._cache:
             return self._cache[target]
         with out_of_memory_is_a_limit(f"decoding {name!r}"):
-            dt, shape, words = tf.decode(target)
+            dt, shape, words = tf.decode(name)  # (through resolve: an alias of a missing tensor is a FormatError)
             value = words_to_numpy(dt, shape, words) if self._numpy else words_to_torch(dt, shape, words, self._device)
+        if self._tied is None:
+            self._tied = tf.alias_targets()
         if target in self._tied:
             self._cache[target] = value
         return value
+
+    def get_slice(self, name: str) -> TensorSlice:
+        """Part of tensor `name`, decoded on indexing: `f.get_slice(name)[a:b]` reads only the chunks
+        holding rows a..b of a chunked raw tensor; other tensors are decoded whole, then indexed
+        (nncodec/slicing.py). `.get_shape()` and `.get_dtype()` need no decoding."""
+        with out_of_memory_is_a_limit(f"opening a slice of {name!r}"):
+            return TensorSlice(self, name)
 
     def check_memory(self, names: list[str] | None = None) -> None:
         """Raise LimitExceededError unless the tensors `names` (default: all), decoded and all kept,
@@ -190,9 +231,17 @@ class NncFile:
         tf.check_memory_for_all(tf.names if names is None else list(names))
 
     def _load_all(self) -> dict[str, Any]:
-        """Every tensor, after checking that all of them together fit in memory (they are all kept)."""
+        """Every tensor, after checking the whole file (every entry and reference) and that all of
+        them together fit in memory (they are all kept)."""
+        tf = self._open_file()
+        tf.validate_all()
         self.check_memory()
-        return {name: self.get_tensor(name) for name in self}
+        names = list(self)
+        targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
+        sizes = [tf.resolve(t).numel * tf.resolve(t).dtype.itemsize for t in targets]
+        threads = parallel.worth_threads(sizes, tf.ctx.threads)
+        values = dict(zip(targets, parallel.map_ordered(self.get_tensor, targets, threads), strict=True))
+        return {name: values[tf.alias_of(name) or name] for name in names}
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""
@@ -203,10 +252,11 @@ class NncFile:
     def get_pip(self, name: str) -> Any:
         """The posterior inclusion probabilities of tensor `name` (float32, its shape), decoded from its
         `pip` component alone; None if the tensor was stored without them."""
-        pip = self._tf.decode_pip(self._tf.aliases.get(name, name))
+        tf = self._open_file()
+        pip = tf.decode_pip(tf.alias_of(name) or name)
         if pip is None:
             return None
-        shape = self._tf.resolve(name).shape
+        shape = tf.resolve(name).shape
         value = pip.probabilities().reshape(shape)
         if self._numpy:
             return value
@@ -223,6 +273,7 @@ class NncFile:
     def verify(self) -> None:
         """Check every section checksum and decode every tensor; raises NNCodecError on damage."""
         tf = self._open_file()
+        tf.validate_all()
         for s in tf.container.sections:
             tf.read_section(s.index)
         for name in tf.entries:
@@ -259,22 +310,30 @@ def check_device(device: object) -> None:
         raise BadArgumentError(f"device {device!r} is not available on this machine (use device='cpu')")
 
 
-def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> NncFile:  # noqa: A001
-    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open."""
-    return NncFile(filename, framework=framework, device=device, limits=limits)
+def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,  # noqa: A001
+         threads: int | None = None) -> NncFile:
+    """Open a .nnc file (path, bytes or binary file object) for lazy access, like safetensors.safe_open;
+    a sharded checkpoint's `NAME.nnc.index.json` opens all its shards as one (nncodec/sharded.py).
+    Chunked tensors decode on `threads` threads (None or 0: every core)."""
+    if is_index(filename):
+        return ShardedFile(filename, framework=framework, device=device, limits=limits,  # type: ignore[return-value]
+                           threads=threads)
+    return NncFile(filename, framework=framework, device=device, limits=limits, threads=threads)
 
 
-def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """All tensors of a .nnc file as a dict of torch tensors."""
-    with NncFile(filename, device=device, limits=limits) as f:
+def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,
+              threads: int | None = None) -> dict[str, Any]:
+    """All tensors of a .nnc file (or of a sharded checkpoint's `.nnc.index.json`) as a dict of torch tensors."""
+    with open(filename, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 
-def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Limits = DEFAULT_LIMITS,
+         threads: int | None = None) -> dict[str, Any]:
     """All tensors of .nnc bytes (torch tensors, or numpy arrays with framework='np')."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BadArgumentError(f"load() takes bytes, not {type(data).__name__}; use load_file() for paths")
-    with NncFile(data, framework=framework, device=device, limits=limits) as f:
+    with NncFile(data, framework=framework, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 

@@ -50,6 +50,7 @@ def build(tf: TensorFile) -> dict:
     """Every byte of the file attributed to the preamble, the header, padding, an optional
     section, or one component of one tensor; the parts add up to the file size exactly."""
     c = tf.container
+    tf.validate_all()
     tensors = []
     budget = [SPARSITY_BUDGET]
     for name in tf.names:
@@ -60,6 +61,10 @@ def build(tf: TensorFile) -> dict:
         comps = [{"kind": p.kind, "codec": p.codec, "bytes": c.sections[p.section].length,
                   **({"params": p.params} if p.params else {})} for p in e.parts.values()]
         total = sum(x["bytes"] for x in comps)
+        table = tf.chunk_table(e)
+        if table is not None:  # §23: one raw component; how many chunks, and which codecs they use
+            comps[0]["chunks"] = table.count
+            comps[0]["chunk_codecs"] = {c: table.codecs.count(c) for c in sorted(set(table.codecs))}
         encoding = "raw" if "raw" in e.parts else f"quantized/{e.quant_mode}"
         if e.vae_group is not None:
             encoding = f"vae/group {e.vae_group}" + (" + residual" if e.parts else "")
@@ -70,13 +75,13 @@ def build(tf: TensorFile) -> dict:
                         **quant_fields(tf, e, budget), "components": comps})
     optional = [{"index": s.index, "kind": s.kind, "bytes": s.length} for s in c.sections if is_optional(s.kind)]
     dataset = sum(s.length for s in c.sections if s.kind == "dataset")
-    padding = sum(n for _, n in c.padding)
+    padding = c.padding_bytes
     report = {
         "file_bytes": c.file_size,
         "version": f"{c.preamble.major}.{c.preamble.minor}",
         "preamble_bytes": PREAMBLE_SIZE,
         "header_bytes": c.header_bytes,
-        "header_encoding": "zstd" if c.preamble.header_encoding else "json",
+        "header_encoding": ("json", "zstd", "indexed", "indexed+zstd")[c.preamble.header_encoding],
         "padding_bytes": padding,
         "optional_section_bytes": sum(o["bytes"] for o in optional),
         **({"dataset_bytes": dataset} if "dataset" in c.header else {}),

@@ -14,7 +14,9 @@ _TORCH_NAMES = {
     "float64": "float64", "float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
     "int8": "int8", "int16": "int16", "int32": "int32", "int64": "int64", "uint8": "uint8",
     "uint16": "uint16", "uint32": "uint32", "uint64": "uint64", "bool": "bool",
+    "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2",
 }
+_TORCH_WORD_VIEW = {2: "int16", 1: "uint8"}  # dtypes numpy lacks (bfloat16, float8) pass as their words
 
 
 def _torch():
@@ -47,8 +49,8 @@ def to_numpy(x: Any, name: str = "tensor") -> tuple[DType, np.ndarray]:
             raise UnsupportedInputError(f"{name}: dtype {t.dtype} is not supported; supported: {', '.join(DTYPES)}")
         t = t.to("cpu").contiguous()
         dt = DTYPES[_TORCH_NAMES[dname]]
-        if dt.name == "bfloat16":
-            return dt, t.view(torch.int16).numpy().view(np.uint16)
+        if dt.words_only:  # no numpy dtype (bfloat16, float8): its storage words
+            return dt, t.view(getattr(torch, _TORCH_WORD_VIEW[dt.itemsize])).numpy().view(dt.storage)
         return dt, t.numpy()
     if isinstance(x, np.ndarray) or np.isscalar(x):
         arr = np.asarray(x)
@@ -66,8 +68,8 @@ def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device:
     arr = words_to_numpy(dt, shape, words)
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
-    if dt.name == "bfloat16":
-        t = torch.from_numpy(arr.view(np.int16)).view(torch.bfloat16)
+    if dt.words_only:  # bfloat16, float8: torch views the words
+        t = torch.from_numpy(arr.view(_TORCH_WORD_VIEW[dt.itemsize])).view(getattr(torch, dt.name))
     else:
         t = torch.from_numpy(arr.astype(numpy_value_dtype(dt).newbyteorder("="), copy=False))
     return t.to(device) if device != "cpu" else t

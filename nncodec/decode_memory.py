@@ -18,10 +18,12 @@ import resource
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from . import parallel
 from .errors import LimitExceededError
 from .limits import Limits
 
 if TYPE_CHECKING:
+    from .codecs.chunks import ChunkTable
     from .tensorfile import TensorEntry
 
 # Fixed working set of the chunked paths: constriction calls of 2**20 symbols (int32), planes
@@ -33,16 +35,34 @@ _STREAM_WIDTHS = {"float64": (2, 7), "float32": (1, 3), "float16": (1, 2), "bflo
 
 def _raw_peak(e: TensorEntry, payload: int) -> int:
     n, out = e.numel, e.numel * e.dtype.itemsize
-    codec = e.parts["raw"].codec
+    part = e.parts["raw"]
+    if part.codec == "chunks":  # §23: the output, plus one chunk's working memory per worker thread
+        chunk = part.params.get("n") if isinstance(part.params, dict) else None
+        chunk = min(chunk, n) if type(chunk) is int and chunk > 0 else n
+        return payload + out + parallel.cores() * _whole_extra(e, "planes", chunk)
+    return payload + out + _whole_extra(e, part.codec, n)
+
+
+def _whole_extra(e: TensorEntry, codec: str, n: int) -> int:
+    """What decoding `n` elements of one unchunked raw payload allocates beside payload and output."""
     if codec == "copy":
-        return payload + out
+        return 0
     if codec == "zstd":
-        return payload + 2 * out  # the decompressed bytes and the writable copy
+        return n * e.dtype.itemsize  # the decompressed bytes (copied into the output)
     # planes: every stream (n symbols of 1 or 2 bytes) stays alive until the words are joined;
     # a zstd stream also holds its decompressed bytes while being read
     exp_w, planes = _STREAM_WIDTHS.get(e.dtype.name, (0, e.dtype.itemsize))
-    streams = n * (exp_w + planes)
-    return payload + streams + out + n * max(exp_w, 1)
+    return n * (exp_w + planes) + n * max(exp_w, 1)
+
+
+def chunk_range_peak_bytes(e: TensorEntry, table: ChunkTable, chunks: range, threads: int | None) -> int:
+    """The peak of decoding `chunks` of a chunked tensor into one array (tensorfile.decode_elements)."""
+    if not chunks:
+        return 0
+    elements = min(chunks.stop * table.n, table.numel) - chunks.start * table.n
+    workers = min(parallel.resolve(threads), len(chunks))
+    biggest = max(table.offsets[k + 1] - table.offsets[k] for k in chunks)
+    return elements * e.dtype.itemsize + workers * (biggest + _whole_extra(e, "planes", table.n)) + WORKING_SET
 
 
 def _quant_peak(e: TensorEntry, payload: int, components: bool) -> int:

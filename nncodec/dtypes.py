@@ -17,9 +17,10 @@ from .errors import UnsupportedInputError, UnsupportedVersionError
 class DType:
     name: str
     storage: np.dtype
-    kind: str  # "f" float, "i" signed int, "u" unsigned int, "b" bool
+    kind: str  # "f" float, "f8" 8-bit float (lossless only), "i" signed int, "u" unsigned int, "b" bool
     exponent_bits: int = 0
     mantissa_bits: int = 0
+    minor: int = 0  # the format 2.x minor version that added this dtype (spec §12)
 
     @property
     def itemsize(self) -> int:
@@ -28,6 +29,11 @@ class DType:
     @property
     def bits(self) -> int:
         return 8 * self.storage.itemsize
+
+    @property
+    def words_only(self) -> bool:
+        """No numpy dtype holds its values (bfloat16, float8): arrays carry its storage words."""
+        return self.name not in _NUMPY_NAMES
 
 
 _TABLE = [
@@ -44,6 +50,10 @@ _TABLE = [
     DType("uint32", np.dtype("<u4"), "u"),
     DType("uint64", np.dtype("<u8"), "u"),
     DType("bool", np.dtype("u1"), "b"),
+    # format 2.1: kind "f8", not "f": the lossy compressors (which quantize kind "f") leave them alone,
+    # and their planes split is the byte itself (one stream), whose entropy coding beats any split
+    DType("float8_e4m3fn", np.dtype("u1"), "f8", 4, 3, minor=1),
+    DType("float8_e5m2", np.dtype("u1"), "f8", 5, 2, minor=1),
 ]
 DTYPES: dict[str, DType] = {d.name: d for d in _TABLE}
 
@@ -62,7 +72,7 @@ def dtype_by_name(name: object) -> DType:
 
 
 def numpy_value_dtype(dt: DType) -> np.dtype:
-    """The numpy dtype that holds values of `dt` (bfloat16 has none: its storage is returned)."""
+    """The numpy dtype that holds values of `dt` (bfloat16 and float8 have none: their storage words)."""
     return np.dtype(_NUMPY_NAMES[dt.name]) if dt.name in _NUMPY_NAMES else dt.storage
 
 
@@ -83,5 +93,5 @@ def to_storage(arr: np.ndarray, dt: DType) -> np.ndarray:
 
 
 def from_storage(words: np.ndarray, dt: DType) -> np.ndarray:
-    """Reinterpret storage words as values (bfloat16 stays as uint16 words: torch views them)."""
+    """Reinterpret storage words as values (bfloat16 and float8 stay storage words: torch views them)."""
     return words.view(numpy_value_dtype(dt))

@@ -14,6 +14,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,12 @@ def _refusal(path: str, err: Exception) -> UnsupportedInputError:
 
 
 def _read_torch(path: str) -> Checkpoint:
+    return split_checkpoint(torch_load(path), path)
+
+
+def torch_load(path: str, mmap: bool = False) -> Any:
+    """torch.load(weights_only=True) of a checkpoint, refusals as UnsupportedInputError. With `mmap`
+    the tensors stay in the file's pages (a checkpoint that torch cannot map is read normally)."""
     import pickle
 
     import torch
@@ -89,7 +96,13 @@ def _read_torch(path: str) -> Checkpoint:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            if mmap:
+                try:
+                    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                except RuntimeError as e:
+                    if "mmap" not in str(e):  # (an old, non-zip checkpoint cannot be mapped: read below)
+                        raise
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, KeyError, EOFError... on non-checkpoints
         if isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower():
             raise _refusal(path, e) from None
@@ -101,7 +114,6 @@ def _read_torch(path: str) -> Checkpoint:
         else:
             reason = first
         raise UnsupportedInputError(f"{path}: not a readable torch checkpoint: {reason}") from None
-    return split_checkpoint(obj, path)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -252,7 +264,21 @@ def _shard_path(directory: str, shard: str, index_path: str) -> str:
     return target
 
 
-def _read_sharded(path: str) -> Checkpoint:
+@dataclass(frozen=True)
+class ShardedIndex:
+    """A Hugging Face sharded safetensors index, checked: tensor names in weight_map order, the
+    shards (in order of first appearance) with their tensors, and the index's metadata."""
+
+    path: str
+    weight_map: dict[str, str]  # tensor name -> shard file name
+    shards: dict[str, list[str]]  # shard file name -> its tensors, in weight_map order
+    metadata: dict[str, str]
+
+    def shard_path(self, shard: str) -> str:
+        return _shard_path(os.path.dirname(os.path.abspath(self.path)), shard, self.path)
+
+
+def read_index(path: str) -> ShardedIndex:
     with open(path, "rb") as fh:
         raw = fh.read(MAX_INDEX_BYTES + 1)
     if len(raw) > MAX_INDEX_BYTES:
@@ -264,23 +290,28 @@ def _read_sharded(path: str) -> Checkpoint:
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise UnsupportedInputError(f"{path}: a sharded index needs a non-empty 'weight_map' object")
-    directory = os.path.dirname(os.path.abspath(path))
     by_shard: dict[str, list[str]] = {}
     for name, shard in weight_map.items():
         by_shard.setdefault(_plain_file_name(shard, path), []).append(name)
     meta: dict[str, str] = {}
-    notes: list[str] = [f"reading {len(weight_map)} tensors from {len(by_shard)} shards"]
     extra = index.get("metadata") or {}
     if isinstance(extra, dict):
         for k, v in extra.items():
             meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    return ShardedIndex(path, dict(weight_map), by_shard, meta)
+
+
+def _read_sharded(path: str) -> Checkpoint:
+    index = read_index(path)
+    meta = dict(index.metadata)
+    notes = [f"reading {len(index.weight_map)} tensors from {len(index.shards)} shards"]
     loaded: dict[str, Any] = {}
-    for shard, names in by_shard.items():
-        tensors, shard_meta = _read_safetensors(_shard_path(directory, shard, path), names)
+    for shard, names in index.shards.items():
+        tensors, shard_meta = _read_safetensors(index.shard_path(shard), names)
         loaded.update(tensors)
         for k, v in shard_meta.items():
             meta.setdefault(k, v)
-    return {name: loaded[name] for name in weight_map}, meta, notes
+    return {name: loaded[name] for name in index.weight_map}, meta, notes
 
 
 # ----------------------------------------------------------------------------------- npz

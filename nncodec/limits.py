@@ -11,7 +11,8 @@ a file whose tensors add up to more than the physical memory). The header bounds
 header compresses 5-10x; a writer that would exceed it stores JSON instead), and every declared
 tensor or section must be backed by at least 32 bytes of the file, each alias by 8 (their JSON entries
 take more), so a 1 MB file declares at most 31 k tensors and 31 k sections, or 125 k aliases,
-whatever it holds.
+whatever it holds. A chunked tensor (spec §23) may have at most 2^20 chunks: 2^34 float64 elements (the
+largest tensor allowed, 128 GiB) in chunks of 128 KiB; nncodec writes chunks of 4 MiB.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Limits:
     max_json_depth: int = 32
     max_nesting_depth: int = 1
     max_alphabet: int = 2**20
+    max_chunks_per_tensor: int = 2**20  # a 2**34-element float64 tensor in chunks of 128 KiB
     max_decode_memory_bytes: int = 2**36  # modelled peak of decoding one tensor (decode_memory.py)
 
     def check(self, what: str, value: int, limit: int) -> None:
@@ -73,6 +75,7 @@ CHECKED_AGAINST = {
     "max_total_decoded_bytes": "Σ `numel × word size` over raw and quantized entries",
     "max_metadata_bytes": "Σ UTF-8 bytes of metadata keys and values",
     "max_alphabet": "count-table alphabet size (mask `ans` tables: 2)",
+    "max_chunks_per_tensor": "chunks of one chunked raw tensor (§23), declared and implied by `n`",
 }
 
 _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")

@@ -1,18 +1,18 @@
 """Tensors in a container: which sections hold which component of which tensor.
 
 This layer maps names to components and components to sections, and validates every reference
-(each section used exactly once, sizes and shapes within limits) before anything is decoded.
+(each section used exactly once, sizes and shapes within limits) before anything is decoded; one
+entry's own rules are in entries.py.
 It knows component kinds by name only; the codecs know how their bytes work.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from . import byte_report, codecs, decode_memory, fidelity, tensorfile_vae
+from . import byte_report, chunk_reads, codecs, decode_memory, fidelity, tensorfile_vae
 from .codecs.base import DecodeContext
 from .components import (
     CompressedTensor,
@@ -23,123 +23,190 @@ from .components import (
     check_quant_consistency,
     dequantize,
 )
-from .container.format import is_optional
 from .container.reader import CONTAINER_KEYS, Container, header_int
-from .dtypes import DTYPES, DType, dtype_by_name
+from .dtypes import DType
+from .entries import EntryParsing, Part, TensorEntry, check_metadata_size, check_unknown_keys
 from .errors import (
     CorruptFileError,
     FormatError,
     LimitExceededError,
-    UnsupportedVersionError,
 )
 from .limits import Limits
 from .vae_components import VaeTensor
 
 BODY_KEYS = ("tensors", "meta", "vae", "dataset")  # "dataset": a coded data set (§21, nncodec.mdl)
-QUANT_PARTS = ("mask", "levels", "quantizer", "pip")
-_PART_KEYS = frozenset(("s", "codec", "p"))
-_RAW_KEYS = frozenset(("dtype", "shape", "raw"))
-_NO_PARAMS: dict = {}
-_MAX_HEADER_INT = 2**53 - 1
+__all__ = ["Part", "TensorEntry", "TensorFile", "check_metadata_size", "open_tensor_file"]
 
 
-@dataclass(frozen=True)
-class Part:
-    kind: str
-    section: int
-    codec: str
-    params: dict
+class TensorFile(EntryParsing):
+    """The tensors of an open container; `decode(name)` reads only that tensor's sections.
 
+    Entries are parsed and validated when first used (`resolve`); `validate_all` makes every
+    whole-file check (each data section used exactly once, alias targets, the total decoded size,
+    the VAE member) and runs before anything that touches every tensor (`load_file`, `info`,
+    `verify`). A JSON header is parsed whole anyway, so for it `validate_all` runs at open,
+    as it always did; an indexed header (§4.5) defers it, so opening does no per-entry Python work
+    (the header's CRC and a few numpy views of its arrays)."""
 
-@dataclass(frozen=True)
-class TensorEntry:
-    name: str
-    dtype: DType
-    shape: tuple[int, ...]
-    parts: dict[str, Part]
-    quant_mode: str | None = None
-    quant_axis: int | None = None
-    vae_group: int | None = None  # a VAE tensor (spec §19): decoded from this group's latents
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-
-# ----------------------------------------------------------------------------------- reading
-
-
-def check_metadata_size(meta: dict[str, str], limits: Limits, error: type[Exception]) -> None:
-    """Metadata (UTF-8 bytes of keys and values) within the reader's limit; the writer checks the same."""
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in meta.items())
-    if size > limits.max_metadata_bytes:
-        raise error(f"metadata size in bytes is {size}, over the limit of {limits.max_metadata_bytes}")
-
-
-def _check_unknown_keys(obj: dict, known: tuple[str, ...], what: str) -> None:
-    for key in obj:
-        if key not in known and not is_optional(key):
-            raise UnsupportedVersionError(f"{what} has the unknown critical key {key!r}")
-
-
-class TensorFile:
-    """The tensors of an open container; `decode(name)` reads only that tensor's sections."""
-
-    def __init__(self, container: Container) -> None:
+    def __init__(self, container: Container, threads: int | None = None) -> None:
         self.container = container
         self.limits: Limits = container.limits
-        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1)
+        self.ctx = DecodeContext(self.limits, legacy_ans=container.preamble.major == 1, threads=threads)
         header = container.header
-        _check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
+        check_unknown_keys(header, BODY_KEYS + CONTAINER_KEYS, "header")
         self.metadata = self._parse_metadata(header.get("meta", {}))
-        raw_tensors = header.get("tensors", {})
-        if not isinstance(raw_tensors, dict):
-            raise FormatError("tensors must be an object mapping names to entries")
-        self.limits.check("number of tensors", len(raw_tensors), self.limits.max_tensors)
-        aliases = sum(1 for raw in raw_tensors.values() if isinstance(raw, dict) and "alias" in raw)
-        self.limits.check_entries("tensors", len(raw_tensors) - aliases, container.file_size, aliases)
-        self.entries: dict[str, TensorEntry] = {}
-        self.aliases: dict[str, str] = {}
-        used: dict[int, str] = {}
+        self._index = container.index
+        if self._index is None:
+            raw_tensors = header.get("tensors", {})
+            if not isinstance(raw_tensors, dict):
+                raise FormatError("tensors must be an object mapping names to entries")
+            self.limits.check("number of tensors", len(raw_tensors), self.limits.max_tensors)
+            self._json_entries: dict = raw_tensors
+        self._entries: dict[str, TensorEntry] = {}  # validated entries, filled as they are used
+        self._aliases: dict[str, str] = {}
+        self._section_owner: dict[int, str] = {}  # data sections of the entries validated so far
+        self._names: list[str] | None = None
+        self._vae: tensorfile_vae.VaeIndex | None = None
+        self._all_checked = False
+        self._check_dataset_reference(header)
+        self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
+        if self._index is None:
+            self.validate_all()
+
+    # ------------------------------------------------------------------ lazy entries (§4.5, §10)
+
+    @property
+    def names(self) -> list[str]:
+        """Every tensor name in file order (UTF-8, distinct)."""
+        if self._names is None:
+            self._names = list(self._json_entries) if self._index is None else self._index.all_names()
+        return self._names
+
+    def _raw_entry(self, name: str) -> object:
+        """The entry object of tensor `name` as stored (KeyError if there is none)."""
+        if self._index is None:
+            return self._json_entries[name]
+        i = self._index.find(name)
+        if i is None:
+            raise KeyError(name)
+        return self._index.entry(i)
+
+    def _load(self, name: str) -> TensorEntry | str:
+        """The validated entry of `name` (a TensorEntry, or an alias's target name)."""
+        if name in self._entries:
+            return self._entries[name]
+        if name in self._aliases:
+            return self._aliases[name]
+        try:
+            raw = self._raw_entry(name)
+        except KeyError:
+            raise KeyError(f"no tensor named {name!r} in this file") from None
+        if not isinstance(raw, dict):
+            raise FormatError(f"tensor {name!r}: entry must be an object")
+        if "alias" in raw:
+            if len(raw) > 1:
+                check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
+            if not isinstance(raw["alias"], str):
+                raise FormatError(f"tensor {name!r}: alias must be a tensor name")
+            self._aliases[name] = raw["alias"]
+            return raw["alias"]
+        entry = tensorfile_vae.parse_vae_entry(self, name, raw) if "vae" in raw else self._parse_entry(name, raw)
+        sections = self.container.sections
+        for part in entry.parts.values():
+            owner = self._section_owner.get(part.section)
+            if owner is not None and owner != name:
+                raise FormatError(f"section {part.section} is used by both {owner!r} and {name!r}")
+            kind = sections.kinds.get(part.section, "data")
+            if kind != "data":
+                raise FormatError(f"section {part.section} of kind {kind!r} is used by tensor {name!r}")
+            self._section_owner[part.section] = name
+        self._entries[name] = entry
+        return entry
+
+    def alias_of(self, name: str) -> str | None:
+        """The target of alias `name`, None if `name` is not an alias (KeyError: no such tensor)."""
+        got = self._load(name)
+        return got if isinstance(got, str) else None
+
+    def alias_targets(self) -> set[str]:
+        """The names that aliases point at (tied weights). For an indexed header only the entries
+        holding the text `"alias"` are parsed (all of them if an escape could hide it)."""
+        if self._all_checked or self._index is None:
+            return set(self.aliases.values())
+        idx = self._index
+        blob = bytes(idx.entries)
+        if b"\\" in blob:
+            return set(self.aliases.values())
+        targets, pos, seen = set(), blob.find(b'"alias"'), set()
+        while pos >= 0:
+            i = int(np.searchsorted(idx.entry_ends, pos, side="right"))
+            if i not in seen:
+                seen.add(i)
+                target = self.alias_of(idx.name(i))
+                if target is not None:
+                    targets.add(target)
+            pos = blob.find(b'"alias"', pos + 1)
+        return targets
+
+    @property
+    def entries(self) -> dict[str, TensorEntry]:
+        self.validate_all()
+        return self._entries
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        self.validate_all()
+        return self._aliases
+
+    @property
+    def owners(self) -> dict[int, str]:
+        """Section index -> the tensor (or VAE decoder/latent group) that uses it."""
+        self.validate_all()
+        return self._section_owner
+
+    @property
+    def vae(self) -> tensorfile_vae.VaeIndex:
+        self.validate_all()
+        return self._vae
+
+    def validate_all(self) -> None:
+        """Every entry and every whole-file rule of §6 and §5 (references): once per file."""
+        if self._all_checked:
+            return
+        names = self.names
+        aliases = 0
         total_bytes = 0
-        for name, raw in raw_tensors.items():
-            if not isinstance(raw, dict):
-                raise FormatError(f"tensor {name!r}: entry must be an object")
-            if "alias" in raw:
-                if len(raw) > 1:
-                    _check_unknown_keys(raw, ("alias",), f"tensor {name!r}")
-                if not isinstance(raw["alias"], str):
-                    raise FormatError(f"tensor {name!r}: alias must be a tensor name")
-                self.aliases[name] = raw["alias"]
+        for name in names:
+            got = self._load(name)
+            if isinstance(got, str):
+                aliases += 1
                 continue
-            entry = tensorfile_vae.parse_vae_entry(self, name, raw) if "vae" in raw else self._parse_entry(name, raw)
-            for part in entry.parts.values():
-                if part.section in used:
-                    raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {name!r}")
-                used[part.section] = name
-            total_bytes += entry.numel * entry.dtype.itemsize
+            total_bytes += got.numel * got.dtype.itemsize
             if total_bytes > self.limits.max_total_decoded_bytes:
                 self.limits.check("total decoded size in bytes", total_bytes, self.limits.max_total_decoded_bytes)
-            self.entries[name] = entry
-        for name, target in self.aliases.items():
-            if target not in self.entries:
-                what = "another alias" if target in self.aliases else "no tensor"
+        self.limits.check_entries("tensors", len(names) - aliases, self.container.file_size, aliases)
+        for name, target in self._aliases.items():
+            if target not in self._entries:
+                what = "another alias" if target in self._aliases else "no tensor"
                 raise FormatError(f"tensor {name!r} is an alias of {target!r}, which is {what}")
-        self.vae = tensorfile_vae.VaeIndex(self, header.get("vae"), used)
-        for s in container.sections:
-            if s.kind == "data" and s.index not in used:
-                raise FormatError(f"section {s.index} is not used by any tensor (orphan section)")
-            if s.kind != "data" and s.index in used:
-                raise FormatError(f"section {s.index} of kind {s.kind!r} is used by tensor {used[s.index]!r}")
-        self._check_dataset_reference(header)
-        self.names = list(raw_tensors)
-        self.owners = used  # section index -> the tensor (or VAE decoder/latent group) that uses it
-        self.error_summary = fidelity.parse(header.get(fidelity.HEADER_KEY))
+        used = self._section_owner
+        self._entries = {n: self._entries[n] for n in names if n in self._entries}  # file order
+        self._all_checked = True  # VaeIndex reads self.entries
+        try:
+            self._vae = tensorfile_vae.VaeIndex(self, self.container.header.get("vae"), used)
+            sections = self.container.sections
+            if len(used) != len(sections) - len(sections.kinds):
+                for i in range(len(sections)):
+                    if i not in used and i not in sections.kinds:
+                        raise FormatError(f"section {i} is not used by any tensor (orphan section)")
+        except BaseException:
+            self._all_checked = False
+            raise
 
     def _check_dataset_reference(self, header: dict) -> None:
         """A `dataset` member references exactly the one section of kind "dataset" (§21); the rest
         of the member is validated by nncodec.mdl when the data is decoded."""
-        indices = [s.index for s in self.container.sections if s.kind == "dataset"]
+        indices = [i for i, kind in sorted(self.container.sections.kinds.items()) if kind == "dataset"]
         if "dataset" not in header:
             if indices:
                 raise FormatError(f"section {indices[0]} of kind 'dataset' without a dataset header member")
@@ -151,106 +218,36 @@ class TensorFile:
         if indices != [s]:
             raise FormatError(f"dataset must reference the file's one section of kind 'dataset' (sections {indices}, s = {s})")
 
-    def _parse_metadata(self, meta: object) -> dict[str, str]:
-        if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-            raise FormatError("meta must map strings to strings")
-        check_metadata_size(meta, self.limits, LimitExceededError)
-        return dict(meta)
-
-    def _parse_part(self, name: str, kind: str, raw: object) -> Part:
-        # the happy path builds no message strings: files may hold a million entries
-        if not isinstance(raw, dict):
-            raise FormatError(f"tensor {name!r} {kind}: part must be an object")
-        if not raw.keys() <= _PART_KEYS:
-            _check_unknown_keys(raw, tuple(_PART_KEYS), f"tensor {name!r} {kind}")
-        section = raw.get("s")
-        if type(section) is not int or not 0 <= section < len(self.container.sections):
-            header_int(section, f"tensor {name!r} {kind} section index", 0, len(self.container.sections) - 1)
-        codec = raw.get("codec")
-        if not isinstance(codec, str):
-            raise FormatError(f"tensor {name!r} {kind}: codec must be a string")
-        params = raw.get("p", _NO_PARAMS)
-        if not isinstance(params, dict):
-            raise FormatError(f"tensor {name!r} {kind}: p must be an object")
-        return Part(kind, section, codec, params)
-
-    def _parse_dtype_shape(self, name: str, raw: dict) -> tuple[DType, tuple[int, ...]]:
-        limits = self.limits
-        dt = DTYPES.get(raw.get("dtype")) if isinstance(raw.get("dtype"), str) else None
-        if dt is None:
-            dt = dtype_by_name(raw.get("dtype"))
-        shape_raw = raw.get("shape")
-        if not isinstance(shape_raw, list):
-            raise FormatError(f"tensor {name!r}: shape must be a list")
-        if len(shape_raw) > limits.max_ndim:
-            limits.check(f"tensor {name!r} dimensions", len(shape_raw), limits.max_ndim)
-        numel = extent = 1
-        for d in shape_raw:
-            if type(d) is not int or not 0 <= d <= _MAX_HEADER_INT:
-                header_int(d, f"tensor {name!r} dimension")
-            numel *= d  # Python ints: no overflow
-            extent *= d or 1  # an empty tensor's other dimensions still size numpy's strides
-        shape = tuple(shape_raw)
-        if numel > limits.max_elements_per_tensor:
-            limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
-        if extent > limits.max_elements_per_tensor:
-            limits.check(f"tensor {name!r} product of non-zero dimensions", extent, limits.max_elements_per_tensor)
-        return dt, shape
-
-    def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
-        dt, shape = self._parse_dtype_shape(name, raw)
-        if "raw" in raw:
-            if not raw.keys() <= _RAW_KEYS:
-                _check_unknown_keys(raw, tuple(_RAW_KEYS), f"tensor {name!r}")
-            return TensorEntry(name, dt, shape, {"raw": self._parse_part(name, "raw", raw["raw"])})
-        if "levels" not in raw or "quantizer" not in raw or "q" not in raw:
-            raise FormatError(f"tensor {name!r}: needs either a raw part or q, levels and quantizer parts")
-        _check_unknown_keys(raw, ("dtype", "shape", "q") + QUANT_PARTS, f"tensor {name!r}")
-        if dt.kind != "f":
-            raise FormatError(f"tensor {name!r}: quantized tensors must have a float dtype")
-        q = raw["q"]
-        if not isinstance(q, dict):
-            raise FormatError(f"tensor {name!r}: q must be an object")
-        _check_unknown_keys(q, ("mode", "axis"), f"tensor {name!r} q")
-        mode = q.get("mode")
-        if mode not in ("uniform", "codebook"):
-            raise UnsupportedVersionError(f"tensor {name!r}: unknown quantizer mode {mode!r}")
-        axis = q.get("axis")
-        if axis is not None:
-            if mode != "uniform":
-                raise FormatError(f"tensor {name!r}: only a uniform quantizer has an axis")
-            axis = header_int(axis, f"tensor {name!r} quantizer axis", 0, max(len(shape) - 1, 0))
-            if not shape:
-                raise FormatError(f"tensor {name!r}: a scalar has no axis")
-        parts = {kind: self._parse_part(name, kind, raw[kind]) for kind in QUANT_PARTS if kind in raw}
-        if "pip" in parts and "mask" in parts:
-            raise FormatError(f"tensor {name!r}: a tensor with a pip part has no mask part (its mask is derived)")
-        return TensorEntry(name, dt, shape, parts, mode, axis)
-
     # ------------------------------------------------------------------------------- decode
 
     def resolve(self, name: str) -> TensorEntry:
-        if name in self.aliases:
-            name = self.aliases[name]
+        """The validated entry of tensor `name`, through an alias (KeyError if there is none)."""
+        got = self._load(name)
+        if isinstance(got, TensorEntry):
+            return got
         try:
-            return self.entries[name]
+            target = self._load(got)
         except KeyError:
-            raise KeyError(f"no tensor named {name!r} in this file") from None
+            target = None
+        if not isinstance(target, TensorEntry):
+            what = "another alias" if isinstance(target, str) else "no tensor"
+            raise FormatError(f"tensor {name!r} is an alias of {got!r}, which is {what}")
+        return target
 
     def _payload(self, part: Part) -> memoryview:
-        return memoryview(self.read_section(part.section))
+        return self.read_section(part.section)
 
-    def read_section(self, index: int) -> bytes:
-        """Section `index` after its CRC check; a mismatch names the tensor and component it holds."""
+    def read_section(self, index: int) -> memoryview:
+        """Section `index` (no copy) after its CRC check; a mismatch names the tensor and component it holds."""
         try:
-            return self.container.read_section(index)
+            return self.container.section_view(index)
         except CorruptFileError as e:
-            if index not in self.owners:
+            if index not in self._section_owner:
                 raise
-            name = self.owners[index]
-            parts = self.entries[name].parts if name in self.entries else {}
+            name = self._section_owner[index]
+            parts = self._entries[name].parts if name in self._entries else {}
             kind = next((k for k, p in parts.items() if p.section == index), "data")
-            what = f"tensor {name!r}" if name in self.entries else repr(name)
+            what = f"tensor {name!r}" if name in self._entries else repr(name)
             raise CorruptFileError(f"{what} ({kind}, section {index}): {e}") from None
 
     def _quantizer_values(self, e: TensorEntry) -> np.ndarray:
@@ -281,12 +278,14 @@ class TensorFile:
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
         decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)
 
-    def components_of(self, e: TensorEntry) -> CompressedTensor:
+    def components_of(self, e: TensorEntry, threads: int | None = None) -> CompressedTensor:
         """The components of a raw or quantized entry (a VAE entry: its residual), decoded and
-        checked against each other (levels as int32)."""
-        ctx = self.ctx
+        checked against each other (levels as int32); a chunked tensor's chunks on `threads` threads."""
+        ctx = self.ctx if threads is None else replace(self.ctx, threads=threads)
         if "raw" in e.parts:
             p = e.parts["raw"]
+            if p.codec == codecs.chunks.CODEC:  # §23: chunk CRCs, checked by the workers, stand for the section's
+                return RawTensor(e.dtype, e.shape, chunk_reads.decode_elements(self, e, 0, e.numel, threads, checked=True))
             words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
             return RawTensor(e.dtype, e.shape, words)
         mask, pip = None, None
@@ -350,26 +349,38 @@ class TensorFile:
         decode_memory.check(f"tensor {name!r}", need, self.limits)
         return self.decode_entry(e)
 
-    def decode_entry(self, e: TensorEntry) -> tuple[DType, tuple[int, ...], np.ndarray]:
+    def decode_entry(self, e: TensorEntry, threads: int | None = None) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of a resolved entry, after the memory check."""
         try:
             if e.vae_group is not None:
                 return e.dtype, e.shape, self.vae.decode_tensor(e)
-            t = self.components_of(e)
+            t = self.components_of(e, threads)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:
             raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
         return t.dtype, t.shape, words
+
+    def chunk_table(self, e: TensorEntry) -> codecs.chunks.ChunkTable | None:
+        """The validated chunk table of a chunked raw entry (§23), None for any other entry."""
+        p = e.parts.get("raw")
+        if p is None or p.codec != codecs.chunks.CODEC:
+            return None
+        return codecs.chunks.parse(p.params, e.numel, self._section_length(p.section), self.limits)
+
+    def decode_elements(self, e: TensorEntry, start: int, stop: int, threads: int | None = None) -> np.ndarray:
+        """Flat storage words [start, stop) of a resolved entry. For a chunked tensor only the chunks
+        covering the range are read, each after its own CRC check; other entries are decoded whole."""
+        return chunk_reads.decode_elements(self, e, start, stop, threads)
 
     def byte_report(self) -> dict:
         """Every byte of the file attributed to a part (nncodec/byte_report.py)."""
         return byte_report.build(self)
 
 
-def open_tensor_file(source, limits: Limits) -> TensorFile:
+def open_tensor_file(source, limits: Limits, threads: int | None = None) -> TensorFile:
     container = Container(source, limits)
     try:
-        return TensorFile(container)
+        return TensorFile(container, threads)
     except BaseException:
         container.close()
         raise

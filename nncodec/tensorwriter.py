@@ -4,16 +4,18 @@ limits (`readable`), so the writer never produces a file that readers refuse."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from . import codecs, tensorfile_vae
+from . import codecs, parallel, tensorfile_vae
 from .codecs.base import EncodeOptions
 from .components import CompressedTensor, QuantTensor, RawTensor, check_quant_consistency
 from .container.format import is_optional
-from .container.writer import assemble
+from .container.writer import Sections, StreamingFile, lay_out
 from .dtypes import DTYPES, DType
 from .errors import BadArgumentError, NNCodecError
 from .limits import DEFAULT_LIMITS
@@ -28,6 +30,9 @@ class Alias:
     target: str
 
 
+Item = tuple[str, "CompressedTensor | Alias | VaeTensor"]
+
+
 def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metadata: dict[str, str] | None = None,
                 options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
                 progress: Callable[[str], None] | None = None, optional: dict | None = None,
@@ -36,12 +41,33 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
     `progress(name)` is called after each tensor is coded (the CLI's progress bar); `optional` holds
     optional ("x-") header members, such as the lossy error summary of nncodec.fidelity; `vae` holds
     the decoders and latent groups that VaeTensor entries refer to (spec §19)."""
-    sections: list[bytes] = []
-    entries: dict[str, dict] = {}
+    store = Sections()
+    body, min_bytes = encode_body(tensors.items(), store, metadata, options, progress, optional, vae)
+    plan = lay_out(body, store, align=align, min_file_bytes=min_bytes, minor=format_minor(body["tensors"]))
+    return readable(plan.read(store, 0, plan.file_length))
+
+
+def encode_to_path(items: Iterable[Item], path: str | os.PathLike, metadata: dict[str, str] | None = None,
+                   options: EncodeOptions = codecs.DEFAULT_OPTIONS, align: int = 1,
+                   progress: Callable[[str], None] | None = None, optional: dict | None = None,
+                   overwrite: bool = False) -> int:
+    """Stream `items` (name, components), consumed one at a time, into the .nnc file `path`: each
+    section goes to a spool file as it is coded, and the file (exactly the bytes `encode_file` gives
+    for the same tensors) is moved into place only once complete. Returns the file size."""
+    with StreamingFile(path, overwrite=overwrite) as out:
+        body, min_bytes = encode_body(items, out.sections, metadata, options, progress, optional)
+        return out.finish(body, align=align, min_file_bytes=min_bytes, check=readable_file,
+                          minor=format_minor(body["tensors"]))
+
+
+def encode_body(items: Iterable[Item], store: Sections, metadata: dict[str, str] | None = None,
+                options: EncodeOptions = codecs.DEFAULT_OPTIONS, progress: Callable[[str], None] | None = None,
+                optional: dict | None = None, vae: VaeSet | None = None) -> tuple[dict, int]:
+    """Code every tensor of `items` in order into `store`; returns the header body and the file size
+    that readers require for its entries."""
 
     def add(kind: str, enc: codecs.Encoded) -> dict:
-        sections.append(enc.payload)
-        part = {"s": len(sections) - 1, "codec": enc.codec}
+        part = {"s": store.add(enc.payload), "codec": enc.codec}
         if enc.params:
             part["p"] = enc.params
         return part
@@ -53,36 +79,30 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         check_metadata_size(metadata, DEFAULT_LIMITS, BadArgumentError)  # before the slow part
 
     def entry_of(name: str, t: CompressedTensor) -> dict:
-        _check_writable(name, t)
-        entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
-        if isinstance(t, RawTensor):
-            entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options))
-        else:
-            q = {"mode": t.quantizer.mode}
-            if t.quantizer.axis is not None:
-                q["axis"] = int(t.quantizer.axis)
-            entry["q"] = q
-            if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
-                entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
-            elif t.mask is not None:
-                entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
-            rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
-            entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
-            entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
-        return entry
+        return encode_entry(name, t, options, add)
 
+    entries: dict[str, dict] = {}
+    aliases = 0
     group_numels = [0] * (len(vae.groups) if vae else 0)
-    for name, t in tensors.items():
+    for name, t, coded in code_entries(items, options):
         _check_text(name, "tensor name")
-        if isinstance(t, Alias):
+        if name in entries:
+            raise BadArgumentError(f"two tensors are named {name!r}")
+        if coded is not None:  # a raw or quantized tensor, coded by code_entries (maybe on another thread)
+            entry, recorded = coded
+            for part, payload in recorded:
+                part["s"] = store.add(payload)
+            entries[name] = entry
+        elif isinstance(t, Alias):
             entries[name] = {"alias": t.target}
+            aliases += 1
         elif isinstance(t, VaeTensor):
             if vae is None or not 0 <= t.group < len(vae.groups):
                 raise BadArgumentError(f"tensor {name!r}: vae group {t.group} is not in the file's VaeSet")
             group_numels[t.group] += t.numel
             entries[name] = tensorfile_vae.encode_vae_entry(name, t, entry_of)
-        else:
-            entries[name] = entry_of(name, t)
+        else:  # neither raw, quantized, alias nor VAE: refused
+            _check_writable(name, t)
         if progress:
             progress(name)
     body: dict = {"tensors": entries}
@@ -94,19 +114,116 @@ def encode_file(tensors: dict[str, CompressedTensor | Alias | VaeTensor], metada
         if not is_optional(key) or key in body:
             raise BadArgumentError(f"{key!r} is not an optional header member name (they start with 'x-')")
         body[key] = value
-    aliases = sum(1 for t in tensors.values() if isinstance(t, Alias))
-    min_bytes = DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
-    return readable(assemble(body, sections, align=align, min_file_bytes=min_bytes))
+    return body, DEFAULT_LIMITS.entry_bytes(len(entries) - aliases, aliases)
+
+
+Recorded = list[tuple[dict, bytes]]  # (part object, payload) per section of one tensor, "s" to be set
+_BATCH_BYTES = 64 * 2**20  # input bytes of small tensors coded concurrently at most (memory stays bounded)
+
+
+def code_entries(items: Iterable[tuple[str, object]], options: EncodeOptions) -> Iterator[tuple[str, object, tuple[dict, Recorded] | None]]:
+    """(name, tensor, (entry, recorded sections)) per item, in input order, using `options.threads`
+    threads: runs of small raw/quantized tensors are coded concurrently (one tensor per thread), a tensor
+    larger than a chunk alone (its chunks in parallel, §23). Other items (Alias, VaeTensor) come back
+    with None, for the caller to handle. The caller appends each recorded payload as the next section and
+    sets its part's "s": the bytes are the same for any number of threads. Items are pulled lazily: at
+    most one batch (64 MiB of input) is held."""
+    batch: list[tuple[str, CompressedTensor]] = []
+    size = 0
+
+    def flush() -> Iterator[tuple[str, object, tuple[dict, Recorded]]]:
+        threads = parallel.worth_threads([_input_bytes(t) for _, t in batch], options.threads)
+        yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, threads)
+
+    for name, t in items:
+        if not isinstance(t, (RawTensor, QuantTensor)):
+            yield from flush()
+            batch, size = [], 0
+            yield name, t, None
+            continue
+        nbytes = _input_bytes(t)
+        if batch and (nbytes > options.chunk_bytes or size + nbytes > _BATCH_BYTES):
+            yield from flush()
+            batch, size = [], 0
+        if nbytes > options.chunk_bytes:
+            yield _code_one(name, t, options)
+        else:
+            batch.append((name, t))
+            size += nbytes
+    yield from flush()
+
+
+def _input_bytes(t: object) -> int:
+    shape = getattr(t, "shape", ())
+    dt = getattr(t, "dtype", None)
+    return math.prod(shape) * (dt.itemsize if isinstance(dt, DType) else 8)
+
+
+def _code_one(name: str, t: CompressedTensor, options: EncodeOptions) -> tuple[str, object, tuple[dict, Recorded]]:
+    recorded: Recorded = []
+
+    def record(kind: str, enc: codecs.Encoded) -> dict:
+        part: dict = {"s": None, "codec": enc.codec}
+        if enc.params:
+            part["p"] = enc.params
+        recorded.append((part, enc.payload))
+        return part
+
+    return name, t, (encode_entry(name, t, options, record), recorded)
+
+
+def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Callable[[str, codecs.Encoded], dict]) -> dict:
+    """The header entry of one raw or quantized tensor; `add(kind, encoded)` stores each component's
+    payload as a section and returns its part object. A large raw tensor is cut into chunks (§23),
+    a whole number of rows each where a row fits."""
+    _check_writable(name, t)
+    entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
+    if isinstance(t, RawTensor):
+        row = math.prod(t.shape[1:]) if len(t.shape) > 1 else 1
+        entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options, row))
+        return entry
+    q = {"mode": t.quantizer.mode}
+    if t.quantizer.axis is not None:
+        q["axis"] = int(t.quantizer.axis)
+    entry["q"] = q
+    if t.pip is not None:  # the mask is derived from the pip codes and threshold (codecs/pip.py)
+        entry["pip"] = add("pip", codecs.pip.encode(t.pip, options))
+    elif t.mask is not None:
+        entry["mask"] = add("mask", codecs.mask.encode(t.mask, options))
+    rows = codecs.levels_ctx.row_counts(t.shape, t.mask)  # context for the row-class levels codec
+    entry["levels"] = add("levels", codecs.levels.encode(t.levels, options, rows))
+    entry["quantizer"] = add("quantizer", codecs.quantizer.encode(t.quantizer.values, options))
+    return entry
+
+
+def format_minor(entries: dict[str, dict]) -> int:
+    """The format 2.x minor version a file with these header entries needs (§12: writers write the
+    minor whose features they use): 1 with a chunked tensor (§23) or a float8 dtype, else 0."""
+    for entry in entries.values():
+        raw = entry.get("raw")
+        if isinstance(raw, dict) and raw.get("codec") == codecs.chunks.CODEC:
+            return 1
+        dt = DTYPES.get(entry.get("dtype"))
+        if dt is not None and dt.minor:
+            return 1
+    return 0
 
 
 def readable(data: bytes) -> bytes:
     """`data`, once a reader with the default limits has accepted its header: the writer never
     produces a file that the reader refuses (too many tensors for the file size, a huge header...)."""
+    readable_file(data)
+    return data
+
+
+def readable_file(source: bytes | str) -> None:
+    """Refuse (BadArgumentError) a file, as bytes or a path, that readers with the default limits refuse."""
     try:
-        open_tensor_file(data, DEFAULT_LIMITS).container.close()
+        tf = open_tensor_file(source, DEFAULT_LIMITS)
+        tf.validate_all()  # an indexed header checks its entries when they are used: check them all now
+        tf.container.close()
     except NNCodecError as e:
         raise BadArgumentError(f"refusing to write a file that readers with the default limits refuse: {e}") from None
-    return data
 
 
 def _check_text(text: object, what: str) -> None:

@@ -49,6 +49,7 @@ class Vector:
     prefer: str = "balanced"
     align: int = 1
     inputs: dict[str, str] = field(default_factory=dict)  # per-tensor description of how it was made
+    chunk_bytes: int | None = None  # raw tensors larger than this are chunked (§23); None: the default
 
 
 def _bf16_words(x: np.ndarray) -> np.ndarray:
@@ -277,6 +278,19 @@ def many_tensors() -> Vector:
                                                           "default_rng(1012).standard_normal((2, 3)) * 0.1 float32"})
 
 
+def indexed_header() -> Vector:
+    """§4.5: 130 tensors, so the header is indexed (binary section table and names, one JSON text
+    per entry); one of them is an alias."""
+    rng = np.random.default_rng(1045)
+    t: dict[str, Any] = {}
+    for i in range(129):
+        t[f"layers.{i}.scale"] = (rng.standard_normal(2 + i % 3) * 0.1).astype(np.float16)
+    t["layers.0.scale.tied"] = t["layers.0.scale"]  # the same array object: stored once, as an alias
+    return Vector("indexed_header", "130 tensors (129 float16 vectors and an alias): the header is indexed (§4.5)", t,
+                  inputs={"layers.{i}.scale": "for i in 0..128: default_rng(1045).standard_normal(2 + i % 3) * 0.1 "
+                                              "float16", "layers.0.scale.tied": "the same array object as layers.0.scale"})
+
+
 def pip_spike_slab() -> Vector:
     """§20: a spike-and-slab layer stored with its inclusion probabilities (derived mask, no mask part)."""
     from dataclasses import replace
@@ -303,10 +317,47 @@ def pip_spike_slab() -> Vector:
                                           "quantize_pip(bits=2, limit=4, threshold=0.5)"})
 
 
+def chunked() -> Vector:
+    """§23 (format 2.1): chunked raw tensors, with chunk_bytes=1000 so that small inputs are chunked."""
+    rng = np.random.default_rng(1020)
+    w = (rng.standard_normal((40, 30)) * 0.05).astype(np.float32)
+    wide = (rng.standard_normal((3, 700)) * 0.1).astype(np.float16)
+    flat = rng.integers(-40, 40, 777).astype(np.int16)
+    noise = rng.integers(0, 256, 1500, dtype=np.uint8)
+    ramp = np.tile(rng.integers(-(2**31), 2**31, 50).astype(np.int32), 20)
+    return Vector("chunked", "chunked raw tensors (format 2.1, §23) written with 1,000-byte chunks: whole rows per "
+                  "chunk (float32), chunk boundaries inside rows (float16 rows longer than a chunk), a 1-D int16 "
+                  "tensor whose last chunk is shorter, incompressible bytes (copy chunks) and a repeating int32 "
+                  "pattern (zstd chunks)", {"w": w, "wide": wide, "flat": flat, "noise": noise, "ramp": ramp}, chunk_bytes=1000,
+                  inputs={"w": "default_rng(1020).standard_normal((40, 30)) * 0.05 as float32",
+                          "wide": "then .standard_normal((3, 700)) * 0.1 as float16",
+                          "flat": "then .integers(-40, 40, 777) as int16",
+                          "noise": "then .integers(0, 256, 1500, dtype=uint8)",
+                          "ramp": "tile(next .integers(-2**31, 2**31, 50) as int32, 20)"})
+
+
+def float8() -> Vector:
+    """§6.1 (format 2.1): float8_e4m3fn and float8_e5m2, lossless, as torch tensors."""
+    import torch
+
+    rng = np.random.default_rng(1021)
+    special = np.array([0x00, 0x80, 0x7F, 0xFF, 0x7E, 0xFE, 0x01, 0x81, 0x38, 0xB8], dtype=np.uint8)
+    e4 = np.concatenate([special, rng.integers(0x20, 0x48, 54, dtype=np.uint8) | (rng.integers(0, 2, 54, dtype=np.uint8) << 7)])
+    e5 = np.concatenate([special, np.array([0x7C, 0xFC, 0x7D], dtype=np.uint8), rng.integers(0x28, 0x40, 51, dtype=np.uint8)])
+    return Vector("float8", "float8_e4m3fn and float8_e5m2 tensors (format 2.1, §6.1), lossless: NaN, +-0, +-max, "
+                  "subnormals, +-1, +-inf (e5m2) and weight-like words",
+                  {"e4m3": torch.from_numpy(e4).view(torch.float8_e4m3fn),
+                   "e5m2": torch.from_numpy(e5.reshape(8, 8)).view(torch.float8_e5m2)},
+                  inputs={"e4m3": f"words {special.tolist()} then default_rng(1021).integers(0x20, 0x48, 54) | "
+                                  "(next .integers(0, 2, 54) << 7), as torch.float8_e4m3fn",
+                          "e5m2": f"words {special.tolist() + [0x7C, 0xFC, 0x7D]} then next .integers(0x28, 0x40, 51), "
+                                  "shape (8, 8), as torch.float8_e5m2"})
+
+
 VECTORS: list[Callable[[], Vector]] = [
     fp32_lossless, bf16_lossless, fp64_fp16_lossless, int64_lossless, empty_and_scalar, masked_quant, metadata,
     special_floats, tied_alias, codebook, bool_and_ints, aligned_speed, many_tensors, minimal, no_tensors,
-    pip_spike_slab,
+    pip_spike_slab, chunked, float8, indexed_header,
 ]
 
 
@@ -479,8 +530,16 @@ def check_vae_tolerance(data: bytes, expected: dict[str, dict]) -> None:
 
 
 def encode_vector(v: Vector) -> bytes:
-    """The file bytes for a vector's inputs and settings, through the public API."""
-    return nncodec.save(v.tensors, v.metadata, prefer=v.prefer, align=v.align)
+    """The file bytes for a vector's inputs and settings, through the public API (a chunk size other than
+    the default: through the same steps with EncodeOptions, as nncodec.save takes none)."""
+    if v.chunk_bytes is None:
+        return nncodec.save(v.tensors, v.metadata, prefer=v.prefer, align=v.align)
+    from nncodec.api import compress_tensors
+    from nncodec.codecs.base import EncodeOptions
+    from nncodec.tensorwriter import encode_file
+
+    options = EncodeOptions(prefer=v.prefer, chunk_bytes=v.chunk_bytes)
+    return encode_file(compress_tensors(v.tensors), v.metadata, options, v.align)
 
 
 def decoded_entries(data: bytes) -> dict[str, dict]:
@@ -572,15 +631,18 @@ def _versions() -> dict[str, str]:
 def manifest_entry(v: Vector, data: bytes) -> dict:
     with nncodec.open(data) as f:
         report = f.info()
-    codecs = sorted({f"{c['kind']}/{c['codec']}" + (f"[{','.join(s[0] for s in c['params']['streams'])}]"
-                                                   if c["codec"] == "planes" else "")
-                     for t in report["tensors"] for c in t["components"]})
+    def label(c: dict) -> str:
+        if c["codec"] == "planes":
+            return f"[{','.join(s[0] for s in c['params']['streams'])}]"
+        return f"[{','.join(c['chunk_codecs'])}]" if c["codec"] == "chunks" else ""
+
+    codecs = sorted({f"{c['kind']}/{c['codec']}{label(c)}" for t in report["tensors"] for c in t["components"]})
     return {
         "file": f"{v.name}.nnc",
         "bytes": len(data),
         "sha256": hashlib.sha256(data).hexdigest(),
         "description": v.description,
-        "encode": {"prefer": v.prefer, "align": v.align},
+        "encode": {"prefer": v.prefer, "align": v.align, **({"chunk_bytes": v.chunk_bytes} if v.chunk_bytes else {})},
         "header_encoding": report["header_encoding"],
         "codecs": codecs,
         "metadata": v.metadata or {},

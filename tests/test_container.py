@@ -58,8 +58,8 @@ def words_for(draw, dt, shape) -> np.ndarray:
 def as_input(dt, words: np.ndarray, framework: str):
     """The user-facing tensor for storage words: a torch tensor or a numpy array."""
     if framework == "torch":
-        if dt.name == "bfloat16":
-            return torch.from_numpy(words.view(np.int16).copy()).view(torch.bfloat16)
+        if dt.words_only:  # bfloat16, float8: torch views the storage words
+            return torch.from_numpy(words.view(np.int16 if dt.itemsize == 2 else np.uint8).copy()).view(getattr(torch, dt.name))
         return torch.from_numpy(words.view(numpy_value_dtype(dt)).copy())
     return words.view(numpy_value_dtype(dt)).copy()
 
@@ -67,7 +67,9 @@ def as_input(dt, words: np.ndarray, framework: str):
 def storage_bytes(value) -> bytes:
     """The exact little-endian bytes of a loaded tensor (torch or numpy), for bit-exact comparison."""
     if isinstance(value, torch.Tensor):
-        value = (value.view(torch.int16) if value.dtype == torch.bfloat16 else value).numpy()
+        if value.dtype in (torch.bfloat16, torch.float8_e4m3fn, torch.float8_e5m2):
+            value = value.view(torch.int16 if value.element_size() == 2 else torch.uint8)
+        value = value.numpy()
     arr = np.ascontiguousarray(value)
     return arr.astype(arr.dtype.newbyteorder("<")).tobytes()
 
@@ -84,7 +86,7 @@ def tensor_dicts(draw) -> tuple[dict, dict]:
     tensors, expected = {}, {}
     for name in draw(st.lists(names, min_size=0, max_size=5, unique=True)):
         framework = draw(st.sampled_from(["torch", "numpy"]))
-        choices = sorted(DTYPES) if framework == "torch" else sorted(set(DTYPES) - {"bfloat16"})
+        choices = sorted(DTYPES) if framework == "torch" else sorted(n for n, d in DTYPES.items() if not d.words_only)
         dt = DTYPES[draw(st.sampled_from(choices))]
         shape = draw(shapes)
         words = draw(words_for(dt, shape))
@@ -98,8 +100,8 @@ def check_loaded(loaded: dict, expected: dict, framework: str) -> None:
     for name, (dt, shape, words) in expected.items():
         value = loaded[name]
         assert tuple(value.shape) == shape
-        if framework == "np" and dt.name == "bfloat16":
-            assert value.dtype == np.uint16
+        if framework == "np" and dt.words_only:
+            assert value.dtype == dt.storage
         else:
             assert dtype_name(value) == dt.name
         assert storage_bytes(value) == words.tobytes(), name
@@ -336,7 +338,7 @@ def _uniform(values, axis=None) -> Quantizer:
     ({"a": np.array(["text"])}, None, nncodec.UnsupportedInputError),
     ({"a": np.zeros(2, dtype=object)}, None, nncodec.UnsupportedInputError),
     ({"a": torch.zeros(2, dtype=torch.complex64)}, None, nncodec.UnsupportedInputError),
-    ({"a": torch.zeros(2, dtype=torch.float8_e4m3fn)}, None, nncodec.UnsupportedInputError),
+    ({"a": torch.zeros(2, dtype=torch.float8_e4m3fnuz)}, None, nncodec.UnsupportedInputError),  # (e4m3fn, e5m2: format 2.1)
     ({"a": torch.zeros(2, 2).to_sparse()}, None, nncodec.UnsupportedInputError),
     ({"a": torch.empty(3, device="meta")}, None, nncodec.UnsupportedInputError),
     ({"a": _quiet(lambda: torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)]))}, None,

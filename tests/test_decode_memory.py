@@ -22,6 +22,7 @@ import pytest
 import nncodec
 from nncodec import components, decode_memory
 from nncodec.codecs import ans, levels_ctx, mask, mask_ctx, raw, zstd
+from nncodec.codecs.base import EncodeOptions
 from nncodec.codecs.binary import encode_uvarints
 from nncodec.container.reader import Container
 from nncodec.container.writer import assemble
@@ -268,6 +269,10 @@ def _files(rng) -> dict[str, tuple[bytes, str]]:
                                                                              for k, c in enumerate(coded)]}}
         out[f"raw/planes/{dt}"] = (assemble({"tensors": {"t": {"dtype": dt, "shape": [n], "raw": part}}},
                                             [b"".join(coded)]), dt)
+        chunked = raw.encode(words, DTYPES[dt], EncodeOptions(chunk_bytes=2**16, threads=2))  # §23, 2 workers
+        part = {"s": 0, "codec": chunked.codec, "p": chunked.params}
+        out[f"raw/chunks/{dt}"] = (assemble({"tensors": {"t": {"dtype": dt, "shape": [n], "raw": part}}},
+                                            [chunked.payload]), dt)
     m = rng.random(shape) < 0.4
     lv = rng.integers(-7, 8, int(m.sum()))
     lv_zstd = zstd.compress((lv.astype(np.int64) * 2 ^ (lv.astype(np.int64) >> 63)).astype(np.uint8).tobytes())

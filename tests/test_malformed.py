@@ -316,7 +316,7 @@ def test_future_minor_version_is_read():
 
 def test_preamble_field_defects():
     header, tail, enc = _split(sample_file())
-    expect(UnsupportedVersionError, raw_file(header, tail, encoding=2))
+    expect(UnsupportedVersionError, raw_file(header, tail, encoding=4))
     expect(FormatError, raw_file(header, tail, encoding=enc, reserved=b"\0\1\0"))
     size = PREAMBLE_SIZE + len(header) + len(tail)
     expect(CorruptFileError, raw_file(header, tail, encoding=enc, file_length=size + 1))

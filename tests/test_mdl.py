@@ -179,7 +179,7 @@ def _rebuild(data: bytes, edit) -> bytes:
 
     with Container(data) as c:
         body = {k: v for k, v in c.header.items() if k not in CONTAINER_KEYS}
-        sections = [c.read_section(s.index) for s in c.sections]
+        sections = [bytes(c.read_section(s.index)) for s in c.sections]  # (a view into the file)
         kinds = {s.index: s.kind for s in c.sections if s.kind != "data"}
     edit(body, sections, kinds)
     return assemble(body, sections, kinds=kinds)

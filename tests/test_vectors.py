@@ -15,6 +15,7 @@ import importlib.util
 import json
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,8 @@ def test_decoded_tensors_match_manifest(name):
         for tname, want in expected.items():
             arr = f.get_tensor(tname)
             le = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
-            assert arr.dtype.name == (want["dtype"] if want["dtype"] != "bfloat16" else "uint16"), tname
+            dt = DTYPES[want["dtype"]]  # bfloat16 and float8 come back as their storage words
+            assert arr.dtype.name == (dt.storage.name if dt.words_only else want["dtype"]), tname
             assert list(arr.shape) == want["shape"], tname
             assert hashlib.sha256(le.tobytes()).hexdigest() == want["sha256"], tname
         report = f.info()
@@ -118,7 +120,8 @@ def test_reencoding_decoded_components_gives_identical_bytes(name):
     tf = open_tensor_file(data, nncodec.DEFAULT_LIMITS)
     try:
         comps = {n: Alias(tf.aliases[n]) if n in tf.aliases else tf.decode_components(n) for n in tf.names}
-        again = encode_file(comps, tf.metadata or None, EncodeOptions(prefer=enc["prefer"]), align=tf.container.align)
+        options = EncodeOptions(prefer=enc["prefer"], chunk_bytes=enc.get("chunk_bytes", EncodeOptions.chunk_bytes))
+        again = encode_file(comps, tf.metadata or None, options, align=tf.container.align)
     finally:
         tf.container.close()
     assert tf.container.align == enc["align"]
@@ -129,11 +132,14 @@ def test_vectors_cover_the_format():
     """The set of vectors exercises every codec and container feature the spec defines."""
     codecs = set().union(*(e["codecs"] for e in MANIFEST["vectors"]))
     kinds = {c.split("[")[0] for c in codecs}
-    assert kinds >= {"raw/copy", "raw/zstd", "raw/planes", "mask/ans", "mask/ans-rows", "mask/zstd",
+    assert kinds >= {"raw/copy", "raw/zstd", "raw/planes", "raw/chunks", "mask/ans", "mask/ans-rows", "mask/zstd",
                      "levels/ans", "levels/zstd", "quantizer/f32"}
-    methods = {m for c in codecs if "[" in c for m in c[c.index("[") + 1 : -1].split(",")}
+    chunk_codecs = {m for c in codecs if c.startswith("raw/chunks[") for m in c[c.index("[") + 1 : -1].split(",")}
+    assert chunk_codecs == {"copy", "zstd", "planes"}
+    methods = {m for c in codecs if c.startswith("raw/planes[") for m in c[c.index("[") + 1 : -1].split(",")}
     assert methods == {"copy", "zstd", "ans"}
-    assert {e["header_encoding"] for e in MANIFEST["vectors"]} == {"json", "zstd"}
+    encodings = {e["header_encoding"] for e in MANIFEST["vectors"]}
+    assert encodings >= {"json", "zstd"} and encodings & {"indexed", "indexed+zstd"}
     assert any(e["encode"]["align"] > 1 for e in MANIFEST["vectors"])
     tensors = [t for e in MANIFEST["vectors"] for t in e["tensors"].values()]
     assert {t["dtype"] for t in tensors} == set(DTYPES)
@@ -257,6 +263,26 @@ def _spec_table(payload: bytes) -> tuple[int, list[int], bytes]:
     return table.lo, [int(c) for c in table.counts], bytes(r.take(r.remaining))
 
 
+def _spec_planes(part, payload: bytes, words: np.ndarray) -> list[tuple[dict, bytes, np.ndarray]]:
+    """(planes params, planes payload, the words it holds) of a raw part: the part itself, or (§23,
+    read from the spec's text) every planes chunk of a chunks part, whose table is checked on the way:
+    ceil(numel / n) chunks tiling the section, each with the CRC-32 of its bytes."""
+    if part.codec == "planes":
+        return [(part.params, payload, words)]
+    n, table = part.params["n"], part.params["chunks"]
+    assert len(table) == -(-words.size // n)
+    out, offset = [], 0
+    for k, chunk in enumerate(table):
+        length, crc, codec = chunk[:3]
+        piece = payload[offset : offset + length]
+        assert len(piece) == length and zlib.crc32(piece) == crc
+        if codec == "planes":
+            out.append((chunk[3], piece, words[k * n : (k + 1) * n]))
+        offset += length
+    assert offset == len(payload)
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(ENTRIES))
 def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
     """Every ANS stream of the vectors, decoded by the procedure of §8.5/§8.6 written out above,
@@ -269,18 +295,21 @@ def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
             comps = tf.decode_components(tname)
             for kind, part in e.parts.items():
                 payload = tf.container.read_section(part.section)
-                if kind == "raw" and part.codec == "planes":
-                    _, streams = raw_codec._split(comps.words.reshape(-1), e.dtype)
-                    pos = 0
-                    for (method, length), want in zip(part.params["streams"], streams, strict=True):
-                        if method == "ans":
-                            lo, counts, words = _spec_table(payload[pos : pos + length])
-                            if len(counts) > 1:
-                                dec = _SpecDecoder(words)
-                                got = [lo + s for s in dec.symbols(_spec_cdf(counts), e.numel)]
-                                assert got == want.astype(np.int64).tolist() and dec.ended(), (tname, name)
+                if kind == "raw" and part.codec in ("planes", "chunks"):
+                    for params, piece, words_in in _spec_planes(part, payload, comps.words.reshape(-1)):
+                        _, streams = raw_codec._split(words_in, e.dtype)
+                        pos = 0
+                        for (method, length), want in zip(params["streams"], streams, strict=True):
+                            if method == "ans":
+                                lo, counts, words = _spec_table(piece[pos : pos + length])
+                                if len(counts) > 1:
+                                    dec = _SpecDecoder(words)
+                                    got = [lo + s for s in dec.symbols(_spec_cdf(counts), words_in.size)]
+                                    assert got == want.astype(np.int64).tolist() and dec.ended(), (tname, name)
+                                else:  # §8.7: a one-symbol table has no words; every symbol is lo
+                                    assert words == b"" and (want.astype(np.int64) == lo).all(), (tname, name)
                                 checked += 1
-                        pos += length
+                            pos += length
                 elif part.codec == "ans" and kind in ("mask", "levels", "pip"):
                     lo, counts, words = _spec_table(payload)
                     want = (comps.mask.reshape(-1).astype(np.int64) if kind == "mask" else

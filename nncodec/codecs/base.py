@@ -37,14 +37,24 @@ class EncodeOptions:
     prefer: str = "balanced"
     zstd_level: int = 19
     contexts: bool = True  # try the context-model candidates (mask "ans-classes", levels "ans-rowclass")
+    threads: int | None = None  # worker threads for chunks (None or 0: every core); never changes the bytes
+    chunk_bytes: int = 4 * 2**20  # raw tensors larger than this are cut into chunks (spec §22; chunks.py)
 
     def __post_init__(self) -> None:
         if self.prefer not in PREFER_CHOICES:
             raise BadArgumentError(f"prefer must be one of {', '.join(PREFER_CHOICES)}, not {self.prefer!r}")
+        check_threads(self.threads)
+        if isinstance(self.chunk_bytes, bool) or not isinstance(self.chunk_bytes, int) or self.chunk_bytes < 1:
+            raise BadArgumentError(f"chunk_bytes must be a positive integer, not {self.chunk_bytes!r}")
 
     @property
     def allow_slow(self) -> bool:
         return self.prefer != "speed"
+
+
+def check_threads(threads: object) -> None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise BadArgumentError(f"threads must be a non-negative integer (0 or None: every core), not {threads!r}")
 
 
 DEFAULT_OPTIONS = EncodeOptions()
@@ -55,6 +65,7 @@ BALANCED_MARGIN = 1 / 64
 class DecodeContext:
     limits: Limits = DEFAULT_LIMITS
     legacy_ans: bool = False  # a format 1 file: its ANS streams end empty, not in FINAL_STATE (spec §12)
+    threads: int | None = None  # worker threads for the chunks of a tensor (None or 0: every core)
 
     @property
     def ans_final_state(self) -> int:

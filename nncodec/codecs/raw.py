@@ -17,7 +17,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
-from . import ans, zstd
+from . import ans, chunks, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
 _NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
@@ -65,33 +65,31 @@ def _stream_widths(dt: DType) -> tuple[str, list[int]]:
 _JOIN_BLOCK = 1 << 20  # words reassembled per step: temporaries stay a few MiB whatever the tensor size
 
 
-def _join(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
+def _join(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray | None = None) -> np.ndarray:
     """Words from their streams, block by block into one output array (peak = streams + output)."""
     n = streams[0].size
-    if n <= _JOIN_BLOCK:
-        return _join_block(split, streams, dt)
-    out = np.empty(n, dtype=dt.storage)
+    out = np.empty(n, dtype=dt.storage) if out is None else out
     for start in range(0, n, _JOIN_BLOCK):
         stop = min(n, start + _JOIN_BLOCK)
-        out[start:stop] = _join_block(split, [s[start:stop] for s in streams], dt)
+        _join_block(split, [s[start:stop] for s in streams], dt, out[start:stop])
     return out
 
 
-def _join_block(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
-    if split == "bytes":
-        out = np.empty((streams[0].size, dt.itemsize), dtype=np.uint8)
-        for k, plane in enumerate(streams):
-            out[:, k] = plane
-        return out.reshape(-1).view(dt.storage)
-    if _sign_exponent_byte_aligned(dt):
+def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray) -> None:
+    """Words from their streams, written into the contiguous array `out`."""
+    if split == "bytes" or _sign_exponent_byte_aligned(dt):
+        columns = out.view(np.uint8).reshape(-1, dt.itemsize)
+        if split == "bytes":
+            for k, plane in enumerate(streams):
+                columns[:, k] = plane
+            return
         # inverse of the fast split: every exponent and sign+mantissa value is in range by construction
         exp, top = streams[0], streams[-1]
-        out = np.empty((exp.size, dt.itemsize), dtype=np.uint8)
         for k, plane in enumerate(streams[1:-1]):
-            out[:, k] = plane
-        out[:, -1] = (top & np.uint8(0x80)) | (exp >> np.uint8(1))
-        out[:, -2] = (exp << np.uint8(7)) | (top & np.uint8(0x7F))
-        return out.reshape(-1).view(dt.storage)
+            columns[:, k] = plane
+        columns[:, -1] = (top & np.uint8(0x80)) | (exp >> np.uint8(1))
+        columns[:, -2] = (exp << np.uint8(7)) | (top & np.uint8(0x7F))
+        return
     e, m = dt.exponent_bits, dt.mantissa_bits
     u = np.dtype(f"u{dt.itemsize}")
     rest = np.zeros(streams[0].size, dtype=u)
@@ -106,7 +104,7 @@ def _join_block(split: str, streams: list[np.ndarray], dt: DType) -> np.ndarray:
     rest &= u.type((1 << m) - 1)
     rest |= sign
     rest |= exp << u.type(m)
-    return rest.view(dt.storage)
+    out[...] = rest.view(dt.storage)
 
 
 def _entropy_bits(stream: np.ndarray) -> float:
@@ -115,8 +113,33 @@ def _entropy_bits(stream: np.ndarray) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def _encode_stream(stream: np.ndarray, options: EncodeOptions) -> tuple[Encoded, Encoded | None]:
-    """(the smallest fast-decoding coding, the ANS coding or None) of one symbol stream."""
+_SAMPLE = 1 << 16  # symbols whose histogram stands for a larger stream's (entropy bias < 0.003 bits)
+
+
+def _sample(stream: np.ndarray) -> np.ndarray:
+    return stream if stream.size <= _SAMPLE else stream[:: stream.size // _SAMPLE]
+
+
+def _encode_streams(streams: list[np.ndarray], options: EncodeOptions) -> list[Encoded]:
+    """The coding of every stream of a planes split, by `options.prefer` (spec §16.1)."""
+    if options.prefer == "size":
+        return _choose_streams([_encode_stream_exhaustive(s, options) for s in streams], options)
+    cheap = [_encode_stream_cheap(s) for s in streams]
+    fast = [f for f, _ in cheap]
+    if options.prefer == "speed":
+        return fast
+    # balanced: ANS is computed only where the entropy estimates say the tensor could save the margin
+    fast_total = sum(len(f.payload) for f in fast)
+    gains = [len(f.payload) - est for f, est in cheap]
+    if sum(g for g in gains if g > 0) < BALANCED_MARGIN * fast_total:
+        return fast
+    coded = [(f, Encoded("ans", ans.encode_with_table(s.astype(np.int64)), slow=True) if g > 0 else None)
+             for s, (f, _), g in zip(streams, cheap, gains, strict=True)]
+    return _choose_streams(coded, options)
+
+
+def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tuple[Encoded, Encoded | None]:
+    """prefer="size": (the smallest fast-decoding coding, the ANS coding or None) of one symbol stream."""
     raw = stream.astype(stream.dtype.newbyteorder("<")).tobytes()
     fast = [lambda: Encoded("copy", raw)]
     slow = None
@@ -126,6 +149,25 @@ def _encode_stream(stream: np.ndarray, options: EncodeOptions) -> tuple[Encoded,
         if stream.size and options.allow_slow:
             slow = Encoded("ans", ans.encode_with_table(stream.astype(np.int64)), slow=True)
     return smallest(fast, EncodeOptions(prefer="speed")), slow
+
+
+def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
+    """balanced / speed: (the coding chosen from the histogram of a sample instead of trying every coder,
+    the estimated size of its ANS coding: n H / 8 plus a count table). A near-random stream is copied;
+    any other is zstd with Huffman literals and (almost) no matches, zstd.compress_fast (or copied, if
+    that is not smaller)."""
+    raw = stream.astype(stream.dtype.newbyteorder("<"), copy=False).tobytes()
+    copy = Encoded("copy", raw)
+    if not stream.size:
+        return copy, float(len(raw))
+    counts = np.bincount(_sample(stream).astype(np.intp))
+    p = counts[counts > 0] / counts.sum()
+    bits = float(-(p * np.log2(p)).sum())
+    estimate = stream.size * bits / 8 + 2 * p.size + 8
+    if stream.itemsize == 1 and bits >= _NEAR_RANDOM_BITS:
+        return copy, estimate
+    z = Encoded("zstd", zstd.compress_fast(raw))
+    return (z if len(z.payload) < len(raw) else copy), estimate
 
 
 def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: EncodeOptions) -> list[Encoded]:
@@ -158,38 +200,59 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
     raise UnsupportedVersionError(f"{what}: unknown stream method {method!r} (written by a newer nncodec?)")
 
 
-def encode(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encoded:
-    """The smallest lossless encoding of `words` (flat storage words of dtype `dt`)."""
+def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int = 1) -> Encoded:
+    """The lossless encoding of `words` (flat storage words of dtype `dt`; rows of `row` elements):
+    cut into chunks coded in parallel when larger than `options.chunk_bytes` (§23), else whole."""
+    if words.size * dt.itemsize > options.chunk_bytes:
+        return chunks.encode(words, dt, options, row, encode_whole)
+    return encode_whole(words, dt, options)
+
+
+def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encoded:
+    """The smallest lossless encoding of `words` as one copy, zstd or planes payload. balanced and speed
+    skip the whole-tensor zstd candidate for floats, and for other dtypes over 64 KiB: on the real-weight
+    checkpoints it never beat planes, and a pass of zstd over the whole tensor cost more than the planes."""
     raw = words.astype(dt.storage, copy=False).tobytes()
 
     def planes() -> Encoded | None:
         if words.size == 0:
             return None
         split, streams = _split(words, dt)
-        chosen = _choose_streams([_encode_stream(s, options) for s in streams], options)
+        chosen = _encode_streams(streams, options)
         return Encoded("planes", b"".join(e.payload for e in chosen),
                        {"split": split, "streams": [[e.codec, len(e.payload)] for e in chosen]},
                        slow=any(e.slow for e in chosen))
 
+    whole_zstd = options.prefer == "size" or (dt.kind not in ("f", "f8") and len(raw) <= 2**16)
     return smallest([
         lambda: Encoded("copy", raw),
-        lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))),
+        (lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options)))) if whole_zstd else (lambda: None),
         planes,
     ], options)
 
 
-def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext) -> np.ndarray:
-    """Flat storage words of `count` values of dtype `dt`."""
+def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext,
+           out: np.ndarray | None = None) -> np.ndarray:
+    """Flat storage words of `count` values of dtype `dt` (written into `out` when given)."""
+    if codec == chunks.CODEC:
+        table = chunks.parse(params, count, len(payload), ctx.limits)
+        return chunks.decode(table, payload, dt, ctx, decode_whole, out)
+    return decode_whole(codec, params, payload, dt, count, ctx, out)
+
+
+def decode_whole(codec: str, params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """`decode` of one unchunked payload (copy, zstd or planes)."""
     what = f"raw/{codec}"
     nbytes = count * dt.itemsize
     if codec == "copy":
         expect_params(params, {}, what)
         if len(payload) != nbytes:
             raise CorruptFileError(f"{what}: payload is {len(payload)} bytes, {nbytes} expected")
-        words = np.frombuffer(payload, dtype=dt.storage).copy()
+        words = _into(np.frombuffer(payload, dtype=dt.storage), out)
     elif codec == "zstd":
         expect_params(params, {}, what)
-        words = np.frombuffer(zstd.decompress(payload, nbytes, what), dtype=dt.storage).copy()
+        words = _into(np.frombuffer(zstd.decompress(payload, nbytes, what), dtype=dt.storage), out)
     elif codec == "planes":
         expect_params(params, {"split": str, "streams": list}, what)
         split, widths = _stream_widths(dt)
@@ -210,9 +273,17 @@ def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int,
             pos += length
         if pos != len(payload):
             raise CorruptFileError(f"{what}: {len(payload) - pos} bytes after the last stream")
-        words = _join(split, streams, dt)
+        words = _join(split, streams, dt, out)
     else:
         raise UnsupportedVersionError(f"unknown raw codec {codec!r} (written by a newer nncodec?)")
     if dt.kind == "b" and words.size and words.max() > 1:
         raise CorruptFileError(f"{what}: bool values other than 0 and 1")
     return words
+
+
+def _into(words: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """A writable array of `words`: `out` filled with them, or a copy."""
+    if out is None:
+        return words.copy()
+    out[...] = words
+    return out

@@ -7,6 +7,8 @@ any decompression happens; trailing data after the frame is refused.
 
 from __future__ import annotations
 
+import threading
+
 import zstandard
 
 from ..errors import CorruptFileError
@@ -31,6 +33,34 @@ def compress_literal_heavy(data: bytes | memoryview) -> bytes:
     return zstandard.ZstdCompressor(compression_params=_LITERAL_HEAVY).compress(bytes(data))
 
 
+# Huffman-coded literals with almost no matches, in blocks of 64 KiB: on the symbol streams of float
+# weights (exponents: 2.5-3.5 bits of entropy) matches cost more than the literals they replace, and a
+# Huffman table per 64 KiB adapts to local statistics. Measured on real weights (rapidocr, resemblyzer,
+# LeNet-300-100; fp32 and bf16): 1-4 % smaller than level 1 or 3 on the exponent stream, within 1 % of
+# its order-0 entropy, and the fastest of the levels and strategies tried (encode and decode).
+_HUFFMAN_LITERALS = zstandard.ZstdCompressionParameters(
+    strategy=zstandard.STRATEGY_FAST, min_match=7, search_log=1, window_log=16, hash_log=6,
+    write_content_size=True, write_checksum=True, threads=0)
+
+
+_local = threading.local()  # one compression / decompression context per thread (creating one costs more
+# than coding a small stream; a context must not be shared by two threads at once)
+
+
+def compress_fast(data: bytes | memoryview) -> bytes:
+    cctx = getattr(_local, "fast", None)
+    if cctx is None:
+        cctx = _local.fast = zstandard.ZstdCompressor(compression_params=_HUFFMAN_LITERALS)
+    return cctx.compress(data)
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
+    return dctx
+
+
 def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> bytes:
     """Exactly `expected_size` bytes from one zstd frame, or CorruptFileError."""
     frame = bytes(frame)
@@ -46,8 +76,7 @@ def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> byte
     if params.window_size > max(expected_size, 1 << 10) and params.window_size > (1 << 27):
         raise CorruptFileError(f"{what}: zstd window of {params.window_size} bytes is larger than needed")
     try:
-        dctx = zstandard.ZstdDecompressor(max_window_size=1 << 27)
-        out = dctx.decompress(frame, max_output_size=expected_size, allow_extra_data=False)
+        out = _decompressor().decompress(frame, max_output_size=expected_size, allow_extra_data=False)
     except zstandard.ZstdError as exc:
         raise CorruptFileError(f"{what}: zstd frame does not decode ({exc})") from None
     if len(out) != expected_size:

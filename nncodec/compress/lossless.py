@@ -9,6 +9,6 @@ from ..dtypes import DType, to_storage
 
 
 def lossless(values: np.ndarray, dtype: DType) -> RawTensor:
-    """`values` are the tensor's values (or, for bfloat16, its uint16 words)."""
-    words = values.view(dtype.storage) if dtype.name == "bfloat16" else to_storage(values, dtype)
+    """`values` are the tensor's values (or, for bfloat16 and float8, its storage words)."""
+    words = values.view(dtype.storage) if dtype.words_only else to_storage(values, dtype)
     return RawTensor(dtype, tuple(values.shape), np.array(words, copy=None, order="C").reshape(-1))

@@ -14,6 +14,8 @@ PREAMBLE = struct.Struct("<8sHHB3sQQII")
 PREAMBLE_SIZE = PREAMBLE.size  # 40
 HEADER_JSON = 0
 HEADER_ZSTD = 1
+HEADER_INDEXED = 2  # binary section table and names, one JSON text per entry (§4.5); 3 = zstd frame of it
+HEADER_ENCODINGS = (0, 1, 2, 3)  # bit 0: a zstd frame; bit 1: indexed
 MAX_ALIGN = 1 << 16
 OPTIONAL_PREFIX = "x-"  # header keys and section kinds with this prefix may be skipped by readers
 

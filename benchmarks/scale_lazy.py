@@ -1,0 +1,217 @@
+"""Issue 13, lazy reads: nncodec.open against safetensors.safe_open, interleaved in one run.
+
+    python benchmarks/scale_lazy.py [--src /work/artifacts/scale/rapidocr_fp32.safetensors]
+                                    [--work /work/artifacts/scale/lazy] [--repeats 41] [--threads 0]
+
+Checkpoints, built once from real weights (the rapidocr fp32 tensors of make_scale_checkpoints.py)
+and kept in --work:
+- `many`: the 470 tensors three times over (prefixes m0. m1. m2., each copy's values times
+  1 + 1e-3 noise): 1,410 tensors, the shape of a transformer checkpoint of many small tensors;
+- `big`: one 30,522 x 384 float32 tensor (46.9 MB, the shape of a BERT word embedding) tiled from
+  every rapidocr value with the same noise.
+Both are written as safetensors and as nncodec's default lossless file.
+
+Measured (medians over --repeats, the peers alternating within each repeat; page cache warm):
+- small: open + get_tensor of one 1-D tensor + close (framework "pt", and "np");
+- big: get_tensor of the 46.9 MB tensor (open and close included); its raw read time from the page
+  cache is reading its bytes from the safetensors file into a numpy array (f.readinto);
+- rows: get_slice(name)[1000:1100] of the big tensor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import load_average  # noqa: E402
+
+BIG_SHAPE = (30522, 384)
+SMALL_NAME = "m1.rec.linear_85.b_0"  # a 6,625-element bias in the middle of the file
+
+
+def build(src: Path, work: Path, threads: int | None) -> dict[str, Path]:
+    """The checkpoints (kept in `work`; rebuilt when missing)."""
+    from safetensors.numpy import load_file, save_file
+
+    import nncodec
+
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {k: work / f"{k}.{ext}" for k in ("many", "big") for ext in ("nnc",)}
+    paths.update({f"{k}_st": work / f"{k}.safetensors" for k in ("many", "big")})
+    if all(p.exists() for p in paths.values()):
+        return paths
+    base = load_file(str(src))
+    rng = np.random.default_rng(13)
+    many = {}
+    for copy in range(3):
+        for name, arr in base.items():
+            noise = 1 + 1e-3 * rng.standard_normal(arr.shape).astype(np.float32)
+            many[f"m{copy}.{name}"] = (arr * noise).astype(np.float32)
+    pool = np.concatenate([a.reshape(-1) for a in base.values()])
+    n = BIG_SHAPE[0] * BIG_SHAPE[1]
+    big = np.resize(pool, n) * (1 + 1e-3 * rng.standard_normal(n).astype(np.float32))
+    big = {"embeddings.word_embeddings.weight": big.astype(np.float32).reshape(BIG_SHAPE)}
+    for key, tensors in (("many", many), ("big", big)):
+        save_file(tensors, str(paths[f"{key}_st"]))
+        nncodec.save_file(tensors, paths[key], threads=threads)
+    return paths
+
+
+def _median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1e3, 3)
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+    from safetensors import safe_open
+
+    import nncodec
+
+    torch.set_num_threads(1)
+    threads = args.threads or None
+    paths = build(Path(args.src), Path(args.work), threads)
+    big_name = "embeddings.word_embeddings.weight"
+    with safe_open(str(paths["big_st"]), framework="np") as f:
+        big_header = 8 + int.from_bytes(open(paths["big_st"], "rb").read(8), "little")  # noqa: SIM115
+        big_bytes = int(np.prod(f.get_slice(big_name).get_shape())) * 4
+
+    def nn_small() -> object:
+        with nncodec.open(paths["many"], threads=threads) as f:
+            return f.get_tensor(SMALL_NAME)
+
+    def st_small() -> object:
+        with safe_open(str(paths["many_st"]), framework="pt") as f:
+            return f.get_tensor(SMALL_NAME)
+
+    def nn_small_np() -> object:
+        with nncodec.open(paths["many"], framework="np", threads=threads) as f:
+            return f.get_tensor(SMALL_NAME)
+
+    def st_small_np() -> object:
+        with safe_open(str(paths["many_st"]), framework="np") as f:
+            return f.get_tensor(SMALL_NAME)
+
+    def nn_big() -> object:
+        with nncodec.open(paths["big"], threads=threads) as f:
+            return f.get_tensor(big_name)
+
+    def st_big() -> object:
+        with safe_open(str(paths["big_st"]), framework="pt") as f:
+            return f.get_tensor(big_name)
+
+    def raw_big() -> object:
+        out = np.empty(big_bytes, dtype=np.uint8)
+        with open(paths["big_st"], "rb", buffering=0) as f:
+            f.seek(big_header)
+            f.readinto(memoryview(out))
+        return out
+
+    def nn_rows() -> object:
+        with nncodec.open(paths["big"], threads=threads) as f:
+            return f.get_slice(big_name)[1000:1100]
+
+    def st_rows() -> object:
+        with safe_open(str(paths["big_st"]), framework="pt") as f:
+            return f.get_slice(big_name)[1000:1100]
+
+    # the values agree before anything is timed
+    assert torch.equal(nn_small(), st_small()) and torch.equal(nn_big(), st_big())
+    assert torch.equal(nn_rows(), st_rows())
+    assert np.array_equal(nn_small_np(), st_small_np())
+    groups = {"small": (nn_small, st_small), "small_np": (nn_small_np, st_small_np), "big": (nn_big, st_big, raw_big), "rows": (nn_rows, st_rows)}
+    samples: dict[str, list[list[float]]] = {k: [[] for _ in fns] for k, fns in groups.items()}
+    for fn in [f for fns in groups.values() for f in fns]:
+        fn()  # warm the page cache and imports
+    load_before = load_average()
+    for _ in range(args.repeats):
+        for key, fns in groups.items():
+            for i, fn in enumerate(fns):
+                t = time.perf_counter()
+                fn()
+                samples[key][i].append(time.perf_counter() - t)
+    small = [_median_ms(s) for s in samples["small"]]
+    small_np = [_median_ms(s) for s in samples["small_np"]]
+    big = [_median_ms(s) for s in samples["big"]]
+    rows = [_median_ms(s) for s in samples["rows"]]
+    with nncodec.open(paths["big"]) as f:
+        table = f._tf.chunk_table(f._tf.resolve(big_name))
+        codecs_used = sorted(set(table.codecs)) if table else [f.info()["tensors"][0]["components"][0]["codec"]]
+    with nncodec.open(paths["many"]) as f:
+        tensors, encoding = len(f.keys()), f.info()["header_encoding"]
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_before": load_before, "load_average_after": load_average(),
+        "repeats": args.repeats, "threads": threads or os.cpu_count(),
+        "many": {"tensors": tensors, "header_encoding": encoding, "nnc_bytes": paths["many"].stat().st_size,
+                 "safetensors_bytes": paths["many_st"].stat().st_size},
+        "big": {"shape": list(BIG_SHAPE), "bytes": big_bytes, "nnc_bytes": paths["big"].stat().st_size,
+                "chunk_codecs": codecs_used},
+        "small_ms": {"nncodec": small[0], "safetensors": small[1], "ratio": round(small[0] / small[1], 2),
+                     "target_ratio": 2.0},
+        "small_np_ms": {"nncodec": small_np[0], "safetensors": small_np[1], "ratio": round(small_np[0] / small_np[1], 2),
+                        "target_ratio": 2.0},
+        "big_ms": {"nncodec": big[0], "safetensors": big[1], "raw_read": big[2],
+                   "ratio_to_raw": round(big[0] / big[2], 2), "ratio_to_safetensors": round(big[0] / big[1], 2),
+                   "target_ratio_to_raw": 2.0},
+        "rows_ms": {"nncodec": rows[0], "safetensors": rows[1], "ratio": round(rows[0] / rows[1], 2)},
+    }
+
+
+def _met(ratio: float, target: float) -> str:
+    return "met" if ratio <= target else "MISSED"
+
+
+def table(r: dict) -> str:
+    """The markdown rows of RESULTS.md."""
+    m, b, s, g, w = r["many"], r["big"], r["small_ms"], r["big_ms"], r["rows_ms"]
+    n = r["small_np_ms"]
+    return "\n".join([
+        f"Checkpoints from the rapidocr fp32 weights: `many` = {m['tensors']:,} tensors "
+        f"({m['safetensors_bytes']:,} B as safetensors, {m['nnc_bytes']:,} B as .nnc, header {m['header_encoding']}); "
+        f"`big` = one {b['shape'][0]:,} x {b['shape'][1]} float32 tensor ({b['bytes']:,} B; .nnc {b['nnc_bytes']:,} B, "
+        f"chunks coded {', '.join(b['chunk_codecs'])}). nncodec decodes on {r['threads']} threads; framework pt.",
+        "",
+        "| read | nncodec ms | safetensors ms | ratio | target |",
+        "|---|---:|---:|---:|---|",
+        f"| open + get one small tensor + close (`many`) | {s['nncodec']:.3f} | {s['safetensors']:.3f} | "
+        f"{s['ratio']:.2f} | <= 2x safetensors: {_met(s['ratio'], s['target_ratio'])} |",
+        f"| the same, framework np | {n['nncodec']:.3f} | {n['safetensors']:.3f} | "
+        f"{n['ratio']:.2f} | <= 2x safetensors: {_met(n['ratio'], n['target_ratio'])} |",
+        f"| open + get the 46.9 MB tensor + close (`big`) | {g['nncodec']:.1f} | {g['safetensors']:.3f} | "
+        f"{g['ratio_to_safetensors']:.0f} | <= 2x raw read ({g['raw_read']:.1f} ms; ratio {g['ratio_to_raw']:.2f}): "
+        f"{_met(g['ratio_to_raw'], g['target_ratio_to_raw'])} |",
+        f"| open + get_slice(big)[1000:1100] + close | {w['nncodec']:.2f} | {w['safetensors']:.3f} | {w['ratio']:.1f} | – |",
+        "",
+        f"{r['date']}, {r['repeats']} interleaved repeats, medians; load average before {r['load_average_before']}, "
+        f"after {r['load_average_after']}. safetensors (pt) maps the file and returns tensors backed by the "
+        "mapping (no copy, no checksum); the raw read copies the tensor's bytes from the page cache into memory.",
+    ])
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--src", default="/work/artifacts/scale/rapidocr_fp32.safetensors")
+    p.add_argument("--work", default="/work/artifacts/scale/lazy")
+    p.add_argument("--repeats", type=int, default=41)
+    p.add_argument("--threads", type=int, default=0, help="nncodec decode threads (0: every core)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    report = run(parser().parse_args(argv))
+    print(json.dumps(report, indent=1))
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()

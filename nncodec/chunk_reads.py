@@ -1,0 +1,51 @@
+"""Reading chunked tensors (spec §23) chunk by chunk: only the chunks that hold the requested elements
+are read, each checked against its own CRC and decoded on a worker thread straight into the output.
+A whole tensor is read the same way: the chunk CRCs cover the section, and checking them on the
+workers spreads that work over the cores too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import codecs, decode_memory, parallel
+from .errors import CorruptFileError, LimitExceededError
+
+if TYPE_CHECKING:
+    from .tensorfile import TensorEntry, TensorFile
+
+
+def decode_elements(tf: TensorFile, e: TensorEntry, start: int, stop: int, threads: int | None = None,
+                    checked: bool = False) -> np.ndarray:
+    """Flat storage words [start, stop) of entry `e` of `tf` (any entry; only chunked ones are read in
+    part). `checked`: the caller has already checked the decode memory of the whole tensor."""
+    if not 0 <= start <= stop <= e.numel:
+        raise IndexError(f"elements [{start}, {stop}) are outside tensor {e.name!r} of {e.numel} elements")
+    table = tf.chunk_table(e)
+    if table is None:
+        return tf.decode_entry(e, threads)[2][start:stop]
+    ks = table.covering(start, stop)
+    first = ks.start * table.n if ks else start
+    span = (min(ks.stop * table.n, e.numel) - first) if ks else 0
+    if not checked:
+        need = decode_memory.chunk_range_peak_bytes(e, table, ks, threads if threads is not None else tf.ctx.threads)
+        decode_memory.check(f"elements {start}..{stop} of tensor {e.name!r}", need, tf.limits)
+    section = tf.container.sections[e.parts["raw"].section]
+    ctx = tf.ctx if threads is None else replace(tf.ctx, threads=threads)
+    out = np.empty(span, dtype=e.dtype.storage)
+
+    def one(k: int) -> None:
+        a, b = table.elements(k)
+        data = tf.container.read_range(section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
+        codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole, out=out[a - first : b - first])
+
+    try:
+        parallel.map_ordered(one, ks, ctx.threads)
+    except CorruptFileError as exc:
+        raise CorruptFileError(f"tensor {e.name!r} (raw, section {section.index}): {exc}") from None
+    except MemoryError:
+        raise LimitExceededError(f"out of memory while decoding tensor {e.name!r}") from None
+    return out[start - first : stop - first]

@@ -1,0 +1,165 @@
+"""Decoding to .safetensors one tensor at a time: the safetensors header is computed from the .nnc
+header alone (names, dtypes, shapes), written first, and each tensor is then decoded and written in
+place, so memory holds one decoded tensor at a time. A Hugging Face style sharded folder
+(`model-00001-of-00003.safetensors` ... plus `model.safetensors.index.json`) is written the same way.
+
+The files follow the safetensors format (8-byte little-endian header length, JSON header padded with
+spaces to a multiple of 8, then the data): tensors are laid out by decreasing element size, then by
+name, so every tensor is aligned to its element size; tied tensors get their own copy, since
+safetensors has no sharing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .container.atomic import AtomicFile, StagingDir
+from .errors import BadArgumentError
+
+ST_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+             "int32": "I32", "int16": "I16", "int8": "I8", "uint64": "U64", "uint32": "U32", "uint16": "U16",
+             "uint8": "U8", "bool": "BOOL", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2"}
+HF_INDEX = "model.safetensors.index.json"
+HF_SINGLE = "model.safetensors"
+DEFAULT_SHARD_SIZE = "5GB"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+Spec = tuple[str, int, tuple[int, ...]]  # safetensors dtype, bytes per element, shape
+
+
+def parse_size(text: str) -> int:
+    """'5GB' (10**9), '500MiB' (2**20), '1000000' -> bytes; as Hugging Face's max_shard_size."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*", str(text).upper())
+    if not found or found.group(2) not in _UNITS or float(found.group(1)) * _UNITS[found.group(2)] < 1:
+        raise BadArgumentError(f"{text!r} is not a size (e.g. 5GB, 500MB, 2GiB)")
+    return int(float(found.group(1)) * _UNITS[found.group(2)])
+
+
+def tensor_spec(f: Any, name: str) -> Spec:
+    """(safetensors dtype, element size, shape) of tensor `name` of an open .nnc (or sharded .nnc), from its header."""
+    owner = f._shard_of(name) if hasattr(f, "_shard_of") else f
+    entry = owner._open_file().resolve(name)
+    if entry.dtype.name not in ST_DTYPES:
+        raise BadArgumentError(f"tensor {name!r}: safetensors has no dtype for {entry.dtype.name}")
+    return ST_DTYPES[entry.dtype.name], entry.dtype.itemsize, tuple(entry.shape)
+
+
+def nbytes(spec: Spec) -> int:
+    return int(np.prod(spec[2], dtype=object)) * spec[1] if spec[2] else spec[1]
+
+
+def layout(specs: dict[str, Spec], metadata: dict[str, str] | None) -> tuple[bytes, list[str]]:
+    """(the header bytes including the 8-byte length, tensor names in data order)."""
+    order = sorted(specs, key=lambda n: (-specs[n][1], n))
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    pos = 0
+    for name in order:
+        dtype, _, shape = specs[name]
+        end = pos + nbytes(specs[name])
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [pos, end]}
+        pos = end
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-(8 + len(text)) % 8)
+    return struct.pack("<Q", len(text)) + text, order
+
+
+def tensor_bytes(value: Any) -> memoryview:
+    """The little-endian bytes of a decoded tensor (numpy; bfloat16 as its uint16 words)."""
+    arr = np.ascontiguousarray(np.asarray(value))
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    return memoryview(arr.reshape(-1)).cast("B")
+
+
+def write_safetensors(f: Any, names: list[str], out: BinaryIO, metadata: dict[str, str] | None,
+                      progress: Callable[[str], None] | None = None) -> int:
+    """Tensors `names` of the open file `f` (framework 'np') to `out`, one at a time; returns bytes written."""
+    header, order = layout({n: tensor_spec(f, n) for n in names}, metadata)
+    out.write(header)
+    size = len(header)
+    for name in order:
+        data = tensor_bytes(f.get_tensor(name))
+        out.write(data)
+        size += len(data)
+        del data
+        release_pages(f)
+        if progress:
+            progress(name)
+    return size
+
+
+def release_pages(f: Any) -> None:
+    """Drop the resident pages of the memory-mapped .nnc file(s) that `f` reads (Container.release):
+    a mapped file's pages count in the process's memory while it is mapped, so decoding a whole file
+    tensor by tensor would otherwise grow to the file's size."""
+    shards = getattr(f, "_open", None)
+    for nnc in shards.values() if isinstance(shards, dict) else (f,):
+        nnc._open_file().container.release()
+
+
+def plan_shards(specs: dict[str, Spec], names: list[str], max_bytes: int) -> list[list[str]]:
+    """Hugging Face's split: tensors in order, a new shard when the next would pass `max_bytes`
+    (a tensor larger than that gets a shard of its own)."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name in names:
+        n = nbytes(specs[name])
+        if shards[-1] and size + n > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += n
+    return shards
+
+
+def folder_files(f: Any, max_bytes: int) -> tuple[dict[str, list[str]], dict[str, Spec]]:
+    """{file name: its tensors} of the Hugging Face layout of `f` (one `model.safetensors` when
+    everything fits in one shard, as Hugging Face writes it), and every tensor's spec."""
+    names = list(f.keys())
+    specs = {n: tensor_spec(f, n) for n in names}
+    shards = plan_shards(specs, names, max_bytes)
+    if len(shards) == 1:
+        return {HF_SINGLE: shards[0]}, specs
+    count = len(shards)
+    return {f"model-{i:05d}-of-{count:05d}.safetensors": s for i, s in enumerate(shards, start=1)}, specs
+
+
+def write_folder(f: Any, folder: str | os.PathLike, max_bytes: int, *, overwrite: bool = False,
+                 progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Decode `f` into `folder` as Hugging Face lays out a safetensors checkpoint; the files appear
+    together at the end (staged beside the folder). Returns {file name: bytes}."""
+    files, specs = folder_files(f, max_bytes)
+    metadata = f.metadata()
+    written: dict[str, int] = {}
+    with StagingDir(folder, overwrite=overwrite) as stage:
+        for file, names in files.items():
+            with open(os.path.join(stage.path, file), "wb") as out:
+                written[file] = write_safetensors(f, names, out, metadata, progress)
+        if len(files) > 1:
+            weight_map = {n: file for file, names in files.items() for n in names}
+            index = {"metadata": {"total_size": sum(nbytes(specs[n]) for n in weight_map)},
+                     "weight_map": dict(sorted(weight_map.items()))}
+            data = (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
+            with open(os.path.join(stage.path, HF_INDEX), "wb") as out:
+                out.write(data)
+            written[HF_INDEX] = len(data)
+        stage.commit()
+    return written
+
+
+def write_file(f: Any, path: str | os.PathLike, *, overwrite: bool = False,
+               progress: Callable[[str], None] | None = None) -> int:
+    """Decode `f` into one .safetensors file, atomically, one tensor at a time."""
+    out = AtomicFile(path, overwrite=overwrite)
+    with out as fh:
+        size = write_safetensors(f, list(f.keys()), fh, f.metadata(), progress)
+        out.commit()
+    return size
