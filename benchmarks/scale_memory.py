@@ -242,6 +242,13 @@ def _save(report: dict[str, Any], path: Path | None) -> None:
 
 def table(report: dict[str, Any]) -> str:
     lines = _table(report)
+    if "peer" in report:  # the code before issue 13 on the same checkpoint, interleaved (benchmarks/scale_memory.py --peer)
+        peer = report["peer"]
+        lines += ["", f"Before and after issue 13, interleaved on one rebuilt 1 GB checkpoint ({peer['date']}, load "
+                  f"{[round(x, 2) for x in peer['load_average']]}; the decoders read the same file):", "",
+                  "| command / code | seconds | peak RSS MB | CPU % |", "|---|---:|---:|---:|"]
+        lines += [f"| {k} | {v['seconds']} | {v['peak_rss_mb']} | {v['cpu_percent']} |"
+                  for k, v in peer.items() if isinstance(v, dict) and "seconds" in v]
     if "scaling" in report:
         lines += ["", "Growth with size (an earlier run; its times were taken under that load):", ""]
         lines += _table(report["scaling"])
