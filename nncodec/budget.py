@@ -11,7 +11,9 @@ that the result is reported on (benchmarks/PROTOCOL.md). It returns either
     McNemar's test for 0/1 scores; `nncodec.confidence`) is <= max_drop, at `confidence` (default
     95 %). With `confirm=True` (default) the search steers on the even-numbered samples only and the
     answer must pass the same test on the odd-numbered ones too, which it never steered on: a search
-    tries many files, and the smallest that passes one test has usually passed it by luck.
+    tries many files, and the smallest that passes one test has usually passed it by luck. When the
+    answer fails there, at most RECONFIRMATIONS (3) finer files are put to that test, each predicted
+    larger than the refused one, before the search gives up and returns the lossless file.
   * a float: a file is accepted when baseline - score + margin <= max_drop (`margin`, default 0,
     is the caller's allowance for the noise of that number).
 The search never trusts an estimate for the final answer: every candidate file is encoded,
@@ -531,7 +533,37 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
             failed.add((name, r1))
         if not improved:
             break
+
+    if best is not None and not _confirmed(search, best[2], max_drop):
+        # the held-out odd half refused the smallest file: try finer combinations, each predicted
+        # larger than the refused one, instead of ending with the lossless file and evaluations unused.
+        # At most RECONFIRMATIONS of them reach the odd half, so it is consulted a bounded number of times.
+        floor = _predicted_bytes(search, best[2])
+        confirmations = 0
+        for key in ranked:
+            if confirmations >= RECONFIRMATIONS or not budget_left():
+                break
+            rungs = {layer.name: r for layer, r in zip(search.layers, key, strict=True)}
+            if combos[key] <= floor or key in search.files:
+                continue
+            if consider(rungs):
+                confirmations += 1
+                if _confirmed(search, rungs, max_drop):
+                    break
     return _result(search, best, lossless_data, baseline, threshold, history)
+
+
+RECONFIRMATIONS = 3  # finer files put to the odd-half confirmation after the chosen one failed it
+
+
+def _confirmed(search: _Search, rungs: dict[str, int], max_drop: float) -> bool:
+    """Whether a scored file passes the confirmation on the odd samples (always, without one)."""
+    key = tuple(rungs[layer.name] for layer in search.layers)
+    return key not in search.confirm_bounds or _within(search.confirm_bounds[key][0], max_drop)
+
+
+def _predicted_bytes(search: _Search, rungs: dict[str, int]) -> int:
+    return sum(search.components(layer, rungs[layer.name])[1] for layer in search.layers)
 
 
 def _best_of_all(search: _Search, result: BudgetResult, lossless_data: bytes) -> BudgetResult:

@@ -258,3 +258,27 @@ def test_passes_confirmed_needs_both_halves():
     assert not passes_confirmed(base, odd_bad, 5.0)
     assert passes_confirmed(base, base, 0.0)
     assert passes_confirmed(base, even_bad, 30.0)
+
+
+
+def test_a_refused_confirmation_tries_finer_files_instead_of_giving_up():
+    """The odd half loses 20 points as soon as the true drop passes 0.4, which the even half the search
+    steers on never shows: every file the search steers to fails the confirmation. A finer file that
+    passes both halves must be returned, not the lossless file (the search used to stop there with most
+    of its evaluations unused)."""
+    base = np.full(4000, 100.0)
+
+    def evaluate(state) -> np.ndarray:
+        d = true_drop(state)
+        lost_even = int(round(d / 100 * 2000))
+        lost_odd = 400 if d > 0.4 else lost_even
+        out = base.copy()
+        out[0:2 * lost_even:2] = 0.0
+        out[1:2 * lost_odd:2] = 0.0
+        return out
+
+    opts = dict(FAST, rel_steps=tuple(0.25 * 2 ** (k / 2) for k in range(9)))
+    r = search_budget(tiny(), evaluate, 2.0, max_evals=60, **opts)
+    assert len(r.data) < len(nncodec.save(tiny()))  # a lossy file survived the confirmation
+    assert 0.0 < true_drop(nncodec.load(r.data, framework="np")) <= 0.4  # one the odd half accepts
+    assert r.evaluations <= 60
