@@ -239,8 +239,7 @@ class NncFile:
         names = list(self)
         targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
         sizes = [tf.resolve(t).numel * tf.resolve(t).dtype.itemsize for t in targets]
-        threads = parallel.worth_threads(sizes, tf.ctx.threads)
-        values = dict(zip(targets, parallel.map_ordered(self.get_tensor, targets, threads), strict=True))
+        values = dict(zip(targets, parallel.map_sized(self.get_tensor, targets, sizes, tf.ctx.threads), strict=True))
         return {name: values[tf.alias_of(name) or name] for name in names}
 
     def components(self, name: str) -> RawTensor | QuantTensor:

@@ -132,8 +132,8 @@ def code_entries(items: Iterable[tuple[str, object]], options: EncodeOptions) ->
     size = 0
 
     def flush() -> Iterator[tuple[str, object, tuple[dict, Recorded]]]:
-        threads = parallel.worth_threads([_input_bytes(t) for _, t in batch], options.threads)
-        yield from parallel.map_ordered(lambda item: _code_one(*item, options), batch, threads)
+        yield from parallel.map_sized(lambda item: _code_one(*item, options), batch,
+                                      [_input_bytes(t) for _, t in batch], options.threads)
 
     for name, t in items:
         if not isinstance(t, (RawTensor, QuantTensor)):

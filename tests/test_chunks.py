@@ -251,3 +251,19 @@ def test_a_reader_without_chunks_refuses_only_the_chunked_tensor(monkeypatch):
         assert np.array_equal(f.get_tensor("v"), _weights((3,)))
         with pytest.raises(nncodec.UnsupportedVersionError, match="chunks"):
             f.get_tensor("w")
+
+
+def test_map_sized_keeps_order_and_leaves_small_items_to_the_caller():
+    """Large items may go to worker threads, small ones run in the calling thread (pooling tiny tasks
+    made 2 threads slower than 1); results come back in input order either way."""
+    import threading
+
+    from nncodec import parallel
+
+    caller = threading.get_ident()
+    sizes = [10, parallel.MIN_BYTES, 5, parallel.MIN_BYTES * 2, 1]
+    seen = parallel.map_sized(lambda i: (i, threading.get_ident()), list(range(5)), sizes, 2)
+    assert [i for i, _ in seen] == [0, 1, 2, 3, 4]
+    assert all(ident == caller for i, ident in seen if sizes[i] < parallel.MIN_BYTES)
+    one_large = parallel.map_sized(lambda i: threading.get_ident(), [0, 1], [parallel.MIN_BYTES, 1], 2)
+    assert one_large == [caller, caller]  # fewer than two large items: no pool at all
