@@ -60,6 +60,17 @@ class ByteLSTM(nn.Module):
         return logits[0], state
 
 
+def linear_stack(widths: list[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers through `widths` with `activation` between them (not after the last): the
+    parameter names (net.0.weight, net.2.weight, ...) are part of the coded model, so one builder."""
+    layers: list[nn.Module] = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+        if i < len(widths) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
 class MLPClassifier(nn.Module):
     """Fully connected classifier over flattened uint8 inputs scaled to [0, 1]."""
 
@@ -68,13 +79,7 @@ class MLPClassifier(nn.Module):
     def __init__(self, inputs: int, hidden: list[int], classes: int) -> None:
         super().__init__()
         self.alphabet = classes
-        widths = [inputs, *hidden, classes]
-        layers: list[nn.Module] = []
-        for i in range(len(widths) - 1):
-            layers.append(nn.Linear(widths[i], widths[i + 1]))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
-        self.net = nn.Sequential(*layers)
+        self.net = linear_stack([inputs, *hidden, classes], nn.ReLU)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.reshape(x.shape[0], -1).to(torch.float32) / 255.0)
@@ -100,13 +105,7 @@ class CNNClassifier(nn.Module):
             convs += [nn.Conv2d(c, out, kernel, padding=kernel // 2), nn.ReLU(), nn.MaxPool2d(2)]
             c, h, w = out, h // 2, w // 2
         self.conv = nn.Sequential(*convs)
-        widths = [c * h * w, *hidden, classes]
-        layers: list[nn.Module] = []
-        for i in range(len(widths) - 1):
-            layers.append(nn.Linear(widths[i], widths[i + 1]))
-            if i < len(widths) - 2:
-                layers.append(nn.ReLU())
-        self.net = nn.Sequential(*layers)
+        self.net = linear_stack([c * h * w, *hidden, classes], nn.ReLU)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 1, *self.shape).to(torch.float32) / 255.0
@@ -126,13 +125,7 @@ class GaussRegressor(nn.Module):
     def __init__(self, inputs: int, hidden: list[int], classes: int, step: float, offset: int) -> None:
         super().__init__()
         self.alphabet = classes
-        widths = [inputs, *hidden, 1]
-        layers: list[nn.Module] = []
-        for i in range(len(widths) - 1):
-            layers.append(nn.Linear(widths[i], widths[i + 1]))
-            if i < len(widths) - 2:
-                layers.append(nn.Tanh())
-        self.net = nn.Sequential(*layers)
+        self.net = linear_stack([inputs, *hidden, 1], nn.Tanh)
         self.log_s = nn.Parameter(torch.tensor(0.0))
         inner = (offset + torch.arange(classes - 1, dtype=torch.float64) + 0.5) * step  # inner bin edges
         self.register_buffer("edges", inner, persistent=False)
