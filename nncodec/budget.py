@@ -497,7 +497,7 @@ def _allocate(search: _Search, baseline: float, max_drop: float, per_layer: bool
     combos: dict[tuple, int] = {}
     for mu in np.geomspace(1e0, 1e9, 91):
         pick = tuple(min(fronts[layer.name], key=lambda p: p[0] + mu * p[1])[2] for layer in search.layers)
-        combos[pick] = sum(search.components(layer, r)[1] for layer, r in zip(search.layers, pick, strict=True))
+        combos[pick] = _predicted_bytes(search, {layer.name: r for layer, r in zip(search.layers, pick, strict=True)})
     ranked = sorted(combos, key=lambda k: combos[k])  # smallest predicted file first
     lo, hi = 0, len(ranked) - 1
     while lo <= hi and budget_left():
@@ -563,6 +563,7 @@ def _confirmed(search: _Search, rungs: dict[str, int], max_drop: float) -> bool:
 
 
 def _predicted_bytes(search: _Search, rungs: dict[str, int]) -> int:
+    """The file's size as the scan's per-layer coded sizes add up (no file is encoded)."""
     return sum(search.components(layer, rungs[layer.name])[1] for layer in search.layers)
 
 
