@@ -238,7 +238,7 @@ class NncFile:
         self.check_memory()
         names = list(self)
         targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
-        sizes = [tf.resolve(t).numel * tf.resolve(t).dtype.itemsize for t in targets]
+        sizes = [tf.resolve(t).nbytes for t in targets]
         values = dict(zip(targets, parallel.map_sized(self.get_tensor, targets, sizes, tf.ctx.threads), strict=True))
         return {name: values[tf.alias_of(name) or name] for name in names}
 

@@ -34,7 +34,7 @@ _STREAM_WIDTHS = {"float64": (2, 7), "float32": (1, 3), "float16": (1, 2), "bflo
 
 
 def _raw_peak(e: TensorEntry, payload: int) -> int:
-    n, out = e.numel, e.numel * e.dtype.itemsize
+    n, out = e.numel, e.nbytes
     part = e.parts["raw"]
     if part.codec == "chunks":  # §23: the output, plus one chunk's working memory per worker thread
         chunk = part.params.get("n") if isinstance(part.params, dict) else None

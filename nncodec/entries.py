@@ -42,6 +42,11 @@ class TensorEntry:
     def numel(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded tensor (what memory checks and shard sizes count)."""
+        return self.numel * self.dtype.itemsize
+
 
 # ----------------------------------------------------------------------------------- reading
 

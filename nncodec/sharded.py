@@ -177,7 +177,7 @@ class ShardedFile:
             mine = [n for n in wanted if self.index.weight_map.get(n) == shard]
             for name in dict.fromkeys(tf.aliases.get(n, n) for n in mine):
                 e = tf.resolve(name)
-                out = e.numel * e.dtype.itemsize
+                out = e.nbytes
                 kept += out
                 extra = max(extra, tf.peak_bytes(name) - out)
         decode_memory.check(f"{len(wanted)} tensors", kept + extra, self._options["limits"])

@@ -181,7 +181,7 @@ class TensorFile(EntryParsing):
             if isinstance(got, str):
                 aliases += 1
                 continue
-            total_bytes += got.numel * got.dtype.itemsize
+            total_bytes += got.nbytes
             if total_bytes > self.limits.max_total_decoded_bytes:
                 self.limits.check("total decoded size in bytes", total_bytes, self.limits.max_total_decoded_bytes)
         self.limits.check_entries("tensors", len(names) - aliases, self.container.file_size, aliases)
@@ -273,7 +273,7 @@ class TensorFile(EntryParsing):
         kept, extra = 0, 0
         for name in dict.fromkeys(self.aliases.get(n, n) for n in names):
             e = self.resolve(name)
-            out = e.numel * e.dtype.itemsize
+            out = e.nbytes
             kept += out
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
         decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)

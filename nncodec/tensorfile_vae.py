@@ -133,7 +133,7 @@ class VaeIndex:
                 raise FormatError(f"section {part.section} is used by both {used[part.section]!r} and {owner!r}")
             used[part.section] = owner
 
-        total = sum(e.numel * e.dtype.itemsize for e in tf.entries.values())
+        total = sum(e.nbytes for e in tf.entries.values())
         for i, d in enumerate(decoders):
             what = f"decoder {i}"
             if not isinstance(d, dict):
@@ -155,7 +155,7 @@ class VaeIndex:
                     use(part, f"{what}/{n}")
                 entries[n] = e
             self.macs.append(decoder_codec.check_shapes(arch, {n: e.shape for n, e in entries.items()}, what))
-            total += sum(e.numel * e.dtype.itemsize for e in entries.values())  # decoder weights count too
+            total += sum(e.nbytes for e in entries.values())  # decoder weights count too
             tf.limits.check("total decoded size in bytes", total, tf.limits.max_total_decoded_bytes)
             self.archs.append(arch)
             self.weights.append(entries)
