@@ -176,11 +176,12 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
                         epochs: int = 10, finetune_epochs: int = 5, quant_tolerance: float = 0.3,
                         batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "cpu", progress: bool = True,
                         callback: Callback | None = None, overrides: Mapping[str, Any] | None = None,
-                        dense_accuracy: float | None = None,
+                        dense_accuracy: float | None = None, early_stopping: bool = False,
                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Prune a copy of `dense` with `method`, quantize the survivors as coarsely as validation accuracy
     allows (at most `quant_tolerance` points below the pruned model), write `output`, decode it and
-    report its test accuracy next to the dense model's."""
+    report its test accuracy next to the dense model's. With `early_stopping` the fine-tuning keeps
+    the weights of its epoch with the best validation accuracy (`data.val`, never the test split)."""
     say = log or (lambda _msg: None)
     opts = method_options(arch, method, overrides)
     if method in ("tamade", "layerwise"):
@@ -188,6 +189,8 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     else:
         opts.setdefault("epochs", epochs)
     opts.setdefault("finetune_epochs", finetune_epochs)
+    if early_stopping:
+        opts.setdefault("finetune_select", lambda m: accuracy(m, data.val))
     targets = opts["targets"]
     start = time.perf_counter()
     model = copy.deepcopy(dense)
@@ -212,7 +215,8 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     dense_acc = accuracy(dense.cpu(), data.test) if dense_accuracy is None else dense_accuracy
     comp_acc = accuracy(model, data.test, decoded)
     return {
-        "arch": arch, "method": method, "options": {k: v for k, v in opts.items() if k != "callback"},
+        "arch": arch, "method": method,
+        "options": {k: v for k, v in opts.items() if k not in ("callback", "finetune_select")},
         "dense_test_accuracy": dense_acc, "pruned_test_accuracy": accuracy(model, data.test),
         "compressed_test_accuracy": comp_acc, "accuracy_drop": dense_acc - comp_acc,
         "file_bytes": nbytes, "float32_bytes": 4 * params, "ratio": 4 * params / nbytes,
