@@ -113,3 +113,19 @@ def test_finetune_select_keeps_the_best_epoch_with_the_mask_intact():
     assert torch.equal(model.weight.detach(), states[1]["weight"])
     assert not torch.equal(states[1]["weight"], states[3]["weight"])  # the last epoch was different
     assert int((model.weight == 0).sum()) > 0  # pruned weights stay exactly zero
+
+
+def sweep_row(nbytes: int, even: float, odd: float, alpha: float) -> dict:
+    return {"arch": "lenet300", "method": "drr", "sweep": True, "selection": "even/odd bound", "epochs": [30, 10],
+            "file_bytes": nbytes, "ratio": 1066440 / nbytes, "overrides": {"alpha": alpha}, "val_even_drop": even - 0.5,
+            "val_even_bound": even, "val_odd_drop": odd - 0.5, "val_odd_bound": odd}
+
+
+def test_sweep_table_marks_the_chosen_candidate_or_says_none_was_confirmed():
+    rows = [sweep_row(4000, 1.4, 0.8, 1e-4), sweep_row(8000, 0.9, 0.7, 5e-5), sweep_row(16000, 0.6, 0.5, 2e-5)]
+    lines = bench_prune.sweep_table(rows).splitlines()
+    chosen = [ln for ln in lines if "**chosen**" in ln]
+    assert len(chosen) == 1 and "5e-05" in chosen[0] and "8,000" in chosen[0]
+    none = bench_prune.sweep_table([sweep_row(4000, 1.4, 0.8, 1e-4)])
+    assert "no candidate confirmed" in none and "**chosen**" not in none
+    assert bench_prune.sweep_table([{**rows[0], "selection": None}]) == ""  # session-2 rows are not this rule's
