@@ -74,6 +74,14 @@ def val_halves(dense_correct: np.ndarray, correct: np.ndarray) -> dict[str, floa
     return out
 
 
+UNCONFIRMED = "NOT confirmed (least bound)"
+
+
+def least_bound(sweeps: list[dict]) -> dict | None:
+    """The fallback when no candidate is confirmed: the one whose larger bound of the two halves is smallest."""
+    return min(sweeps, key=lambda r: max(r["val_even_bound"], r["val_odd_bound"]), default=None)
+
+
 def choose(sweeps: list[dict], max_drop: float = MAX_DROP, reconfirmations: int = RECONFIRMATIONS) -> dict | None:
     """The smallest file that passes: even-half bound within max_drop (steers), then the odd-half bound
     within max_drop (confirms), the odd half consulted for at most 1 + reconfirmations candidates.
@@ -187,6 +195,9 @@ def main() -> None:
                     help='JSON {"arch": {"method": [{overrides}, ...]}}: chosen on validation with seed 0')
     ap.add_argument("--max-drop", type=float, default=MAX_DROP,
                     help="selection: bound of the paired validation drop allowed on each half (pt)")
+    ap.add_argument("--if-none", choices=["stop", "least-bound"], default="stop",
+                    help="no candidate confirmed: run nothing (stop), or run the one whose larger bound of the two "
+                         "halves is smallest, labelled unconfirmed in the table (least-bound)")
     ap.add_argument("--no-early-stopping", action="store_true",
                     help="keep the last fine-tuning epoch instead of the best on the even validation samples")
     ap.add_argument("--sweep-only", action="store_true",
@@ -228,18 +239,24 @@ def main() -> None:
                           and r["method"] == method and r.get("selection") == "even/odd bound"]
             if sweeps:
                 best = choose(sweeps, a.max_drop)
+                selection = "even/odd bound"
+                if best is None and a.if_none == "least-bound":
+                    best = least_bound(sweeps)
+                    selection = UNCONFIRMED
                 if best is None:
                     print(f"[{arch} {method}] no candidate confirmed on validation: nothing run on the seeds",
                           file=sys.stderr, flush=True)
                     continue
                 chosen = best["overrides"]
-                print(f"[{arch} {method}] chosen on validation: {chosen}", file=sys.stderr, flush=True)
+                print(f"[{arch} {method}] chosen on validation ({selection}): {chosen}", file=sys.stderr, flush=True)
             for seed in a.seeds:
                 again = [r for r in sweeps if r["seed"] == seed and r["overrides"] == chosen]
                 if again:  # the sweep already ran this seed with this setting: the same computation
                     r = {**again[0], "sweep": False, "reused_from_sweep": True}
                 else:
                     r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs, not a.no_early_stopping)
+                if sweeps:
+                    r["selection"] = selection
                 append(a.json, r)
                 print(f"[{arch} {method} seed {seed}] {r['file_bytes']:,} B (x{r['ratio']:.1f}), test drop "
                       f"{r['test_drop']:.2f}, method nnz {r['method_nonzero']}, {r['seconds']:.0f} s",

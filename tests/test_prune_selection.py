@@ -129,3 +129,10 @@ def test_sweep_table_marks_the_chosen_candidate_or_says_none_was_confirmed():
     none = bench_prune.sweep_table([sweep_row(4000, 1.4, 0.8, 1e-4)])
     assert "no candidate confirmed" in none and "**chosen**" not in none
     assert bench_prune.sweep_table([{**rows[0], "selection": None}]) == ""  # session-2 rows are not this rule's
+
+
+def test_least_bound_fallback_takes_the_smallest_worse_half():
+    rows = [row(4000, 0.2, 1.9, "odd bad"), row(9000, 1.2, 1.1, "both a bit over"), row(7000, 1.5, 0.3, "even bad")]
+    assert bench_prune.choose(rows) is None
+    assert bench_prune.least_bound(rows)["overrides"]["name"] == "both a bit over"
+    assert bench_prune.least_bound([]) is None
