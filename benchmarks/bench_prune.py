@@ -75,6 +75,7 @@ def val_halves(dense_correct: np.ndarray, correct: np.ndarray) -> dict[str, floa
 
 
 UNCONFIRMED = "NOT confirmed (least bound)"
+NO_SWEEP = "no sweep (setting given)"
 
 
 def least_bound(sweeps: list[dict]) -> dict | None:
@@ -223,7 +224,7 @@ def main() -> None:
             candidates = grid.get(arch, {}).get(method, [{}])
             chosen = candidates[0]
             sweeps = []
-            if a.sweep_only or len(candidates) > 1:  # selection on validation, seed 0
+            if a.sweep_only or arch in grid and method in grid[arch]:  # selection on validation, seed 0
                 for ov in candidates:
                     r = run_one(arch, method, 0, ov, data, cdata, a.out, epochs, not a.no_early_stopping)
                     r["sweep"] = True
@@ -255,8 +256,7 @@ def main() -> None:
                     r = {**again[0], "sweep": False, "reused_from_sweep": True}
                 else:
                     r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs, not a.no_early_stopping)
-                if sweeps:
-                    r["selection"] = selection
+                r["selection"] = selection if sweeps else NO_SWEEP
                 append(a.json, r)
                 print(f"[{arch} {method} seed {seed}] {r['file_bytes']:,} B (x{r['ratio']:.1f}), test drop "
                       f"{r['test_drop']:.2f}, method nnz {r['method_nonzero']}, {r['seconds']:.0f} s",

@@ -133,9 +133,19 @@ def plot(lossy: dict | None, prune: list[dict], info: dict, out: Path) -> list[P
     return paths
 
 
+PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cannot show
+    "Before the grids, one pilot run (seed 0, DRR alpha 1e-4, 40+10 epochs, constant lr, all 5,000 validation samples "
+    "for the quantization search; log /work/artifacts/logs/s3/prune-pilot-drr1e-4-40.log) gave 3,906 B at a validation "
+    "drop of 1.50 pt; it set the alpha range of the grids. No test figure of it was looked at.",
+    "Grid `prune_grid_s3.json` first listed alpha 5e-5 and 7e-5 as well; they were stopped unfinished for CPU time after "
+    "alpha 3.5e-5 had already failed the even-half bound (a larger alpha gives a smaller file and a larger drop), and "
+    "removed from the file. `prune_grid_s3b.json` followed, after seeing the validation figures of the first grid.",
+]
+
+
 def pruning_notes(prune: list[dict]) -> list[str]:
     """The sweeps behind the pruning rows and what each selection rule was."""
-    lines = []
+    lines = ["- " + n for n in PRUNE_RUN_NOTES] + [""]
     table = bench_prune.sweep_table(prune)
     if table:
         lines += ["Validation sweeps (seed 0, rule of PROTOCOL.md \"Hyper-parameter sweeps of training-aware "
