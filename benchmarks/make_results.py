@@ -140,6 +140,19 @@ PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cann
     "Grid `prune_grid_s3.json` first listed alpha 5e-5 and 7e-5 as well; they were stopped unfinished for CPU time after "
     "alpha 3.5e-5 had already failed the even-half bound (a larger alpha gives a smaller file and a larger drop), and "
     "removed from the file. `prune_grid_s3b.json` followed, after seeing the validation figures of the first grid.",
+    "Commands (2026-11-30, 23:16-23:56 UTC, load average 6-8: four compute helpers on 2 cores; torch 1 thread, "
+    "nice 10): `bench_prune.py --archs lenet300 --methods drr --seeds 0 1 2 --grid benchmarks/prune_grid_s3.json` "
+    "(stopped after 2 candidates), `... --grid benchmarks/prune_grid_s3b.json --sweep-only`, then "
+    "`... --seeds 0 1 2 --from-sweeps` (the rule over all 6 candidates; seed 0 is the sweep's own run). "
+    "Logs: /work/artifacts/logs/s3/prune-l300-drr*.log.",
+    "Every session-3 run: cosine learning rate per phase, fine-tuning stopped early at its best epoch on the even "
+    "validation samples, quantization search on the even samples with 0.1 pt tolerance.",
+    "recipes.DEFAULTS[\"lenet300\"][\"drr\"] is the candidate chosen here (alpha 2e-5, beta 20, cosine; for 30+10 "
+    "epochs). All other DEFAULTS are the values an earlier session tuned on test.",
+    "What this says: under the confirmed rule, the smallest LeNet-300-100 file is ×58 on seed 0 (×53.6 ± 4.0 over 3 "
+    "seeds at a 0.55 ± 0.30 pt test drop); every smaller candidate failed the 95 % bound on a validation half, so "
+    "×100 within 1.0 pt was not reached on validation either. The bound on 2,500 samples is about 0.65 pt above "
+    "the observed drop, so it accepts only files whose observed drop is ≲ 0.3 pt.",
 ]
 
 
