@@ -3,13 +3,11 @@ confirms, smallest file that passes), the cosine schedule and early stopping of 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from script_modules import load_script
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -18,8 +16,7 @@ from nncodec.compress.training.loop import Runtime, run_epochs
 from nncodec.compress.training.targets import select_parameters
 from nncodec.errors import BadArgumentError
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-bench_prune = pytest.importorskip("bench_prune")
+bench_prune = load_script("benchmarks/bench_prune.py")
 
 
 def row(nbytes: int, even: float, odd: float, name: str = "") -> dict:
