@@ -13,7 +13,7 @@ from torch import nn
 import nncodec
 from nncodec import BadArgumentError
 from nncodec.compress.spike_slab import SpikeSlab, spike_slab
-from nncodec.compress.training import CompressionPiece, Pruner
+from nncodec.compress.training import CompressionPiece, Pruner, make_pruner
 
 torch.set_num_threads(1)
 
@@ -109,3 +109,13 @@ def test_save_writes_what_to_state_dict_says_with_and_without_pips(tmp_path):
         for name, m in masks.items():
             assert np.array_equal(f.components(name).mask, m.numpy())
             assert (f.get_pip(name) - ss.pips()[name]).abs().max() < 0.27
+
+
+def test_make_pruner_builds_the_piece_by_name():
+    model = cnn()
+    ss = make_pruner("spike-slab", model, data_size=240, kl_weight=0.5, **OPTS)
+    assert type(ss) is SpikeSlab and ss.target_kl_weight == 0.5 and set(ss.phi) == {"0.weight", "3.weight", "5.weight"}
+    with pytest.raises(BadArgumentError, match="data_size"):
+        make_pruner("spike-slab", cnn())
+    with pytest.raises(BadArgumentError, match="spike-slab"):  # the error names every method
+        make_pruner("spike-and-slab", cnn(), data_size=240)
