@@ -56,6 +56,14 @@ def _apply(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch
     return module._conv_forward(x, weight, bias)  # type: ignore[operator]
 
 
+def _mean_over_ranks(grad: torch.Tensor) -> torch.Tensor:
+    if not dist_.active():
+        return grad
+    grad = grad.clone()
+    dist_.all_reduce_mean_([grad])
+    return grad
+
+
 def _inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
@@ -90,6 +98,8 @@ class SpikeSlab(Pruner):
         self.target_kl_weight, self.anneal_steps = float(kl_weight), int(anneal_steps)
         self.modules = {n: owners[n] for n in self.params}
         self.rho = {n: nn.Parameter(torch.full_like(p.detach(), _inverse_softplus(init_sd))) for n, p in self.params.items()}
+        for r in self.rho.values():  # rho is not a module parameter, so DDP does not average its gradient: this
+            r.register_hook(_mean_over_ranks)  # does, during backward (before the optimizer step uses it)
         self.phi = {n: torch.full_like(p.detach(), init_phi).requires_grad_(True) for n, p in self.params.items()}
         self.delta: dict[str, torch.Tensor] = {}
         self._acc: dict[str, torch.Tensor] = {}
@@ -168,9 +178,8 @@ class SpikeSlab(Pruner):
             if self.frozen:
                 apply_masks(self.params, self._masks)
             return
-        grads = [p.grad for p in self.phi.values() if p.grad is not None]
-        if dist_.active():  # phi and rho are not module parameters: DDP does not average their gradients
-            dist_.all_reduce_mean_(grads + [r.grad for r in self.rho.values() if r.grad is not None])
+        if dist_.active():  # phi is not a module parameter: DDP does not average its gradient (rho's: a hook)
+            dist_.all_reduce_mean_([p.grad for p in self.phi.values() if p.grad is not None])
         for n, mu in self.params.items():
             phi = self.phi[n]
             if phi.grad is None:
