@@ -12,7 +12,7 @@ from torch import nn
 
 import nncodec
 from nncodec import BadArgumentError
-from nncodec.compress.spike_slab import SpikeSlab, spike_slab
+from nncodec.compress.spike_slab import SpikeSlab, lrt_weight_moments, spike_slab
 from nncodec.compress.training import CompressionPiece, Pruner, make_pruner
 
 torch.set_num_threads(1)
@@ -119,3 +119,23 @@ def test_make_pruner_builds_the_piece_by_name():
         make_pruner("spike-slab", cnn())
     with pytest.raises(BadArgumentError, match="spike-slab"):  # the error names every method
         make_pruner("spike-and-slab", cnn(), data_size=240)
+
+
+def test_elbo_matches_its_closed_form_on_a_linear_model():
+    torch.manual_seed(0)
+    layer = nn.Linear(5, 1, bias=False)
+    ss = SpikeSlab(layer, data_size=60, prior_inclusion=0.2, prior_sd=1.0, init_sd=0.3)
+    with torch.no_grad():
+        ss.phi["weight"].copy_(torch.tensor([[0.9, 0.1, 0.5, 0.7, 0.3]]))
+    x, y = torch.randn(60, 5), torch.randn(60, 1)
+    batches = [(x[:30], y[:30]), (x[30:], y[30:])]
+    mean, var = lrt_weight_moments(ss.phi["weight"], layer.weight, ss.sd("weight"))
+    with torch.no_grad():  # E_q[(y - f)^2] = (y - x.mean)^2 + x^2.var: the squared error's expectation is exact
+        expected = -float((((y - x @ mean.T) ** 2) + (x * x) @ var.T).sum())
+    e = ss.elbo(batches, F.mse_loss, samples=400)
+    assert e["examples"] == 60 and e["kl"] == pytest.approx(ss.kl())
+    assert e["expected_log_likelihood"] == pytest.approx(expected, rel=0.03)
+    assert e["elbo"] == pytest.approx(e["expected_log_likelihood"] - e["kl"])
+    ss.prune()
+    with pytest.raises(BadArgumentError):
+        ss.elbo(batches, F.mse_loss)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -238,6 +238,28 @@ class SpikeSlab(Pruner):
         with torch.no_grad():
             return float(sum(spike_slab_kl(self.phi[n], p, self.sd(n), self.lam, self.sigma0).sum()
                              for n, p in self.params.items()))
+
+    @torch.no_grad()
+    def elbo(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_fn: Callable[..., torch.Tensor],
+             samples: int = 4) -> dict[str, float]:
+        """The (untempered) ELBO in nats on `batches`, before `prune`: E_q[log p(D|w)] estimated with
+        `samples` local-reparameterization passes (loss_fn = the mean negative log-likelihood of a batch,
+        as in training; constants it leaves out cancel between runs on the same data) minus KL(q || p).
+        What empirical Bayes maximises to choose the prior (lambda, sigma0) on the training data."""
+        if self.pruned:
+            raise BadArgumentError("elbo() is the variational phase's: call it before prune()")
+        was = self.model.training
+        self.model.train()
+        total, count = 0.0, 0
+        for _ in range(max(1, int(samples))):
+            for x, y in batches:
+                total += float(loss_fn(self.model(x), y)) * len(x)
+                count += len(x)
+        self.model.train(was)
+        n = count / max(1, int(samples))
+        expected_ll = -total / max(1, int(samples))
+        kl = self.kl()
+        return {"expected_log_likelihood": expected_ll, "kl": kl, "elbo": expected_ll - kl, "examples": n}
 
     def variational_state(self) -> dict[str, torch.Tensor]:
         """The variational state by name: `<param>.pip`, `<param>.slab_sd` and `<param>.delta`."""
