@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 
 from nncodec.compress.training import make_pruner
 
-GLOBAL_BATCH, STEPS_PER_EPOCH = 32, 4
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_worker import GLOBAL_BATCH, STEPS_PER_EPOCH, setup  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -37,17 +37,7 @@ def sample_noise() -> Iterator[None]:
 
 
 def run(out_dir: str | os.PathLike, distributed: bool) -> None:
-    torch.set_num_threads(1)
-    rank, world = 0, 1
-    if distributed:
-        dist.init_process_group("gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(GLOBAL_BATCH * STEPS_PER_EPOCH, 8, generator=g)
-    y = x[:, :2].sum(1, keepdim=True) - x[:, 3:4]
-    torch.manual_seed(1 + rank)  # different init on rank 1: DDP broadcasts rank 0's weights
-    model: nn.Module = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    rank, world, x, y, model, net = setup(distributed)
     ss = make_pruner("spike-slab", net, data_size=len(x), prior_inclusion=0.1, prior_sd=1.0, init_phi=0.6,
                      init_sd=0.1, ema=0.9, kl_weight=1.0)
     opt = torch.optim.Adam([*net.parameters(), *ss.parameters()], lr=2e-2)
