@@ -171,6 +171,9 @@ def dense_model(arch: str, data: recipes.ClassifierData, seed: int, cache: Path,
 
 
 args_data = ""
+# spike_slab options a compress run passes to the recipe (the flag is the name with dashes), with defaults
+RECIPE_OPTIONS = {"lr": 1e-3, "prior_sd": 0.1, "init_phi": 0.9, "init_sd": 1e-3, "ema": 0.99, "anneal_epochs": 0.0,
+                  "kl_weight": 1.0, "threshold": 0.5}
 
 
 def compress_one(arch: str, dense: nn.Module, data: recipes.ClassifierData, seed: int, lam: float, args: argparse.Namespace,
@@ -178,9 +181,7 @@ def compress_one(arch: str, dense: nn.Module, data: recipes.ClassifierData, seed
     """One spike-and-slab run through the same recipe as `nncodec prune --method spike-slab`, written
     without and with PIPs (same model, same steps: both files decode to the same weights)."""
     path = out / f"{arch}-ss-lam{lam:g}-seed{seed}.nnc"
-    overrides = {"prior_inclusion": lam, "prior_sd": args.prior_sd, "init_phi": args.init_phi, "init_sd": args.init_sd,
-                 "ema": args.ema, "anneal_epochs": args.anneal, "lr": args.lr, "kl_weight": args.kl_weight,
-                 "threshold": args.threshold}
+    overrides = {"prior_inclusion": lam, **{key: getattr(args, key) for key in RECIPE_OPTIONS}}
     r = recipe.compress_classifier(dense, arch, data, path, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                                    quant_tolerance=args.quant_tolerance, seed=seed, progress=False, overrides=overrides)
     model = r.pop("model")
@@ -251,14 +252,8 @@ def main() -> None:
     b.add_argument("--epochs", type=int, default=10)
     b.add_argument("--finetune-epochs", type=int, default=5)
     b.add_argument("--dense-epochs", type=int, default=20)
-    b.add_argument("--lr", type=float, default=1e-3)
-    b.add_argument("--prior-sd", type=float, default=0.1)
-    b.add_argument("--init-phi", type=float, default=0.9)
-    b.add_argument("--init-sd", type=float, default=1e-3)
-    b.add_argument("--ema", type=float, default=0.99)
-    b.add_argument("--anneal", type=float, default=0.0)
-    b.add_argument("--kl-weight", type=float, default=1.0)
-    b.add_argument("--threshold", type=float, default=0.5)
+    for key, default in RECIPE_OPTIONS.items():
+        b.add_argument("--" + key.replace("_", "-"), dest=key, type=float, default=default)
     b.add_argument("--quant-tolerance", type=float, default=0.3)
     b.add_argument("--out", default="/tmp/spike-bench")
     b.add_argument("--json", default=None, help="write the results here")

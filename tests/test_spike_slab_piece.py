@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from piece_loop import train_with_penalty
 from torch import nn
 
 import nncodec
@@ -45,20 +46,9 @@ def test_one_call_equals_an_own_loop_over_the_piece(anneal_epochs):
     assert isinstance(ss, Pruner) and isinstance(ss, CompressionPiece)
     opt = torch.optim.Adam([{"params": list(model.parameters())}, {"params": ss.parameters()}], lr=0.01)
     model.train()
-    for _ in range(4):
-        for x, y in loader:
-            opt.zero_grad()
-            (F.cross_entropy(model(x), y) + ss.penalty()).backward()
-            opt.step()
-            ss.after_step()
+    train_with_penalty(model, ss, opt, loader, 4, F.cross_entropy)
     masks = ss.prune()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(2):
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            ss.after_step()
+    train_with_penalty(model, ss, torch.optim.Adam(model.parameters(), lr=0.01), loader, 2, F.cross_entropy)  # penalty 0
     ss.release()
     for n, m in masks.items():
         assert torch.equal(a.spike_slab_pips[n] > 0.5, m)
