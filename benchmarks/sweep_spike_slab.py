@@ -196,8 +196,10 @@ def final(args: argparse.Namespace, data, out: Path) -> dict:
     chosen = json.loads(Path(args.choice).read_text())["chosen"]
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
+    swept = json.loads(Path(args.choice).read_text())["args"]
     for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr"):
-        setattr(args, key, json.loads(Path(args.choice).read_text())["args"][key])
+        if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
+            setattr(args, key, swept[key])
     args.test = True
     cfg = {k: chosen[k] for k in ("kl_weight", "lam", "sigma0")}
     runs, peers, dense_rows = [], [], []
@@ -237,8 +239,8 @@ def main() -> None:
     ap.add_argument("--qtols", type=float, nargs="+", default=[0.3])
     ap.add_argument("--budget", type=float, default=1.0)
     ap.add_argument("--confidence", type=float, default=0.95)
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--finetune-epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=None, help="variational epochs [10; final: the sweep's]")
+    ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")
     ap.add_argument("--anneal", type=float, default=0.0, help="KL annealing, in epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--init-phi", type=float, default=0.9)
@@ -248,6 +250,9 @@ def main() -> None:
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     args.test = False
+    if args.mode == "sweep":
+        args.epochs = 10 if args.epochs is None else args.epochs
+        args.finetune_epochs = 10 if args.finetune_epochs is None else args.finetune_epochs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = recipes.load_data(args.data)
