@@ -17,7 +17,8 @@ steering step (early stopping, quantization steps, the candidates' order) sees t
 candidate is eligible when the one-sided 95 % upper bound of its paired drop against the dense model
 on the EVEN samples is within `--budget` points; the eligible files are put, smallest first, to the same
 test on the ODD samples, at most 1 + RECONFIRMATIONS of them (as the budget search does); the first that
-passes is chosen, the smallest file that passes both halves. Test is never scored in `sweep`; `final`
+passes is chosen, the smallest file that passes both halves (`--previous` sweeps' files included: an
+extended grid is one choice, with one count of confirmations). Test is never scored in `sweep`; `final`
 reruns the chosen setting on each seed and scores test once per file.
 """
 
@@ -179,6 +180,7 @@ def load_dense(arch: str, seed: int, data) -> tuple[torch.nn.Module, np.ndarray]
 def sweep(args: argparse.Namespace, data, out: Path) -> dict:
     dense, dense_c = load_dense(args.arch, args.seed, data)
     print(json.dumps({"dense_val": 100.0 * float(dense_c.mean())}), flush=True)
+    earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
     rows: list[dict] = []
     result: dict = {"args": vars(args), "dense_val": 100.0 * float(dense_c.mean()), "rows": rows}
     for kl in args.kl:
@@ -186,14 +188,14 @@ def sweep(args: argparse.Namespace, data, out: Path) -> dict:
             for sd in args.sds:
                 cfg = {"kl_weight": kl, "lam": lam, "sigma0": sd}
                 rows += run_config(dense, data, args.arch, args.seed, cfg, args.taus, args.qtols, args, out, dense_c)
-                result["chosen"], result["tried"] = choose(rows, args.budget)
+                result["chosen"], result["tried"] = choose(earlier + rows, args.budget)  # one choice over all
                 Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({"chosen": result["chosen"], "tried": result["tried"]}), flush=True)
     return result
 
 
 def final(args: argparse.Namespace, data, out: Path) -> dict:
-    chosen = json.loads(Path(args.choice).read_text())["chosen"]
+    chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
     swept = json.loads(Path(args.choice).read_text())["args"]
@@ -231,6 +233,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="sweep: the baseline seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="final: baseline seeds")
     ap.add_argument("--choice", help="final: the sweep's JSON (its chosen setting and training lengths)")
+    ap.add_argument("--setting", help='final: a setting NOT chosen by the rule, e.g. \'{"kl_weight": 0.02, "lam": 0.001, '
+                    '"sigma0": 0.1, "tau": 0.9, "qtol": 0.3}\' (training lengths still from --choice)')
     ap.add_argument("--peer", nargs="*", default=[], help="final: methods run through recipes in the same run")
     ap.add_argument("--kl", type=float, nargs="+", default=[0.05])
     ap.add_argument("--lams", type=float, nargs="+", default=[1e-3])
@@ -238,6 +242,7 @@ def main() -> None:
     ap.add_argument("--taus", type=float, nargs="+", default=[0.9])
     ap.add_argument("--qtols", type=float, nargs="+", default=[0.3])
     ap.add_argument("--budget", type=float, default=1.0)
+    ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the choice")
     ap.add_argument("--confidence", type=float, default=0.95)
     ap.add_argument("--epochs", type=int, default=None, help="variational epochs [10; final: the sweep's]")
     ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")
