@@ -39,7 +39,9 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from nncodec import models  # noqa: E402
+from nncodec_cli.presets import classifier_runs  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
+
 from nncodec.api import load_file  # noqa: E402
 from nncodec.api import open as nnc_open  # noqa: E402
 from nncodec.compress.spike_slab import SpikeSlab, save_spike_slab  # noqa: E402
@@ -260,7 +262,7 @@ def main() -> None:
         args.finetune_epochs = 10 if args.finetune_epochs is None else args.finetune_epochs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = recipes.load_data(args.data)
+    data = classifier_runs.load_data(args.data)
     (sweep if args.mode == "sweep" else final)(args, data, out)
 
 

@@ -19,11 +19,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from ddp_worker import (  # tests/ is on sys.path (pytest; torchrun: the script's folder)
+    GLOBAL_BATCH,
+    STEPS_PER_EPOCH,
+    setup,
+)
 
 from nncodec.compress.training import make_pruner
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ddp_worker import GLOBAL_BATCH, STEPS_PER_EPOCH, setup  # noqa: E402
 
 
 @contextlib.contextmanager
