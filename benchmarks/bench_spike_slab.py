@@ -94,8 +94,10 @@ def val_nll(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def features(args: argparse.Namespace) -> dict:
-    """Per seed (= per data set): lambda chosen among --lams by the validation NLL of the pruned model
-    (the last --val-size examples, never the truth); precision/recall of that run against the truth."""
+    """Per seed (= per data set): lambda chosen among --lams (never by the truth) by `--select`: `elbo`,
+    the largest ELBO on the training examples (empirical Bayes: the evidence bound of each prior), or
+    `val_nll`, the validation NLL of the pruned model (the last --val-size examples; session 2's rule);
+    precision/recall of the chosen run against the truth."""
     rows = []
     for seed in args.seeds:
         x_all, y_all = synthetic(seed, rho=args.rho, setting=args.setting)
@@ -109,13 +111,15 @@ def features(args: argparse.Namespace) -> dict:
             model = Regressor(x.shape[1])
             spike_slab(model, loader, gaussian_nll, epochs=args.epochs, lr=3e-3, finetune_epochs=0, prior_inclusion=lam,
                        prior_sd=1.0, init_sd=0.01, init_phi=0.5, ema=0.99, seed=seed, progress=False,
-                       targets=["net.0.weight", "net.2.weight"])
+                       targets=["net.0.weight", "net.2.weight"], elbo_samples=args.elbo_samples)
             fp = input_feature_pip(model.spike_slab_pips["net.0.weight"])
             sel = {int(i) for i in torch.nonzero(fp > 0.5).reshape(-1)}
-            cands.append({"lam": lam, "val_nll": round(val_nll(model, xv, yv), 4), "selected": sorted(sel),
+            cands.append({"lam": lam, "val_nll": round(val_nll(model, xv, yv), 4),
+                          "elbo": round(model.spike_slab_elbo["elbo"], 2), "kl": round(model.spike_slab_elbo["kl"], 2),
+                          "selected": sorted(sel),
                           "precision_recall": pr(sel, truth), "feature_pip_true": [round(float(v), 3) for v in fp[:5]],
                           "max_feature_pip_noise": round(float(fp[5:].max()), 3)})
-        best = min(cands, key=lambda c: c["val_nll"])
+        best = max(cands, key=lambda c: c["elbo"]) if args.select == "elbo" else min(cands, key=lambda c: c["val_nll"])
         torch.manual_seed(seed)
         dense = Regressor(x.shape[1])
         opt = torch.optim.Adam(dense.parameters(), lr=3e-3)
@@ -126,7 +130,7 @@ def features(args: argparse.Namespace) -> dict:
                 opt.step()
         norms = dense.net[0].weight.detach().norm(dim=0)
         mag_sel = {int(i) for i in torch.topk(norms, 5).indices}
-        rows.append({"seed": seed, "chosen_lam": best["lam"], "spike_slab": best["selected"], "magnitude_top5": sorted(mag_sel),
+        rows.append({"seed": seed, "chosen_lam": best["lam"], "select": args.select, "spike_slab": best["selected"], "magnitude_top5": sorted(mag_sel),
                      "ss_precision_recall": best["precision_recall"], "mag_precision_recall": pr(mag_sel, truth),
                      "exact": set(best["selected"]) == truth, "mag_exact": mag_sel == truth,
                      "feature_pip_true": best["feature_pip_true"], "max_feature_pip_noise": best["max_feature_pip_noise"],
@@ -139,7 +143,8 @@ def features(args: argparse.Namespace) -> dict:
                "mag_mean_precision": sum(r["mag_precision_recall"][0] for r in rows) / n}
     print(json.dumps(summary), flush=True)
     return {"setting": {"name": args.setting, "n_train": 2000 - args.val_size, "n_val": args.val_size, "p": 50, "k": 5,
-                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs},
+                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs,
+                        "select": args.select, "elbo_samples": args.elbo_samples},
             "runs": rows, "summary": summary}
 
 
@@ -168,6 +173,9 @@ def dense_model(arch: str, data: recipes.ClassifierData, seed: int, cache: Path,
 
 
 args_data = ""
+# spike_slab options a compress run passes to the recipe (the flag is the name with dashes), with defaults
+RECIPE_OPTIONS = {"lr": 1e-3, "prior_sd": 0.1, "init_phi": 0.9, "init_sd": 1e-3, "ema": 0.99, "anneal_epochs": 0.0,
+                  "kl_weight": 1.0, "threshold": 0.5}
 
 
 def compress_one(arch: str, dense: nn.Module, data: recipes.ClassifierData, seed: int, lam: float, args: argparse.Namespace,
@@ -175,9 +183,7 @@ def compress_one(arch: str, dense: nn.Module, data: recipes.ClassifierData, seed
     """One spike-and-slab run through the same recipe as `nncodec prune --method spike-slab`, written
     without and with PIPs (same model, same steps: both files decode to the same weights)."""
     path = out / f"{arch}-ss-lam{lam:g}-seed{seed}.nnc"
-    overrides = {"prior_inclusion": lam, "prior_sd": args.prior_sd, "init_phi": args.init_phi, "init_sd": args.init_sd,
-                 "ema": args.ema, "anneal_epochs": args.anneal, "lr": args.lr, "kl_weight": args.kl_weight,
-                 "threshold": args.threshold}
+    overrides = {"prior_inclusion": lam, **{key: getattr(args, key) for key in RECIPE_OPTIONS}}
     r = recipe.compress_classifier(dense, arch, data, path, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                                    quant_tolerance=args.quant_tolerance, seed=seed, progress=False, overrides=overrides)
     model = r.pop("model")
@@ -238,6 +244,8 @@ def main() -> None:
     a.add_argument("--lams", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     a.add_argument("--val-size", type=int, default=400)
     a.add_argument("--epochs", type=int, default=100)
+    a.add_argument("--select", choices=("elbo", "val_nll"), default="elbo", help="how lambda is chosen")
+    a.add_argument("--elbo-samples", type=int, default=8)
     b = sub.add_parser("compress")
     b.add_argument("--data", required=True)
     b.add_argument("--arch", choices=("lenet300", "lenet5"), default="lenet300")
@@ -246,14 +254,8 @@ def main() -> None:
     b.add_argument("--epochs", type=int, default=10)
     b.add_argument("--finetune-epochs", type=int, default=5)
     b.add_argument("--dense-epochs", type=int, default=20)
-    b.add_argument("--lr", type=float, default=1e-3)
-    b.add_argument("--prior-sd", type=float, default=0.1)
-    b.add_argument("--init-phi", type=float, default=0.9)
-    b.add_argument("--init-sd", type=float, default=1e-3)
-    b.add_argument("--ema", type=float, default=0.99)
-    b.add_argument("--anneal", type=float, default=0.0)
-    b.add_argument("--kl-weight", type=float, default=1.0)
-    b.add_argument("--threshold", type=float, default=0.5)
+    for key, default in RECIPE_OPTIONS.items():
+        b.add_argument("--" + key.replace("_", "-"), dest=key, type=float, default=default)
     b.add_argument("--quant-tolerance", type=float, default=0.3)
     b.add_argument("--out", default="/tmp/spike-bench")
     b.add_argument("--json", default=None, help="write the results here")

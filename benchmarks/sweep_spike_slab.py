@@ -1,17 +1,25 @@
-"""Spike-and-slab hyper-parameters on VALIDATION only (issue 10): KL weight (tempered ELBO), lambda,
-sigma0 and the PIP threshold tau, one seed, short runs. Test is never scored here.
+"""Spike-and-slab hyper-parameters chosen on VALIDATION with a held-out confirmation (issue 10), and the
+3-seed test run of the chosen setting beside a seed-001 method in the same run.
 
-    nice -n 10 python benchmarks/sweep_spike_slab.py --data /work/shared/data/fashion-mnist \
-        --kl 1 0.1 0.01 --lams 1e-3 --sds 0.1 --taus 0.5 --json /work/artifacts/logs/spike/sweep1.json
+    nice -n 10 python benchmarks/sweep_spike_slab.py sweep --data /work/shared/data/fashion-mnist \
+        --kl 0.1 0.05 0.03 --taus 0.5 0.9 --epochs 10 --finetune-epochs 10 --json L/sweep.json
+    nice -n 10 python benchmarks/sweep_spike_slab.py final --data ... --choice L/sweep.json --seeds 0 1 2 \
+        --peer drr --json L/final.json
 
-For each (kl_weight, lambda, sigma0): `--epochs` variational epochs from the converged dense baseline,
-then for each tau the median-probability-style model phi > tau, `--finetune-epochs` epochs of
-fine-tuning with the mask frozen, the quantization-step search on validation (as the recipe does) and
-the real .nnc file. Reported per (config, tau): kept weights, file bytes, validation accuracy of the
-decoded file and its drop against the dense model's validation accuracy.
+For each (kl_weight, lambda, sigma0): `--epochs` variational epochs (KL annealed over `--anneal` epochs)
+from the converged dense baseline; then for each tau the model phi > tau, `--finetune-epochs` epochs of
+fine-tuning with the mask frozen (cosine learning rate, the epoch kept by early stopping on the EVEN
+validation samples), the quantization-step search (on the even samples, within each `--qtols` points of
+the fine-tuned model) and the real .nnc file (PIPs not stored).
 
-Choice rule (the same as benchmarks/bench_prune.py's): the smallest file whose validation drop is
-<= 0.5 pt; if none, the smallest validation drop.
+The choice rule (fixed before the run): validation is split into even- and odd-numbered samples. Every
+steering step (early stopping, quantization steps, the candidates' order) sees the even half only. A
+candidate is eligible when the one-sided 95 % upper bound of its paired drop against the dense model
+on the EVEN samples is within `--budget` points; the eligible files are put, smallest first, to the same
+test on the ODD samples, at most 1 + RECONFIRMATIONS of them (as the budget search does); the first that
+passes is chosen, the smallest file that passes both halves (`--previous` sweeps' files included: an
+extended grid is one choice, with one count of confirmations). Test is never scored in `sweep`; `final`
+reruns the chosen setting on each seed and scores test once per file.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -33,19 +43,71 @@ from nncodec_cli.presets import classifier_runs  # noqa: E402
 from nncodec_cli.presets import lenet as models  # noqa: E402
 
 from nncodec.api import load_file  # noqa: E402
+from nncodec.api import open as nnc_open  # noqa: E402
 from nncodec.compress.spike_slab import SpikeSlab, save_spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
 from nncodec.compress.training.export import search_steps  # noqa: E402
+from nncodec.confidence import paired_drop  # noqa: E402
 
 BASELINES = Path("/work/artifacts/baselines")
+RECONFIRMATIONS = 3  # as nncodec.budget: at most 3 more files are put to the odd half after a refusal
+KEYS = ("kl_weight", "lam", "sigma0", "tau", "qtol")
 
 
-def run_config(dense, data, arch, seed, kl, lam, sd, taus, args, out: Path) -> list[dict]:
+def correct(model: torch.nn.Module, split: recipes.Split, state=None) -> np.ndarray:
+    return models.correctness(copy.deepcopy(model) if state is not None else model, split.x, split.y, state=state)
+
+
+def halves(split: recipes.Split) -> tuple[recipes.Split, recipes.Split]:
+    return recipes.Split(split.x[0::2], split.y[0::2]), recipes.Split(split.x[1::2], split.y[1::2])
+
+
+def bounds(dense_c: np.ndarray, c: np.ndarray, confidence: float) -> dict[str, float]:
+    out = {}
+    for h, name in ((0, "even"), (1, "odd")):
+        d = paired_drop(100.0 * dense_c[h::2], 100.0 * c[h::2], confidence)
+        out[f"{name}_drop"], out[f"{name}_upper"] = round(d.drop, 3), round(d.upper, 3)
+    return out
+
+
+def finetune(m: torch.nn.Module, masks: dict, data, even: recipes.Split, epochs: int, lr: float, seed: int) -> list:
+    """Cosine-schedule fine-tuning with the mask frozen; keeps the epoch best on the even validation half."""
+    params = dict(m.named_parameters())
+    hooks = [params[n].register_hook(lambda g, k=k: g * k) for n, k in masks.items()]
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    loader = recipes.make_loader(data.train, 256, seed + 1000)
+    total = max(epochs * len(loader), 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+    best, best_state, curve = recipes.accuracy(m, even), copy.deepcopy(m.state_dict()), []
+    for _ in range(epochs):
+        m.train()
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(m(x), y).backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for n, k in masks.items():
+                    params[n].mul_(k)
+        acc = recipes.accuracy(m, even)
+        curve.append(round(acc, 2))
+        if acc > best:
+            best, best_state = acc, copy.deepcopy(m.state_dict())
+    for h in hooks:
+        h.remove()
+    m.load_state_dict(best_state)
+    return curve
+
+
+def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path, dense_c: np.ndarray) -> list[dict]:
+    """One variational run, then per tau a fine-tuned model and per quantization tolerance a file."""
     model = copy.deepcopy(dense)
     torch.manual_seed(seed)
     loader = recipes.make_loader(data.train, 256, seed)
-    ss = SpikeSlab(model, data_size=len(data.train.x), prior_inclusion=lam, prior_sd=sd, init_phi=args.init_phi,
-                   init_sd=args.init_sd, ema=args.ema, kl_weight=kl)
+    even = halves(data.val)[0]
+    ss = SpikeSlab(model, data_size=len(data.train.x), prior_inclusion=cfg["lam"], prior_sd=cfg["sigma0"],
+                   init_phi=args.init_phi, init_sd=args.init_sd, ema=args.ema, kl_weight=cfg["kl_weight"],
+                   anneal_steps=round(args.anneal * len(loader)))
     opt = torch.optim.Adam([{"params": list(model.parameters())}, {"params": ss.parameters()}], lr=args.lr)
     t0 = time.perf_counter()
     epoch_s = []
@@ -65,54 +127,128 @@ def run_config(dense, data, arch, seed, kl, lam, sd, taus, args, out: Path) -> l
     for tau in taus:
         m = models.build(arch)
         m.load_state_dict(mu)
-        m.spike_slab_pips, m.spike_slab_threshold = pips, tau
         masks = {n: p > tau for n, p in pips.items()}
         params = dict(m.named_parameters())
         with torch.no_grad():
             for n, k in masks.items():
                 params[n].mul_(k)
-        pruned_val0 = recipes.accuracy(m, data.val)
-        hooks = [params[n].register_hook(lambda g, k=k: g * k) for n, k in masks.items()]
-        ft = torch.optim.Adam(m.parameters(), lr=args.lr)
-        ft_loader = recipes.make_loader(data.train, 256, seed + 1000)
-        m.train()
-        for _ in range(args.finetune_epochs):
-            for x, y in ft_loader:
-                ft.zero_grad(set_to_none=True)
-                F.cross_entropy(m(x), y).backward()
-                ft.step()
-                with torch.no_grad():
-                    for n, k in masks.items():
-                        params[n].mul_(k)
-        for h in hooks:
-            h.remove()
+        curve = finetune(m, masks, data, even, args.finetune_epochs, args.lr, seed)
         m.eval()
-        pruned_val = recipes.accuracy(m, data.val)
+        m.spike_slab_pips, m.spike_slab_threshold = pips, tau
+        ft_even = recipes.accuracy(m, even)
         names = [n for n, _ in m.named_parameters()]
-        steps = search_steps(m, lambda s, m=m: -recipes.accuracy(m, data.val, s), -(pruned_val - 0.3), names=names)
-        path = out / f"sweep-kl{kl:g}-lam{lam:g}-sd{sd:g}-tau{tau:g}.nnc"
-        nbytes = save_spike_slab(m, path, steps=steps)
-        val = recipes.accuracy(m, data.val, load_file(path))
-        rows.append({"kl_weight": kl, "lam": lam, "sigma0": sd, "tau": tau, "kept": int(sum(int(k.sum()) for k in masks.values())),
-                     "val_pruned_no_ft": pruned_val0, "val_pruned": pruned_val, "val": val,
-                     "val_drop": args.dense_val - val, "bytes": nbytes, "ratio": 4 * sum(p.numel() for p in m.parameters()) / nbytes,
-                     "epoch_seconds": epoch_s, "seconds": round(time.perf_counter() - t0, 1)})
-        print(json.dumps(rows[-1]), flush=True)
+        for qtol in qtols:
+            steps = search_steps(m, lambda s, m=m: -recipes.accuracy(m, even, s), -(ft_even - qtol), names=names)
+            tag = f"kl{cfg['kl_weight']:g}-lam{cfg['lam']:g}-sd{cfg['sigma0']:g}-tau{tau:g}-q{qtol:g}-seed{seed}"
+            path = out / f"sweep-{tag}.nnc"
+            nbytes = save_spike_slab(m, path, steps=steps)
+            decoded = load_file(path)
+            c = correct(m, data.val, decoded)
+            row = {**cfg, "tau": tau, "qtol": qtol, "seed": seed, "kept": int(sum(int(k.sum()) for k in masks.values())),
+                   "finetune_even_curve": curve, "val": round(100.0 * float(c.mean()), 2), "bytes": nbytes,
+                   "ratio": 4 * sum(p.numel() for p in m.parameters()) / nbytes, "file": str(path),
+                   **bounds(dense_c, c, args.confidence), "epoch_seconds": epoch_s,
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            if args.test:  # `final` only: scored once per file, after the choice
+                row["test"] = recipes.accuracy(m, data.test, decoded)
+                pip_path = out / f"sweep-{tag}-pip.nnc"
+                row["bytes_pip"] = save_spike_slab(m, pip_path, steps=steps, keep_pip=True)
+                assert all(torch.equal(v, decoded[k]) for k, v in load_file(pip_path).items()), "PIP file decodes differently"
+                with nnc_open(pip_path) as f:
+                    row["pip_bytes"] = sum(t.get("pip_bytes", 0) for t in f.info()["tensors"])
+                row["pip_bits_per_weight"] = 8 * row["pip_bytes"] / sum(p.numel() for p in pips.values())
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
+
+
+def choose(rows: list[dict], budget: float) -> tuple[dict | None, list[dict]]:
+    """The smallest file passing the even half that the odd half confirms (at most 1 + RECONFIRMATIONS tried)."""
+    eligible = sorted((r for r in rows if r["even_upper"] <= budget + 1e-9), key=lambda r: r["bytes"])
+    tried = []
+    for r in eligible[: 1 + RECONFIRMATIONS]:
+        tried.append({k: r[k] for k in (*KEYS, "bytes", "even_upper", "odd_upper")})
+        if r["odd_upper"] <= budget + 1e-9:
+            return r, tried
+    return None, tried
+
+
+def load_dense(arch: str, seed: int, data) -> tuple[torch.nn.Module, np.ndarray]:
+    dense = models.build(arch)
+    dense.load_state_dict(recipes.load_state(BASELINES / f"{arch}_seed{seed}.safetensors"))
+    return dense.eval(), correct(dense, data.val)
+
+
+def sweep(args: argparse.Namespace, data, out: Path) -> dict:
+    dense, dense_c = load_dense(args.arch, args.seed, data)
+    print(json.dumps({"dense_val": 100.0 * float(dense_c.mean())}), flush=True)
+    earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
+    rows: list[dict] = []
+    result: dict = {"args": vars(args), "dense_val": 100.0 * float(dense_c.mean()), "rows": rows}
+    for kl in args.kl:
+        for lam in args.lams:
+            for sd in args.sds:
+                cfg = {"kl_weight": kl, "lam": lam, "sigma0": sd}
+                rows += run_config(dense, data, args.arch, args.seed, cfg, args.taus, args.qtols, args, out, dense_c)
+                result["chosen"], result["tried"] = choose(earlier + rows, args.budget)  # one choice over all
+                Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"chosen": result["chosen"], "tried": result["tried"]}), flush=True)
+    return result
+
+
+def final(args: argparse.Namespace, data, out: Path) -> dict:
+    chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
+    if chosen is None:
+        raise SystemExit("the sweep chose nothing: no file passed both halves")
+    swept = json.loads(Path(args.choice).read_text())["args"]
+    for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr"):
+        if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
+            setattr(args, key, swept[key])
+    args.test = True
+    cfg = {k: chosen[k] for k in ("kl_weight", "lam", "sigma0")}
+    runs, peers, dense_rows = [], [], []
+    for seed in args.seeds:
+        dense, dense_c = load_dense(args.arch, seed, data)
+        dense_rows.append({"seed": seed, "val": 100.0 * float(dense_c.mean()), "test": recipes.accuracy(dense, data.test)})
+        row = run_config(dense, data, args.arch, seed, cfg, [chosen["tau"]], [chosen["qtol"]], args, out, dense_c)[0]
+        row["dense_test"], row["drop"] = dense_rows[-1]["test"], dense_rows[-1]["test"] - row["test"]
+        runs.append(row)
+        for method in args.peer:
+            t0 = time.perf_counter()
+            r = recipes.compress_classifier(dense, args.arch, data, method, out / f"{method}-seed{seed}.nnc", seed=seed,
+                                            progress=False, dense_accuracy=dense_rows[-1]["test"])
+            peers.append({"method": method, "seed": seed, "file_bytes": r["file_bytes"], "ratio": r["ratio"],
+                          "test": r["compressed_test_accuracy"], "drop": r["accuracy_drop"], "options": r["options"],
+                          "seconds": round(time.perf_counter() - t0, 1)})
+            print(json.dumps(peers[-1], default=str), flush=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "chosen": chosen, "dense": dense_rows, "runs": runs,
+                                               "peers": peers}, indent=1, default=str) + "\n")
+    return {"runs": runs, "peers": peers}
 
 
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=("sweep", "final"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--arch", default="lenet300")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--kl", type=float, nargs="+", default=[1.0])
+    ap.add_argument("--seed", type=int, default=0, help="sweep: the baseline seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="final: baseline seeds")
+    ap.add_argument("--choice", help="final: the sweep's JSON (its chosen setting and training lengths)")
+    ap.add_argument("--setting", help='final: a setting NOT chosen by the rule, e.g. \'{"kl_weight": 0.02, "lam": 0.001, '
+                    '"sigma0": 0.1, "tau": 0.9, "qtol": 0.3}\' (training lengths still from --choice)')
+    ap.add_argument("--peer", nargs="*", default=[], help="final: methods run through recipes in the same run")
+    ap.add_argument("--kl", type=float, nargs="+", default=[0.05])
     ap.add_argument("--lams", type=float, nargs="+", default=[1e-3])
     ap.add_argument("--sds", type=float, nargs="+", default=[0.1])
-    ap.add_argument("--taus", type=float, nargs="+", default=[0.5])
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--finetune-epochs", type=int, default=2)
+    ap.add_argument("--taus", type=float, nargs="+", default=[0.9])
+    ap.add_argument("--qtols", type=float, nargs="+", default=[0.3])
+    ap.add_argument("--budget", type=float, default=1.0)
+    ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the choice")
+    ap.add_argument("--confidence", type=float, default=0.95)
+    ap.add_argument("--epochs", type=int, default=None, help="variational epochs [10; final: the sweep's]")
+    ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")
+    ap.add_argument("--anneal", type=float, default=0.0, help="KL annealing, in epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--init-phi", type=float, default=0.9)
     ap.add_argument("--init-sd", type=float, default=1e-3)
@@ -120,20 +256,14 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/spike-sweep")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
+    args.test = False
+    if args.mode == "sweep":
+        args.epochs = 10 if args.epochs is None else args.epochs
+        args.finetune_epochs = 10 if args.finetune_epochs is None else args.finetune_epochs
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = classifier_runs.load_data(args.data)
-    dense = models.build(args.arch)
-    dense.load_state_dict(recipes.load_state(BASELINES / f"{args.arch}_seed{args.seed}.safetensors"))
-    dense.eval()
-    args.dense_val = recipes.accuracy(dense, data.val)
-    print(json.dumps({"dense_val": args.dense_val}), flush=True)
-    rows = []
-    for kl in args.kl:
-        for lam in args.lams:
-            for sd in args.sds:
-                rows += run_config(dense, data, args.arch, args.seed, kl, lam, sd, args.taus, args, out)
-                Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1) + "\n")
+    (sweep if args.mode == "sweep" else final)(args, data, out)
 
 
 if __name__ == "__main__":

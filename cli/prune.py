@@ -101,11 +101,16 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
         raise PruneError("give either --arch (a built-in preset) or --model PKG.MODULE:FACTORY")
     if model_spec is not None:
         if method == "spike-slab":
-            raise PruneError("--method spike-slab takes a built-in --arch here; for your own model use "
-                             "nncodec.compress.spike_slab.SpikeSlab in your training loop")
+            if alpha is not None or delta is not None:
+                raise PruneError("--alpha and --delta are not spike-slab options (use --kl-weight, --prior-inclusion)")
+            extra = {k: v for k, v in {"prior_inclusion": prior_inclusion, "kl_weight": kl_weight}.items() if v is not None}
+        elif keep_pip or prior_inclusion is not None or kl_weight is not None:
+            raise PruneError("--keep-pip, --prior-inclusion and --kl-weight go with --method spike-slab")
+        else:
+            extra = {k: v for k, v in {"alpha": alpha, "delta": delta}.items() if v is not None}
         _guarded(lambda: _prune_user_model(
-            method, model_spec, checkpoint, loss, quant_tolerance, data_dir, epochs, finetune_epochs, alpha, delta,
-            batch_size, seed, device, out, report_path, quiet, as_json))
+            method, model_spec, checkpoint, loss, quant_tolerance, data_dir, epochs, finetune_epochs, extra,
+            batch_size, seed, device, out, report_path, quiet, as_json, keep_pip))
         return
     if checkpoint is not None:
         raise PruneError("--checkpoint goes with --model; for --arch use --dense")
@@ -174,9 +179,11 @@ def _guarded(run: Any) -> Any:
 
 
 def _prune_user_model(method: str, model_spec: str, checkpoint: str | None, loss: str, quant_tolerance: float,
-                      data: str, epochs: int, finetune_epochs: int | None, alpha: float | None, delta: float | None,
+                      data: str, epochs: int, finetune_epochs: int | None, extra: dict[str, float],
                       batch_size: int, seed: int, device: str, out: Path, report_path: str | None, quiet: bool,
-                      as_json: bool = False) -> None:
+                      as_json: bool = False, keep_pip: bool = False) -> None:
+    import functools
+
     import torch
 
     from nncodec.compress.training.usermodel import compress_model
@@ -189,11 +196,18 @@ def _prune_user_model(method: str, model_spec: str, checkpoint: str | None, loss
     options: dict[str, Any] = {"seed": seed, "progress": not quiet and is_terminal(sys.stderr),
                                "finetune_epochs": finetune_epochs if finetune_epochs is not None else max(1, epochs // 2)}
     options["epochs"] = 0 if method in ("tamade", "layerwise") else epochs
-    options.update({k: v for k, v in {"alpha": alpha, "delta": delta}.items() if v is not None})
+    options.update(extra)
+    family: dict[str, Any] = {}
+    if method == "spike-slab":  # its own family: the method and its writer (PIPs stored with --keep-pip)
+        from nncodec.compress.spike_slab import save_spike_slab, spike_slab
+
+        family = {"run": spike_slab, "save": functools.partial(save_spike_slab, keep_pip=keep_pip)}
     report = compress_model(model, loaders.train, loaders.val, loss, method, out, test=loaders.test,
                             quant_tolerance=quant_tolerance, device=device, options=options,
-                            log=None if quiet else (lambda m: echo(m, err=True)))
+                            log=None if quiet else (lambda m: echo(m, err=True)), **family)
     report.update({"model": model_spec, "output": os.fspath(out)})
+    if method == "spike-slab":
+        report["keep_pip"] = keep_pip
     if report_path is not None:
         Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     if as_json:

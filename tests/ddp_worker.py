@@ -21,7 +21,8 @@ from nncodec.compress.training import PMMPPruner
 GLOBAL_BATCH, STEPS_PER_EPOCH = 32, 4
 
 
-def run(out_dir: str | os.PathLike, distributed: bool) -> None:
+def setup(distributed: bool) -> tuple[int, int, torch.Tensor, torch.Tensor, nn.Module, nn.Module]:
+    """rank, world size, the global data (x, y), the model and what trains it (DDP-wrapped when distributed)."""
     torch.set_num_threads(1)
     rank, world = 0, 1
     if distributed:
@@ -32,7 +33,11 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
     y = x[:, :2].sum(1, keepdim=True) - x[:, 3:4]
     torch.manual_seed(1 + rank)  # different init on rank 1: DDP broadcasts rank 0's weights
     model: nn.Module = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    return rank, world, x, y, model, nn.parallel.DistributedDataParallel(model) if distributed else model
+
+
+def run(out_dir: str | os.PathLike, distributed: bool) -> None:
+    rank, world, x, y, model, net = setup(distributed)
     pruner = PMMPPruner(net, alpha=2e-3, companion_lr=3e-2, targets="weights+biases", delta=0.02, seed=7)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     share = GLOBAL_BATCH // world

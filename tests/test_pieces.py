@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from piece_loop import train_with_penalty
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -190,13 +191,7 @@ def test_dataloader_loop_with_pmmp_penalty_route_sparsifies():
     loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
     model = mlp()
     pruner = PMMPPruner(model, alpha=3e-3, companion_lr=2e-2)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(15):
-        for xb, yb in loader:
-            opt.zero_grad()
-            (F.mse_loss(model(xb), yb) + pruner.penalty()).backward()
-            opt.step()
-            pruner.after_step()
+    train_with_penalty(model, pruner, torch.optim.Adam(model.parameters(), lr=1e-2), loader, 15, F.mse_loss)
     gamma = torch.cat([g.detach().reshape(-1) for g in pruner.regularizer.gamma.values()])
     assert gamma.min() >= 0 and gamma.max() <= 1
     assert float((gamma < 0.05).float().mean()) > 0.3  # most of 8->16->1 is not needed for a 3-input sum

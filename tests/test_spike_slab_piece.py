@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from piece_loop import train_with_penalty
 from torch import nn
 
 import nncodec
 from nncodec import BadArgumentError
-from nncodec.compress.spike_slab import SpikeSlab, spike_slab
-from nncodec.compress.training import CompressionPiece, Pruner
+from nncodec.compress.spike_slab import SpikeSlab, lrt_weight_moments, spike_slab
+from nncodec.compress.training import CompressionPiece, Pruner, make_pruner
 
 torch.set_num_threads(1)
 
@@ -45,20 +46,9 @@ def test_one_call_equals_an_own_loop_over_the_piece(anneal_epochs):
     assert isinstance(ss, Pruner) and isinstance(ss, CompressionPiece)
     opt = torch.optim.Adam([{"params": list(model.parameters())}, {"params": ss.parameters()}], lr=0.01)
     model.train()
-    for _ in range(4):
-        for x, y in loader:
-            opt.zero_grad()
-            (F.cross_entropy(model(x), y) + ss.penalty()).backward()
-            opt.step()
-            ss.after_step()
+    train_with_penalty(model, ss, opt, loader, 4, F.cross_entropy)
     masks = ss.prune()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(2):
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            ss.after_step()
+    train_with_penalty(model, ss, torch.optim.Adam(model.parameters(), lr=0.01), loader, 2, F.cross_entropy)  # penalty 0
     ss.release()
     for n, m in masks.items():
         assert torch.equal(a.spike_slab_pips[n] > 0.5, m)
@@ -109,3 +99,33 @@ def test_save_writes_what_to_state_dict_says_with_and_without_pips(tmp_path):
         for name, m in masks.items():
             assert np.array_equal(f.components(name).mask, m.numpy())
             assert (f.get_pip(name) - ss.pips()[name]).abs().max() < 0.27
+
+
+def test_make_pruner_builds_the_piece_by_name():
+    model = cnn()
+    ss = make_pruner("spike-slab", model, data_size=240, kl_weight=0.5, **OPTS)
+    assert type(ss) is SpikeSlab and ss.target_kl_weight == 0.5 and set(ss.phi) == {"0.weight", "3.weight", "5.weight"}
+    with pytest.raises(BadArgumentError, match="data_size"):
+        make_pruner("spike-slab", cnn())
+    with pytest.raises(BadArgumentError, match="spike-slab"):  # the error names every method
+        make_pruner("spike-and-slab", cnn(), data_size=240)
+
+
+def test_elbo_matches_its_closed_form_on_a_linear_model():
+    torch.manual_seed(0)
+    layer = nn.Linear(5, 1, bias=False)
+    ss = SpikeSlab(layer, data_size=60, prior_inclusion=0.2, prior_sd=1.0, init_sd=0.3)
+    with torch.no_grad():
+        ss.phi["weight"].copy_(torch.tensor([[0.9, 0.1, 0.5, 0.7, 0.3]]))
+    x, y = torch.randn(60, 5), torch.randn(60, 1)
+    batches = [(x[:30], y[:30]), (x[30:], y[30:])]
+    mean, var = lrt_weight_moments(ss.phi["weight"], layer.weight, ss.sd("weight"))
+    with torch.no_grad():  # E_q[(y - f)^2] = (y - x.mean)^2 + x^2.var: the squared error's expectation is exact
+        expected = -float((((y - x @ mean.T) ** 2) + (x * x) @ var.T).sum())
+    e = ss.elbo(batches, F.mse_loss, samples=400)
+    assert e["examples"] == 60 and e["kl"] == pytest.approx(ss.kl())
+    assert e["expected_log_likelihood"] == pytest.approx(expected, rel=0.03)
+    assert e["elbo"] == pytest.approx(e["expected_log_likelihood"] - e["kl"])
+    ss.prune()
+    with pytest.raises(BadArgumentError):
+        ss.elbo(batches, F.mse_loss)

@@ -94,6 +94,26 @@ def test_prune_user_model_with_loader_entry_point(workdir):
     assert "validation loss" in r.output  # no test split: the report says which split it scored
 
 
+def test_prune_user_model_with_spike_slab_and_pips(workdir):
+    r = run("prune", "--model", f"{MODULE}:make", "--checkpoint", "ck.pt", "--data", "data.npz", "--method", "spike-slab",
+            "--kl-weight", "0.5", "--prior-inclusion", "0.05", "--epochs", "3", "--finetune-epochs", "1",
+            "--batch-size", "64", "--keep-pip", "-o", "ss.nnc", "--report", "ss.json", "--quiet")
+    assert r.exit_code == 0, r.output
+    report = json.loads((workdir / "ss.json").read_text())
+    assert report["method"] == "spike-slab" and report["keep_pip"]
+    assert report["file_bytes"] == (workdir / "ss.nnc").stat().st_size and report["nonzero"] < report["parameters"]
+    model = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    nncodec.load_into(model, workdir / "ss.nnc", strict=True)
+    with nncodec.open(workdir / "ss.nnc") as f:  # the mask is derived from the stored PIPs
+        for name in ("0.weight", "2.weight"):
+            pip = f.get_pip(name)
+            assert pip is not None and torch.equal(torch.as_tensor(f.components(name).mask), pip > 0.5)
+            assert not torch.any(model.state_dict()[name][pip <= 0.5])
+    bad = CliRunner().invoke(cli_main, ["prune", "--model", f"{MODULE}:make", "--data", "data.npz", "--method", "drr",
+                                        "--keep-pip", "-o", "x.nnc"])
+    assert bad.exit_code == 1 and "go with --method spike-slab" in bad.output
+
+
 @pytest.mark.parametrize("args,message", [
     (["--arch", "lenet300", "--model", f"{MODULE}:make"], "either --arch"),
     (["--model", "no_such_module_xyz:make"], "cannot import"),

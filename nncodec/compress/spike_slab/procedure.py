@@ -36,13 +36,15 @@ def spike_slab(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, epochs: i
                prior_sd: float = 0.1, init_phi: float = 0.9, init_sd: float = 1e-3, ema: float = 0.99,
                kl_weight: float = 1.0, anneal_epochs: float = 0.0, threshold: float = 0.5, sd_lr: float | None = None,
                data_size: int | None = None, targets: Targets = None, device: str | torch.device | None = "cpu",
-               seed: int = 0, progress: bool = True, callback: Callback | None = None) -> nn.Module:
+               seed: int = 0, progress: bool = True, callback: Callback | None = None, elbo_samples: int = 0) -> nn.Module:
     """Spike-and-slab variational pruning of the Linear/Conv weights of `model` (see `SpikeSlab`).
 
     `loss_fn(outputs, targets)` must be the *mean* negative log-likelihood of a batch (cross-entropy,
     or a Gaussian NLL); `data_size` (default: the loader's dataset size) scales the KL to one example.
     `kl_weight` < 1 tempers the ELBO; `anneal_epochs` > 0 ramps the KL weight linearly up to
-    `kl_weight` over that many epochs."""
+    `kl_weight` over that many epochs. With `elbo_samples` > 0 the untempered ELBO on `loader` at the
+    end of the variational phase is left on the model as `model.spike_slab_elbo` (`SpikeSlab.elbo`):
+    the criterion for choosing the prior on training data (empirical Bayes)."""
     if epochs < 0 or finetune_epochs < 0 or lr <= 0:
         raise BadArgumentError("epochs and finetune_epochs must be >= 0 and lr > 0")
     if not isinstance(model, nn.Module):
@@ -58,6 +60,8 @@ def spike_slab(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, epochs: i
     opt = torch.optim.Adam([{"params": list(model.parameters())},
                             {"params": ss.parameters(), "lr": sd_lr or lr}], lr=lr)
     run_epochs(model, loader, loss_fn, opt, epochs, rt, phase="spike-slab", params=ss.params, piece=ss)
+    if elbo_samples > 0:
+        model.spike_slab_elbo = ss.elbo(loader, loss_fn, elbo_samples)  # type: ignore[assignment]
     ss.prune()
     if finetune_epochs:
         opt = torch.optim.Adam(model.parameters(), lr=finetune_lr or lr)

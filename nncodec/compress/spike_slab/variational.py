@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -54,6 +54,14 @@ def _apply(module: nn.Module, x: torch.Tensor, weight: torch.Tensor, bias: torch
     if isinstance(module, nn.Linear):
         return F.linear(x, weight, bias)
     return module._conv_forward(x, weight, bias)  # type: ignore[operator]
+
+
+def _mean_over_ranks(grad: torch.Tensor) -> torch.Tensor:
+    if not dist_.active():
+        return grad
+    grad = grad.clone()
+    dist_.all_reduce_mean_([grad])
+    return grad
 
 
 def _inverse_softplus(y: float) -> float:
@@ -90,6 +98,8 @@ class SpikeSlab(Pruner):
         self.target_kl_weight, self.anneal_steps = float(kl_weight), int(anneal_steps)
         self.modules = {n: owners[n] for n in self.params}
         self.rho = {n: nn.Parameter(torch.full_like(p.detach(), _inverse_softplus(init_sd))) for n, p in self.params.items()}
+        for r in self.rho.values():  # rho is not a module parameter, so DDP does not average its gradient: this
+            r.register_hook(_mean_over_ranks)  # does, during backward (before the optimizer step uses it)
         self.phi = {n: torch.full_like(p.detach(), init_phi).requires_grad_(True) for n, p in self.params.items()}
         self.delta: dict[str, torch.Tensor] = {}
         self._acc: dict[str, torch.Tensor] = {}
@@ -168,9 +178,8 @@ class SpikeSlab(Pruner):
             if self.frozen:
                 apply_masks(self.params, self._masks)
             return
-        grads = [p.grad for p in self.phi.values() if p.grad is not None]
-        if dist_.active():  # phi and rho are not module parameters: DDP does not average their gradients
-            dist_.all_reduce_mean_(grads + [r.grad for r in self.rho.values() if r.grad is not None])
+        if dist_.active():  # phi is not a module parameter: DDP does not average its gradient (rho's: a hook)
+            dist_.all_reduce_mean_([p.grad for p in self.phi.values() if p.grad is not None])
         for n, mu in self.params.items():
             phi = self.phi[n]
             if phi.grad is None:
@@ -229,6 +238,28 @@ class SpikeSlab(Pruner):
         with torch.no_grad():
             return float(sum(spike_slab_kl(self.phi[n], p, self.sd(n), self.lam, self.sigma0).sum()
                              for n, p in self.params.items()))
+
+    @torch.no_grad()
+    def elbo(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], loss_fn: Callable[..., torch.Tensor],
+             samples: int = 4) -> dict[str, float]:
+        """The (untempered) ELBO in nats on `batches`, before `prune`: E_q[log p(D|w)] estimated with
+        `samples` local-reparameterization passes (loss_fn = the mean negative log-likelihood of a batch,
+        as in training; constants it leaves out cancel between runs on the same data) minus KL(q || p).
+        What empirical Bayes maximises to choose the prior (lambda, sigma0) on the training data."""
+        if self.pruned:
+            raise BadArgumentError("elbo() is the variational phase's: call it before prune()")
+        was = self.model.training
+        self.model.train()
+        total, count = 0.0, 0
+        for _ in range(max(1, int(samples))):
+            for x, y in batches:
+                total += float(loss_fn(self.model(x), y)) * len(x)
+                count += len(x)
+        self.model.train(was)
+        n = count / max(1, int(samples))
+        expected_ll = -total / max(1, int(samples))
+        kl = self.kl()
+        return {"expected_log_likelihood": expected_ll, "kl": kl, "elbo": expected_ll - kl, "examples": n}
 
     def variational_state(self) -> dict[str, torch.Tensor]:
         """The variational state by name: `<param>.pip`, `<param>.slab_sd` and `<param>.delta`."""

@@ -5,10 +5,13 @@
     RL1Pruner    alpha*||theta||_1 while training (relaxed L1), nothing afterwards
     TamadePruner no penalty: RGP -> TAMADE -> RGP on a trained model
     LayerwisePruner  per-layer exact-gradient fits (on `calib_inputs`) before RGP -> TAMADE -> RGP
+    "spike-slab"     nncodec.compress.spike_slab.SpikeSlab (needs data_size=): a method family of its
+                     own that builds on this package, so it is named here and imported on first use
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,13 +95,25 @@ class LayerwisePruner(Pruner):
 
 PRUNERS: dict[str, type[Pruner]] = {"pmmp": PMMPPruner, "drr": DRRPruner, "rl1": RL1Pruner, "tamade": TamadePruner,
                                     "layerwise": LayerwisePruner}
+# Pieces of other compressor families (they import this package, so this one must not import them at load).
+FAMILY_PRUNERS: dict[str, str] = {"spike-slab": "nncodec.compress.spike_slab:SpikeSlab"}
+
+
+def pruner_class(method: str) -> type[Pruner]:
+    """The piece class of the named method (see `make_pruner` for the names)."""
+    if method in PRUNERS:
+        return PRUNERS[method]
+    if method in FAMILY_PRUNERS:
+        module, _, name = FAMILY_PRUNERS[method].partition(":")
+        return getattr(importlib.import_module(module), name)
+    raise BadArgumentError(f"unknown method {method!r}; choose one of {', '.join([*PRUNERS, *FAMILY_PRUNERS])}")
 
 
 def make_pruner(method: str, model: nn.Module, **kwargs: Any) -> Pruner:
-    """The piece for the named method ("pmmp", "drr", "rl1", "tamade", "layerwise") with its options."""
-    if method not in PRUNERS:
-        raise BadArgumentError(f"unknown method {method!r}; choose one of {', '.join(PRUNERS)}")
+    """The piece for the named method ("pmmp", "drr", "rl1", "tamade", "layerwise", or "spike-slab",
+    which needs `data_size=`, the number of training examples) with its options."""
+    cls = pruner_class(method)
     try:
-        return PRUNERS[method](model, **kwargs)
+        return cls(model, **kwargs)
     except TypeError as e:
         raise BadArgumentError(f"{method}: {e}") from None

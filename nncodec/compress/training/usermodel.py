@@ -54,16 +54,24 @@ def scores(model: nn.Module, batches: Sequence[Batch], loss_fn: LossFn, state: M
     return result
 
 
+Save = Callable[..., int]  # save(model, path, *, steps=, targets=, metadata=) -> bytes, as save_pruned
+
+
 def compress_model(model: nn.Module, train: Iterable, val: Iterable, loss: str, method: str,
                    output: str | os.PathLike, *, test: Iterable | None = None, quant_tolerance: float = 0.01,
                    device: str = "cpu", options: Mapping[str, Any] | None = None,
-                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   log: Callable[[str], None] | None = None, run: Callable[..., Any] | None = None,
+                   save: Save = save_pruned) -> dict[str, Any]:
     """Prune `model` in place with `method` on `train`, quantize every parameter tensor as coarsely as
     keeps the validation loss within (1 + quant_tolerance) of the pruned model's, write `output`,
-    check that it decodes to the quantized model, and report sizes and scores."""
+    check that it decodes to the quantized model, and report sizes and scores.
+
+    `run` and `save` are the method and the writer of another compressor family with the same shapes
+    (`spike_slab`, `save_spike_slab`; the caller passes them, this package does not import them);
+    by default `method` names one of this package's METHODS and the file is `save_pruned`'s."""
     if loss not in LOSSES:
         raise BadArgumentError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
-    if method not in METHODS:
+    if run is None and method not in METHODS:
         raise BadArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     say = log or (lambda _m: None)
     loss_fn, classify = LOSSES[loss], loss == "cross_entropy"
@@ -74,7 +82,7 @@ def compress_model(model: nn.Module, train: Iterable, val: Iterable, loss: str, 
     dense_test = scores(model, test_batches, loss_fn, accuracy=classify) if test_batches else None
     say(f"dense model: validation loss {dense['loss']:.4f}")
     start = time.perf_counter()
-    METHODS[method](model, train, loss_fn, device=device, **dict(options or {}))
+    (run or METHODS[method])(model, train, loss_fn, device=device, **dict(options or {}))
     model = model.cpu().eval()
     seconds = time.perf_counter() - start
     pruned = scores(model, val_batches, loss_fn, accuracy=classify)
@@ -83,8 +91,7 @@ def compress_model(model: nn.Module, train: Iterable, val: Iterable, loss: str, 
     targets = (options or {}).get("targets")
     steps = search_steps(model, lambda s: scores(model, val_batches, loss_fn, s)["loss"],
                          pruned["loss"] + quant_tolerance * abs(pruned["loss"]), names=names, targets=targets)
-    nbytes = save_pruned(model, output, steps=steps, targets=targets, metadata={"method": method,
-                                                                               "nncodec.training": "pruned"})
+    nbytes = save(model, output, steps=steps, targets=targets, metadata={"method": method, "nncodec.training": "pruned"})
     decoded, expected = load_file(output), quantized_state_dict(model, steps, targets)
     if any(not torch.equal(decoded[k], expected[k]) for k in expected):  # pragma: no cover
         raise UnsupportedInputError(f"{output}: decoded weights differ from the quantized model")
