@@ -22,13 +22,17 @@ number of evaluate() calls of the whole search (baseline and scan included).
 
 How it allocates (per layer, by sensitivity, not one global setting):
   1. Sensitivity scan: each large weight tensor ("layer") is quantized alone on a ladder of step
-     sizes (multiples of its standard deviation) and RD lambdas while all others stay exact, and
-     its score drop and coded size are measured: first every other step (lambda 0), fine to
-     coarse, until the drop is far over budget, then the rungs in between and the other lambdas
-     where they matter. Keeping a layer exact is a rung too (it costs no score).
-  2. Allocation: per layer, the rungs on the size/drop Pareto front; a Lagrangian sweep
-     (minimise size + mu * drop per layer) gives one combination per mu, and a binary search
-     over those finds the smallest combination that really keeps the score.
+     sizes (0.125 to 16 times its standard deviation) and RD lambdas while all others stay exact,
+     and its drop, damage (the squared rate of changed samples; see Search.steer) and coded size
+     are measured on the samples the search steers on: first every other step (lambda 0) from
+     0.5 sd coarser until the drop is far over budget (and finer while 0.5 sd already hurts), then
+     the rungs in between and the other lambdas where they matter. Keeping a layer exact is a rung
+     too (it costs no score).
+  2. Allocation: per layer, a monotone fit of the measured damage against the layer's weight (or,
+     with statistics, output) error predicts the damage of EVERY rung, measured or not (model.py);
+     the rungs on the size/damage Pareto front enter a Lagrangian sweep (minimise size + mu *
+     damage per layer, damage adds over layers), which gives one combination per mu, and a binary
+     search over those finds the smallest combination that really keeps the score.
   3. Refinement: greedily move single layers one or two rungs coarser while the real score stays
      in budget, cheapest predicted damage per byte saved first. A file scored for one budget counts
      for every budget it meets.

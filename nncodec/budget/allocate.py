@@ -3,26 +3,52 @@ score, the greedy refinement and the re-confirmation walk."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from .accept import RECONFIRMATIONS, confirmed, make_result, within
+from .model import fit_damage
 from .scan import ladder_order
-from .search import LOSSLESS_RUNG, BudgetResult, Search
-
-MIN_LOSSY_DROP = 1e-3
+from .search import LOSSLESS_RUNG, BudgetResult, Layer, Search
 
 
 def pareto_front(points: dict[int, tuple[int, float]]) -> list[tuple[int, float, int]]:
-    """Rungs on the Pareto front of (bytes, drop), sorted by bytes: each larger one drops less.
-    A measured drop of a lossy rung counts as at least MIN_LOSSY_DROP (lucky gains and zeros are
-    noise), so the exact lossless rung (drop 0) stays on the front as the last resort."""
-    pts = sorted(((b, d if r == LOSSLESS_RUNG else max(d, MIN_LOSSY_DROP), r) for r, (b, d) in points.items()),
-                 key=lambda p: (p[0], p[1]))
+    """Rungs on the Pareto front of (bytes, damage), sorted by bytes: each larger one damages less."""
+    pts = sorted(((b, d, r) for r, (b, d) in points.items()), key=lambda p: (p[0], p[1]))
     front: list[tuple[int, float, int]] = []
     for b, d, r in pts:
         if not front or d < front[-1][1]:
             front.append((b, d, r))
     return front
+
+
+def modelled_points(search: Search, layer: Layer) -> dict[int, tuple[int, float]]:
+    """rung -> (coded bytes, predicted damage) for every rung up to the coarsest step the scan
+    measured on this layer, and the lossless rung (no damage)."""
+    measured = [r for r in layer.damage if r >= 0]
+    out = {LOSSLESS_RUNG: (search.components(layer, LOSSLESS_RUNG)[1], 0.0)}
+    if not measured:
+        return out
+    for r in measured:
+        search.components(layer, r)
+    predict = fit_damage([(search.distortion[(layer.name, r)], layer.damage[r]) for r in measured])
+    top = max(search.ladder[r].rel_step for r in measured)
+    for r, s in enumerate(search.ladder):
+        if s.rel_step <= top:
+            nbytes = search.components(layer, r)[1]
+            out[r] = (nbytes, predict(search.distortion[(layer.name, r)]))
+    return out
+
+
+def multipliers(fronts: dict[str, list[tuple[int, float, int]]]) -> np.ndarray:
+    """Lagrange multipliers (bytes per unit of damage) spanning every trade-off the fronts offer."""
+    slopes = [(b0 - b1) / (d1 - d0) for f in fronts.values() for (b0, d0, _), (b1, d1, _) in pairwise(f)
+              if d1 != d0]  # front order: bytes up, damage down
+    slopes = [abs(x) for x in slopes if np.isfinite(x) and x != 0]
+    if not slopes:
+        return np.array([1.0])
+    return np.geomspace(min(slopes) / 2, max(slopes) * 2, 161)
 
 
 def allocate(search: Search, baseline: float, max_drop: float, per_layer: bool, allowance: int,
@@ -65,13 +91,12 @@ def allocate(search: Search, baseline: float, max_drop: float, per_layer: bool, 
                     hi = mid - 1
         return make_result(search, best, lossless_data, baseline, threshold, history)
 
-    for layer in search.layers:  # keeping a layer exact is always possible, and costs no score
-        layer.points[LOSSLESS_RUNG] = (search.components(layer, LOSSLESS_RUNG)[1], 0.0)
-    fronts = {layer.name: pareto_front(layer.points) for layer in search.layers}
+    # keeping a layer exact is always possible, and costs no score; every other rung is modelled
+    fronts = {layer.name: pareto_front(modelled_points(search, layer)) for layer in search.layers}
 
     # Lagrangian allocation: one combination per mu, then a binary search on the real score
     combos: dict[tuple, int] = {}
-    for mu in np.geomspace(1e0, 1e9, 91):
+    for mu in multipliers(fronts):
         pick = tuple(min(fronts[layer.name], key=lambda p: p[0] + mu * p[1])[2] for layer in search.layers)
         combos[pick] = predicted_bytes(search, {layer.name: r for layer, r in zip(search.layers, pick, strict=True)})
     ranked = sorted(combos, key=lambda k: combos[k])  # smallest predicted file first

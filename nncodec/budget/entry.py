@@ -83,7 +83,7 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
             search.fixed = {n: lossless(search.arrays[n][1], search.arrays[n][0]) for n in search.fixed}
         if per_layer:
             scan_limit = search.evaluations + search.left() // 2
-            scan(search, baseline, max(2.0 * max(drops), max(drops) + 1.0), min(drops) / 4, scan_limit)
+            scan(search, max(2.0 * max(drops), max(drops) + 1.0), min(drops) / 4, scan_limit)
         results = []
         for i, d in enumerate(drops):
             allowance = search.left() // (len(drops) - i)  # the budgets share what the scan left

@@ -25,7 +25,10 @@ from ..dtypes import DType
 from ..errors import BadArgumentError
 from ..tensorwriter import encode_file
 
-DEFAULT_REL_STEPS = tuple(float(0.5 * 2 ** (k / 3)) for k in range(0, 16))  # 0.5 .. 16 x std
+# 0.125 .. 16 x std in steps of 2**(1/3). The fine end matters: below 0.5 sd a layer costs ~3-5 bits per
+# weight, lossless ~25; without it a layer too sensitive for 0.5 sd had only the lossless rung left.
+DEFAULT_REL_STEPS = tuple(float(0.5 * 2 ** (k / 3)) for k in range(-6, 16))
+SCAN_START = 0.5  # the scan measures from this step (x std) coarser, and finer only when it already hurts
 DEFAULT_LAMBDAS = (0.0, 0.05)
 
 
@@ -51,7 +54,8 @@ class Layer:
     values: np.ndarray  # float64
     bias: str | None
     stats: LayerStats | None
-    points: dict[int, tuple[int, float]] = field(default_factory=dict)  # rung -> (bytes, drop)
+    points: dict[int, tuple[int, float]] = field(default_factory=dict)  # rung -> (bytes, drop), measured alone
+    damage: dict[int, float] = field(default_factory=dict)  # rung -> measured damage (see Search.steer)
 
 
 @dataclass
@@ -98,6 +102,7 @@ class Search:
         self.framework = "pt" if any(is_torch_tensor(v) for v in tensors.values()) else "np"
         self.ladder = [Setting(float(r), float(lam)) for lam in lambdas for r in sorted(rel_steps)]
         self.cache: dict[tuple[str, int], tuple[dict, int]] = {}
+        self.distortion: dict[tuple[str, int], float] = {}  # (layer, rung) -> weight error (see components)
         self.files: dict[tuple, tuple[bytes, float, float]] = {}  # rungs -> (file, score, drop bound)
         self.evaluations = 0
         stats = dict(statistics or {})
@@ -184,8 +189,12 @@ class Search:
         sized = [(self._part_bytes(v), i) for i, v in enumerate(variants)]
         nbytes, best = min(sized)
         comps = {layer.name: variants[best]}
+        w_hat = float_values(layer.dtype, words_to_numpy(layer.dtype, t.shape, dequantize(t)))
+        err = (x - w_hat).reshape(x.shape[0], -1)
+        # the layer's output error: tr(E C E^T) with the input second moments when known, else |E|^2
+        self.distortion[key] = float(np.sum((err @ layer.stats.cov) * err)) if layer.stats is not None \
+            else float(np.sum(err * err))
         if layer.bias is not None and layer.stats is not None:
-            w_hat = float_values(layer.dtype, words_to_numpy(layer.dtype, t.shape, dequantize(t)))
             bdt, b = self.arrays[layer.bias]
             corrected = float_values(bdt, b) + bias_correction(x, w_hat, layer.stats.mean)
             bt = fine_quantize(corrected, bdt, 2.0**-20 if self.small_lossless else self.small_rel_error)
@@ -239,14 +248,35 @@ class Search:
         conv = words_to_torch if self.framework == "pt" else words_to_numpy
         return conv(comp.dtype, comp.shape, words)
 
-    def score_layer_alone(self, layer: Layer, rung: int) -> float:
-        """Score with only this layer (and its bias) replaced by its decoded values: the components
-        are dequantized exactly as the decoder does, so no file is needed for the scan."""
+    def steer(self, score: float, samples: np.ndarray | None) -> tuple[float, float]:
+        """(drop, damage) on the samples the search steers on (the even half when it confirms on the
+        odd one, so the scan never looks at the held-out half). Damage is what the allocation adds up
+        across layers: for 0/1-valued per-sample scores the squared rate of changed samples (a flip
+        rate grows with the amplitude of the output noise, whose square adds over independently
+        quantized layers), for other per-sample scores their mean squared change, for a scalar score
+        its drop. It is far less noisy than the drop: both directions of change count."""
+        if samples is None or self.base_samples is None:
+            drop = self.baseline - score
+            return drop, max(drop, 0.0)
+        b, s = self.base_samples, samples
+        if self.confirm and s.size >= 4:
+            b, s = b[0::2], s[0::2]
+        drop = float(b.mean() - s.mean())
+        msd = float(np.mean((b - s) ** 2))
+        values = np.unique(self.base_samples)
+        if values.size <= 2:  # two-valued scores (correct / wrong): msd / span^2 is the flip rate
+            span = float(values[-1] - values[0]) if values.size == 2 else 1.0
+            return drop, (msd / (span * span)) ** 2
+        return drop, msd
+
+    def score_layer_alone(self, layer: Layer, rung: int) -> tuple[float, float]:
+        """(drop, damage) with only this layer (and its bias) replaced by its decoded values: the
+        components are dequantized exactly as the decoder does, so no file is needed for the scan."""
         comps, _ = self.components(layer, rung)
         state = dict(self.tensors)
         for name, comp in comps.items():
             state[name] = self._decoded(comp)
-        return self._score(state)
+        return self.steer(*self._evaluate(state))
 
     def encode(self, rungs: dict[str, int]) -> bytes:
         comps: dict[str, Any] = {}
