@@ -37,7 +37,7 @@ How it allocates (per layer, by sensitivity, not one global setting):
      in budget, cheapest predicted damage per byte saved first. A file scored for one budget counts
      for every budget it meets.
 Small tensors (biases, norms) get a fine step; with calibration `statistics` (see
-nncodec.models.layer_statistics) weights are quantized with OPTQ and the biases corrected.
+nncodec.compress.layer_inputs.layer_statistics) weights are quantized with OPTQ and the biases corrected.
 """
 
 from __future__ import annotations

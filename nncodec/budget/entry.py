@@ -135,7 +135,7 @@ def compress_to_budget(tensors: Mapping[str, Any], evaluate: Callable[[dict], fl
     decoded state dict of the same kind (higher is better), computed on held-out validation data, never
     on the test set; returning per-sample scores makes the search accept a file only when the upper
     confidence bound of the paired drop is within max_drop (see the module doc). Options (see `search_budgets`):
-    statistics (weight name -> LayerStats from nncodec.models.layer_statistics: OPTQ error
+    statistics (weight name -> LayerStats from nncodec.compress.layer_inputs.layer_statistics: OPTQ error
     feedback and bias correction), rel_steps, lambdas, per_channel, per_layer, small_rel_error,
     prefer, contexts, metadata, max_evals, confidence, margin, confirm, progress (default: no progress bar).
     If no lossy file keeps the score, the lossless file is returned.
