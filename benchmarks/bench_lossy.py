@@ -54,13 +54,19 @@ TARGETS = {"data-free": 0.75, "calibrated": 0.5}  # nncodec bytes <= this x NNCo
 CALIBRATION_SAMPLES = 4096
 
 
+def _nnr_env() -> dict[str, str]:
+    """The environment for NNCodec's venv: without PYTHONPATH, which may point at this project's
+    `nncodec` (e.g. a snapshot the benchmark runs from) and would shadow Fraunhofer's package."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def nnr_python(venv: Path) -> Path | None:
     py = venv / "bin" / "python"
     if not py.exists() or not (NNR_DIR / "nnr_sweep.py").exists():
         return None
     probe = subprocess.run([str(py), "-c", f"import sys; sys.path.insert(0, {str(NNR_DIR)!r}); import nnc_compat; "
                             "from nncodec import nnc"], capture_output=True, text=True,
-                           cwd=tempfile.gettempdir())  # not here: ./nncodec would shadow Fraunhofer's package
+                           cwd=tempfile.gettempdir(), env=_nnr_env())  # not here: ./nncodec would shadow Fraunhofer's package
     return py if probe.returncode == 0 else None
 
 
@@ -68,7 +74,7 @@ def run_nnr(py: Path, checkpoint: Path, qps: list[int], opt_qp: bool, workdir: P
     """NNCodec at every QP: bytes of the bitstream and the path of its decoded tensors."""
     cmd = [str(py), str(NNR_DIR / "nnr_sweep.py"), str(checkpoint), str(workdir), "--threads", "1",
            "--qp", *map(str, qps)] + (["--opt-qp"] if opt_qp else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=_nnr_env())
     if proc.returncode != 0:
         raise RuntimeError(f"nnr_sweep failed: {proc.stderr.strip()[-500:]}")
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]

@@ -3,7 +3,7 @@
 Post-training quantization without retraining works much better when it knows what the layer's
 inputs look like: OPTQ (see rdoq.py) needs their covariance, and bias correction needs their mean.
 Both come from running some calibration data (training images, never the test set) through the
-float model; `nncodec.models.layer_statistics` computes them for torch models.
+float model; `nncodec.compress.layer_inputs.layer_statistics` computes them for torch models.
 
 Bias correction: a layer computes y = W x + b. Replacing W by its quantized Ŵ shifts the mean
 output by (W - Ŵ) E[x]; adding exactly that to the bias removes the shift at no cost in bits
