@@ -23,6 +23,7 @@ from ...confidence import DEFAULT_CONFIDENCE, passes_confirmed, z_value
 from ...convert import to_numpy, words_to_numpy
 from ...dtypes import DTYPES, DType
 from ...errors import BadArgumentError
+from ...limits import DEFAULT_LIMITS
 from ...tensorfile_vae import float_values
 from ...tensorwriter import encode_file
 from ...vae_components import DecoderSpec, Latents, VaeGroup, VaeSet, VaeTensor
@@ -65,8 +66,9 @@ class VaeOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise BadArgumentError(f"{name} must be a positive integer, got {v!r}")
-        if self.chunk > decoder_codec.MAX_CHUNK or max(self.latent, self.hidden) > decoder_codec.MAX_WIDTH:
-            raise BadArgumentError("chunk, latent or hidden size is beyond the format's limits")
+        lim = DEFAULT_LIMITS  # a file a reader with the default limits refuses is no use
+        if self.chunk > lim.max_vae_chunk or self.latent > lim.max_vae_latent or self.hidden > lim.max_vae_width:
+            raise BadArgumentError("chunk, latent or hidden size is beyond the default limits (max_vae_*)")
         if self.activation not in ("relu", "tanh"):
             raise BadArgumentError(f"activation must be relu or tanh, not {self.activation!r}")
         if not (self.noise_rel > 0 and np.isfinite(self.noise_rel)):
