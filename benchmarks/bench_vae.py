@@ -25,7 +25,9 @@ there, so a stopped run loses at most one unit):
                      LR (one every 1/8 epoch); the pool of 64 = the baseline + these
   collection         collections of --sizes evenly spaced pool models (always including the baseline)
                      sharing one decoder (latent 64); size 1 is the paper stage's latent-64 row
-  lossy_checkpoints  the lossy path on the last checkpoint of each pool
+  lossy_checkpoints  the lossy path on pool models --lossy-indices (default: the last checkpoint); with
+                     21 42 63 it codes, beside the lossy stage's baseline (index 0), the 4 models of
+                     each seed's 4-model collection, spread over the whole pool
 """
 
 from __future__ import annotations
@@ -84,12 +86,13 @@ def file_parts(data: bytes) -> dict[str, int]:
 class Store:
     """vae_results.json: one entry per finished unit, rewritten after each."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redo: bool = False) -> None:
         self.path = path
+        self.redo = redo  # recompute the units asked for and replace their entries
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
 
     def __contains__(self, key: str) -> bool:
-        return key in self.data
+        return key in self.data and not self.redo
 
     def put(self, key: str, value: Any) -> None:
         value = dict(value, load_average=os.getloadavg(), finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
@@ -225,15 +228,16 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
                     "max_seconds": opt.max_seconds, "seconds": seconds, "per_model": per_model})
 
 
-def stage_lossy_checkpoint(seed: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
-    key = f"lossy_checkpoint/lenet300/s{seed}"
+def stage_lossy_checkpoint(seed: int, index: int, data: protocol.ProtocolData, store: Store,
+                           args: argparse.Namespace) -> None:
+    key = f"lossy_checkpoint/lenet300/s{seed}/i{index}"
     if key in store:
         return
-    state = {k: v.numpy() for k, v in load_pool(args.out, seed)[-1].items()}
+    state = {k: v.numpy() for k, v in load_pool(args.out, seed)[index].items()}
     res = lossy_peer("lenet300", state, data, args)
     res["test_original"] = protocol.test_accuracy("lenet300", torchify(state), data)
     res["test_drop"] = res["test_original"] - res["test"]
-    store.put(key, {"seed": seed, "index": args.pool - 1, **res})
+    store.put(key, {"seed": seed, "index": index, **res})
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -303,7 +307,10 @@ def collection_table(d: dict) -> str:
     lb = statistics.mean(v["bytes"] for v in lossy) if lossy else float("nan")
     fallbacks = len(everything) - len(lossy)
     fb_bytes = ", ".join(f"{v['bytes']:,} B" for v in everything if is_fallback(v))
-    out = [f"nncodec lossy path (per model; {len(everything)} files: the baselines and the last checkpoints): "
+    indices = sorted({0 if k.startswith("lossy/") else v["index"] for k, v in d.items()
+                      if k.startswith(("lossy/lenet300/", "lossy_checkpoint/lenet300/"))})
+    out = [f"nncodec lossy path (per model; {len(everything)} files: pool models {', '.join(map(str, indices))} of each "
+           "seed, 0 = the converged baseline): "
            f"{mean_sd([float(v['bytes']) for v in lossy], ',.0f')} bytes per model over its {len(lossy)} lossy files, test drop "
            f"{mean_sd([v['test_drop'] for v in lossy])} points (max {max((v['test_drop'] for v in lossy), default=float('nan')):.2f})"
            + (f"; {fallbacks} search(es) returned the lossless file ({fb_bytes}: "
@@ -373,6 +380,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_vae"))
     ap.add_argument("--stages", nargs="+", default=[],
                     choices=("paper", "lossy", "checkpoints", "collection", "lossy_checkpoints"))
+    ap.add_argument("--redo", action="store_true", help="recompute the selected units even if stored (replace them)")
     ap.add_argument("--report", action="store_true", help="print the tables and write the plot from the results")
     ap.add_argument("--archs", nargs="+", choices=protocol.ARCHS, default=["lenet300"], help="paper / lossy stages")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(protocol.SEEDS))
@@ -386,6 +394,8 @@ def main() -> None:
                     help="collection stage: wall-clock cap of VAE training per size (size:seconds,...)")
     ap.add_argument("--val-copies", type=int, default=5, help="paper stage: noisy validation copies (the paper: 20)")
     ap.add_argument("--pool", type=int, default=POOL, help="checkpoints stage: models in a pool (the baseline + checkpoints)")
+    ap.add_argument("--lossy-indices", type=int, nargs="+", default=[POOL - 1],
+                    help="lossy_checkpoints stage: pool models to code with the lossy path (0 is the lossy stage's)")
     ap.add_argument("--pool-lr", type=float, default=2e-4, help="checkpoints stage: constant Adam LR")
     args = ap.parse_args()
     args.coll_seconds = {int(k): float(v) for k, v in (p.split(":") for p in args.coll_seconds.split(","))}
@@ -395,7 +405,7 @@ def main() -> None:
         report(args.out)
         return
     data = protocol.load(args.data)
-    store = Store(args.out / "vae_results.json")
+    store = Store(args.out / "vae_results.json", redo=args.redo)
     t0 = time.monotonic()
     for stage in args.stages:
         for seed in args.seeds:
@@ -412,7 +422,8 @@ def main() -> None:
                 for n in args.sizes:
                     stage_collection(seed, n, data, store, args)
             else:
-                stage_lossy_checkpoint(seed, data, store, args)
+                for index in args.lossy_indices:
+                    stage_lossy_checkpoint(seed, index, data, store, args)
     print(f"total {time.monotonic() - t0:.0f} s")
 
 
