@@ -318,7 +318,9 @@ def collection_table(d: dict) -> str:
                       if k.startswith(("lossy/lenet300/", "lossy_checkpoint/lenet300/"))})
     out = [f"nncodec lossy path (per model; {len(everything)} files: pool models {', '.join(map(str, indices))} of each "
            "seed, 0 = the converged baseline): "
-           f"{mean_sd([float(v['bytes']) for v in lossy], ',.0f')} bytes per model over its {len(lossy)} lossy files, test drop "
+           f"{mean_sd([float(v['bytes']) for v in lossy], ',.0f')} bytes per model over its {len(lossy)} lossy files "
+           f"(median {statistics.median(v['bytes'] for v in lossy):,.0f}, range {min(v['bytes'] for v in lossy):,}-"
+           f"{max(v['bytes'] for v in lossy):,}), test drop "
            f"{mean_sd([v['test_drop'] for v in lossy])} points (max {max((v['test_drop'] for v in lossy), default=float('nan')):.2f})"
            + (f"; {fallbacks} search(es) returned the lossless file ({fb_bytes}: "
               "no lossy candidate passed the confirmation), left out of the ratio column" if fallbacks else ""),
@@ -336,6 +338,15 @@ def collection_table(d: dict) -> str:
                    f"| ×{mean_sd([v['real_ratio'] for v in vs], '.1f')} | {sum(v['with_residual'] for v in vs)}/{n * len(vs)} "
                    f"| {mean_sd([v['test_drop_mean'] for v in vs])} ({max(v['test_drop_max'] for v in vs):.2f}) "
                    f"| {sum(v['within_1pt'] for v in vs)}/{n * len(vs)} | {stops} |")
+    return "\n".join(out)
+
+
+def lossy_files_table(d: dict) -> str:
+    """Every file of the peer in the collection comparison, so its mean can be read."""
+    rows = sorted(lossy_collection(d), key=lambda v: (v["seed"], v.get("index", 0)))
+    out = ["| seed | pool model | bytes | validation drop (95 % bound) | test drop | evaluations |", "|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| {v['seed']} | {v.get('index', 0)} | {v['bytes']:,} | {v['val_drop']:.2f} ({v['val_bound']:.2f}) "
+            f"| {v['test_drop']:.2f} | {v['evaluations']} |" for v in rows]
     return "\n".join(out)
 
 
@@ -375,6 +386,8 @@ def report(out: Path) -> None:
     print(paper_table(d))
     print()
     print(collection_table(d))
+    print()
+    print(lossy_files_table(d))
     ck = [v for k, v in d.items() if k.startswith("checkpoints/")]
     if ck:
         print()
