@@ -32,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import protocol  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec import models  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
 
 TARGETS = {"lenet300": 100, "lenet5": 200}  # ratio float32 bytes / file bytes, within 1.0 pt mean test drop

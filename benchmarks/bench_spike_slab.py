@@ -30,12 +30,13 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from nncodec_cli.presets import lenet as models  # noqa: E402
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist  # noqa: E402
+
 import nncodec  # noqa: E402
-from nncodec import models  # noqa: E402
 from nncodec.compress.spike_slab import input_feature_pip, recipe, save_spike_slab, spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
 from nncodec.compress.training.export import quantized_state_dict  # noqa: E402
-from nncodec.datasets import load_fashion_mnist  # noqa: E402
 
 BASELINES = Path("/work/artifacts/baselines")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 from common import accuracy, train  # benchmarks/common.py
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist
 
 import nncodec
-from nncodec.datasets import load_fashion_mnist
 from nncodec.io import write_checkpoint
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "nncodec" / "data" / "demo_mlp.safetensors"

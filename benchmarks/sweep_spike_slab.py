@@ -29,7 +29,8 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from nncodec import models  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
+
 from nncodec.api import load_file  # noqa: E402
 from nncodec.compress.spike_slab import SpikeSlab, save_spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402

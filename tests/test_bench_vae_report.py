@@ -4,13 +4,9 @@ stored unit instead of skipping it."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from script_modules import load_script
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-bench_vae = pytest.importorskip("bench_vae")
+bench_vae = load_script("benchmarks/bench_vae.py")
 
 
 def lossy(seed: int, index: int, size: int, fallback: bool = False) -> dict:

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from nncodec_cli.presets import lenet as models
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist, train_validation_split
 from torch import nn
 
-from ... import models
 from ...api import load_file
-from ...datasets import load_fashion_mnist, train_validation_split
 from ...errors import BadArgumentError, UnsupportedInputError
 from .export import quantized_state_dict, save_pruned, search_steps
 from .loop import Callback, Runtime, run_epochs
