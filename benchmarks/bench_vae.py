@@ -222,6 +222,7 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
     drops = [m["drop"] for m in per_model]
     store.put(key, {"seed": seed, "models": len(idx), "file_bytes": len(r.data), "bytes_per_model": len(r.data) / len(idx),
                     "paper_ratio": r.paper_ratio, "real_ratio": r.real_ratio, "parts": file_parts(r.data),
+                    "latent_step": r.latent_step, "decoder_rel_step": r.decoder_rel_step,
                     "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
                     "within_1pt": int(sum(d <= BUDGET for d in drops)),
                     "with_residual": int(sum(m["residual_step"] is not None for m in per_model)),
