@@ -371,6 +371,7 @@ def plot(d: dict, path: Path) -> None:
             label="VAE latents + residual only (decoder not counted)")
     lb = [v["bytes"] for v in lossy if not is_fallback(v)]
     ax.axhline(statistics.mean(lb), color="k", ls="--", label=f"nncodec lossy path (per model, mean of {len(lb)} files)")
+    ax.axhline(statistics.median(lb), color="k", ls=":", label="nncodec lossy path: median file")
     if len(lb) > 1:
         ax.axhspan(min(lb), max(lb), color="k", alpha=0.1, label="lossy path: smallest to largest file")
     ax.set_xscale("log", base=2)
