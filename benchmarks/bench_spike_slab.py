@@ -30,6 +30,7 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from nncodec_cli.presets import classifier_runs  # noqa: E402
 from nncodec_cli.presets import lenet as models  # noqa: E402
 from nncodec_cli.presets.fashion_mnist import load_fashion_mnist  # noqa: E402
 
@@ -203,7 +204,7 @@ def compress(args: argparse.Namespace) -> dict:
     args_data = args.data
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = recipes.load_data(args.data)
+    data = classifier_runs.load_data(args.data)
     rows, dense_rows = [], []
     for seed in args.seeds:
         dense, source = dense_model(args.arch, data, seed, out, args.dense_epochs)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from nncodec_cli.presets import classifier_runs  # noqa: E402
 from nncodec_cli.presets import lenet as models  # noqa: E402
 
 from nncodec.api import load_file  # noqa: E402
@@ -121,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = recipes.load_data(args.data)
+    data = classifier_runs.load_data(args.data)
     dense = models.build(args.arch)
     dense.load_state_dict(recipes.load_state(BASELINES / f"{args.arch}_seed{args.seed}.safetensors"))
     dense.eval()

@@ -12,9 +12,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "nncodec"
 
-# Modules that are presets themselves (ready-made LeNet runs on an IDX directory) and still live in the
-# core, owned by other work this session; they are to move beside the CLI, and must not grow in number.
-KNOWN_PRESET_RUNS = {"nncodec/compress/training/recipes.py"}
 
 
 def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
@@ -44,9 +41,5 @@ def test_imported_modules_sees_every_form_of_import(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(LIBRARY.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_the_library_does_not_import_the_cli(path):
-    rel = str(path.relative_to(ROOT))
     upward = sorted(m for m in imported_modules(path) if m == "nncodec_cli" or m.startswith("nncodec_cli."))
-    if rel in KNOWN_PRESET_RUNS:
-        assert upward, f"{rel} no longer imports the CLI: drop it from KNOWN_PRESET_RUNS"
-    else:
-        assert not upward, f"{rel} imports {upward}: the library must not depend on the CLI or its presets"
+    assert not upward, f"{path.relative_to(ROOT)} imports {upward}: the library must not depend on the CLI or its presets"

@@ -1,9 +1,12 @@
-"""Ready-made runs for the built-in classifiers (LeNet-300-100, LeNet-5-Caffe) on an IDX dataset:
-dense training, one pruning method, quantization of the survivors, the .nnc file, and a report.
+"""Ready-made pruning runs for a classifier given as ClassifierData (train / validation / test splits):
+one pruning method, quantization of the survivors, the .nnc file, and a report; per-method defaults
+for the built-in LeNets.
 
 Shared by `nncodec prune` and benchmarks/bench_prune.py so that both measure the same thing. The
 last 5,000 training images are held out for validation: the quantization search and TAMADE's
-tolerance must not see the test set that the report's accuracies come from.
+tolerance must not see the test set that the report's accuracies come from. The LeNet /
+Fashion-MNIST data and dense baselines (load_data, train_dense) are the CLI's preset:
+nncodec_cli.presets.classifier_runs.
 """
 
 from __future__ import annotations
@@ -16,19 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from nncodec_cli.presets import lenet as models
-from nncodec_cli.presets.fashion_mnist import load_fashion_mnist, train_validation_split
 from torch import nn
 
 from ...api import load_file
 from ...errors import BadArgumentError, UnsupportedInputError
 from .export import quantized_state_dict, save_pruned, search_steps
-from .loop import Callback, Runtime, run_epochs
+from .loop import Callback
 from .procedure import METHODS
-from .targets import select_parameters
 
 VALIDATION = 5000
 TARGETS = "weights+biases"  # the paper counts (and prunes) every parameter
@@ -67,19 +66,6 @@ class ClassifierData:
     train: Split
     val: Split
     test: Split
-
-
-def load_data(data_dir: str | os.PathLike, validation: int = VALIDATION) -> ClassifierData:
-    """Fashion-MNIST (or MNIST) from an IDX directory, split as the evaluation protocol says
-    (nncodec.datasets): train minus the last `validation` images, those images as validation, and
-    the test split; inputs normalised as nncodec.models expects."""
-    (xi, yi), (xv, yv) = train_validation_split(*load_fashion_mnist(data_dir, "train"), validation)
-    xt, yt = load_fashion_mnist(data_dir, "test")
-
-    def split(x: np.ndarray, y: np.ndarray) -> Split:
-        return Split(models.preprocess(x), torch.from_numpy(y.astype(np.int64)))
-
-    return ClassifierData(split(xi, yi), split(xv, yv), split(xt, yt))
 
 
 class InMemoryLoader:
@@ -138,28 +124,6 @@ def save_state(model: nn.Module, path: str | os.PathLike) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     st_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
-
-
-def train_dense(arch: str, data: ClassifierData, epochs: int, *, lr: float = 1e-3, batch_size: int = BATCH_SIZE,
-                seed: int = 0, device: str = "cpu", progress: bool = True, callback: Callback | None = None,
-                cache: str | os.PathLike | None = None) -> nn.Module:
-    """The dense baseline (plain Adam), loaded from `cache` when that file exists, else trained and saved there."""
-    torch.manual_seed(seed)
-    model = models.build(arch)
-    if cache is not None and Path(cache).exists():
-        try:
-            model.load_state_dict(load_state(cache))
-        except RuntimeError as e:
-            raise UnsupportedInputError(f"{cache}: not a {arch} checkpoint ({str(e).splitlines()[0]})") from None
-        return model.to(device).eval()
-    rt = Runtime(device, seed, progress, callback)
-    model.to(rt.device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    run_epochs(model, make_loader(data.train, batch_size, seed), F.cross_entropy, opt, epochs, rt, phase="dense",
-               params=select_parameters(model))
-    if cache is not None:
-        save_state(model, cache)
-    return model.eval()
 
 
 def method_options(arch: str, method: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
