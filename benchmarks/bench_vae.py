@@ -58,6 +58,7 @@ from nncodec.budget import search_budget  # noqa: E402
 from nncodec.collection import load_model  # noqa: E402
 from nncodec.compress.layer_inputs import layer_statistics  # noqa: E402
 from nncodec.compress.vae import VaeOptions, vae_compress  # noqa: E402
+from nncodec.compress.vae.compress import LATENT_FACTORS  # noqa: E402
 
 BUDGET = 1.0  # points of accuracy, on validation by the protocol's bound
 CALIBRATION = 4096
@@ -127,7 +128,7 @@ def stage_paper(arch: str, seed: int, latent: int, data: protocol.ProtocolData, 
     state = {k: v.numpy() for k, v in protocol.load_baseline(arch, seed).items()}
     t0 = time.monotonic()
     opt = VaeOptions(latent=latent, hidden=args.hidden, seed=seed, max_drop=BUDGET, max_seconds=args.paper_seconds,
-                     val_copies=args.val_copies)
+                     val_copies=args.val_copies, latent_factors=tuple(args.latent_factors))
     r = vae_compress(state, vae_evaluator(arch, data), opt, keep_bare=True)
     seconds = time.monotonic() - t0
     base_test = protocol.test_accuracy(arch, torchify(state), data)
@@ -139,7 +140,8 @@ def stage_paper(arch: str, seed: int, latent: int, data: protocol.ProtocolData, 
                     "bare_bytes": len(r.bare), "bare_real_ratio": r.raw_bytes / len(r.bare), "file_bytes": len(r.data),
                     "real_ratio": r.real_ratio, "test_original": base_test, "test_bare": bare_test,
                     "test_full": full_test, "val_scores": r.scores[""], "residual_step": r.residual_steps[""],
-                    "latent_step": r.latent_step, "decoder_rel_step": r.decoder_rel_step,
+                    "latent_step": r.latent_steps[""], "latent_step_reconstruction": r.latent_step,
+                    "latent_factors": list(opt.latent_factors), "decoder_rel_step": r.decoder_rel_step,
                     "epochs": r.log.epochs, "best_epoch": r.log.best_epoch, "stopped": r.log.stopped,
                     "seconds": seconds, "parts": file_parts(r.data), "bare_parts": file_parts(r.bare)})
 
@@ -209,7 +211,8 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
     coll = {f"m{i:02d}": {k: v.numpy() for k, v in pool[i].items()} for i in idx}
     t0 = time.monotonic()
     opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=seed, max_drop=BUDGET,
-                     max_seconds=args.coll_seconds.get(n, args.coll_seconds[max(args.coll_seconds)]), val_copies=1)
+                     max_seconds=args.coll_seconds.get(n, args.coll_seconds[max(args.coll_seconds)]), val_copies=1,
+                     latent_factors=tuple(args.latent_factors))
     r = vae_compress(coll, vae_evaluator("lenet300", data), opt)
     seconds = time.monotonic() - t0
     per_model = []
@@ -218,12 +221,13 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
         orig = protocol.test_accuracy("lenet300", pool[i], data)
         dec = protocol.test_accuracy("lenet300", torchify(load_model(r.data, name, framework="np")), data)
         per_model.append({"index": i, "test_original": orig, "test": dec, "drop": orig - dec,
-                          "residual_step": r.residual_steps[name], "val_scores": r.scores[name]})
+                          "residual_step": r.residual_steps[name], "latent_step": r.latent_steps[name],
+                          "val_scores": r.scores[name]})
     drops = [m["drop"] for m in per_model]
     store.put(key, {"seed": seed, "models": len(idx), "file_bytes": len(r.data), "bytes_per_model": len(r.data) / len(idx),
                     "paper_ratio": r.paper_ratio, "real_ratio": r.real_ratio, "parts": file_parts(r.data),
-                    "latent_step": r.latent_step, "decoder_rel_step": r.decoder_rel_step,
-                    "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
+                    "latent_step": r.latent_step, "latent_factors": list(opt.latent_factors),
+                    "decoder_rel_step": r.decoder_rel_step, "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
                     "within_1pt": int(sum(d <= BUDGET for d in drops)),
                     "with_residual": int(sum(m["residual_step"] is not None for m in per_model)),
                     "epochs": r.log.epochs, "best_epoch": r.log.best_epoch, "stopped": r.log.stopped,
@@ -417,6 +421,9 @@ def main() -> None:
     ap.add_argument("--paper-seconds", type=float, default=60.0, help="paper stage: wall-clock cap of VAE training")
     ap.add_argument("--coll-seconds", default="4:60,16:90,64:150",
                     help="collection stage: wall-clock cap of VAE training per size (size:seconds,...)")
+    ap.add_argument("--latent-factors", type=int, nargs="+", default=list(LATENT_FACTORS),
+                    help="VAE: candidate latent steps per model, x the reconstruction rule's step (the budget picks "
+                         "the one that codes smallest); 1 alone = the reconstruction rule (the stored tables)")
     ap.add_argument("--val-copies", type=int, default=5, help="paper stage: noisy validation copies (the paper: 20)")
     ap.add_argument("--pool", type=int, default=POOL, help="checkpoints stage: models in a pool (the baseline + checkpoints)")
     ap.add_argument("--lossy-indices", type=int, nargs="+", default=[POOL - 1],
