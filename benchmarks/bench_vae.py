@@ -25,7 +25,9 @@ there, so a stopped run loses at most one unit):
                      LR (one every 1/8 epoch); the pool of 64 = the baseline + these
   collection         collections of --sizes evenly spaced pool models (always including the baseline)
                      sharing one decoder (latent 64); size 1 is the paper stage's latent-64 row
-  lossy_checkpoints  the lossy path on the last checkpoint of each pool
+  lossy_checkpoints  the lossy path on pool models --lossy-indices (default: the last checkpoint); with
+                     21 42 63 it codes, beside the lossy stage's baseline (index 0), the 4 models of
+                     each seed's 4-model collection, spread over the whole pool
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from nncodec.budget import search_budget  # noqa: E402
 from nncodec.collection import load_model  # noqa: E402
 from nncodec.compress.layer_inputs import layer_statistics  # noqa: E402
 from nncodec.compress.vae import VaeOptions, vae_compress  # noqa: E402
+from nncodec.compress.vae.compress import LATENT_FACTORS  # noqa: E402
 
 BUDGET = 1.0  # points of accuracy, on validation by the protocol's bound
 CALIBRATION = 4096
@@ -85,12 +88,13 @@ def file_parts(data: bytes) -> dict[str, int]:
 class Store:
     """vae_results.json: one entry per finished unit, rewritten after each."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, redo: bool = False) -> None:
         self.path = path
+        self.redo = redo  # recompute the units asked for and replace their entries
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
 
     def __contains__(self, key: str) -> bool:
-        return key in self.data
+        return key in self.data and not self.redo
 
     def put(self, key: str, value: Any) -> None:
         value = dict(value, load_average=os.getloadavg(), finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))
@@ -124,7 +128,7 @@ def stage_paper(arch: str, seed: int, latent: int, data: protocol.ProtocolData, 
     state = {k: v.numpy() for k, v in protocol.load_baseline(arch, seed).items()}
     t0 = time.monotonic()
     opt = VaeOptions(latent=latent, hidden=args.hidden, seed=seed, max_drop=BUDGET, max_seconds=args.paper_seconds,
-                     val_copies=args.val_copies)
+                     val_copies=args.val_copies, latent_factors=tuple(args.latent_factors))
     r = vae_compress(state, vae_evaluator(arch, data), opt, keep_bare=True)
     seconds = time.monotonic() - t0
     base_test = protocol.test_accuracy(arch, torchify(state), data)
@@ -136,7 +140,8 @@ def stage_paper(arch: str, seed: int, latent: int, data: protocol.ProtocolData, 
                     "bare_bytes": len(r.bare), "bare_real_ratio": r.raw_bytes / len(r.bare), "file_bytes": len(r.data),
                     "real_ratio": r.real_ratio, "test_original": base_test, "test_bare": bare_test,
                     "test_full": full_test, "val_scores": r.scores[""], "residual_step": r.residual_steps[""],
-                    "latent_step": r.latent_step, "decoder_rel_step": r.decoder_rel_step,
+                    "latent_step": r.latent_steps[""], "latent_step_reconstruction": r.latent_step,
+                    "latent_factors": list(opt.latent_factors), "decoder_rel_step": r.decoder_rel_step,
                     "epochs": r.log.epochs, "best_epoch": r.log.best_epoch, "stopped": r.log.stopped,
                     "seconds": seconds, "parts": file_parts(r.data), "bare_parts": file_parts(r.bare)})
 
@@ -206,7 +211,8 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
     coll = {f"m{i:02d}": {k: v.numpy() for k, v in pool[i].items()} for i in idx}
     t0 = time.monotonic()
     opt = VaeOptions(latent=args.latent, hidden=args.hidden, seed=seed, max_drop=BUDGET,
-                     max_seconds=args.coll_seconds.get(n, args.coll_seconds[max(args.coll_seconds)]), val_copies=1)
+                     max_seconds=args.coll_seconds.get(n, args.coll_seconds[max(args.coll_seconds)]), val_copies=1,
+                     latent_factors=tuple(args.latent_factors))
     r = vae_compress(coll, vae_evaluator("lenet300", data), opt)
     seconds = time.monotonic() - t0
     per_model = []
@@ -215,26 +221,29 @@ def stage_collection(seed: int, n: int, data: protocol.ProtocolData, store: Stor
         orig = protocol.test_accuracy("lenet300", pool[i], data)
         dec = protocol.test_accuracy("lenet300", torchify(load_model(r.data, name, framework="np")), data)
         per_model.append({"index": i, "test_original": orig, "test": dec, "drop": orig - dec,
-                          "residual_step": r.residual_steps[name], "val_scores": r.scores[name]})
+                          "residual_step": r.residual_steps[name], "latent_step": r.latent_steps[name],
+                          "val_scores": r.scores[name]})
     drops = [m["drop"] for m in per_model]
     store.put(key, {"seed": seed, "models": len(idx), "file_bytes": len(r.data), "bytes_per_model": len(r.data) / len(idx),
                     "paper_ratio": r.paper_ratio, "real_ratio": r.real_ratio, "parts": file_parts(r.data),
-                    "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
+                    "latent_step": r.latent_step, "latent_factors": list(opt.latent_factors),
+                    "decoder_rel_step": r.decoder_rel_step, "test_drop_mean": float(np.mean(drops)), "test_drop_max": float(np.max(drops)),
                     "within_1pt": int(sum(d <= BUDGET for d in drops)),
                     "with_residual": int(sum(m["residual_step"] is not None for m in per_model)),
                     "epochs": r.log.epochs, "best_epoch": r.log.best_epoch, "stopped": r.log.stopped,
                     "max_seconds": opt.max_seconds, "seconds": seconds, "per_model": per_model})
 
 
-def stage_lossy_checkpoint(seed: int, data: protocol.ProtocolData, store: Store, args: argparse.Namespace) -> None:
-    key = f"lossy_checkpoint/lenet300/s{seed}"
+def stage_lossy_checkpoint(seed: int, index: int, data: protocol.ProtocolData, store: Store,
+                           args: argparse.Namespace) -> None:
+    key = f"lossy_checkpoint/lenet300/s{seed}/i{index}"
     if key in store:
         return
-    state = {k: v.numpy() for k, v in load_pool(args.out, seed)[-1].items()}
+    state = {k: v.numpy() for k, v in load_pool(args.out, seed)[index].items()}
     res = lossy_peer("lenet300", state, data, args)
     res["test_original"] = protocol.test_accuracy("lenet300", torchify(state), data)
     res["test_drop"] = res["test_original"] - res["test"]
-    store.put(key, {"seed": seed, "index": args.pool - 1, **res})
+    store.put(key, {"seed": seed, "index": index, **res})
 
 
 # ------------------------------------------------------------------------------------------- report
@@ -301,16 +310,28 @@ def collection_rows(d: dict) -> dict[int, list[dict]]:
 def collection_table(d: dict) -> str:
     everything = lossy_collection(d)
     lossy = [v for v in everything if not is_fallback(v)]  # the comparison uses the peer's lossy files (its best case)
-    lb = statistics.mean(v["bytes"] for v in lossy) if lossy else float("nan")
+    by_seed: dict[int, list[int]] = {}
+    for v in lossy:
+        by_seed.setdefault(v["seed"], []).append(v["bytes"])
+    lb = {seed: statistics.mean(b) for seed, b in by_seed.items()}  # the peer's mean per seed: ratios within a seed
+
+    def vs_lossy(vs: list[dict]) -> str:
+        r = [v["bytes_per_model"] / lb[v["seed"]] for v in vs if v["seed"] in lb]
+        return mean_sd(r) + "×" if r else "—"
     fallbacks = len(everything) - len(lossy)
     fb_bytes = ", ".join(f"{v['bytes']:,} B" for v in everything if is_fallback(v))
-    out = [f"nncodec lossy path (per model; {len(everything)} files: the baselines and the last checkpoints): "
-           f"{mean_sd([float(v['bytes']) for v in lossy], ',.0f')} bytes per model over its {len(lossy)} lossy files, test drop "
+    indices = sorted({0 if k.startswith("lossy/") else v["index"] for k, v in d.items()
+                      if k.startswith(("lossy/lenet300/", "lossy_checkpoint/lenet300/"))})
+    out = [f"nncodec lossy path (per model; {len(everything)} files: pool models {', '.join(map(str, indices))} of each "
+           "seed, 0 = the converged baseline): "
+           f"{mean_sd([float(v['bytes']) for v in lossy], ',.0f')} bytes per model over its {len(lossy)} lossy files "
+           f"(median {statistics.median(v['bytes'] for v in lossy):,.0f}, range {min(v['bytes'] for v in lossy):,}-"
+           f"{max(v['bytes'] for v in lossy):,}), test drop "
            f"{mean_sd([v['test_drop'] for v in lossy])} points (max {max((v['test_drop'] for v in lossy), default=float('nan')):.2f})"
            + (f"; {fallbacks} search(es) returned the lossless file ({fb_bytes}: "
               "no lossy candidate passed the confirmation), left out of the ratio column" if fallbacks else ""),
            "",
-           "| models | seeds | VAE bytes per model (whole file / models) | VAE / lossy path | decoder / latents / residual / other (mean) "
+           "| models | seeds | VAE bytes per model (whole file / models) | VAE / lossy path (within each seed) | decoder / latents / residual / other (mean) "
            "| paper's ratio | real ratio | models with a residual | test drop mean (max) | within 1 pt on test | VAE epochs (stopped by) |",
            "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for n, vs in collection_rows(d).items():
@@ -318,11 +339,20 @@ def collection_table(d: dict) -> str:
         parts = {p: statistics.mean(v["parts"][p] for v in vs) for p in ("decoder", "latent", "residual", "other")}
         stops = ", ".join(f"{v['epochs']} ({v['stopped']})" for v in sorted(vs, key=lambda v: v["seed"]))
         out.append(f"| {n} | {','.join(str(v['seed']) for v in sorted(vs, key=lambda v: v['seed']))} | {mean_sd(bpm, ',.0f')} "
-                   f"| {statistics.mean(bpm) / lb:.2f}× | {parts['decoder']:,.0f} / {parts['latent']:,.0f} / "
+                   f"| {vs_lossy(vs)} | {parts['decoder']:,.0f} / {parts['latent']:,.0f} / "
                    f"{parts['residual']:,.0f} / {parts['other']:,.0f} | ×{vs[0]['paper_ratio']:.1f} "
                    f"| ×{mean_sd([v['real_ratio'] for v in vs], '.1f')} | {sum(v['with_residual'] for v in vs)}/{n * len(vs)} "
                    f"| {mean_sd([v['test_drop_mean'] for v in vs])} ({max(v['test_drop_max'] for v in vs):.2f}) "
                    f"| {sum(v['within_1pt'] for v in vs)}/{n * len(vs)} | {stops} |")
+    return "\n".join(out)
+
+
+def lossy_files_table(d: dict) -> str:
+    """Every file of the peer in the collection comparison, so its mean can be read."""
+    rows = sorted(lossy_collection(d), key=lambda v: (v["seed"], v.get("index", 0)))
+    out = ["| seed | pool model | bytes | validation drop (95 % bound) | test drop | evaluations |", "|---:|---:|---:|---:|---:|---:|"]
+    out += [f"| {v['seed']} | {v.get('index', 0)} | {v['bytes']:,} | {v['val_drop']:.2f} ({v['val_bound']:.2f}) "
+            f"| {v['test_drop']:.2f} | {v['evaluations']} |" for v in rows]
     return "\n".join(out)
 
 
@@ -343,13 +373,16 @@ def plot(d: dict, path: Path) -> None:
     ax.errorbar(n, m, yerr=s, fmt="o-", capsize=3, label="VAE, shared decoder (+ residual): whole file / models")
     ax.plot(n, [statistics.mean((v["parts"]["latent"] + v["parts"]["residual"]) / k for v in rows[k]) for k in n], "x:",
             label="VAE latents + residual only (decoder not counted)")
-    ax.axhline(statistics.mean(v["bytes"] for v in lossy if not is_fallback(v)), color="k", ls="--",
-               label="nncodec lossy path (per model, its lossy files)")
+    lb = [v["bytes"] for v in lossy if not is_fallback(v)]
+    ax.axhline(statistics.mean(lb), color="k", ls="--", label=f"nncodec lossy path (per model, mean of {len(lb)} files)")
+    ax.axhline(statistics.median(lb), color="k", ls=":", label="nncodec lossy path: median file")
+    if len(lb) > 1:
+        ax.axhspan(min(lb), max(lb), color="k", alpha=0.1, label="lossy path: smallest to largest file")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("models in the collection")
     ax.set_ylabel("file bytes per model")
-    ax.set_title("LeNet-300-100 (converged, seeds 0-2) + checkpoints, within 1 pt")
+    ax.set_title("LeNet-300-100 seeds 0-2 + checkpoints, within 1 pt")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -360,6 +393,8 @@ def report(out: Path) -> None:
     print(paper_table(d))
     print()
     print(collection_table(d))
+    print()
+    print(lossy_files_table(d))
     ck = [v for k, v in d.items() if k.startswith("checkpoints/")]
     if ck:
         print()
@@ -374,6 +409,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench_vae"))
     ap.add_argument("--stages", nargs="+", default=[],
                     choices=("paper", "lossy", "checkpoints", "collection", "lossy_checkpoints"))
+    ap.add_argument("--redo", action="store_true", help="recompute the selected units even if stored (replace them)")
     ap.add_argument("--report", action="store_true", help="print the tables and write the plot from the results")
     ap.add_argument("--archs", nargs="+", choices=protocol.ARCHS, default=["lenet300"], help="paper / lossy stages")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(protocol.SEEDS))
@@ -385,8 +421,13 @@ def main() -> None:
     ap.add_argument("--paper-seconds", type=float, default=60.0, help="paper stage: wall-clock cap of VAE training")
     ap.add_argument("--coll-seconds", default="4:60,16:90,64:150",
                     help="collection stage: wall-clock cap of VAE training per size (size:seconds,...)")
+    ap.add_argument("--latent-factors", type=int, nargs="+", default=list(LATENT_FACTORS),
+                    help="VAE: candidate latent steps per model, x the reconstruction rule's step (the budget picks "
+                         "the one that codes smallest); 1 alone = the reconstruction rule (the stored tables)")
     ap.add_argument("--val-copies", type=int, default=5, help="paper stage: noisy validation copies (the paper: 20)")
     ap.add_argument("--pool", type=int, default=POOL, help="checkpoints stage: models in a pool (the baseline + checkpoints)")
+    ap.add_argument("--lossy-indices", type=int, nargs="+", default=[POOL - 1],
+                    help="lossy_checkpoints stage: pool models to code with the lossy path (0 is the lossy stage's)")
     ap.add_argument("--pool-lr", type=float, default=2e-4, help="checkpoints stage: constant Adam LR")
     args = ap.parse_args()
     args.coll_seconds = {int(k): float(v) for k, v in (p.split(":") for p in args.coll_seconds.split(","))}
@@ -396,7 +437,7 @@ def main() -> None:
         report(args.out)
         return
     data = protocol.load(args.data)
-    store = Store(args.out / "vae_results.json")
+    store = Store(args.out / "vae_results.json", redo=args.redo)
     t0 = time.monotonic()
     for stage in args.stages:
         for seed in args.seeds:
@@ -413,7 +454,8 @@ def main() -> None:
                 for n in args.sizes:
                     stage_collection(seed, n, data, store, args)
             else:
-                stage_lossy_checkpoint(seed, data, store, args)
+                for index in args.lossy_indices:
+                    stage_lossy_checkpoint(seed, index, data, store, args)
     print(f"total {time.monotonic() - t0:.0f} s")
 
 

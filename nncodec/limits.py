@@ -11,11 +11,14 @@ a file whose tensors add up to more than the physical memory). The header bounds
 header compresses 5-10x; a writer that would exceed it stores JSON instead), and every declared
 tensor or section must be backed by at least 32 bytes of the file, each alias by 8 (their JSON entries
 take more), so a 1 MB file declares at most 31 k tensors and 31 k sections, or 125 k aliases,
-whatever it holds. A chunked tensor (spec §23) may have at most 2^20 chunks: 2^34 float64 elements (the
-largest tensor allowed, 128 GiB) in chunks of 128 KiB; nncodec writes chunks of 4 MiB. The model of a
-coded dataset (spec §21.5) is built from a spec in the header and then trained or loaded: 2^22
-parameters (16 MiB of float32) are ample for a model whose bytes are part of a description length,
-and the count comes from the spec's widths, so it is checked before anything is allocated.
+whatever it holds. A VAE decoder (spec §19) may be far wider and deeper than any published one (the
+paper's: latent 64 -> hidden -> 2,048, two linear layers), but its work is bounded: 2^44 multiply-adds
+are hours of decoding, the point past which a file is an attack, not a model. A chunked tensor
+(spec §23) may have at most 2^20 chunks: 2^34 float64 elements (the largest tensor allowed,
+128 GiB) in chunks of 128 KiB; nncodec writes chunks of 4 MiB. The model of a coded dataset
+(spec §21.5) is built from a spec in the header and then trained or loaded: 2^22 parameters (16 MiB
+of float32) are ample for a model whose bytes are part of a description length, and the count comes
+from the spec's widths, so it is checked before anything is allocated.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ class Limits:
     max_json_depth: int = 32
     max_nesting_depth: int = 1
     max_alphabet: int = 2**20
+    # VAE decoders (spec §19): sizes from a header, checked before a weight or an output is allocated
+    max_vae_chunk: int = 2**20  # values per latent vector (the paper: 2,048)
+    max_vae_latent: int = 2**16  # numbers per latent vector (the paper: 64 or 128)
+    max_vae_width: int = 2**16  # units of one decoder layer
+    max_vae_layers: int = 64  # layers of one decoder (the paper's has 2 linear ones)
+    max_vae_work: int = 2**44  # chunks x multiply-adds per chunk: one group's decoding work
     max_dataset_model_parameters: int = 2**22  # lstm, mlp, cnn, gauss (spec §21.5)
     max_chunks_per_tensor: int = 2**20  # a 2**34-element float64 tensor in chunks of 128 KiB
     max_decode_memory_bytes: int = 2**36  # modelled peak of decoding one tensor (decode_memory.py)
@@ -79,6 +88,11 @@ CHECKED_AGAINST = {
     "max_total_decoded_bytes": "Σ `numel × word size` over raw and quantized entries",
     "max_metadata_bytes": "Σ UTF-8 bytes of metadata keys and values",
     "max_alphabet": "count-table alphabet size (mask `ans` tables: 2)",
+    "max_vae_chunk": "a VAE decoder's `chunk` (§19.1)",
+    "max_vae_latent": "a VAE decoder's `latent` (§19.1)",
+    "max_vae_width": "units (`out`) of one VAE decoder layer (§19.1)",
+    "max_vae_layers": "layers of one VAE decoder; its `tensors` may hold twice as many (§19.1)",
+    "max_vae_work": "a VAE group's `chunks × macs`, its decoder's multiply-adds (§19.1)",
     "max_dataset_model_parameters": "parameters of a coded dataset's model (§21.5), counted from its spec before it is built",
     "max_chunks_per_tensor": "chunks of one chunked raw tensor (§23), declared and implied by `n`",
 }

@@ -139,11 +139,11 @@ class VaeIndex:
             if not isinstance(d, dict):
                 raise FormatError(f"{what} must be an object")
             _check_keys(d, DECODER_KEYS, what)
-            arch = decoder_codec.parse_arch(d, what)
+            arch = decoder_codec.parse_arch(d, what, tf.limits)
             tensors = d.get("tensors")
             if not isinstance(tensors, dict):
                 raise FormatError(f"{what}: tensors must be an object")
-            tf.limits.check(f"{what} tensors", len(tensors), 2 * decoder_codec.MAX_LAYERS)
+            tf.limits.check(f"{what} tensors", len(tensors), 2 * tf.limits.max_vae_layers)
             entries = {}
             for n, e_raw in tensors.items():
                 if not isinstance(e_raw, dict) or "vae" in e_raw or "alias" in e_raw:
@@ -154,7 +154,7 @@ class VaeIndex:
                 for part in e.parts.values():
                     use(part, f"{what}/{n}")
                 entries[n] = e
-            self.macs.append(decoder_codec.check_shapes(arch, {n: e.shape for n, e in entries.items()}, what))
+            self.macs.append(decoder_codec.check_shapes(arch, {n: e.shape for n, e in entries.items()}, what, tf.limits))
             total += sum(e.nbytes for e in entries.values())  # decoder weights count too
             tf.limits.check("total decoded size in bytes", total, tf.limits.max_total_decoded_bytes)
             self.archs.append(arch)
@@ -181,7 +181,7 @@ class VaeIndex:
             if chunks != need:
                 raise FormatError(f"{what}: {chunks} chunks of {self.archs[dec].chunk} decode "
                                   f"{chunks * self.archs[dec].chunk} values, but its tensors hold {total} (need {need} chunks)")
-            decoder_codec.check_work(self.macs[dec], chunks, what)
+            decoder_codec.check_work(self.macs[dec], chunks, what, tf.limits)
             model = grp.get("model", "")
             if not isinstance(model, str):
                 raise FormatError(f"{what}: model must be a string")

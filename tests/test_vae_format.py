@@ -223,11 +223,40 @@ def test_decoder_weights_count_in_the_decoded_size_limit():
         nncodec.open(data, limits=small)
 
 
-def test_absurd_work_is_refused_before_decoding(monkeypatch):
+# make_collection(6): latent 3 -> 4 (relu) -> 8 = chunk, 2 linear layers (3 layers), 44 multiply-adds
+# per chunk, 5 chunks per group. Each limit is set one below what the file needs, then at it.
+@pytest.mark.parametrize("field, need, message", [
+    ("max_vae_chunk", 8, "chunk"),
+    ("max_vae_latent", 3, "latent"),
+    ("max_vae_width", 8, "units"),
+    ("max_vae_layers", 3, "number of layers"),
+    ("max_vae_work", 5 * 44, "multiply-adds"),
+])
+def test_decoder_sizes_are_refused_by_the_readers_limits_before_any_section_is_read(monkeypatch, field, need, message):
+    """The decoder's size limits are `nncodec.Limits` fields (spec §11): a reader refuses a decoder
+    over them on open, from the header alone: no section payload is read, nothing is decoded."""
     data, _ = make_collection(6)
-    monkeypatch.setattr(decoder_codec, "MAX_MACS", 10)
-    with pytest.raises(LimitExceededError, match="multiply-adds"):
-        nncodec.open(data)
+    reads = []
+    monkeypatch.setattr(nncodec.tensorfile.TensorFile, "_payload", lambda self, part: reads.append(part))
+    with pytest.raises(LimitExceededError, match=message):
+        nncodec.open(data, limits=nncodec.Limits(**{field: need - 1}))
+    assert reads == []
+    monkeypatch.undo()
+    with nncodec.open(data, limits=nncodec.Limits(**{field: need}), framework="np") as f:
+        assert f.get_tensor("a/t0").shape == (6, 5)
+
+
+def test_absurd_layer_sizes_in_a_header_are_refused_before_allocation():
+    """A header that declares a 2^16 x 2^16 decoder layer over a tiny file: refused by the default
+    limits before the 32 GiB of float64 weights (or the outputs) are allocated."""
+    data, _ = make_collection(6)
+
+    def huge(h):
+        d = h["vae"]["decoders"][0]
+        d["tensors"]["l0.weight"]["shape"] = [2**17, 3]
+        d["tensors"]["l0.bias"]["shape"] = [2**17]
+    with pytest.raises(LimitExceededError, match="layer 0: units is 131072"):
+        nncodec.open(rewrite(data, huge))
 
 
 def test_non_finite_decoder_weights_are_refused():

@@ -2,8 +2,8 @@
 
 Nothing from a file is executed: the architecture is a list of layers from an allowlist
 (`linear`, `relu`, `tanh`), its weights are ordinary tensors of the same file. Every size is
-checked against fixed bounds and the tensors' shapes before anything is allocated, and the
-decoder runs on blocks of chunks so its memory stays proportional to one block.
+checked against the reader's `Limits` (`max_vae_*`) and the tensors' shapes before anything is
+allocated, and the decoder runs on blocks of chunks so its memory stays proportional to one block.
 
 Arithmetic (spec §19.4): latents and weights are widened exactly to binary64, every layer is
 computed in binary64 (any summation order, FMA allowed), and the output is rounded once to
@@ -19,13 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
+from ..limits import DEFAULT_LIMITS, Limits
 from ..vae_components import ACTIVATIONS
 
-MAX_CHUNK = 2**20  # elements per chunk
-MAX_LATENT = 2**16  # numbers per latent vector
-MAX_WIDTH = 2**16  # units of any layer
-MAX_LAYERS = 64
-MAX_MACS = 2**44  # chunks x multiply-adds per chunk: the decoder's total work
 BLOCK_ELEMENTS = 2**22  # rows of one block x widest layer: bounds the working memory
 
 
@@ -51,15 +47,14 @@ def _int(value: object, what: str, lo: int, hi: int, exc: type[Exception]) -> in
     return value
 
 
-def parse_arch(obj: Mapping, what: str = "decoder") -> Arch:
+def parse_arch(obj: Mapping, what: str = "decoder", limits: Limits = DEFAULT_LIMITS) -> Arch:
     """The chunk size, latent size and layer list of a decoder header object (sizes bounded)."""
-    chunk = _int(obj.get("chunk"), f"{what} chunk", 1, MAX_CHUNK, LimitExceededError)
-    latent = _int(obj.get("latent"), f"{what} latent", 1, MAX_LATENT, LimitExceededError)
+    chunk = _int(obj.get("chunk"), f"{what} chunk", 1, limits.max_vae_chunk, LimitExceededError)
+    latent = _int(obj.get("latent"), f"{what} latent", 1, limits.max_vae_latent, LimitExceededError)
     layers_raw = obj.get("layers")
     if not isinstance(layers_raw, list) or not layers_raw:
         raise FormatError(f"{what}: layers must be a non-empty list")
-    if len(layers_raw) > MAX_LAYERS:
-        raise LimitExceededError(f"{what}: {len(layers_raw)} layers, over the limit of {MAX_LAYERS}")
+    limits.check(f"{what}: number of layers", len(layers_raw), limits.max_vae_layers)
     layers = []
     for i, layer in enumerate(layers_raw):
         if not isinstance(layer, list) or not layer or not all(isinstance(x, str) for x in layer):
@@ -77,7 +72,8 @@ def parse_arch(obj: Mapping, what: str = "decoder") -> Arch:
     return Arch(chunk, latent, tuple(layers))
 
 
-def check_shapes(arch: Arch, shapes: Mapping[str, tuple[int, ...]], what: str = "decoder") -> int:
+def check_shapes(arch: Arch, shapes: Mapping[str, tuple[int, ...]], what: str = "decoder",
+                 limits: Limits = DEFAULT_LIMITS) -> int:
     """Each weight used once and shaped to chain latent -> ... -> chunk; returns multiply-adds per
     chunk. The decoder's output size must be its chunk size (FormatError otherwise)."""
     names = arch.weight_names
@@ -92,8 +88,9 @@ def check_shapes(arch: Arch, shapes: Mapping[str, tuple[int, ...]], what: str = 
         w, b = shapes[layer[1]], shapes[layer[2]]
         if len(w) != 2 or w[1] != width:
             raise FormatError(f"{what} layer {i}: weight shape {w} does not take {width} inputs")
-        if w[0] > MAX_WIDTH or w[0] < 1:
-            raise LimitExceededError(f"{what} layer {i}: {w[0]} units, outside [1, {MAX_WIDTH}]")
+        if w[0] < 1:
+            raise FormatError(f"{what} layer {i}: a layer of {w[0]} units")
+        limits.check(f"{what} layer {i}: units", w[0], limits.max_vae_width)
         if tuple(b) != (w[0],):
             raise FormatError(f"{what} layer {i}: bias shape {b} does not match {w[0]} units")
         macs += w[0] * w[1]
@@ -103,9 +100,8 @@ def check_shapes(arch: Arch, shapes: Mapping[str, tuple[int, ...]], what: str = 
     return macs
 
 
-def check_work(macs: int, chunks: int, what: str = "decoder") -> None:
-    if macs * chunks > MAX_MACS:
-        raise LimitExceededError(f"{what}: {chunks} chunks x {macs} multiply-adds is over the limit of {MAX_MACS}")
+def check_work(macs: int, chunks: int, what: str = "decoder", limits: Limits = DEFAULT_LIMITS) -> None:
+    limits.check(f"{what}: decoding work ({chunks} chunks x {macs} multiply-adds)", macs * chunks, limits.max_vae_work)
 
 
 def run(arch: Arch, weights: Mapping[str, np.ndarray], z: np.ndarray) -> np.ndarray:

@@ -4,9 +4,18 @@ Pipeline (arXiv 2408.14513, with the decoder counted): flatten each model's floa
 chunks (last one zero-padded) -> train a VAE on noisy copies of all chunks (ELBO,
 reparameterization, early stopping) -> keep the posterior means as latents -> quantize the
 decoder's weights and the latents (coarsest step that adds at most a tolerance x the parameters'
-mean square to the reconstruction error) -> optional residual per model (quantized true - decoded), its step the coarsest that
-keeps the model's validation score within `max_drop` of the original. Every decoded value used
-for a choice is computed exactly as a reader computes it (`tensorfile_vae`, `codecs.decoder.run`).
+mean square to the reconstruction error: the "reconstruction rule") -> optional residual per model
+(quantized true - decoded).
+
+With an `evaluate`, the accuracy budget decides each model's latent precision and residual step
+(issue 11 item 3): the candidates are the reconstruction rule's latent step times
+`options.latent_factors` (the decoder is shared and fixed); for each, the coarsest residual that keeps
+the model's validation score within `max_drop`; the model keeps the candidate whose latents +
+residual code to the fewest bytes (really coded by the codec layer). The reconstruction rule's step
+is always a candidate, so a model's part is never larger than with that step alone. Without an
+`evaluate`, one latent step (the reconstruction rule's) and a fixed residual step, as before.
+Every decoded value used for a choice is computed exactly as a reader computes it
+(`tensorfile_vae`, `codecs.decoder.run` on one group's `Latents(...).values()`).
 """
 
 from __future__ import annotations
@@ -18,25 +27,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...codecs import decoder as decoder_codec
-from ...components import QuantTensor, dequantize, dequantize_float32, float32_to_words
-from ...confidence import DEFAULT_CONFIDENCE, passes_confirmed, z_value
-from ...convert import to_numpy, words_to_numpy
+from ...components import QuantTensor, dequantize
+from ...confidence import DEFAULT_CONFIDENCE, z_value
+from ...convert import to_numpy
 from ...dtypes import DTYPES, DType
 from ...errors import BadArgumentError
+from ...limits import DEFAULT_LIMITS
 from ...tensorfile_vae import float_values
 from ...tensorwriter import encode_file
 from ...vae_components import DecoderSpec, Latents, VaeGroup, VaeSet, VaeTensor
 from ..lossless import lossless
 from ..uniform import quantize_uniform
+from .budget import Evaluate, choose_latents, residual_of
 from .chunks import from_chunks, to_chunks
 
 if TYPE_CHECKING:
     from .model import TrainLog
 
-REL_LADDER = tuple(float(2 ** (k / 2)) for k in range(-6, 9))  # 1/8 .. 16, by sqrt(2)
 LATENT_STEPS = tuple(float(2.0**-k) for k in range(1, 11))  # 1/2 .. 1/1024, coarse to fine
 DECODER_REL_STEPS = tuple(float(2.0**-k) for k in range(0, 9))  # 1 .. 1/256 x the weight's sd
-Evaluate = Callable[[str, dict[str, np.ndarray]], Any]  # a float, or per-sample scores (1-D array)
+LATENT_FACTORS = (1, 2, 4, 8)  # with evaluate: candidate latent steps, x the reconstruction rule's step
 SAMPLE_CHUNKS = 512
 _F32 = DTYPES["float32"]
 
@@ -58,15 +68,17 @@ class VaeOptions:
     tolerance: float = 0.01  # quantizing decoder / latents may each add this fraction of the parameters' mean square to the MSE
     residual_step: float | None = None  # without evaluate: a fixed residual step (x the residual's sd), None: none
     max_drop: float = 1.0  # with evaluate: the budget, in the score's units (accuracy points)
-    confidence: float = DEFAULT_CONFIDENCE  # per-sample evaluate: level of the paired bound (see _choose_residual)
+    confidence: float = DEFAULT_CONFIDENCE  # per-sample evaluate: level of the paired bound (budget.choose_residual)
+    latent_factors: tuple[int, ...] = LATENT_FACTORS  # with evaluate: latent step candidates (1 is always one)
 
     def __post_init__(self) -> None:
         for name in ("latent", "chunk", "hidden", "epochs", "patience", "batch"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise BadArgumentError(f"{name} must be a positive integer, got {v!r}")
-        if self.chunk > decoder_codec.MAX_CHUNK or max(self.latent, self.hidden) > decoder_codec.MAX_WIDTH:
-            raise BadArgumentError("chunk, latent or hidden size is beyond the format's limits")
+        lim = DEFAULT_LIMITS  # a file a reader with the default limits refuses is no use
+        if self.chunk > lim.max_vae_chunk or self.latent > lim.max_vae_latent or self.hidden > lim.max_vae_width:
+            raise BadArgumentError("chunk, latent or hidden size is beyond the default limits (max_vae_*)")
         if self.activation not in ("relu", "tanh"):
             raise BadArgumentError(f"activation must be relu or tanh, not {self.activation!r}")
         if not (self.noise_rel > 0 and np.isfinite(self.noise_rel)):
@@ -74,6 +86,10 @@ class VaeOptions:
         if self.residual_step is not None and not (self.residual_step > 0 and np.isfinite(self.residual_step)):
             raise BadArgumentError("residual_step must be positive (or None for no residual)")
         z_value(self.confidence)  # BadArgumentError unless in [0.5, 1)
+        f = self.latent_factors
+        if (not isinstance(f, tuple) or not f or len(f) > 16
+                or any(isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 2**20 for k in f)):
+            raise BadArgumentError(f"latent_factors must be a tuple of 1 to 16 integers in [1, 2**20], got {f!r}")
 
 
 @dataclass
@@ -85,10 +101,11 @@ class VaeResult:
     models: list[str]
     scores: dict[str, tuple[float, float]] = field(default_factory=dict)  # model -> (original, decoded) on evaluate
     residual_steps: dict[str, float | None] = field(default_factory=dict)
-    latent_step: float = 0.0
+    latent_steps: dict[str, float] = field(default_factory=dict)  # model -> its latent step in the file
+    latent_step: float = 0.0  # the reconstruction rule's step (every model's without evaluate)
     decoder_rel_step: float = 0.0
     log: TrainLog | None = None
-    bare: bytes | None = None  # with keep_bare: the same file without any residual (the paper's setting)
+    bare: bytes | None = None  # with keep_bare: without residuals, latents at `latent_step` (the paper's setting)
 
     @property
     def paper_ratio(self) -> float:
@@ -162,9 +179,12 @@ def vae_compress(tensors: Mapping[str, Any], evaluate: Evaluate | None = None, o
     """Compress one state dict, or a collection {model name: state dict} sharing one decoder.
 
     Collection tensors are named "model/tensor". With `evaluate(model, decoded state dict) -> score`
-    (higher is better; the state dict is keyed by the model's own tensor names), each model gets the
-    coarsest residual that keeps its score within `options.max_drop`; without it, a fixed
-    `options.residual_step` (or no residual). Returns the file bytes and the paper's and real ratios.
+    (higher is better; the state dict is keyed by the model's own tensor names), the budget decides
+    each model's latent step (among the reconstruction rule's step x `options.latent_factors`) and
+    residual step (the coarsest that keeps its score within `options.max_drop`), the pair that codes
+    smallest (budget.py; at most 25 evaluate calls per model with the default 4 candidates, 52 in the
+    worst case); without it, the reconstruction rule's latent step and a fixed `options.residual_step`
+    (or no residual). Returns the file bytes, the chosen steps and the paper's and real ratios.
     """
     import torch  # imported here: `import nncodec` stays light
 
@@ -219,97 +239,33 @@ def vae_compress(tensors: Mapping[str, Any], evaluate: Evaluate | None = None, o
         if mse(dec_w, np.rint(mu / np.float32(step)).astype(np.float32) * np.float32(step)) <= base_q + allowed:
             lat_step = step
             break
-    levels = np.rint(mu / np.float32(lat_step)).astype(np.int64)
-    z = Latents(levels, lat_step).values()
-    decoded = decoder_codec.run(arch, dec_w, z)  # exactly what a reader computes
+    levels = np.rint(mu / np.float32(lat_step)).astype(np.int64)  # the reconstruction rule's latents
+    if evaluate is None:
+        decoded = decoder_codec.run(arch, dec_w, Latents(levels, lat_step).values())  # exactly what a reader computes
 
     result = VaeResult(b"", n_real, int(levels.size), raw_bytes, [m.name for m in models], latent_step=lat_step,
                        decoder_rel_step=dec_rel, log=log)
-    groups, out_tensors = [], {}
+    groups, bare_groups, out_tensors = [], [], {}
     for g, m in enumerate(models):
-        d = decoded[m.first_chunk : m.first_chunk + len(m.chunks)]
-        cut = from_chunks(d, [v.shape for _, _, v in m.floats])
-        rel = _choose_residual(m, cut, evaluate, opt, result)
+        span = slice(m.first_chunk, m.first_chunk + len(m.chunks))
+        if evaluate is None:
+            step, lv, rel = lat_step, levels[span], opt.residual_step
+            cut = from_chunks(decoded[span], [v.shape for _, _, v in m.floats])
+        else:  # the budget decides this model's latent step and residual step (budget.py)
+            c = choose_latents(m, mu[span], lat_step, arch, dec_w, evaluate, opt)
+            step, lv, rel, cut = c.step, c.levels, c.rel, c.cut
+            result.scores[m.name] = c.scores
         for (full, dt, v), dv in zip(m.floats, cut, strict=True):
-            res = None
-            if rel is not None:
-                r = v - dv.astype(np.float64)
-                res = quantize_uniform(r, dt, np.float32(rel * (float(np.std(r)) or 1.0)))
-            out_tensors[full] = VaeTensor(dt, tuple(v.shape), g, res)
+            out_tensors[full] = VaeTensor(dt, tuple(v.shape), g, None if rel is None else residual_of(v, dv, dt, rel))
         out_tensors.update(m.others)
-        groups.append(VaeGroup(m.name, 0, Latents(levels[m.first_chunk : m.first_chunk + len(m.chunks)], lat_step)))
+        groups.append(VaeGroup(m.name, 0, Latents(lv, step)))
+        bare_groups.append(VaeGroup(m.name, 0, Latents(levels[span], lat_step)))
         result.residual_steps[m.name] = rel
+        result.latent_steps[m.name] = step
     spec = DecoderSpec(opt.chunk, opt.latent, arch.layers, dict(dec_q))
     meta = dict(metadata) if metadata else None
     result.data = encode_file(out_tensors, meta, vae=VaeSet((spec,), tuple(groups)))
     if keep_bare:
         bare = {n: VaeTensor(t.dtype, t.shape, t.group) if isinstance(t, VaeTensor) else t for n, t in out_tensors.items()}
-        result.bare = encode_file(bare, meta, vae=VaeSet((spec,), tuple(groups)))
+        result.bare = encode_file(bare, meta, vae=VaeSet((spec,), tuple(bare_groups)))
     return result
-
-
-def decoded_state(m: _Model, cut: list[np.ndarray], rel: float | None) -> dict[str, np.ndarray]:
-    """A model's tensors as a reader decodes them, keyed by the model's own names."""
-    out = {}
-    for (full, dt, v), dv in zip(m.floats, cut, strict=True):
-        d = np.asarray(dv, dtype=np.float32).reshape(-1)
-        if rel is not None:
-            r = v - dv.astype(np.float64)
-            d = d + dequantize_float32(quantize_uniform(r, dt, np.float32(rel * (float(np.std(r)) or 1.0))))
-        words = float32_to_words(d, dt)
-        out[full.split("/", 1)[1] if m.name else full] = float_values(dt.name, words).reshape(v.shape)
-    for full, comp in m.others.items():
-        out[full.split("/", 1)[1] if m.name else full] = words_to_numpy(comp.dtype, comp.shape, comp.words)
-    return out
-
-
-def _choose_residual(m: _Model, cut: list[np.ndarray], evaluate: Evaluate | None, opt: VaeOptions,
-                     result: VaeResult) -> float | None:
-    """No residual if the decoded model keeps the score; else the coarsest step that does
-    (binary search over REL_LADDER, assuming finer steps never score lower).
-
-    "Keeps the score": a float evaluate must score at least the original's score - max_drop; a
-    per-sample evaluate (1-D array, e.g. 0/100 correctness per validation sample) must pass the
-    protocol's test, the paired drop's upper bound at `opt.confidence` within max_drop on the even AND
-    on the odd samples (nncodec.confidence.passes_confirmed), the acceptance rule of search_budget."""
-    if evaluate is None:
-        return opt.residual_step
-    original = {(f.split("/", 1)[1] if m.name else f): v for f, _, v in m.floats}
-    original.update({(f.split("/", 1)[1] if m.name else f): words_to_numpy(c.dtype, c.shape, c.words)
-                     for f, c in m.others.items()})
-    base = np.asarray(evaluate(m.name, original), dtype=np.float64)
-    if base.ndim > 1 or (base.ndim == 1 and base.size < 4):
-        raise BadArgumentError("evaluate must return a number or a 1-D array of at least 4 per-sample scores")
-    baseline = float(base.mean())
-
-    def judge(rel: float | None) -> tuple[bool, float]:
-        s = np.asarray(evaluate(m.name, decoded_state(m, cut, rel)), dtype=np.float64)
-        if s.shape != base.shape:
-            raise BadArgumentError(f"evaluate returned shape {s.shape} for a decoded model, {base.shape} for the original")
-        if base.ndim == 0:
-            return float(s) >= baseline - opt.max_drop, float(s)
-        return passes_confirmed(base, s, opt.max_drop, opt.confidence), float(s.mean())
-
-    ok, score = judge(None)
-    if ok:
-        result.scores[m.name] = (baseline, score)
-        return None
-    lo, hi = 0, len(REL_LADDER) - 1  # REL_LADDER ascending: index lo fine (passes?), hi coarse
-    ok, s0 = judge(REL_LADDER[0])
-    if not ok:  # finer than the ladder: halve the step until the budget is met (it always is, eventually)
-        rel = REL_LADDER[0]
-        while not ok and rel > 2.0**-30:
-            rel /= 2
-            ok, s0 = judge(rel)
-        result.scores[m.name] = (baseline, s0)
-        return rel
-    best = (REL_LADDER[0], s0)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        ok, s = judge(REL_LADDER[mid])
-        if ok:
-            lo, best = mid, (REL_LADDER[mid], s)
-        else:
-            hi = mid - 1
-    result.scores[m.name] = (baseline, best[1])
-    return best[0]
