@@ -20,6 +20,7 @@ from ..errors import CorruptFileError, UnsupportedVersionError
 from . import ans, chunks, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
+_U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
 _NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
 # balanced takes ANS for a tensor's streams only where it saves at least BALANCED_MARGIN of the all-fast
 # size AND this many bytes: an ANS stream costs ~50-100 us to decode whatever its length (count table,
@@ -156,7 +157,7 @@ def _encode_streams(streams: list[np.ndarray], options: EncodeOptions) -> list[E
 
 def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tuple[Encoded, Encoded | None]:
     """prefer="size": (the smallest fast-decoding coding, the ANS coding or None) of one symbol stream."""
-    raw = stream.astype(stream.dtype.newbyteorder("<")).tobytes()
+    raw = _le_bytes(stream)
     fast = [lambda: Encoded("copy", raw)]
     slow = None
     if not (stream.itemsize == 1 and stream.size and _entropy_bits(stream) >= _NEAR_RANDOM_BITS):
@@ -167,23 +168,30 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     return smallest(fast, EncodeOptions(prefer="speed")), slow
 
 
+def _le_bytes(stream: np.ndarray) -> bytes:
+    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian)."""
+    return stream.tobytes() if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False).tobytes()
+
+
 def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     """balanced / speed: (the coding chosen from the histogram of a sample instead of trying every coder,
     the estimated size of its ANS coding: n H / 8 plus a count table). A near-random stream is copied;
     any other is zstd with Huffman literals and (almost) no matches, zstd.compress_fast (or copied, if
-    that is not smaller)."""
-    raw = stream.astype(stream.dtype.newbyteorder("<"), copy=False).tobytes()
-    copy = Encoded("copy", raw)
-    if not stream.size:
-        return copy, float(len(raw))
-    counts = np.bincount(_sample(stream).astype(np.intp))
-    p = counts[counts > 0] / counts.sum()
-    bits = float(-(p * np.log2(p)).sum())
-    estimate = stream.size * bits / 8 + 2 * p.size + 8
-    if stream.itemsize == 1 and bits >= _NEAR_RANDOM_BITS:
-        return copy, estimate
-    z = Encoded("zstd", zstd.compress_fast(raw))
-    return (z if len(z.payload) < len(raw) else copy), estimate
+    that is not smaller). Few numpy calls: this runs for every stream of every tensor."""
+    raw = _le_bytes(stream)
+    n = stream.size
+    if not n:
+        return Encoded("copy", raw), 0.0
+    sample = stream if n <= _SAMPLE else stream[:: n // _SAMPLE]
+    counts = np.bincount(sample)
+    used = counts[counts.nonzero()]
+    m = sample.size  # H = log2 m - sum(c log2 c) / m
+    bits = max(0.0, math.log2(m) - float(np.dot(used, np.log2(used))) / m)
+    estimate = n * bits / 8 + 2 * used.size + 8
+    if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
+        return Encoded("copy", raw), estimate
+    z = zstd.compress_fast(raw)
+    return (Encoded("zstd", z) if len(z) < len(raw) else Encoded("copy", raw)), estimate
 
 
 def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: EncodeOptions) -> list[Encoded]:
@@ -199,9 +207,6 @@ def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: Encode
     fast_total = sum(len(e.payload) for e in all_fast)
     mixed_total = sum(len(e.payload) for e in smallest_each)
     return smallest_each if fast_total - mixed_total >= max(BALANCED_MARGIN * fast_total, ANS_MIN_SAVING) else all_fast
-
-
-_U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
 
 
 def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx: DecodeContext, what: str) -> np.ndarray:
