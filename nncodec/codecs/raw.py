@@ -17,7 +17,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
-from . import ans, chunks, zstd
+from . import ans, chunks, pairs, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
 _NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
@@ -146,6 +146,9 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     if not (stream.itemsize == 1 and stream.size and _entropy_bits(stream) >= _NEAR_RANDOM_BITS):
         fast.append(lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))))
         fast.append(lambda: Encoded("zstd", zstd.compress_literal_heavy(raw)))
+        fast.append(lambda: Encoded("zstd", zstd.compress_fast(raw)))
+        if stream.itemsize == 1:
+            fast.append(lambda: _pairs(stream))
         if stream.size and options.allow_slow:
             slow = Encoded("ans", ans.encode_with_table(stream.astype(np.int64)), slow=True)
     return smallest(fast, EncodeOptions(prefer="speed")), slow
@@ -167,7 +170,18 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     if stream.itemsize == 1 and bits >= _NEAR_RANDOM_BITS:
         return copy, estimate
     z = Encoded("zstd", zstd.compress_fast(raw))
+    if stream.itemsize == 1 and np.sort(counts)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * counts.sum():
+        p = _pairs(stream)
+        z = p if p is not None and len(p.payload) < len(z.payload) else z
     return (z if len(z.payload) < len(raw) else copy), estimate
+
+
+_PAIRS_MASS = 0.9  # try `pairs` on a stream whose 15 commonest symbols hold this much of the sample
+
+
+def _pairs(stream: np.ndarray) -> Encoded | None:
+    payload = pairs.encode(stream)
+    return None if payload is None else Encoded(pairs.METHOD, payload)
 
 
 def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: EncodeOptions) -> list[Encoded]:
@@ -194,6 +208,10 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
         return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
     if method == "zstd":
         return np.frombuffer(zstd.decompress(payload, count * width, what), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    if method == pairs.METHOD:
+        if width != 1:
+            raise CorruptFileError(f"{what}: pairs codes 1-byte symbols only")
+        return pairs.decode(payload, count, what)
     if method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
         return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state,
                                      dtype.newbyteorder("="))
