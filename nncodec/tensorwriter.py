@@ -198,15 +198,25 @@ def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Ca
 
 def format_minor(entries: dict[str, dict]) -> int:
     """The format 2.x minor version a file with these header entries needs (§12: writers write the
-    minor whose features they use): 1 with a chunked tensor (§23) or a float8 dtype, else 0."""
+    minor whose features they use): 2 with a `pairs` stream (§9.1), 1 with a chunked tensor (§23) or a
+    float8 dtype, else 0."""
+    minor = 0
     for entry in entries.values():
         raw = entry.get("raw")
         if isinstance(raw, dict) and raw.get("codec") == codecs.chunks.CODEC:
-            return 1
+            minor = 1
+            if any(_uses_pairs(c[2], c[3] if len(c) > 3 else {}) for c in raw["p"]["chunks"]):
+                return 2
+        elif isinstance(raw, dict) and _uses_pairs(raw.get("codec"), raw.get("p", {})):
+            return 2
         dt = DTYPES.get(entry.get("dtype"))
         if dt is not None and dt.minor:
-            return 1
-    return 0
+            minor = 1
+    return minor
+
+
+def _uses_pairs(codec: object, params: dict) -> bool:
+    return codec == "planes" and any(method == codecs.pairs.METHOD for method, _ in params["streams"])
 
 
 def readable(data: bytes) -> bytes:

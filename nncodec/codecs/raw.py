@@ -17,7 +17,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
-from . import ans, chunks, zstd
+from . import ans, chunks, pairs, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
 _U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
@@ -163,6 +163,9 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     if not (stream.itemsize == 1 and stream.size and _entropy_bits(stream) >= _NEAR_RANDOM_BITS):
         fast.append(lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))))
         fast.append(lambda: Encoded("zstd", zstd.compress_literal_heavy(raw)))
+        fast.append(lambda: Encoded("zstd", zstd.compress_fast(raw)))
+        if stream.itemsize == 1:
+            fast.append(lambda: _pairs(stream))
         if stream.size and options.allow_slow:
             slow = Encoded("ans", ans.encode_with_table(stream.astype(np.int64)), slow=True)
     return smallest(fast, EncodeOptions(prefer="speed")), slow
@@ -177,7 +180,8 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     """balanced / speed: (the coding chosen from the histogram of a sample instead of trying every coder,
     the estimated size of its ANS coding: n H / 8 plus a count table). A near-random stream is copied;
     any other is zstd with Huffman literals and (almost) no matches, zstd.compress_fast (or copied, if
-    that is not smaller). Few numpy calls: this runs for every stream of every tensor."""
+    that is not smaller; a 1-byte stream whose 15 commonest symbols hold _PAIRS_MASS of the sample also
+    tries `pairs`). Few numpy calls: this runs for every stream of every tensor."""
     raw = _le_bytes(stream)
     n = stream.size
     if not n:
@@ -190,8 +194,20 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     estimate = n * bits / 8 + 2 * used.size + 8
     if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
         return Encoded("copy", raw), estimate
-    z = zstd.compress_fast(raw)
-    return (Encoded("zstd", z) if len(z) < len(raw) else Encoded("copy", raw)), estimate
+    z = Encoded("zstd", zstd.compress_fast(raw))
+    if stream.itemsize == 1 and (used.size <= pairs.MAX_TABLE
+                                 or np.sort(used)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * m):
+        p = _pairs(stream)
+        z = p if p is not None and len(p.payload) < len(z.payload) else z
+    return (z if len(z.payload) < len(raw) else Encoded("copy", raw)), estimate
+
+
+_PAIRS_MASS = 0.9  # try `pairs` on a stream whose 15 commonest symbols hold this much of the sample
+
+
+def _pairs(stream: np.ndarray) -> Encoded | None:
+    payload = pairs.encode(stream)
+    return None if payload is None else Encoded(pairs.METHOD, payload)
 
 
 def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: EncodeOptions) -> list[Encoded]:
@@ -217,6 +233,10 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
         data = payload
     elif method == "zstd":
         data = zstd.decompress(payload, count * width, what)
+    elif method == pairs.METHOD:
+        if width != 1:
+            raise CorruptFileError(f"{what}: pairs codes 1-byte symbols only")
+        return pairs.decode(payload, count, what)
     elif method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
         return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state,
                                      _U1 if width == 1 else _U2)
