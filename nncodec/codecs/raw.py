@@ -12,6 +12,7 @@ Candidates, smallest kept:
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from . import ans, chunks, pairs, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
 _U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
+_B1, _B7, _B7F, _B80 = np.uint8(1), np.uint8(7), np.uint8(0x7F), np.uint8(0x80)
 _NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
 # balanced takes ANS for a tensor's streams only where it saves at least BALANCED_MARGIN of the all-fast
 # size AND this many bytes: an ANS stream costs ~50-100 us to decode whatever its length (count table,
@@ -43,12 +45,18 @@ def _sign_exponent_byte_aligned(dt: DType) -> bool:
 def _split(words: np.ndarray, dt: DType) -> tuple[str, list[np.ndarray]]:
     """The streams of the planes transform: (split name, [uint8 or uint16 symbol arrays])."""
     if _sign_exponent_byte_aligned(dt):
-        # same streams as the general path below, computed on bytes instead of uint64 words
-        b = np.ascontiguousarray(words, dtype=dt.storage).view(np.uint8).reshape(-1, dt.itemsize)
-        hi, lo = b[:, -1], b[:, -2]  # sign + exponent[7:1]; exponent[0] + mantissa top 7 bits
-        exp = (hi << np.uint8(1)) | (lo >> np.uint8(7))
-        top = (hi & np.uint8(0x80)) | (lo & np.uint8(0x7F))
-        return "float", [exp] + [np.ascontiguousarray(b[:, k]) for k in range(dt.itemsize - 2)] + [top]
+        # same streams as the general path below, by shifts of the whole (native) words and truncating casts
+        # to uint8 (contiguous, vectorised: 2.4x faster than gathering strided bytes)
+        w = np.ascontiguousarray(words, dtype=dt.storage)
+        u, m = w.dtype.type, dt.mantissa_bits
+        exp = (w >> u(m)).astype(np.uint8)  # sign and exponent: the cast drops the sign
+        low = [(w >> u(8 * k)).astype(np.uint8) for k in range(dt.itemsize - 2)]
+        top = (w >> u(m - 7)).astype(np.uint8)  # exponent bit 0 and the mantissa's top 7 bits
+        top &= _B7F
+        sign = (w >> u(dt.bits - 8)).astype(np.uint8)
+        sign &= _B80
+        top |= sign
+        return "float", [exp] + low + [top]
     if dt.kind == "f":
         e, m = dt.exponent_bits, dt.mantissa_bits
         w = words.astype(np.uint64)
@@ -92,6 +100,18 @@ def _join(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray | No
     return out
 
 
+_local = threading.local()
+
+
+def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two uint8 work arrays of `n` elements (n <= _JOIN_BLOCK), one pair per thread, reused across calls."""
+    bufs = getattr(_local, "join", None)
+    if bufs is None or bufs[0].size < n:
+        size = max(n, min(_JOIN_BLOCK, 1 << 16))
+        bufs = _local.join = (np.empty(size, np.uint8), np.empty(size, np.uint8))
+    return bufs[0][:n], bufs[1][:n]
+
+
 def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray) -> None:
     """Words from their streams, written into the contiguous array `out`."""
     if split == "bytes" or _sign_exponent_byte_aligned(dt):
@@ -104,8 +124,15 @@ def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarra
         exp, top = streams[0], streams[-1]
         for k, plane in enumerate(streams[1:-1]):
             columns[:, k] = plane
-        columns[:, -1] = (top & np.uint8(0x80)) | (exp >> np.uint8(1))
-        columns[:, -2] = (exp << np.uint8(7)) | (top & np.uint8(0x7F))
+        a, b = _scratch(exp.size)  # reused: fresh temporaries page-fault on first touch (~8x slower)
+        np.bitwise_and(top, _B80, out=a)
+        np.right_shift(exp, _B1, out=b)
+        np.bitwise_or(a, b, out=a)
+        columns[:, -1] = a
+        np.left_shift(exp, _B7, out=a)
+        np.bitwise_and(top, _B7F, out=b)
+        np.bitwise_or(a, b, out=a)
+        columns[:, -2] = a
         return
     e, m = dt.exponent_bits, dt.mantissa_bits
     u = np.dtype(f"u{dt.itemsize}")
@@ -258,8 +285,10 @@ def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int = 1) -
 def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encoded:
     """The smallest lossless encoding of `words` as one copy, zstd or planes payload. balanced and speed
     skip the whole-tensor zstd candidate for floats, and for other dtypes over 64 KiB: on the real-weight
-    checkpoints it never beat planes, and a pass of zstd over the whole tensor cost more than the planes."""
-    raw = words.astype(dt.storage, copy=False).tobytes()
+    checkpoints it never beat planes, and a pass of zstd over the whole tensor cost more than the planes.
+    The copy candidate is a view of the words, turned into bytes only if it is chosen."""
+    words = np.ascontiguousarray(words, dtype=dt.storage)
+    raw = memoryview(words).cast("B")
 
     def planes() -> Encoded | None:
         if words.size == 0:
@@ -271,11 +300,12 @@ def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encode
                        slow=any(e.slow for e in chosen))
 
     whole_zstd = options.prefer == "size" or (dt.kind not in ("f", "f8") and len(raw) <= 2**16)
-    return smallest([
+    best = smallest([
         lambda: Encoded("copy", raw),
         (lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options)))) if whole_zstd else (lambda: None),
         planes,
     ], options)
+    return Encoded("copy", raw.tobytes()) if best.payload is raw else best
 
 
 def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext,
