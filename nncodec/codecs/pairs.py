@@ -21,6 +21,7 @@ from .binary import Reader, write_uvarint
 METHOD = "pairs"
 ESCAPE = 15  # the code of a symbol outside the table; its value follows the frame
 MAX_TABLE = 15
+PACKED_WINDOW_LOG = 15  # 32 KiB zstd blocks of packed codes: 64 Ki symbols per Huffman table, as plain streams have
 
 _HI = np.arange(256) >> 4  # the first code of a packed byte
 _LO = np.arange(256) & 15  # the second
@@ -43,7 +44,7 @@ def encode(stream: np.ndarray) -> bytes | None:
         codes = np.append(codes, np.uint8(0))  # the unused second code of the last byte is 0
     packed = (codes[0::2] << np.uint8(4)) | codes[1::2]
     escapes = stream[codes[: stream.size] == ESCAPE] if used > MAX_TABLE else stream[:0]
-    frame = zstd.compress_fast(packed.tobytes())
+    frame = zstd.compress_fast(packed.tobytes(), PACKED_WINDOW_LOG)
     return b"".join((bytes([table.size]), table.tobytes(), write_uvarint(len(frame)), frame, escapes.tobytes()))
 
 
