@@ -20,7 +20,13 @@ from ..errors import CorruptFileError, UnsupportedVersionError
 from . import ans, chunks, pairs, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
+_U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
 _NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
+# balanced takes ANS for a tensor's streams only where it saves at least BALANCED_MARGIN of the all-fast
+# size AND this many bytes: an ANS stream costs ~50-100 us to decode whatever its length (count table,
+# model, coder) against ~3 us for a zstd frame, so on a file of many tiny tensors the few bytes it saved
+# each (rapidocr: 141 tensors < 4 KB, 2.8 KB in all, 0.02 %) cost a quarter of the decode time.
+ANS_MIN_SAVING = 128
 
 
 def zstd_level(nbytes: int, options: EncodeOptions) -> int:
@@ -56,10 +62,18 @@ def _split(words: np.ndarray, dt: DType) -> tuple[str, list[np.ndarray]]:
     return "bytes", [np.ascontiguousarray(as_bytes[:, k]) for k in range(dt.itemsize)]
 
 
-def _stream_widths(dt: DType) -> tuple[str, list[int]]:
-    if dt.kind == "f":
-        return "float", [1 if dt.exponent_bits <= 8 else 2] + [1] * math.ceil((1 + dt.mantissa_bits) / 8)
-    return "bytes", [1] * dt.itemsize
+_WIDTHS: dict[str, tuple[str, tuple[int, ...]]] = {}  # dtype name -> (split, symbol width per stream)
+
+
+def _stream_widths(dt: DType) -> tuple[str, tuple[int, ...]]:
+    got = _WIDTHS.get(dt.name)
+    if got is None:
+        if dt.kind == "f":
+            got = "float", (1 if dt.exponent_bits <= 8 else 2,) + (1,) * math.ceil((1 + dt.mantissa_bits) / 8)
+        else:
+            got = "bytes", (1,) * dt.itemsize
+        _WIDTHS[dt.name] = got
+    return got
 
 
 _JOIN_BLOCK = 1 << 20  # words reassembled per step: temporaries stay a few MiB whatever the tensor size
@@ -69,6 +83,9 @@ def _join(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray | No
     """Words from their streams, block by block into one output array (peak = streams + output)."""
     n = streams[0].size
     out = np.empty(n, dtype=dt.storage) if out is None else out
+    if n <= _JOIN_BLOCK:  # (most tensors: no slicing)
+        _join_block(split, streams, dt, out)
+        return out
     for start in range(0, n, _JOIN_BLOCK):
         stop = min(n, start + _JOIN_BLOCK)
         _join_block(split, [s[start:stop] for s in streams], dt, out[start:stop])
@@ -131,7 +148,7 @@ def _encode_streams(streams: list[np.ndarray], options: EncodeOptions) -> list[E
     # balanced: ANS is computed only where the entropy estimates say the tensor could save the margin
     fast_total = sum(len(f.payload) for f in fast)
     gains = [len(f.payload) - est for f, est in cheap]
-    if sum(g for g in gains if g > 0) < BALANCED_MARGIN * fast_total:
+    if sum(g for g in gains if g > 0) < max(BALANCED_MARGIN * fast_total, ANS_MIN_SAVING):
         return fast
     coded = [(f, Encoded("ans", ans.encode_with_table(s.astype(np.int64)), slow=True) if g > 0 else None)
              for s, (f, _), g in zip(streams, cheap, gains, strict=True)]
@@ -140,7 +157,7 @@ def _encode_streams(streams: list[np.ndarray], options: EncodeOptions) -> list[E
 
 def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tuple[Encoded, Encoded | None]:
     """prefer="size": (the smallest fast-decoding coding, the ANS coding or None) of one symbol stream."""
-    raw = stream.astype(stream.dtype.newbyteorder("<")).tobytes()
+    raw = _le_bytes(stream)
     fast = [lambda: Encoded("copy", raw)]
     slow = None
     if not (stream.itemsize == 1 and stream.size and _entropy_bits(stream) >= _NEAR_RANDOM_BITS):
@@ -154,26 +171,35 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     return smallest(fast, EncodeOptions(prefer="speed")), slow
 
 
+def _le_bytes(stream: np.ndarray) -> bytes:
+    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian)."""
+    return stream.tobytes() if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False).tobytes()
+
+
 def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     """balanced / speed: (the coding chosen from the histogram of a sample instead of trying every coder,
     the estimated size of its ANS coding: n H / 8 plus a count table). A near-random stream is copied;
     any other is zstd with Huffman literals and (almost) no matches, zstd.compress_fast (or copied, if
-    that is not smaller)."""
-    raw = stream.astype(stream.dtype.newbyteorder("<"), copy=False).tobytes()
-    copy = Encoded("copy", raw)
-    if not stream.size:
-        return copy, float(len(raw))
-    counts = np.bincount(_sample(stream).astype(np.intp))
-    p = counts[counts > 0] / counts.sum()
-    bits = float(-(p * np.log2(p)).sum())
-    estimate = stream.size * bits / 8 + 2 * p.size + 8
-    if stream.itemsize == 1 and bits >= _NEAR_RANDOM_BITS:
-        return copy, estimate
+    that is not smaller; a 1-byte stream whose 15 commonest symbols hold _PAIRS_MASS of the sample also
+    tries `pairs`). Few numpy calls: this runs for every stream of every tensor."""
+    raw = _le_bytes(stream)
+    n = stream.size
+    if not n:
+        return Encoded("copy", raw), 0.0
+    sample = stream if n <= _SAMPLE else stream[:: n // _SAMPLE]
+    counts = np.bincount(sample)
+    used = counts[counts.nonzero()]
+    m = sample.size  # H = log2 m - sum(c log2 c) / m
+    bits = max(0.0, math.log2(m) - float(np.dot(used, np.log2(used))) / m)
+    estimate = n * bits / 8 + 2 * used.size + 8
+    if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
+        return Encoded("copy", raw), estimate
     z = Encoded("zstd", zstd.compress_fast(raw))
-    if stream.itemsize == 1 and np.sort(counts)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * counts.sum():
+    if stream.itemsize == 1 and (used.size <= pairs.MAX_TABLE
+                                 or np.sort(used)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * m):
         p = _pairs(stream)
         z = p if p is not None and len(p.payload) < len(z.payload) else z
-    return (z if len(z.payload) < len(raw) else copy), estimate
+    return (z if len(z.payload) < len(raw) else Encoded("copy", raw)), estimate
 
 
 _PAIRS_MASS = 0.9  # try `pairs` on a stream whose 15 commonest symbols hold this much of the sample
@@ -196,26 +222,29 @@ def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: Encode
         return all_fast
     fast_total = sum(len(e.payload) for e in all_fast)
     mixed_total = sum(len(e.payload) for e in smallest_each)
-    return smallest_each if fast_total - mixed_total >= BALANCED_MARGIN * fast_total else all_fast
+    return smallest_each if fast_total - mixed_total >= max(BALANCED_MARGIN * fast_total, ANS_MIN_SAVING) else all_fast
 
 
 def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx: DecodeContext, what: str) -> np.ndarray:
-    dtype = np.dtype("u1") if width == 1 else np.dtype("<u2")
+    """One stream's `count` symbols; a copy stream is a read-only view of the payload (_join only reads)."""
     if method == "copy":
         if len(payload) != count * width:
             raise CorruptFileError(f"{what}: {len(payload)} bytes for {count} values of {width} bytes")
-        # read-only views are fine: _join only reads the streams (no copy unless the byte order differs)
-        return np.frombuffer(payload, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
-    if method == "zstd":
-        return np.frombuffer(zstd.decompress(payload, count * width, what), dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
-    if method == pairs.METHOD:
+        data = payload
+    elif method == "zstd":
+        data = zstd.decompress(payload, count * width, what)
+    elif method == pairs.METHOD:
         if width != 1:
             raise CorruptFileError(f"{what}: pairs codes 1-byte symbols only")
         return pairs.decode(payload, count, what)
-    if method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
+    elif method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
         return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state,
-                                     dtype.newbyteorder("="))
-    raise UnsupportedVersionError(f"{what}: unknown stream method {method!r} (written by a newer nncodec?)")
+                                     _U1 if width == 1 else _U2)
+    else:
+        raise UnsupportedVersionError(f"{what}: unknown stream method {method!r} (written by a newer nncodec?)")
+    if width == 1:
+        return np.frombuffer(data, dtype=_U1)
+    return np.frombuffer(data, dtype=_U2_LE).astype(_U2, copy=False)
 
 
 def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int = 1) -> Encoded:
@@ -261,9 +290,11 @@ def decode(codec: str, params: dict, payload: memoryview, dt: DType, count: int,
 def decode_whole(codec: str, params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext,
                  out: np.ndarray | None = None) -> np.ndarray:
     """`decode` of one unchunked payload (copy, zstd or planes)."""
-    what = f"raw/{codec}"
+    what = "raw/" + codec
     nbytes = count * dt.itemsize
-    if codec == "copy":
+    if codec == "planes":
+        words = _decode_planes(params, payload, dt, count, ctx, out)
+    elif codec == "copy":
         expect_params(params, {}, what)
         if len(payload) != nbytes:
             raise CorruptFileError(f"{what}: payload is {len(payload)} bytes, {nbytes} expected")
@@ -271,32 +302,42 @@ def decode_whole(codec: str, params: dict, payload: memoryview, dt: DType, count
     elif codec == "zstd":
         expect_params(params, {}, what)
         words = _into(np.frombuffer(zstd.decompress(payload, nbytes, what), dtype=dt.storage), out)
-    elif codec == "planes":
-        expect_params(params, {"split": str, "streams": list}, what)
-        split, widths = _stream_widths(dt)
-        if params["split"] != split:
-            raise CorruptFileError(f"{what}: split {params['split']!r} does not apply to {dt.name}")
-        entries = params["streams"]
-        if len(entries) != len(widths):
-            raise CorruptFileError(f"{what}: {len(entries)} streams where {dt.name} has {len(widths)}")
-        streams, pos = [], 0
-        for k, (entry, width) in enumerate(zip(entries, widths, strict=True)):
-            if (not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str)
-                    or isinstance(entry[1], bool) or not isinstance(entry[1], int) or entry[1] < 0):
-                raise CorruptFileError(f"{what}: stream {k} must be [method, length]")
-            method, length = entry
-            if length > len(payload) - pos:
-                raise CorruptFileError(f"{what}: stream {k} runs past the end of the payload")
-            streams.append(_decode_stream(method, payload[pos : pos + length], count, width, ctx, f"{what} stream {k}"))
-            pos += length
-        if pos != len(payload):
-            raise CorruptFileError(f"{what}: {len(payload) - pos} bytes after the last stream")
-        words = _join(split, streams, dt, out)
     else:
         raise UnsupportedVersionError(f"unknown raw codec {codec!r} (written by a newer nncodec?)")
     if dt.kind == "b" and words.size and words.max() > 1:
         raise CorruptFileError(f"{what}: bool values other than 0 and 1")
     return words
+
+
+_PLANES_KEYS = frozenset(("split", "streams"))
+
+
+def _decode_planes(params: dict, payload: memoryview, dt: DType, count: int, ctx: DecodeContext,
+                   out: np.ndarray | None) -> np.ndarray:
+    """The words of a planes payload (§9.1); the happy path builds no message strings (files hold
+    thousands of small tensors, and this runs once per tensor)."""
+    what = "raw/planes"
+    if type(params) is not dict or params.keys() != _PLANES_KEYS:
+        expect_params(params, {"split": str, "streams": list}, what)
+    split, widths = _stream_widths(dt)
+    if params["split"] != split:
+        raise CorruptFileError(f"{what}: split {params['split']!r} does not apply to {dt.name}")
+    entries = params["streams"]
+    if type(entries) is not list or len(entries) != len(widths):
+        expect_params(params, {"split": str, "streams": list}, what)
+        raise CorruptFileError(f"{what}: {len(entries)} streams where {dt.name} has {len(widths)}")
+    streams, pos, end = [], 0, len(payload)
+    for k, entry in enumerate(entries):
+        if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not int or entry[1] < 0:
+            raise CorruptFileError(f"{what}: stream {k} must be [method, length]")
+        method, length = entry
+        if length > end - pos:
+            raise CorruptFileError(f"{what}: stream {k} runs past the end of the payload")
+        streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx, f"{what} stream {k}"))
+        pos += length
+    if pos != end:
+        raise CorruptFileError(f"{what}: {end - pos} bytes after the last stream")
+    return _join(split, streams, dt, out)
 
 
 def _into(words: np.ndarray, out: np.ndarray | None) -> np.ndarray:

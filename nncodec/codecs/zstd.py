@@ -72,8 +72,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> bytes:
     """Exactly `expected_size` bytes from one zstd frame, or CorruptFileError."""
-    frame = bytes(frame)
-    if frame[:4] != _FRAME_MAGIC:  # a skippable frame (or anything else) is not a zstd data frame
+    if bytes(frame[:4]) != _FRAME_MAGIC:  # a skippable frame (or anything else) is not a zstd data frame
         raise CorruptFileError(f"{what}: not a zstd frame (bad magic number)")
     try:
         params = zstandard.get_frame_parameters(frame)
