@@ -21,12 +21,10 @@ from .binary import Reader, write_uvarint
 METHOD = "pairs"
 ESCAPE = 15  # the code of a symbol outside the table; its value follows the frame
 MAX_TABLE = 15
+PACKED_WINDOW_LOG = 15  # 32 KiB zstd blocks of packed codes: 64 Ki symbols per Huffman table, as plain streams have
 
 _HI = np.arange(256) >> 4  # the first code of a packed byte
 _LO = np.arange(256) & 15  # the second
-_ESCAPES = (_HI == ESCAPE).astype(np.int64) + (_LO == ESCAPE)  # escape codes in a packed byte
-_HAS_ESCAPE = _ESCAPES > 0
-
 
 def encode(stream: np.ndarray) -> bytes | None:
     """The pairs payload of a uint8 stream, or None when it uses fewer than two symbols (a constant
@@ -43,7 +41,7 @@ def encode(stream: np.ndarray) -> bytes | None:
         codes = np.append(codes, np.uint8(0))  # the unused second code of the last byte is 0
     packed = (codes[0::2] << np.uint8(4)) | codes[1::2]
     escapes = stream[codes[: stream.size] == ESCAPE] if used > MAX_TABLE else stream[:0]
-    frame = zstd.compress_fast(packed.tobytes())
+    frame = zstd.compress_fast(packed.tobytes(), PACKED_WINDOW_LOG)
     return b"".join((bytes([table.size]), table.tobytes(), write_uvarint(len(frame)), frame, escapes.tobytes()))
 
 
@@ -60,21 +58,24 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
     frame = r.take(r.uvarint())
     packed = np.frombuffer(zstd.decompress(frame, (count + 1) // 2, what), dtype=np.uint8)
     escapes = r.take(r.remaining)
-    histogram = np.bincount(packed, minlength=256)
-    bad = ((k <= _HI) & (_HI < ESCAPE)) | ((k <= _LO) & (_LO < ESCAPE))
-    if histogram[bad].any():
-        raise CorruptFileError(f"{what}: pairs code outside the table of {k} symbols")
     if count % 2 and packed[-1] & 15:
         raise CorruptFileError(f"{what}: the unused last pairs code is not 0")
-    wanted = int(histogram @ _ESCAPES)
+    if k < MAX_TABLE:  # codes k .. 14 stand for nothing (with a full table every code means something)
+        bad = ((k <= _HI) & (_HI < ESCAPE)) | ((k <= _LO) & (_LO < ESCAPE))
+        if np.take(bad, packed).any():
+            raise CorruptFileError(f"{what}: pairs code outside the table of {k} symbols")
+    first_escapes = packed >= ESCAPE << 4
+    second_escapes = (packed & np.uint8(15)) == ESCAPE
+    wanted = int(np.count_nonzero(first_escapes)) + int(np.count_nonzero(second_escapes))
     if wanted != len(escapes):
         raise CorruptFileError(f"{what}: {len(escapes)} escape bytes where the codes call for {wanted}")
     symbols = np.zeros(16, dtype=np.uint8)
     symbols[:k] = table
-    both = np.stack([symbols[_HI], symbols[_LO]], axis=1)  # packed byte -> its two symbols
-    out = both[packed].reshape(-1)[:count]
-    if len(escapes):
-        where = np.flatnonzero(_HAS_ESCAPE[packed])  # the few bytes holding an escape code
-        pos = np.concatenate([2 * where[_HI[packed[where]] == ESCAPE], 2 * where[_LO[packed[where]] == ESCAPE] + 1])
+    # packed byte -> its two symbols as one uint16 (np.take on 2-byte items: ~12x faster than indexing a
+    # (256, 2) table)
+    both = np.stack([symbols[_HI], symbols[_LO]], axis=1).view(np.uint16).reshape(256)
+    out = np.take(both, packed).view(np.uint8)[:count]
+    if wanted:
+        pos = np.concatenate([2 * np.flatnonzero(first_escapes), 2 * np.flatnonzero(second_escapes) + 1])
         out[np.sort(pos)] = np.frombuffer(escapes, dtype=np.uint8)
     return out
