@@ -29,6 +29,11 @@ _NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth en
 # model, coder) against ~3 us for a zstd frame, so on a file of many tiny tensors the few bytes it saved
 # each (rapidocr: 141 tensors < 4 KB, 2.8 KB in all, 0.02 %) cost a quarter of the decode time.
 ANS_MIN_SAVING = 128
+# likewise `pairs` replaces the zstd frame of a stream only where it saves this many bytes: its decode
+# costs ~130 us more per stream than a zstd frame's on small tensors (rapidocr fp32: 85 of its 117
+# pairs tensors were < 64 kB; with the floor 14 are, for +510 B of 13.4 MB; lenet300 and resemblyzer
+# unchanged)
+PAIRS_MIN_SAVING = 32
 
 
 def zstd_level(nbytes: int, options: EncodeOptions) -> int:
@@ -225,7 +230,7 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     if stream.itemsize == 1 and (used.size <= pairs.MAX_TABLE
                                  or np.sort(used)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * m):
         p = _pairs(stream)
-        z = p if p is not None and len(p.payload) < len(z.payload) else z
+        z = p if p is not None and len(p.payload) < len(z.payload) - PAIRS_MIN_SAVING else z
     return (z if len(z.payload) < len(raw) else Encoded("copy", raw)), estimate
 
 
