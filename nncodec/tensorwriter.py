@@ -127,16 +127,16 @@ _AHEAD_BYTES = 64 * 2**20  # input bytes of large tensors coded ahead of the one
 def code_entries(items: Iterable[tuple[str, object]], options: EncodeOptions) -> Iterator[tuple[str, object, tuple[dict, Recorded] | None]]:
     """(name, tensor, (entry, recorded sections)) per item, in input order, using `options.threads`
     threads: runs of small raw/quantized tensors are coded concurrently (one tensor per thread), a tensor
-    larger than a chunk with its chunks in parallel (§23); with more than one thread, large tensors are
-    coded ahead (up to _AHEAD_BYTES of input, two at a time) while the caller reads the next tensor and
-    writes the last one's sections, so no core waits at the end of each tensor. Other items (Alias,
+    larger than a chunk with its chunks in parallel (§23); with more than one thread, large tensors of at
+    most _AHEAD_BYTES are coded ahead on a helper thread (up to _AHEAD_BYTES of input in flight) while
+    the caller reads the next tensor and writes the last one's sections. Other items (Alias,
     VaeTensor) come back with None, for the caller to handle. The caller appends each recorded payload
     as the next section and sets its part's "s": the bytes are the same for any number of threads.
     Items are pulled lazily: at most one batch (64 MiB of input) plus the look-ahead is held."""
     batch: list[tuple[str, CompressedTensor]] = []
     size = 0
     ahead: deque[tuple[int, Future]] = deque()  # (input bytes, future of _code_one), in input order
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nncodec-ahead") if parallel.resolve(options.threads) > 1 else None
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-ahead") if parallel.resolve(options.threads) > 1 else None
 
     def drain(keep: int) -> Iterator[tuple[str, object, tuple[dict, Recorded]]]:
         """The coded tensors ahead, in order, until at most `keep` input bytes are still in flight."""
@@ -162,7 +162,8 @@ def code_entries(items: Iterable[tuple[str, object]], options: EncodeOptions) ->
             if nbytes <= options.chunk_bytes:
                 batch.append((name, t))
                 size += nbytes
-            elif pool is None:
+            elif pool is None or nbytes > _AHEAD_BYTES:  # (a huge tensor is not held beside another)
+                yield from drain(0)
                 yield _code_one(name, t, options)
             else:
                 yield from drain(max(0, _AHEAD_BYTES - nbytes))
