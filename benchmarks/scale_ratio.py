@@ -1,7 +1,7 @@
 """Issue 13, size: nncodec's default lossless file against ZipNN 0.5.4 on every test checkpoint, and where
 the bytes go (sizes do not depend on the machine's load, so this part can run at any time).
 
-    python benchmarks/scale_ratio.py [CKPT ...] [--json out.json]
+    python benchmarks/scale_ratio.py [CKPT ...]
     python benchmarks/bench_scale.py --parts ratio
 
 Per checkpoint (the seven of scale_throughput.DEFAULT_CHECKPOINTS), with the encoders and settings of
@@ -17,7 +17,6 @@ file's ratio <= ZipNN's on every checkpoint.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -107,19 +106,8 @@ def table(report: dict) -> str:
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoints", nargs="*", type=Path, default=DEFAULT_CHECKPOINTS, help=".safetensors files")
-    ap.add_argument("--json", type=Path, help="also write the results here (with the table as `_table`)")
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    report = run(args)
-    text = table(report)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps({**report, "_table": text}, indent=1, default=str) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # (bench_scale.py --parts ratio saves the JSON result)
+    print(table(run(parser().parse_args())))
