@@ -135,3 +135,31 @@ def test_pairs_on_a_two_byte_stream_is_refused() -> None:
     payload = pairs.encode(np.array([1, 2, 1, 1], dtype=np.uint8))
     with pytest.raises(CorruptFileError, match="1-byte symbols"):
         raw._decode_stream(pairs.METHOD, memoryview(payload), 4, 2, nncodec.codecs.DecodeContext(), "t")
+
+
+def _exploded_file_with_pairs() -> tuple[dict, list[bytes], int]:
+    """(header body, section payloads, index of w's section, whose first stream is pairs) of a saved file."""
+    import copy
+
+    from nncodec.container.reader import Container
+
+    data = nncodec.save(_weights())
+    with Container(data) as c:
+        body = {k: copy.deepcopy(v) for k, v in c.header.items() if k not in ("sections", "align")}
+        sections = [bytes(c.read_section(s.index)) for s in c.sections]
+    part = body["tensors"]["w"]["raw"]
+    assert part["p"]["streams"][0][0] == pairs.METHOD
+    return body, sections, part["s"]
+
+
+def test_a_file_whose_pairs_stream_breaks_a_rule_is_refused_behind_correct_checksums() -> None:
+    from nncodec.container.writer import assemble
+
+    body, sections, s = _exploded_file_with_pairs()
+    broken = bytearray(sections[s])
+    broken[2] = broken[1]  # the table (after the count byte) lists its first symbol twice
+    with pytest.raises(CorruptFileError, match="twice"):
+        nncodec.load(assemble(body, [*sections[:s], bytes(broken), *sections[s + 1:]]))
+    body["tensors"]["w"]["raw"]["p"]["streams"][0][0] = "pairs3"  # a method of a newer format
+    with pytest.raises(nncodec.UnsupportedVersionError, match="pairs3"):
+        nncodec.load(assemble(body, sections))
