@@ -37,6 +37,19 @@ def test_pairs_round_trips_any_byte_stream(data: st.DataObject) -> None:
     assert out.dtype == np.uint8 and np.array_equal(out, stream)
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_a_table_picked_from_any_histogram_decodes(data: st.DataObject) -> None:
+    """The encoder may pick the table from a sample's histogram: symbols outside it escape."""
+    stream = _stream(data)
+    counts = np.array(data.draw(st.lists(st.integers(0, 50), min_size=1, max_size=256)), dtype=np.int64)
+    payload = pairs.encode(stream, counts)
+    if np.count_nonzero(counts) < 2:
+        assert payload is None
+        return
+    assert np.array_equal(pairs.decode(payload, stream.size, "t"), stream)
+
+
 @settings(max_examples=40, deadline=None)
 @given(name=st.sampled_from(["float32", "bfloat16", "float16", "int8", "uint8"]), prefer=st.sampled_from(["balanced", "size"]),
        data=st.data())
@@ -122,3 +135,31 @@ def test_pairs_on_a_two_byte_stream_is_refused() -> None:
     payload = pairs.encode(np.array([1, 2, 1, 1], dtype=np.uint8))
     with pytest.raises(CorruptFileError, match="1-byte symbols"):
         raw._decode_stream(pairs.METHOD, memoryview(payload), 4, 2, nncodec.codecs.DecodeContext(), "t")
+
+
+def _exploded_file_with_pairs() -> tuple[dict, list[bytes], int]:
+    """(header body, section payloads, index of w's section, whose first stream is pairs) of a saved file."""
+    import copy
+
+    from nncodec.container.reader import Container
+
+    data = nncodec.save(_weights())
+    with Container(data) as c:
+        body = {k: copy.deepcopy(v) for k, v in c.header.items() if k not in ("sections", "align")}
+        sections = [bytes(c.read_section(s.index)) for s in c.sections]
+    part = body["tensors"]["w"]["raw"]
+    assert part["p"]["streams"][0][0] == pairs.METHOD
+    return body, sections, part["s"]
+
+
+def test_a_file_whose_pairs_stream_breaks_a_rule_is_refused_behind_correct_checksums() -> None:
+    from nncodec.container.writer import assemble
+
+    body, sections, s = _exploded_file_with_pairs()
+    broken = bytearray(sections[s])
+    broken[2] = broken[1]  # the table (after the count byte) lists its first symbol twice
+    with pytest.raises(CorruptFileError, match="twice"):
+        nncodec.load(assemble(body, [*sections[:s], bytes(broken), *sections[s + 1:]]))
+    body["tensors"]["w"]["raw"]["p"]["streams"][0][0] = "pairs3"  # a method of a newer format
+    with pytest.raises(nncodec.UnsupportedVersionError, match="pairs3"):
+        nncodec.load(assemble(body, sections))

@@ -26,21 +26,27 @@ PACKED_WINDOW_LOG = 15  # 32 KiB zstd blocks of packed codes: 64 Ki symbols per 
 _HI = np.arange(256) >> 4  # the first code of a packed byte
 _LO = np.arange(256) & 15  # the second
 
-def encode(stream: np.ndarray) -> bytes | None:
+def encode(stream: np.ndarray, counts: np.ndarray | None = None) -> bytes | None:
     """The pairs payload of a uint8 stream, or None when it uses fewer than two symbols (a constant
-    stream is zstd's best case already)."""
-    counts = np.bincount(stream, minlength=256)
+    stream is zstd's best case already). `counts`: a histogram to pick the table from (e.g. a sample's,
+    which the encoder has already: any table decodes, the table only decides which symbols escape);
+    by default the stream's own."""
+    if counts is None:
+        counts = np.bincount(stream, minlength=256)
     used = int(np.count_nonzero(counts))
     if used < 2:
         return None
     table = np.argsort(-counts, kind="stable")[: min(MAX_TABLE, used)].astype(np.uint8)
     code = np.full(256, ESCAPE, dtype=np.uint8)
     code[table] = np.arange(table.size, dtype=np.uint8)
-    codes = code[stream]
-    if codes.size % 2:
-        codes = np.append(codes, np.uint8(0))  # the unused second code of the last byte is 0
-    packed = (codes[0::2] << np.uint8(4)) | codes[1::2]
-    escapes = stream[codes[: stream.size] == ESCAPE] if used > MAX_TABLE else stream[:0]
+    # two symbols (one little-endian uint16: s0 | s1 << 8) -> their packed byte, in one lookup
+    by_pair = ((code[np.newaxis, :] << 4) | code[:, np.newaxis]).reshape(65536)
+    stream = np.ascontiguousarray(stream)
+    even = stream.size - stream.size % 2
+    packed = np.take(by_pair, stream[:even].view("<u2"))
+    if stream.size % 2:
+        packed = np.append(packed, code[stream[-1]] << np.uint8(4))  # the unused second code is 0
+    escapes = stream[_escape_positions(packed)]
     frame = zstd.compress_fast(packed.tobytes(), PACKED_WINDOW_LOG)
     return b"".join((bytes([table.size]), table.tobytes(), write_uvarint(len(frame)), frame, escapes.tobytes()))
 
@@ -64,18 +70,24 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
         bad = ((k <= _HI) & (_HI < ESCAPE)) | ((k <= _LO) & (_LO < ESCAPE))
         if np.take(bad, packed).any():
             raise CorruptFileError(f"{what}: pairs code outside the table of {k} symbols")
-    first_escapes = packed >= ESCAPE << 4
-    second_escapes = (packed & np.uint8(15)) == ESCAPE
-    wanted = int(np.count_nonzero(first_escapes)) + int(np.count_nonzero(second_escapes))
-    if wanted != len(escapes):
-        raise CorruptFileError(f"{what}: {len(escapes)} escape bytes where the codes call for {wanted}")
+    where = _escape_positions(packed)
+    if where.size != len(escapes):
+        raise CorruptFileError(f"{what}: {len(escapes)} escape bytes where the codes call for {where.size}")
     symbols = np.zeros(16, dtype=np.uint8)
     symbols[:k] = table
     # packed byte -> its two symbols as one uint16 (np.take on 2-byte items: ~12x faster than indexing a
     # (256, 2) table)
     both = np.stack([symbols[_HI], symbols[_LO]], axis=1).view(np.uint16).reshape(256)
     out = np.take(both, packed).view(np.uint8)[:count]
-    if wanted:
-        pos = np.concatenate([2 * np.flatnonzero(first_escapes), 2 * np.flatnonzero(second_escapes) + 1])
-        out[np.sort(pos)] = np.frombuffer(escapes, dtype=np.uint8)
+    if where.size:
+        out[where] = np.frombuffer(escapes, dtype=np.uint8)
     return out
+
+
+def _escape_positions(packed: np.ndarray) -> np.ndarray:
+    """The symbol positions whose code is the escape, in order (a padding code is 0, never an escape)."""
+    first = np.flatnonzero(packed >= ESCAPE << 4)
+    second = np.flatnonzero((packed & np.uint8(15)) == ESCAPE)
+    if not second.size:
+        return 2 * first
+    return np.sort(np.concatenate([2 * first, 2 * second + 1]))

@@ -229,7 +229,7 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     z = Encoded("zstd", zstd.compress_fast(raw))
     if stream.itemsize == 1 and (used.size <= pairs.MAX_TABLE
                                  or np.sort(used)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * m):
-        p = _pairs(stream)
+        p = _pairs(stream, counts)
         z = p if p is not None and len(p.payload) < len(z.payload) - PAIRS_MIN_SAVING else z
     return (z if len(z.payload) < len(raw) else Encoded("copy", raw)), estimate
 
@@ -237,8 +237,8 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
 _PAIRS_MASS = 0.9  # try `pairs` on a stream whose 15 commonest symbols hold this much of the sample
 
 
-def _pairs(stream: np.ndarray) -> Encoded | None:
-    payload = pairs.encode(stream)
+def _pairs(stream: np.ndarray, counts: np.ndarray | None = None) -> Encoded | None:
+    payload = pairs.encode(stream, counts)
     return None if payload is None else Encoded(pairs.METHOD, payload)
 
 
