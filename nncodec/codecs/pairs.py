@@ -84,10 +84,15 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
     return out
 
 
+_HAS_ESCAPE = ((np.arange(256) >> 4) == ESCAPE) | ((np.arange(256) & 15) == ESCAPE)  # packed bytes holding one
+
+
 def _escape_positions(packed: np.ndarray) -> np.ndarray:
-    """The symbol positions whose code is the escape, in order (a padding code is 0, never an escape)."""
-    first = np.flatnonzero(packed >= ESCAPE << 4)
-    second = np.flatnonzero((packed & np.uint8(15)) == ESCAPE)
-    if not second.size:
-        return 2 * first
-    return np.sort(np.concatenate([2 * first, 2 * second + 1]))
+    """The symbol positions whose code is the escape, in order (a padding code is 0, never an escape): one
+    lookup pass finds the few bytes holding one, the rest looks at those bytes only."""
+    where = np.flatnonzero(np.take(_HAS_ESCAPE, packed))
+    if not where.size:
+        return where
+    held = packed[where]
+    first, second = 2 * where[held >= ESCAPE << 4], 2 * where[(held & np.uint8(15)) == ESCAPE] + 1
+    return np.sort(np.concatenate([first, second])) if second.size else first
