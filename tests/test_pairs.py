@@ -163,3 +163,16 @@ def test_a_file_whose_pairs_stream_breaks_a_rule_is_refused_behind_correct_check
     body["tensors"]["w"]["raw"]["p"]["streams"][0][0] = "pairs3"  # a method of a newer format
     with pytest.raises(nncodec.UnsupportedVersionError, match="pairs3"):
         nncodec.load(assemble(body, sections))
+
+
+def test_balanced_keeps_pairs_out_of_the_chunks_of_a_large_tensor() -> None:
+    """Chunked tensors are where decode time adds up: balanced and speed code their exponents with plain
+    zstd frames, while the same tensor unchunked uses pairs."""
+    words = _weights(40_000)["w"].numpy().reshape(-1).view(np.uint32)
+    dt = DTYPES["float32"]
+    whole = raw.encode(words, dt, EncodeOptions())
+    assert whole.params["streams"][0][0] == pairs.METHOD
+    for prefer in ("balanced", "speed"):
+        chunked = raw.encode(words, dt, EncodeOptions(prefer=prefer, chunk_bytes=40_000))
+        methods = {m for c in chunked.params["chunks"] if c[2] == "planes" for m, _ in c[3]["streams"]}
+        assert "zstd" in methods and pairs.METHOD not in methods, prefer

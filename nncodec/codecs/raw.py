@@ -11,6 +11,7 @@ Candidates, smallest kept:
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -172,11 +173,12 @@ def _sample(stream: np.ndarray) -> np.ndarray:
     return stream if stream.size <= _SAMPLE else stream[:: stream.size // _SAMPLE]
 
 
-def _encode_streams(streams: list[np.ndarray], options: EncodeOptions) -> list[Encoded]:
-    """The coding of every stream of a planes split, by `options.prefer` (spec §16.1)."""
+def _encode_streams(streams: list[np.ndarray], options: EncodeOptions, try_pairs: bool = True) -> list[Encoded]:
+    """The coding of every stream of a planes split, by `options.prefer` (spec §16.1); `try_pairs`: whether
+    balanced and speed may use `pairs` (not in the chunks of a large tensor, see `encode`)."""
     if options.prefer == "size":
         return _choose_streams([_encode_stream_exhaustive(s, options) for s in streams], options)
-    cheap = [_encode_stream_cheap(s) for s in streams]
+    cheap = [_encode_stream_cheap(s, try_pairs) for s in streams]
     fast = [f for f, _ in cheap]
     if options.prefer == "speed":
         return fast
@@ -211,7 +213,7 @@ def _le_bytes(stream: np.ndarray) -> bytes:
     return stream.tobytes() if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False).tobytes()
 
 
-def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
+def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[Encoded, float]:
     """balanced / speed: (the coding chosen from the histogram of a sample instead of trying every coder,
     the estimated size of its ANS coding: n H / 8 plus a count table). A near-random stream is copied;
     any other is zstd with Huffman literals and (almost) no matches, zstd.compress_fast (or copied, if
@@ -230,7 +232,7 @@ def _encode_stream_cheap(stream: np.ndarray) -> tuple[Encoded, float]:
     if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
         return Encoded("copy", raw), estimate
     z = Encoded("zstd", zstd.compress_fast(raw))
-    if stream.itemsize == 1 and n >= PAIRS_MIN_STREAM and (used.size <= pairs.MAX_TABLE
+    if try_pairs and stream.itemsize == 1 and n >= PAIRS_MIN_STREAM and (used.size <= pairs.MAX_TABLE
                                  or np.sort(used)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * m):
         p = _pairs(stream, counts)
         z = p if p is not None and len(p.payload) < len(z.payload) - PAIRS_MIN_SAVING else z
@@ -286,11 +288,14 @@ def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int = 1) -
     """The lossless encoding of `words` (flat storage words of dtype `dt`; rows of `row` elements):
     cut into chunks coded in parallel when larger than `options.chunk_bytes` (§23), else whole."""
     if words.size * dt.itemsize > options.chunk_bytes:
-        return chunks.encode(words, dt, options, row, encode_whole)
+        # no `pairs` in the chunks of a large tensor: its decode costs ~1 ms more per 1M-symbol chunk than
+        # the zstd frame it replaces (rapidocr_x4 decode 0.82x, the 47 MB lazy read ~10 ms more CPU) for
+        # ~0.07 % of the tensor; small tensors keep it (LeNet-300: what puts the default below ZipNN)
+        return chunks.encode(words, dt, options, row, functools.partial(encode_whole, try_pairs=False))
     return encode_whole(words, dt, options)
 
 
-def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encoded:
+def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions, try_pairs: bool = True) -> Encoded:
     """The smallest lossless encoding of `words` as one copy, zstd or planes payload. balanced and speed
     skip the whole-tensor zstd candidate for floats, and for other dtypes over 64 KiB: on the real-weight
     checkpoints it never beat planes, and a pass of zstd over the whole tensor cost more than the planes.
@@ -302,7 +307,7 @@ def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions) -> Encode
         if words.size == 0:
             return None
         split, streams = _split(words, dt)
-        chosen = _encode_streams(streams, options)
+        chosen = _encode_streams(streams, options, try_pairs)
         return Encoded("planes", b"".join(e.payload for e in chosen),
                        {"split": split, "streams": [[e.codec, len(e.payload)] for e in chosen]},
                        slow=any(e.slow for e in chosen))
