@@ -17,12 +17,12 @@ from importlib import resources
 
 import numpy as np
 import torch
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist
+from nncodec_cli.presets.lenet import evaluate
 
 import nncodec
 from nncodec.compress.config import CONFIGS, make_compressor
-from nncodec.datasets import load_fashion_mnist
 from nncodec.io import read_checkpoint
-from nncodec.models import evaluate
 
 VALIDATION = 5_000  # the fixed split: the last 5,000 training images are validation
 

@@ -74,16 +74,16 @@ class Row:
 
 
 def trained_weights(data: str, archs: list[str], epochs: int, seed: int) -> tuple[dict[str, torch.Tensor], list[str]]:
-    from nncodec import datasets, models
+    from nncodec_cli.presets import fashion_mnist, lenet
 
-    x, y = datasets.load_fashion_mnist(data, "train")
-    xt, yt = datasets.load_fashion_mnist(data, "test")
+    x, y = fashion_mnist.load_fashion_mnist(data, "train")
+    xt, yt = fashion_mnist.load_fashion_mnist(data, "test")
     state: dict[str, torch.Tensor] = {}
     notes = []
     for arch in archs:
         t0 = time.perf_counter()
-        model = models.train(models.build(arch), x, y, epochs=epochs, seed=seed)
-        acc = models.evaluate(model, xt, yt)
+        model = lenet.train(lenet.build(arch), x, y, epochs=epochs, seed=seed)
+        acc = lenet.evaluate(model, xt, yt)
         n = sum(p.numel() for p in model.parameters())
         notes.append(f"{arch}: {n:,} parameters, {epochs} epoch(s) seed {seed}, test accuracy {acc:.2f}% "
                      f"(trained in {time.perf_counter() - t0:.0f} s)")

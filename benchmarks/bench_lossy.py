@@ -41,10 +41,11 @@ sys.path.insert(0, str(HERE))
 
 import protocol  # noqa: E402
 from common import load_average, machine_description  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec import models  # noqa: E402
 from nncodec.budget import search_budgets  # noqa: E402
+from nncodec.compress.layer_inputs import layer_statistics  # noqa: E402
 from nncodec.confidence import paired_drop  # noqa: E402
 
 NNR_DIR = Path(os.environ.get("NNR_REFERENCE", "/work/shared/reference/nnr"))
@@ -91,7 +92,7 @@ def run_model(arch: str, seed: int, data: protocol.ProtocolData, a: argparse.Nam
     float_bytes = sum(v.numel() * 4 for v in state.values())
     model = models.build(arch)
     model.load_state_dict(state)
-    stats = models.layer_statistics(model, data.train.x[:CALIBRATION_SAMPLES])
+    stats = layer_statistics(model, data.train.x[:CALIBRATION_SAMPLES])
     out = {"arch": arch, "seed": seed, "float32_bytes": float_bytes, "baseline_val": float(base_val.mean()),
            "baseline_test": base_test, "lossless_bytes": len(nncodec.save(state)), "rows": [], "nnr": None}
     say = lambda msg: print(f"[{arch} seed {seed}] {msg}", file=sys.stderr, flush=True)  # noqa: E731

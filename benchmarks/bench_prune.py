@@ -1,19 +1,27 @@
 """Training-aware pruning (PMMP, DRR, R-L1) on the protocol: converged baselines, 3 seeds, real .nnc bytes.
 
     nice -n 10 python benchmarks/bench_prune.py --data /work/shared/data/fashion-mnist \
-        --archs lenet300 --methods drr pmmp rl1 --seeds 0 1 2 [--grid grid.json]
+        --archs lenet300 --methods drr --seeds 0 1 2 --grid benchmarks/prune_grid.json
 
 For each (architecture, method, seed) the converged dense baseline of that seed
 (benchmarks/train_baselines.py) is pruned with the method (regularised training on the 55,000 TRAIN
 images, RGP -> TAMADE -> RGP, fine-tuning with the mask frozen), the survivors are quantized as coarsely
-as VALIDATION accuracy allows, the .nnc file is written and decoded, and the decoded model is scored
-once on the test set. Hyper-parameters: with --grid, every candidate runs on seed 0 and the smallest
-file whose validation drop (against the dense model's validation accuracy) is <= --max-val-drop is
-chosen; the chosen setting then runs on every seed. Without --grid the method defaults are used as they
-are. The table reports mean +- sd over the seeds of the test drop, file bytes and ratio (float32 bytes /
+as validation accuracy allows, the .nnc file is written and decoded, and the decoded model is scored
+once on the test set.
+
+Validation is used in two halves (PROTOCOL.md rule 4): the EVEN-numbered validation samples are the
+method's own validation data (quantization search, early stopping of the fine-tuning) and steer the
+choice among grid candidates; the ODD-numbered samples only confirm the chosen candidate.
+Selection (`choose`): with --grid every candidate runs on seed 0; candidates whose one-sided 95 % upper
+bound of the paired validation drop (against the dense model of the same seed) is within --max-drop
+on the even samples are tried smallest file first, and the first whose bound on the odd samples is also
+within --max-drop is chosen; at most 1 + RECONFIRMATIONS candidates are put to the odd half (a bounded
+number of looks, as in the budget search). The chosen setting then runs on every seed. Without --grid
+the method defaults are used as they are.
+
+The table reports mean +- sd over the seeds of the test drop, file bytes and ratio (float32 bytes /
 file bytes), and the "paper estimate": 4 bytes x the method's own non-zeros, counted after pruning and
-fine-tuning and BEFORE the quantizer's extra zeroing. Rows are appended to --json as they finish, so
-seeds can run in parallel processes.
+fine-tuning and BEFORE the quantizer's extra zeroing. Rows are appended to --json as they finish.
 """
 
 from __future__ import annotations
@@ -26,47 +34,95 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import protocol  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
+from protocol import Split  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec import models  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
 
 TARGETS = {"lenet300": 100, "lenet5": 200}  # ratio float32 bytes / file bytes, within 1.0 pt mean test drop
-EPOCHS = {"lenet300": (10, 5), "lenet5": (4, 2)}  # (regularised, fine-tuning) epochs
+EPOCHS = {"lenet300": (10, 5), "lenet5": (4, 2)}  # (regularised, fine-tuning) epochs unless a candidate sets them
+MAX_DROP = 1.0  # selection: the bound of the paired validation drop on each half must be within this (pt)
+RECONFIRMATIONS = 3  # candidates put to the odd half after the first one failed it
+QUANT_TOLERANCE = 0.3  # validation points the quantization search may lose (a candidate may set "quant_tolerance")
+
+
+def half(split: Split, h: int) -> Split:
+    """The even (h=0) or odd (h=1) numbered samples of a split."""
+    return Split(split.x[h::2], split.y[h::2], f"{split.name}[{h}::2]")
 
 
 def classifier_data(data: protocol.ProtocolData) -> recipes.ClassifierData:
-    return recipes.ClassifierData(*(recipes.Split(s.x, s.y) for s in (data.train, data.val, data.test)))
+    """The method's data: train, the EVEN validation samples (its validation), test. The odd validation
+    samples stay unseen until they confirm a selection."""
+    return recipes.ClassifierData(*(recipes.Split(s.x, s.y) for s in (data.train, half(data.val, 0), data.test)))
+
+
+def val_halves(dense_correct: np.ndarray, correct: np.ndarray) -> dict[str, float]:
+    """Paired drop (pt) and its one-sided 95 % upper bound on the even and on the odd validation samples."""
+    out = {}
+    for h, name in ((0, "even"), (1, "odd")):
+        d = protocol.paired_drop(100.0 * dense_correct[h::2], 100.0 * correct[h::2])
+        out[f"val_{name}_drop"], out[f"val_{name}_bound"] = d.drop, d.upper
+    return out
+
+
+UNCONFIRMED = "NOT confirmed (least bound)"
+NO_SWEEP = "no sweep (setting given)"
+
+
+def least_bound(sweeps: list[dict]) -> dict | None:
+    """The fallback when no candidate is confirmed: the one whose larger bound of the two halves is smallest."""
+    return min(sweeps, key=lambda r: max(r["val_even_bound"], r["val_odd_bound"]), default=None)
+
+
+def choose(sweeps: list[dict], max_drop: float = MAX_DROP, reconfirmations: int = RECONFIRMATIONS) -> dict | None:
+    """The smallest file that passes: even-half bound within max_drop (steers), then the odd-half bound
+    within max_drop (confirms), the odd half consulted for at most 1 + reconfirmations candidates.
+    None when no candidate is confirmed."""
+    steered = sorted((r for r in sweeps if r["val_even_bound"] <= max_drop + 1e-9), key=lambda r: r["file_bytes"])
+    for r in steered[:1 + reconfirmations]:
+        if r["val_odd_bound"] <= max_drop + 1e-9:
+            return r
+    return None
 
 
 def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.ProtocolData,
-            cdata: recipes.ClassifierData, out: Path, epochs: tuple[int, int]) -> dict:
+            cdata: recipes.ClassifierData, out: Path, epochs: tuple[int, int], early_stopping: bool = True) -> dict:
     dense = models.build(arch)
     dense.load_state_dict(protocol.load_baseline(arch, seed))
     dense_test = protocol.accuracy(dense, None, data.test)
-    dense_val = protocol.accuracy(dense, None, data.val)
+    dense_val_correct = protocol.correct(dense, None, data.val)
     events: list[dict] = []
     path = out / f"{arch}-{method}-seed{seed}.nnc"
     t0 = time.perf_counter()
+    method_overrides = {k: v for k, v in overrides.items() if k != "quant_tolerance"}
     r = recipes.compress_classifier(dense, arch, cdata, method, path, epochs=epochs[0], finetune_epochs=epochs[1],
-                                    seed=seed, progress=False, callback=events.append, overrides=overrides,
-                                    dense_accuracy=dense_test)
+                                    seed=seed, progress=False, callback=events.append, overrides=method_overrides,
+                                    dense_accuracy=dense_test, early_stopping=early_stopping,
+                                    quant_tolerance=overrides.get("quant_tolerance", QUANT_TOLERANCE))
     decoded = nncodec.load_file(path)
+    val_correct = protocol.correct(arch, decoded, data.val)
     method_nnz = next((e["nonzero"] for e in reversed(events) if "nonzero" in e), None)
+    selected = [e for e in events if e.get("phase") == "finetune-select"]
     return {"arch": arch, "method": method, "seed": seed, "overrides": overrides,
-            "dense_val": dense_val, "dense_test": dense_test,
-            "val_accuracy": protocol.accuracy(arch, decoded, data.val),
+            "dense_val": 100.0 * float(dense_val_correct.mean()), "dense_test": dense_test,
+            "val_accuracy": 100.0 * float(val_correct.mean()), **val_halves(dense_val_correct, val_correct),
+            "selection": "even/odd bound", "early_stopping": early_stopping,
+            "finetune_best_epoch": max(selected, key=lambda e: e["score"])["epoch"] if selected else None,
             "test_accuracy": r["compressed_test_accuracy"], "test_drop": dense_test - r["compressed_test_accuracy"],
             "file_bytes": r["file_bytes"], "float32_bytes": r["float32_bytes"], "ratio": r["ratio"],
             "nonzero_after_quantizer": r["nonzero"], "method_nonzero": method_nnz,
             "paper_estimate_ratio": r["parameters"] / method_nnz if method_nnz else None,
-            "epochs": list(epochs), "seconds": round(time.perf_counter() - t0, 1)}
+            "epochs": [overrides.get("epochs", epochs[0]), overrides.get("finetune_epochs", epochs[1])],
+            "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def append(path: Path, row: dict) -> None:
@@ -78,29 +134,56 @@ def append(path: Path, row: dict) -> None:
         path.write_text(json.dumps(rows, indent=1, default=str) + "\n")
 
 
-def summarise(rows: list[dict]) -> str:
-    """Mean +- sd over seeds per (arch, method) of the final (non-sweep) rows."""
-    def ms(vals: list[float], fmt: str) -> str:
-        if len(vals) < 2:
-            return format(vals[0], fmt) + " (1 seed)"
-        return f"{format(statistics.mean(vals), fmt)} ± {format(statistics.stdev(vals), fmt)}"
+OLD_SELECTION = "session 2"  # rows without a "selection" field: 10+5 epochs, defaults tuned on test or a 0.5-pt rule
 
-    lines = ["| model | method | seeds | test drop (pt) | .nnc bytes | ratio | target | paper estimate ratio "
-             "(4 B × method non-zeros, before quantizer zeroing) |", "|---|---|---|---|---|---|---|---|"]
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+
+def _ms(vals: list[float], fmt: str) -> str:
+    if len(vals) < 2:
+        return format(vals[0], fmt) + " (1 seed)"
+    return f"{format(statistics.mean(vals), fmt)} ± {format(statistics.stdev(vals), fmt)}"
+
+
+def summarise(rows: list[dict]) -> str:
+    """Mean +- sd over seeds per (arch, method, setting, selection) of the final (non-sweep) rows."""
+    lines = ["| model | method | selection | seeds | test drop (pt) | .nnc bytes | ratio | target | paper estimate ratio "
+             "(4 B × method non-zeros, before quantizer zeroing) |", "|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for r in rows:
         if not r.get("sweep"):
-            groups.setdefault((r["arch"], r["method"], json.dumps(r["overrides"], sort_keys=True)), []).append(r)
-    for (arch, method, ov), rs in sorted(groups.items()):
+            key = (r["arch"], r["method"], json.dumps(r["overrides"], sort_keys=True), r.get("selection", OLD_SELECTION))
+            groups.setdefault(key, []).append(r)
+    for (arch, method, ov, sel), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][3] == OLD_SELECTION, kv[0][1:])):
         method = f"{method} {ov}" if ov != "{}" else f"{method} (defaults)"
         drop = [r["test_drop"] for r in rs]
         ratio = [r["ratio"] for r in rs]
         ok = statistics.mean(drop) <= 1.0 and statistics.mean(ratio) >= TARGETS[arch]
         est = [r["paper_estimate_ratio"] for r in rs if r["paper_estimate_ratio"]]
-        lines.append(f"| {protocol.NAMES[arch]} | {method} | {','.join(str(r['seed']) for r in rs)} | "
-                     f"{ms(drop, '.2f')} | {ms([r['file_bytes'] for r in rs], ',.0f')} | ×{ms(ratio, '.1f')} | "
-                     f"≥ ×{TARGETS[arch]}: {'met' if ok else '**missed**'} | ×{ms(est, '.1f') if est else '-'} |")
+        sel = f"{sel}, {rs[0]['epochs'][0]}+{rs[0]['epochs'][1]} epochs"
+        lines.append(f"| {protocol.NAMES[arch]} | {method} | {sel} | {','.join(str(r['seed']) for r in rs)} | "
+                     f"{_ms(drop, '.2f')} | {_ms([r['file_bytes'] for r in rs], ',.0f')} | ×{_ms(ratio, '.1f')} | "
+                     f"≥ ×{TARGETS[arch]} within 1.0 pt: {'met' if ok else '**missed**'} | "
+                     f"×{_ms(est, '.1f') if est else '-'} |")
     return "\n".join(lines)
+
+
+def sweep_table(rows: list[dict]) -> str:
+    """The validation sweeps (seed 0) of the even/odd rule: every candidate with its bounds, the chosen one marked."""
+    sweeps = [r for r in rows if r.get("sweep") and r.get("selection") == "even/odd bound"]
+    lines = ["| model | method | candidate | epochs | .nnc bytes | ratio | val even drop (95 % bound) | "
+             "val odd drop (95 % bound) | chosen |", "|---|---|---|---|---:|---:|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sweeps:
+        groups.setdefault((r["arch"], r["method"]), []).append(r)
+    for (arch, method), rs in sorted(groups.items()):
+        best = choose(rs)
+        for r in sorted(rs, key=lambda r: r["file_bytes"]):
+            lines.append(f"| {protocol.NAMES[arch]} | {method} | {json.dumps(r['overrides'], sort_keys=True)} | "
+                         f"{r['epochs'][0]}+{r['epochs'][1]} | {r['file_bytes']:,} | ×{r['ratio']:.1f} | "
+                         f"{r['val_even_drop']:.2f} ({r['val_even_bound']:.2f}) | {r['val_odd_drop']:.2f} "
+                         f"({r['val_odd_bound']:.2f}) | {'**chosen**' if r is best else ''} |")
+        if best is None:
+            lines.append(f"| {protocol.NAMES[arch]} | {method} | no candidate confirmed | | | | | | |")
+    return "\n".join(lines) if groups else ""
 
 
 def main() -> None:
@@ -111,9 +194,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(protocol.SEEDS))
     ap.add_argument("--grid", type=Path, default=None,
                     help='JSON {"arch": {"method": [{overrides}, ...]}}: chosen on validation with seed 0')
-    ap.add_argument("--max-val-drop", type=float, default=0.5,
-                    help="grid selection: largest validation drop a candidate may have (well below 1.0: the first "
-                         "runs dropped 0.8 pt more on test than on validation)")
+    ap.add_argument("--max-drop", type=float, default=MAX_DROP,
+                    help="selection: bound of the paired validation drop allowed on each half (pt)")
+    ap.add_argument("--if-none", choices=["stop", "least-bound"], default="stop",
+                    help="no candidate confirmed: run nothing (stop), or run the one whose larger bound of the two "
+                         "halves is smallest, labelled unconfirmed in the table (least-bound)")
+    ap.add_argument("--no-early-stopping", action="store_true",
+                    help="keep the last fine-tuning epoch instead of the best on the even validation samples")
     ap.add_argument("--sweep-only", action="store_true",
                     help="only run the --grid candidates on seed 0 (rows marked sweep), e.g. one process per candidate")
     ap.add_argument("--from-sweeps", action="store_true",
@@ -137,30 +224,39 @@ def main() -> None:
             candidates = grid.get(arch, {}).get(method, [{}])
             chosen = candidates[0]
             sweeps = []
-            if a.sweep_only or len(candidates) > 1:  # selection on validation, seed 0
+            if a.sweep_only or arch in grid and method in grid[arch]:  # selection on validation, seed 0
                 for ov in candidates:
-                    r = run_one(arch, method, 0, ov, data, cdata, a.out, epochs)
+                    r = run_one(arch, method, 0, ov, data, cdata, a.out, epochs, not a.no_early_stopping)
                     r["sweep"] = True
                     append(a.json, r)
                     sweeps.append(r)
-                    print(f"[sweep {arch} {method}] {ov}: {r['file_bytes']:,} B, val drop "
-                          f"{r['dense_val'] - r['val_accuracy']:.2f}", file=sys.stderr, flush=True)
+                    print(f"[sweep {arch} {method}] {ov}: {r['file_bytes']:,} B, val drop even {r['val_even_drop']:.2f} "
+                          f"(bound {r['val_even_bound']:.2f}), odd {r['val_odd_drop']:.2f} (bound {r['val_odd_bound']:.2f}), "
+                          f"{r['seconds']:.0f} s", file=sys.stderr, flush=True)
             if a.sweep_only:
                 continue
             if a.from_sweeps:
-                sweeps = [r for r in json.loads(a.json.read_text())
-                          if r.get("sweep") and r["arch"] == arch and r["method"] == method]
+                sweeps = [r for r in json.loads(a.json.read_text()) if r.get("sweep") and r["arch"] == arch
+                          and r["method"] == method and r.get("selection") == "even/odd bound"]
             if sweeps:
-                ok = [r for r in sweeps if r["dense_val"] - r["val_accuracy"] <= a.max_val_drop]
-                chosen = min(ok, key=lambda r: r["file_bytes"])["overrides"] if ok else \
-                    min(sweeps, key=lambda r: r["dense_val"] - r["val_accuracy"])["overrides"]
-                print(f"[{arch} {method}] chosen on validation: {chosen}", file=sys.stderr, flush=True)
+                best = choose(sweeps, a.max_drop)
+                selection = "even/odd bound"
+                if best is None and a.if_none == "least-bound":
+                    best = least_bound(sweeps)
+                    selection = UNCONFIRMED
+                if best is None:
+                    print(f"[{arch} {method}] no candidate confirmed on validation: nothing run on the seeds",
+                          file=sys.stderr, flush=True)
+                    continue
+                chosen = best["overrides"]
+                print(f"[{arch} {method}] chosen on validation ({selection}): {chosen}", file=sys.stderr, flush=True)
             for seed in a.seeds:
                 again = [r for r in sweeps if r["seed"] == seed and r["overrides"] == chosen]
                 if again:  # the sweep already ran this seed with this setting: the same computation
                     r = {**again[0], "sweep": False, "reused_from_sweep": True}
                 else:
-                    r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs)
+                    r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs, not a.no_early_stopping)
+                r["selection"] = selection if sweeps else NO_SWEEP
                 append(a.json, r)
                 print(f"[{arch} {method} seed {seed}] {r['file_bytes']:,} B (x{r['ratio']:.1f}), test drop "
                       f"{r['test_drop']:.2f}, method nnz {r['method_nonzero']}, {r['seconds']:.0f} s",

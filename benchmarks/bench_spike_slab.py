@@ -30,12 +30,14 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from nncodec_cli.presets import classifier_runs  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist  # noqa: E402
+
 import nncodec  # noqa: E402
-from nncodec import models  # noqa: E402
 from nncodec.compress.spike_slab import input_feature_pip, recipe, save_spike_slab, spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
 from nncodec.compress.training.export import quantized_state_dict  # noqa: E402
-from nncodec.datasets import load_fashion_mnist  # noqa: E402
 
 BASELINES = Path("/work/artifacts/baselines")
 
@@ -202,7 +204,7 @@ def compress(args: argparse.Namespace) -> dict:
     args_data = args.data
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = recipes.load_data(args.data)
+    data = classifier_runs.load_data(args.data)
     rows, dense_rows = [], []
     for seed in args.seeds:
         dense, source = dense_model(args.arch, data, seed, out, args.dense_epochs)

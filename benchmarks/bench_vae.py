@@ -49,11 +49,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import protocol  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec import models  # noqa: E402
 from nncodec.budget import search_budget  # noqa: E402
 from nncodec.collection import load_model  # noqa: E402
+from nncodec.compress.layer_inputs import layer_statistics  # noqa: E402
 from nncodec.compress.vae import VaeOptions, vae_compress  # noqa: E402
 
 BUDGET = 1.0  # points of accuracy, on validation by the protocol's bound
@@ -106,7 +107,7 @@ def lossy_peer(arch: str, state: dict, data: protocol.ProtocolData, args: argpar
     model = models.build(arch)
     model.load_state_dict(torchify(state))
     t0 = time.monotonic()
-    stats = models.layer_statistics(model, data.train.x[:CALIBRATION])
+    stats = layer_statistics(model, data.train.x[:CALIBRATION])
     r = search_budget(torchify(state), protocol.val_evaluator(arch, data), BUDGET, statistics=stats,
                       max_evals=args.max_evals, progress=False)
     seconds = time.monotonic() - t0

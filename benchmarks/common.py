@@ -1,6 +1,6 @@
 """Shared helpers for the benchmarks: timing medians, a machine description, checkpoint loading.
 
-Data and models come from nncodec.datasets and nncodec.models.
+Data and models come from the CLI's presets (nncodec_cli.presets: fashion_mnist, lenet).
 """
 
 from __future__ import annotations

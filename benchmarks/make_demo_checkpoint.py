@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import torch
-from common import accuracy, train  # benchmarks/common.py
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist
+from nncodec_cli.presets.lenet import evaluate, train
 
 import nncodec
-from nncodec.datasets import load_fashion_mnist
 from nncodec.io import write_checkpoint
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "nncodec" / "data" / "demo_mlp.safetensors"
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     x_train, y_train = load_fashion_mnist(args.data, "train")
     x_test, y_test = load_fashion_mnist(args.data, "test")
     torch.manual_seed(args.seed)
-    model = train(mlp(), x_train, y_train, epochs=args.epochs, seed=args.seed)
-    acc = accuracy(model, x_test, y_test)
+    model = train(mlp(), x_train, y_train, epochs=args.epochs, seed=args.seed)  # Adam 1e-3, cosine, batch 128
+    acc = evaluate(model, x_test, y_test) / 100.0
     # Names without the Sequential's indices of parameter-free layers would be nicer, but keeping
     # torch's own names means load_state_dict works on mlp() as is.
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

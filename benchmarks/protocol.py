@@ -7,7 +7,7 @@
     acc = test_accuracy("lenet300", chosen_state, data)  # once, at the end
 
 Fashion-MNIST: the first 55,000 images of train-images-idx3-ubyte are train, the LAST 5,000 are
-validation (nncodec.datasets.train_validation_split), t10k is test. Every choice (budget search,
+validation (nncodec_cli.presets.fashion_mnist.train_validation_split), t10k is test. Every choice (budget search,
 hyper-parameters, thresholds, epochs, early stopping) sees train and validation only; the test split
 is scored once per reported model and is what the tables report.
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from nncodec_cli.presets import lenet
+from nncodec_cli.presets.fashion_mnist import VALIDATION_SIZE, load_protocol_splits, preprocess
 
-from nncodec import models
 from nncodec.confidence import DEFAULT_CONFIDENCE, PairedDrop, paired_drop
-from nncodec.datasets import VALIDATION_SIZE, load_protocol_splits
 
 TRAIN_SIZE, TEST_SIZE = 55_000, 10_000
 DATA_DIR = os.environ.get("NNCODEC_DATA", "/work/shared/data/fashion-mnist")
@@ -42,7 +42,7 @@ __all__ = ["ARCHS", "BASELINES", "DATA_DIR", "DEFAULT_CONFIDENCE", "NAMES", "SEE
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor  # float32 [N, 784], normalised as nncodec.models.preprocess does (the model's input)
+    x: torch.Tensor  # float32 [N, 784], normalised as nncodec_cli.presets.fashion_mnist.preprocess does (the model's input)
     y: torch.Tensor  # int64 [N]
     name: str
 
@@ -65,14 +65,14 @@ def load(data_dir: str | os.PathLike = DATA_DIR, *, strict: bool = True) -> Prot
         sizes = {k: len(v[1]) for k, v in raw.items()}
         if sizes != {"train": TRAIN_SIZE, "validation": VALIDATION_SIZE, "test": TEST_SIZE}:
             raise ValueError(f"{data_dir}: split sizes {sizes} are not the protocol's 55,000 / 5,000 / 10,000")
-    splits = {k: Split(models.preprocess(x), torch.from_numpy(y.astype(np.int64)), k) for k, (x, y) in raw.items()}
+    splits = {k: Split(preprocess(x), torch.from_numpy(y.astype(np.int64)), k) for k, (x, y) in raw.items()}
     return ProtocolData(splits["train"], splits["validation"], splits["test"], {k: v[0] for k, v in raw.items()})
 
 
 def correct(arch_or_model: str | torch.nn.Module, state: Mapping[str, Any] | None, split: Split) -> np.ndarray:
     """Per-sample 0/1 correctness (bool [N]) of a model (or an architecture with `state`) on a split."""
-    model = models.build(arch_or_model) if isinstance(arch_or_model, str) else arch_or_model
-    return models.correctness(model, split.x, split.y, state=state)
+    model = lenet.build(arch_or_model) if isinstance(arch_or_model, str) else arch_or_model
+    return lenet.correctness(model, split.x, split.y, state=state)
 
 
 def accuracy(arch_or_model: str | torch.nn.Module, state: Mapping[str, Any] | None, split: Split) -> float:
@@ -82,7 +82,7 @@ def accuracy(arch_or_model: str | torch.nn.Module, state: Mapping[str, Any] | No
 def val_evaluator(arch: str, data: ProtocolData) -> Callable[[Mapping[str, Any]], np.ndarray]:
     """state dict -> per-sample correctness on VALIDATION in percent points (0 or 100 per sample; the
     mean is the accuracy in %): the evaluator to hand to nncodec.compress_to_budget and to sweeps."""
-    return models.make_evaluator(arch, data.val.x, data.val.y.numpy(), per_sample=True)
+    return lenet.make_evaluator(arch, data.val.x, data.val.y.numpy(), per_sample=True)
 
 
 def test_accuracy(arch: str, state: Mapping[str, Any], data: ProtocolData) -> float:

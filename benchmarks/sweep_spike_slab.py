@@ -29,7 +29,9 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from nncodec import models  # noqa: E402
+from nncodec_cli.presets import classifier_runs  # noqa: E402
+from nncodec_cli.presets import lenet as models  # noqa: E402
+
 from nncodec.api import load_file  # noqa: E402
 from nncodec.compress.spike_slab import SpikeSlab, save_spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
@@ -120,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data = recipes.load_data(args.data)
+    data = classifier_runs.load_data(args.data)
     dense = models.build(args.arch)
     dense.load_state_dict(recipes.load_state(BASELINES / f"{args.arch}_seed{args.seed}.safetensors"))
     dense.eval()

@@ -26,8 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import protocol  # noqa: E402
-
-from nncodec import models  # noqa: E402
+from nncodec_cli.presets import lenet  # noqa: E402
 
 # (epochs, weight decay) candidates per architecture, chosen on validation with seed 0.
 GRID = {"lenet300": [(20, 0.0), (30, 0.0)],
@@ -37,8 +36,8 @@ LR, BATCH = 1e-3, 128
 
 def train_one(arch: str, data: protocol.ProtocolData, epochs: int, weight_decay: float, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = models.build(arch)
-    return models.train(model, data.train.x, data.train.y.numpy(), epochs=epochs, lr=LR, batch_size=BATCH,
+    model = lenet.build(arch)
+    return lenet.train(model, data.train.x, data.train.y.numpy(), epochs=epochs, lr=LR, batch_size=BATCH,
                         weight_decay=weight_decay, seed=seed, cosine=True,
                         progress=lambda e, loss: print(f"  [{arch} seed {seed}] epoch {e + 1}/{epochs}: loss {loss:.4f}",
                                                        file=sys.stderr, flush=True))

@@ -130,13 +130,14 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     The test set is scored once, for the chosen file, and both drops are printed. Step sizes and RD
     lambdas are allocated per layer by sensitivity. Progress goes to stderr.
     """
-    from nncodec import models
     from nncodec.budget import search_budget
+    from nncodec.compress.layer_inputs import layer_statistics
     from nncodec.container.writer import atomic_write
-    from nncodec.datasets import load_fashion_mnist, train_validation_split
 
     from .common import CliError, check_output, human_bytes, is_terminal
     from .common import say as echo
+    from .presets import lenet
+    from .presets.fashion_mnist import load_fashion_mnist, preprocess, train_validation_split
 
     def say(msg: str) -> None:  # a line per phase off a terminal (logs, CI); the search bar on one
         if not quiet:
@@ -157,7 +158,7 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
         return
     (x_train, y_train), (x_val, y_val) = train_validation_split(*load_fashion_mnist(data_dir, "train"), validation)
     x_test, y_test = load_fashion_mnist(data_dir, "test")
-    model = models.build(arch)
+    model = lenet.build(arch)
     if checkpoint is not None and checkpoint.exists():
         state = _load_state(checkpoint)
         try:
@@ -167,8 +168,8 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     else:
         n_epochs = epochs or (12 if arch == "lenet300" else 4)
         say(f"training {arch} for {n_epochs} epochs")
-        models.train(model, x_train, y_train, epochs=n_epochs, seed=seed,
-                     progress=lambda e, loss: say(f"  epoch {e + 1}: loss {loss:.4f}"))
+        lenet.train(model, x_train, y_train, epochs=n_epochs, seed=seed,
+                    progress=lambda e, loss: say(f"  epoch {e + 1}: loss {loss:.4f}"))
         if checkpoint is not None:
             from safetensors.torch import save_file
 
@@ -177,8 +178,8 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if calibrate:
         say("calibrating: layer statistics from training images")
-    stats = models.layer_statistics(model, models.preprocess(x_train)) if calibrate else None
-    evaluate = models.make_evaluator(arch, x_val, y_val, per_sample=True)
+    stats = layer_statistics(model, preprocess(x_train)) if calibrate else None
+    evaluate = lenet.make_evaluator(arch, x_val, y_val, per_sample=True)
     t0 = time.perf_counter()
     bar = not quiet and is_terminal(sys.stderr)
     if not bar:
@@ -189,9 +190,9 @@ def budget(arch: str | None, model_spec: str | None, loss: str, data_dir: str, m
     seconds = time.perf_counter() - t0
     atomic_write(output, result.data, overwrite=force)
     raw = sum(v.numel() * v.element_size() for v in state.values())
-    test_model = models.build(arch)
-    test_base = models.evaluate(test_model, x_test, y_test, state=state)
-    test_acc = models.evaluate(test_model, x_test, y_test, state=nncodec_load(result.data))
+    test_model = lenet.build(arch)
+    test_base = lenet.evaluate(test_model, x_test, y_test, state=state)
+    test_acc = lenet.evaluate(test_model, x_test, y_test, state=nncodec_load(result.data))
     if as_json:
         import json
 

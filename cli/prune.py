@@ -115,6 +115,8 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
     def run() -> dict:
         from nncodec.compress.training import recipes
 
+        from .presets import classifier_runs
+
         progress = not quiet and is_terminal(sys.stderr)  # tqdm bars only on a terminal, never into pipes
 
         def say(msg: str) -> None:
@@ -124,9 +126,9 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
         say(f"reading {data_dir}; training {arch} densely" if dense_path is None or not Path(dense_path).exists()
             else f"reading {data_dir}; dense weights from {dense_path}")
 
-        data = recipes.load_data(data_dir)
-        dense = recipes.train_dense(arch, data, dense_epochs or max(epochs, 1), batch_size=batch_size, seed=seed,
-                                    device=device, progress=progress, cache=dense_path)
+        data = classifier_runs.load_data(data_dir)
+        dense = classifier_runs.train_dense(arch, data, dense_epochs or max(epochs, 1), batch_size=batch_size,
+                                            seed=seed, device=device, progress=progress, cache=dense_path)
         dense_acc = recipes.accuracy(dense.cpu(), data.test)
         say(f"dense {arch}: test accuracy {dense_acc:.2f}%")
         finetune = finetune_epochs if finetune_epochs is not None else max(1, epochs // 2)

@@ -140,7 +140,7 @@ def _npz(path: Path, batch_size: int, seed: int) -> Data:
 
 
 def _idx(path: Path, batch_size: int, seed: int) -> Data:
-    from nncodec.compress.training.recipes import load_data
+    from .presets.classifier_runs import load_data
 
     d = load_data(path)
     return Data(batches_of(d.train.x, d.train.y, batch_size, True, seed), batches_of(d.val.x, d.val.y, 1024, False),

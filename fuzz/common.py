@@ -221,9 +221,14 @@ def run(test_one_input) -> None:
     import sys
 
     import atheris
+    from atheris_cmp import untrace_array_comparisons
+
+    def one_input(data: bytes) -> None:
+        untrace_array_comparisons()  # atheris.Fuzz() installs its own hook: wrap it (once) from inside
+        test_one_input(data)
 
     given = " ".join(sys.argv)
-    atheris.Setup(sys.argv + [a for a in LIBFUZZER_DEFAULTS if a.split("=")[0] not in given], test_one_input)
+    atheris.Setup(sys.argv + [a for a in LIBFUZZER_DEFAULTS if a.split("=")[0] not in given], one_input)
     atheris.Fuzz()
 
 

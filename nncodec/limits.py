@@ -12,7 +12,10 @@ header compresses 5-10x; a writer that would exceed it stores JSON instead), and
 tensor or section must be backed by at least 32 bytes of the file, each alias by 8 (their JSON entries
 take more), so a 1 MB file declares at most 31 k tensors and 31 k sections, or 125 k aliases,
 whatever it holds. A chunked tensor (spec §23) may have at most 2^20 chunks: 2^34 float64 elements (the
-largest tensor allowed, 128 GiB) in chunks of 128 KiB; nncodec writes chunks of 4 MiB.
+largest tensor allowed, 128 GiB) in chunks of 128 KiB; nncodec writes chunks of 4 MiB. The model of a
+coded dataset (spec §21.5) is built from a spec in the header and then trained or loaded: 2^22
+parameters (16 MiB of float32) are ample for a model whose bytes are part of a description length,
+and the count comes from the spec's widths, so it is checked before anything is allocated.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Limits:
     max_json_depth: int = 32
     max_nesting_depth: int = 1
     max_alphabet: int = 2**20
+    max_dataset_model_parameters: int = 2**22  # lstm, mlp, cnn, gauss (spec §21.5)
     max_chunks_per_tensor: int = 2**20  # a 2**34-element float64 tensor in chunks of 128 KiB
     max_decode_memory_bytes: int = 2**36  # modelled peak of decoding one tensor (decode_memory.py)
 
@@ -75,6 +79,7 @@ CHECKED_AGAINST = {
     "max_total_decoded_bytes": "Σ `numel × word size` over raw and quantized entries",
     "max_metadata_bytes": "Σ UTF-8 bytes of metadata keys and values",
     "max_alphabet": "count-table alphabet size (mask `ans` tables: 2)",
+    "max_dataset_model_parameters": "parameters of a coded dataset's model (§21.5), counted from its spec before it is built",
     "max_chunks_per_tensor": "chunks of one chunked raw tensor (§23), declared and implied by `n`",
 }
 

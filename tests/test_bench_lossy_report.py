@@ -4,13 +4,10 @@ is taken within each seed's run."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
+from script_modules import load_script
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-bench_lossy = pytest.importorskip("bench_lossy")
+bench_lossy = load_script("benchmarks/bench_lossy.py")
 
 BUDGETS = [0.5, 1.0]
 

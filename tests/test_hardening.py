@@ -230,6 +230,9 @@ def test_a_signal_during_a_write_leaves_no_partial_output(tmp_path: Path, sig: i
         import numpy as np
         import nncodec
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+        # a shell that starts a job in the background without job control makes it ignore SIGINT, and
+        # Python keeps an ignored SIGINT: restore the default that raises KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         nncodec.save_file({{"a": np.ones(1000, np.float32)}}, {str(target)!r}, overwrite=True)
     """)
     _signal_when_ready(script, ready, sig)

@@ -458,19 +458,9 @@ def test_encode_refuses_a_checkpoint_whose_metadata_the_reader_would_refuse(tmp_
 
 def test_fuzz_valid_crc_mode_lets_mutations_past_every_crc() -> None:
     """fuzz/common.fix_checksums: a mutated file gets correct CRCs, so the mutation reaches a decoder."""
-    import importlib.util
+    from script_modules import load_script
 
-    # loaded by path under its own name: benchmarks/ has a `common` module too, which other tests import
-    path = Path(__file__).resolve().parent.parent / "fuzz" / "common.py"
-    spec = importlib.util.spec_from_file_location("nncodec_fuzz_common", path)
-    assert spec is not None and spec.loader is not None
-    fuzz_common = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # the harness helpers import their siblings
-    try:
-        spec.loader.exec_module(fuzz_common)
-    finally:
-        sys.path.pop(0)
-    fix_checksums = fuzz_common.fix_checksums
+    fix_checksums = load_script("fuzz/common.py").fix_checksums  # benchmarks/ has a `common` module too
     from test_malformed import sample_file
 
     for align in (1, 64):

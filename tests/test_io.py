@@ -1,4 +1,4 @@
-"""Checkpoint reading and writing (nncodec.io) and the IDX reader (nncodec.datasets)."""
+"""Checkpoint reading and writing (nncodec.io) and the IDX reader (nncodec.mdl.idx, the Fashion-MNIST preset)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import struct
 import numpy as np
 import pytest
 import torch
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist
 from safetensors.torch import save_file as st_save
 
-from nncodec.datasets import load_fashion_mnist, parse_idx, read_idx
 from nncodec.errors import BadArgumentError, LimitExceededError, UnsupportedInputError
 from nncodec.io import read_checkpoint, split_checkpoint, write_checkpoint
+from nncodec.mdl.idx import parse_idx, read_idx
 
 
 def small_state() -> dict[str, torch.Tensor]:

@@ -3,13 +3,9 @@ the lossy and pruning rows of the old one are left out (and named), never mixed 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from script_modules import load_script
 
-import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-make_results = pytest.importorskip("make_results")
+make_results = load_script("benchmarks/make_results.py")
 
 INFO = {"lenet300": {"seeds": [{"seed": 0, "test_accuracy": 89.88}]},
         "lenet5": {"seeds": [{"seed": 0, "test_accuracy": 91.82}, {"seed": 1, "test_accuracy": 91.5}]}}

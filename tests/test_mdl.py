@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 import nncodec
 from nncodec import mdl
-from nncodec.errors import BadArgumentError, CorruptFileError, FormatError, UnsupportedVersionError
+from nncodec.errors import BadArgumentError, CorruptFileError, FormatError, LimitExceededError, UnsupportedVersionError
+from nncodec.limits import Limits
+from nncodec.mdl import models as mdl_models
 from nncodec.mdl.coder import StreamDecoder, StreamEncoder
 from nncodec.mdl.kinds import SideInfo
 
@@ -215,6 +217,28 @@ def test_malformed_dataset_is_refused(prequential, edit, error) -> None:
     bad = _rebuild(prequential, edit)
     with pytest.raises(error):
         mdl.decode(bad)
+
+
+@pytest.mark.parametrize("code", ["two-part", "prequential"])
+def test_a_file_claiming_a_huge_lstm_is_refused_before_allocation(two_part, prequential, code, monkeypatch) -> None:
+    """Every lstm width is allowed alone (<= 1024); together they make 8.9 M parameters, over the limit."""
+    huge = {"arch": "lstm", "alphabet": 256, "emb": 1024, "hidden": 1024}
+    bad = _rebuild(two_part[0] if code == "two-part" else prequential, lambda b, s, k: b["dataset"].update(model=huge))
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("the lstm was built before its parameter count was checked")
+
+    monkeypatch.setattr(mdl_models, "ByteLSTM", no_allocation)
+    with pytest.raises(LimitExceededError, match="max_dataset_model_parameters"):
+        mdl.decode(bad)
+
+
+@pytest.mark.parametrize("code", ["two-part", "prequential"])
+def test_the_reader_s_model_limit_reaches_both_codes(two_part, prequential, code) -> None:
+    data = two_part[0] if code == "two-part" else prequential
+    with pytest.raises(LimitExceededError, match="max_dataset_model_parameters"):
+        mdl.decode(data, limits=Limits(max_dataset_model_parameters=mdl_models.lstm_parameters(256, 4, 8) - 1))
+    assert mdl.decode(data, limits=Limits(max_dataset_model_parameters=mdl_models.lstm_parameters(256, 4, 8))) == TEXT
 
 
 def test_critical_kind_refused_when_unknown_and_section_checksum(prequential) -> None:

@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 import nncodec
 from nncodec import mdl
 from nncodec.container.reader import Container
-from nncodec.errors import FormatError
+from nncodec.errors import FormatError, LimitExceededError
+from nncodec.limits import DEFAULT_LIMITS, Limits
+from nncodec.mdl import models as mdl_models
 from nncodec.mdl.kinds import SideInfo
-from nncodec.mdl.models import build
+from nncodec.mdl.models import build, lstm_parameters
 
 CNN = {"arch": "cnn", "shape": [8, 8], "channels": [2, 3], "kernel": 3, "hidden": [5], "classes": 4}
 FAST = mdl.TrainConfig(epochs=2, min_steps=5, batch=8)
@@ -52,11 +54,46 @@ def test_cnn_codes_labels_given_images_and_decodes_back(prequential: bool) -> No
     ({"channels": [1] * 5}, "channels"), ({"shape": [8]}, "shape"), ({"shape": [2, 2], "channels": [1, 1]}, "small"),
     ({"extra": 1}, "exactly"), ({"hidden": [0]}, "w"),
     ({"shape": [1024, 1024], "channels": [1]}, "values per input"),
-    ({"shape": [64, 64], "channels": [8], "hidden": [1024, 1024, 1024, 1024, 1024]}, "parameters"),
 ])
 def test_bad_cnn_specs_are_format_errors(edit: dict, error: str) -> None:
     with pytest.raises(FormatError, match=error):
         build({**CNN, **edit}, 0)
+
+
+LIMIT = DEFAULT_LIMITS.max_dataset_model_parameters
+OVERSIZED = [
+    {"arch": "lstm", "alphabet": 256, "emb": 1024, "hidden": 1024},  # every width allowed, 8.9 M parameters
+    {"arch": "mlp", "inputs": 65536, "hidden": [64], "classes": 10},
+    {**CNN, "shape": [64, 64], "channels": [8], "hidden": [1024, 1024, 1024, 1024, 1024]},
+    {"arch": "gauss", "inputs": 65536, "hidden": [1024], "classes": 4, "step": "0.1", "offset": 0},
+]
+
+
+@pytest.mark.parametrize("spec", OVERSIZED, ids=lambda s: s["arch"])
+def test_oversized_model_specs_are_refused_before_allocation(spec: dict, monkeypatch) -> None:
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("a model was constructed before its parameter count was checked")
+
+    for cls in ("ByteLSTM", "MLPClassifier", "CNNClassifier", "GaussRegressor"):
+        monkeypatch.setattr(mdl_models, cls, no_allocation)
+    with pytest.raises(LimitExceededError, match="max_dataset_model_parameters"):
+        build(spec, 0)
+
+
+@pytest.mark.parametrize(("a", "e", "h"), [(256, 16, 128), (7, 1, 1), (256, 1024, 1024), (3, 5, 2)])
+def test_lstm_parameter_count_is_the_model_s(a: int, e: int, h: int) -> None:
+    limits = Limits(max_dataset_model_parameters=2**24)
+    model = build({"arch": "lstm", "alphabet": a, "emb": e, "hidden": h}, 0, limits)
+    assert lstm_parameters(a, e, h) == sum(p.numel() for p in model.parameters())
+    assert (lstm_parameters(256, 1024, 1024) > LIMIT) and lstm_parameters(256, 16, 128) <= LIMIT
+
+
+def test_the_model_limit_is_the_reader_s_to_set() -> None:
+    small = {"arch": "lstm", "alphabet": 256, "emb": 4, "hidden": 8}
+    n = lstm_parameters(256, 4, 8)
+    assert sum(p.numel() for p in build(small, 0, Limits(max_dataset_model_parameters=n)).parameters()) == n
+    with pytest.raises(LimitExceededError):
+        build(small, 0, Limits(max_dataset_model_parameters=n - 1))
 
 
 def test_cnn_spec_must_fit_the_images() -> None:
@@ -156,9 +193,9 @@ _SPECS = {"cnn": CNN, "gauss": {"arch": "gauss", "inputs": 2, "hidden": [3], "cl
 @given(arch=st.sampled_from(sorted(_SPECS)), key=st.text(max_size=8) | st.sampled_from(
     ["shape", "channels", "kernel", "hidden", "classes", "inputs", "step", "offset"]), value=_VALUE)
 def test_any_spec_value_builds_a_bounded_model_or_is_a_format_error(arch: str, key: str, value) -> None:
-    """A header's model spec is untrusted: any value gives a small model or FormatError, nothing else."""
+    """A header's model spec is untrusted: any value gives a small model, FormatError or LimitExceededError."""
     try:
         model = build({**_SPECS[arch], key: value}, 0)
-    except FormatError:
+    except (FormatError, LimitExceededError):
         return
-    assert sum(p.numel() for p in model.parameters()) <= 1 << 22
+    assert sum(p.numel() for p in model.parameters()) <= LIMIT

@@ -5,12 +5,11 @@ records; in any other environment a reader must refuse (EnvironmentMismatchError
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 from nncodec import mdl
 from nncodec.mdl import env
@@ -36,11 +35,7 @@ def test_dataset_vector_decodes_to_its_data(entry: dict) -> None:
 
 
 def test_dataset_vectors_encode_identically() -> None:
-    spec = importlib.util.spec_from_file_location("nnc_make_vectors_ds", ROOT / "spec" / "make_vectors.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    files, manifest = module.dataset_vectors()
+    files, manifest = load_script("spec/make_vectors.py").dataset_vectors()
     assert {e["file"] for e in manifest["vectors"]} == {e["file"] for e in MANIFEST["vectors"]}
     if SAME_ENV:
         for name, data in files.items():

@@ -10,15 +10,16 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from nncodec_cli.presets import lenet
+from nncodec_cli.presets.fashion_mnist import preprocess, train_validation_split
 
 # ------------------------------------------------------------------ split and evaluators
 from synthetic_idx import write_tiny_idx
 
 import nncodec
-from nncodec import models
 from nncodec.budget import LOSSLESS, Setting, encode_with_settings, search_budget
+from nncodec.compress.layer_inputs import layer_statistics
 from nncodec.confidence import paired_drop
-from nncodec.datasets import train_validation_split
 from nncodec.errors import BadArgumentError
 
 
@@ -38,28 +39,28 @@ def test_per_sample_evaluator_mean_is_the_accuracy():
     rng = np.random.default_rng(1)
     images = rng.integers(0, 255, (300, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, 300)
-    model = models.build("lenet300")
+    model = lenet.build("lenet300")
     state = model.state_dict()
-    per = models.make_evaluator("lenet300", images, labels, per_sample=True)(state)
+    per = lenet.make_evaluator("lenet300", images, labels, per_sample=True)(state)
     assert per.shape == (300,) and set(np.unique(per)) <= {0.0, 100.0}
-    assert per.mean() == pytest.approx(models.make_evaluator("lenet300", images, labels)(state))
+    assert per.mean() == pytest.approx(lenet.make_evaluator("lenet300", images, labels)(state))
     # already-preprocessed input gives the same answer (not normalised twice)
-    same = models.make_evaluator("lenet300", models.preprocess(images), labels, per_sample=True)(state)
+    same = lenet.make_evaluator("lenet300", preprocess(images), labels, per_sample=True)(state)
     assert np.array_equal(per, same)
 
 
 def test_layer_statistics_take_the_input_as_fed():
     torch.manual_seed(0)
-    model = models.build("lenet300")
+    model = lenet.build("lenet300")
     rng = np.random.default_rng(2)
-    x = models.preprocess(rng.integers(0, 255, (500, 28, 28), dtype=np.uint8))
-    stats = models.layer_statistics(model, x)
+    x = preprocess(rng.integers(0, 255, (500, 28, 28), dtype=np.uint8))
+    stats = layer_statistics(model, x)
     xd = x.double().numpy()
     assert np.allclose(stats["fc1.weight"].mean, xd.mean(0), atol=1e-6)
     assert np.allclose(stats["fc1.weight"].cov, np.cov(xd.T, bias=True), atol=1e-5)
-    assert np.allclose(models.layer_statistics(model, x.numpy())["fc1.weight"].mean, stats["fc1.weight"].mean)
+    assert np.allclose(layer_statistics(model, x.numpy())["fc1.weight"].mean, stats["fc1.weight"].mean)
     with pytest.raises(BadArgumentError):
-        models.layer_statistics(model, rng.integers(0, 255, (50, 28, 28), dtype=np.uint8))  # raw images: ambiguous
+        layer_statistics(model, rng.integers(0, 255, (50, 28, 28), dtype=np.uint8))  # raw images: ambiguous
 
 
 # ------------------------------------------------------------------ the paired-drop bound

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-import pytest
+from script_modules import load_script
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-tb = pytest.importorskip("train_baselines")
+tb = load_script("benchmarks/train_baselines.py")
 
 
 def row(seed: int, test: float) -> dict:

@@ -13,12 +13,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nncodec_cli.main import main as cli_main
+from nncodec_cli.presets import lenet
+from nncodec_cli.presets.fashion_mnist import load_fashion_mnist
 from synthetic_idx import write_tiny_idx
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import nncodec
-from nncodec import models
 from nncodec.compress.training import (
     PMMP,
     drr,
@@ -413,9 +414,9 @@ def test_cli_prune_writes_file_and_report(tiny_idx, tmp_path):
     assert r["paper_estimate_bytes"] == 4 * r["nonzero"] and r["nonzero"] < 266_610
     assert {"dense_test_accuracy", "compressed_test_accuracy"} <= set(r)
     assert r["dense_test_accuracy"] > 50  # the synthetic classes are learnable
-    model = models.build("lenet300")
+    model = lenet.build("lenet300")
     nncodec.load_into(model, out)
-    assert models.evaluate(model, *nncodec.datasets.load_fashion_mnist(tiny_idx, "test")) == pytest.approx(
+    assert lenet.evaluate(model, *load_fashion_mnist(tiny_idx, "test")) == pytest.approx(
         r["compressed_test_accuracy"])
 
 

@@ -11,16 +11,15 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zstandard
+from script_modules import load_script
 
 import nncodec
 from nncodec.codecs import ans, zstd
@@ -38,15 +37,7 @@ MANIFEST = json.loads((VECTOR_DIR / "manifest.json").read_text(encoding="utf-8")
 ENTRIES = {e["file"]: e for e in MANIFEST["vectors"]}
 
 
-def _load_make_vectors():
-    spec = importlib.util.spec_from_file_location("nnc_make_vectors", ROOT / "spec" / "make_vectors.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
-mv = _load_make_vectors()
+mv = load_script("spec/make_vectors.py")
 VECTORS = {f"{make.__name__}.nnc": make for make in mv.VECTORS}
 
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
+from script_modules import load_script
 
 from nncodec.compress.lossless import lossless
 from nncodec.compress.uniform import quantize_uniform
@@ -68,13 +65,7 @@ def reference_decoder(dec: DecoderSpec, z: np.ndarray) -> np.ndarray:
 
 def make_vectors_module():
     """spec/make_vectors.py as a module (it is a script, not part of the package); loaded once."""
-    name = "nnc_make_vectors_vae"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "spec" / "make_vectors.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the module runs
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("spec/make_vectors.py")
 
 
 def rewrite(data: bytes, edit) -> bytes:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import BadArgumentError, CorruptFileError
+from ..limits import DEFAULT_LIMITS, Limits
 from . import env
 from .drivers import code_conditional, code_sequence
 from .kinds import SideInfo, kind_by_name
@@ -62,9 +63,9 @@ def fit(model, member_kind: str, symbols: np.ndarray, end: int, cfg: TrainConfig
 
 
 def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, progress: Progress = None,
-                    log: Callable[[str], None] | None = None) -> None:
+                    log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
     """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
-    model = build(member.model, member.seed)
+    model = build(member.model, member.seed, limits)
     opt = optimizer(model, member.train)
     gen = torch.Generator().manual_seed(member.seed)
     start = 0
@@ -94,11 +95,11 @@ def prequential_member(settings: EncodeSettings, symbols: np.ndarray, alphabet: 
 
 
 def decode_symbols(member: DatasetMember, payload: bytes | memoryview, model=None, inputs: np.ndarray | None = None,
-                   progress: Progress = None) -> np.ndarray:
+                   progress: Progress = None, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """The symbols of a dataset section (two-part: under `model`; prequential: replaying training)."""
     side = DecodeSide(payload, member.n)
     if member.code == "prequential":
-        run_prequential(member, side, inputs, progress)
+        run_prequential(member, side, inputs, progress, limits=limits)
     else:
         code_block(model, member, side, 0, member.n, inputs, progress)
     side.coder.finish()

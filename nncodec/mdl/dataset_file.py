@@ -188,11 +188,11 @@ def decode(source: str | os.PathLike | bytes, side_info: SideInfo | None = None,
         _check_size(member, len(payload), limits)
         model = None
         if member.code == "two-part":
-            model = build(member.model, member.seed)
+            model = build(member.model, member.seed, limits)
             load_weights(model, {name: f.get_tensor(name) for name in f.keys()})
         elif f.keys():
             raise FormatError("a prequential dataset file holds no model tensors")
-    symbols = decode_symbols(member, payload, model, inputs, progress)
+    symbols = decode_symbols(member, payload, model, inputs, progress, limits)
     check_alphabet(symbols, member.alphabet)
     data = kind.unparse(symbols)
     verify_hash(member, data)

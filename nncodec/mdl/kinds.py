@@ -11,12 +11,13 @@ A new kind adds a class here with `parse`, `unparse`, `default_spec` and its dri
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..datasets import parse_idx
 from ..errors import BadArgumentError, CorruptFileError, FormatError, UnsupportedInputError
+from .idx import parse_idx, read_idx_bytes
 
 LABELS_MAGIC = b"\x00\x00\x08\x01"
 
@@ -39,16 +40,7 @@ class SideInfo:
     @staticmethod
     def from_path(path) -> SideInfo:
         """An IDX input file, plain or gzipped (hashed after unzipping, so either form identifies it)."""
-        import os
-
-        from ..datasets import DEFAULT_MAX_BYTES, _decompress
-
-        p = os.fspath(path)
-        with open(p, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = _decompress(raw, p, DEFAULT_MAX_BYTES)
-        return SideInfo.from_idx_bytes(raw, p)
+        return SideInfo.from_idx_bytes(read_idx_bytes(path), os.fspath(path))
 
     def describe(self) -> dict:
         return {"sha256": self.sha256, "shape": [int(d) for d in self.array.shape]}

@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from ..errors import FormatError
+from ..limits import DEFAULT_LIMITS, Limits
 
 MAX_WIDTH = 1024  # largest layer width a spec may ask for (bounds what a header can make us allocate)
 MAX_LAYERS = 8
-MAX_PARAMS = 1 << 22  # parameters of an mlp, cnn or gauss model (16 MiB of float32), checked before allocation
 
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
@@ -148,8 +148,9 @@ def _width(spec: dict, key: str, hi: int = MAX_WIDTH) -> int:
     return v
 
 
-def build(spec: object, seed: int) -> nn.Module:
-    """The model a spec describes, initialised from `seed` (torch's default init, seeded)."""
+def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> nn.Module:
+    """The model a spec describes, initialised from `seed` (torch's default init, seeded). Its parameter
+    count is checked against `limits.max_dataset_model_parameters` before anything is allocated."""
     if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str):
         raise FormatError("model spec must be an object with an arch name")
     arch = spec["arch"]
@@ -158,7 +159,9 @@ def build(spec: object, seed: int) -> nn.Module:
         if arch == "lstm":
             if set(spec) != {"arch", "alphabet", "emb", "hidden"}:
                 raise FormatError(f"lstm spec needs exactly alphabet, emb and hidden, got {sorted(spec)}")
-            model: nn.Module = ByteLSTM(_width(spec, "alphabet"), _width(spec, "emb"), _width(spec, "hidden"))
+            a, e, h = _width(spec, "alphabet"), _width(spec, "emb"), _width(spec, "hidden")
+            _check_params("lstm", lstm_parameters(a, e, h), limits)
+            model: nn.Module = ByteLSTM(a, e, h)
         elif arch == "mlp":
             if set(spec) != {"arch", "inputs", "hidden", "classes"}:
                 raise FormatError(f"mlp spec needs exactly inputs, hidden and classes, got {sorted(spec)}")
@@ -167,12 +170,12 @@ def build(spec: object, seed: int) -> nn.Module:
                 raise FormatError(f"mlp hidden must be a list of at most {MAX_LAYERS} widths")
             widths = [_width({"w": h}, "w") for h in hidden]
             inputs, classes = _width(spec, "inputs", 2**16), _width(spec, "classes")
-            _check_params("mlp", _dense_params([inputs, *widths, classes]))
+            _check_params("mlp", _dense_params([inputs, *widths, classes]), limits)
             model = MLPClassifier(inputs, widths, classes)
         elif arch == "cnn":
-            model = _cnn(spec)
+            model = _cnn(spec, limits)
         elif arch == "gauss":
-            model = _gauss(spec)
+            model = _gauss(spec, limits)
         else:
             raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp, cnn, gauss)")
     model.eval()
@@ -183,9 +186,13 @@ def _dense_params(widths: list[int]) -> int:
     return sum(a * b + b for a, b in zip(widths[:-1], widths[1:], strict=True))
 
 
-def _check_params(arch: str, params: int) -> None:
-    if params > MAX_PARAMS:
-        raise FormatError(f"{arch} of {params} parameters exceeds {MAX_PARAMS}")
+def lstm_parameters(alphabet: int, emb: int, hidden: int) -> int:
+    """Parameters of ByteLSTM(alphabet, emb, hidden): embedding, LSTM (4 gates, two biases), output layer."""
+    return alphabet * emb + 4 * hidden * (emb + hidden) + 8 * hidden + hidden * alphabet + alphabet
+
+
+def _check_params(arch: str, params: int, limits: Limits) -> None:
+    limits.check(f"the parameter count of the {arch} model (max_dataset_model_parameters)", params, limits.max_dataset_model_parameters)
 
 
 def _widths(spec: dict, key: str, most: int = MAX_LAYERS, least: int = 0) -> list[int]:
@@ -200,7 +207,7 @@ MAX_KERNEL = 7
 MAX_CNN_ACTIVATIONS = 1 << 16  # values per input after each convolution (coding runs 1024 inputs at once)
 
 
-def _cnn(spec: dict) -> nn.Module:
+def _cnn(spec: dict, limits: Limits) -> nn.Module:
     if set(spec) != {"arch", "shape", "channels", "kernel", "hidden", "classes"}:
         raise FormatError(f"cnn spec needs exactly shape, channels, kernel, hidden and classes, got {sorted(spec)}")
     shape = _widths(spec, "shape", 2, 2)
@@ -217,11 +224,11 @@ def _cnn(spec: dict) -> nn.Module:
             raise FormatError(f"cnn layer of {out} channels over {h}x{w} exceeds {MAX_CNN_ACTIVATIONS} values per input")
         params += c * out * kernel * kernel + out
         c, h, w = out, h // 2, w // 2
-    _check_params("cnn", params + _dense_params([c * h * w, *hidden, classes]))
+    _check_params("cnn", params + _dense_params([c * h * w, *hidden, classes]), limits)
     return CNNClassifier((shape[0], shape[1]), channels, kernel, hidden, classes)
 
 
-def _gauss(spec: dict) -> nn.Module:
+def _gauss(spec: dict, limits: Limits) -> nn.Module:
     if set(spec) != {"arch", "inputs", "hidden", "classes", "step", "offset"}:
         raise FormatError(f"gauss spec needs exactly inputs, hidden, classes, step and offset, got {sorted(spec)}")
     try:
@@ -234,7 +241,7 @@ def _gauss(spec: dict) -> nn.Module:
     if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 2**31:
         raise FormatError(f"gauss offset must be an integer of at most 2**31 in size, got {offset!r}")
     inputs, hidden, classes = _width(spec, "inputs", 2**16), _widths(spec, "hidden"), _width(spec, "classes")
-    _check_params("gauss", _dense_params([inputs, *hidden, 1]))
+    _check_params("gauss", _dense_params([inputs, *hidden, 1]) + 1, limits)  # + log_s
     return GaussRegressor(inputs, hidden, classes, step, offset)
 
 

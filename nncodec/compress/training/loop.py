@@ -126,11 +126,13 @@ def _length(loader: Iterable) -> int | None:
 def run_epochs(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: torch.optim.Optimizer, epochs: int,
                rt: Runtime, *, phase: str, params: Mapping[str, nn.Parameter],
                regularizer: Regularizer | None = None, masks: Mapping[str, torch.Tensor] | None = None,
-               piece: Any = None) -> float:
+               piece: Any = None, scheduler: Any = None, on_epoch: Callable[[int], None] | None = None) -> float:
     """Train for `epochs` epochs; returns the last epoch's mean data loss (nan if no epochs ran).
 
     With `masks`, pruned weights get zero gradient and are re-zeroed after every step (frozen mask).
-    A `piece` (pieces.Pruner) adds its penalty gradient after backward and runs its `after_step`."""
+    A `piece` (pieces.Pruner) adds its penalty gradient after backward and runs its `after_step`.
+    A `scheduler` (torch.optim.lr_scheduler) is stepped after every optimizer step; `on_epoch(epoch)`
+    runs after every epoch (1-based), e.g. to score the model on validation for early stopping."""
     n = _length(loader)
     last = float("nan")
     model.train()
@@ -155,6 +157,8 @@ def run_epochs(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: t
                     piece.after_step()
                 if masks is not None:
                     apply_masks(params, masks)
+                if scheduler is not None:
+                    scheduler.step()
                 value = float(loss.detach())
                 total += value * len(x)
                 count += len(x)
@@ -166,4 +170,6 @@ def run_epochs(model: nn.Module, loader: Iterable, loss_fn: LossFn, optimizer: t
                         penalty=(regularizer.value() if regularizer is not None else 0.0)
                         + (piece.penalty_value() if piece is not None else 0.0),
                         nonzero=count_nonzero(params), total=count_total(params))
+            if on_epoch is not None:
+                on_epoch(epoch + 1)
     return last

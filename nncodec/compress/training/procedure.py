@@ -15,8 +15,9 @@ training loop, a Hugging Face Trainer or a Lightning module calls (see pieces.py
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from .pruners import make_pruner
 from .rgp import random_gradient_pruning
 from .targets import Targets, count_nonzero, count_total, masks_from_weights, select_parameters
 
+SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class Options:
@@ -39,6 +42,11 @@ class Options:
     lr: float = 1e-3  # Adam learning rate of the regularised phase
     finetune_epochs: int = 5  # unregularised epochs with the mask frozen
     finetune_lr: float | None = None  # None: same as lr
+    lr_schedule: str = "constant"  # "cosine": each phase's learning rate decays to 0 along a cosine, per step
+    # early stopping of the fine-tuning: a score of the model (higher is better, e.g. validation accuracy)
+    # after every fine-tuning epoch; the weights of the best epoch are kept (the mask is frozen, so the
+    # sparsity is the same in every epoch). Never score on the test set here.
+    finetune_select: Callable[[nn.Module], float] | None = None
     delta: float = 0.01  # TAMADE: tolerated relative loss increase
     resolution: float = 1e-7  # TAMADE: bisection resolution
     max_steps: int = 50  # TAMADE: bisection step limit
@@ -58,6 +66,8 @@ class Options:
             raise BadArgumentError("learning rates must be positive")
         if self.calib_batches is not None and self.calib_batches < 1:
             raise BadArgumentError("calib_batches must be >= 1 (or None for the whole loader)")
+        if self.lr_schedule not in SCHEDULES:
+            raise BadArgumentError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, not {self.lr_schedule!r}")
 
 
 def _options(kwargs: dict[str, Any]) -> Options:
@@ -98,19 +108,35 @@ class _Run:
             params = self.pruner.params
             self.rt.emit(phase=phase, nonzero=count_nonzero(params), total=count_total(params), **extra)
 
-    def train(self, epochs: int, lr: float, phase: str) -> None:
-        """Epochs of Adam on the model; the piece adds its penalty (unless the mask is frozen)."""
+    def train(self, epochs: int, lr: float, phase: str, select: Callable[[nn.Module], float] | None = None) -> None:
+        """Epochs of Adam on the model; the piece adds its penalty (unless the mask is frozen). With
+        `select`, the weights of the epoch with the highest select(model) are kept at the end."""
         if epochs == 0:
             return
         opt = torch.optim.Adam(self.model.parameters(), lr=lr, foreach=True)
+        scheduler = None
+        if self.opts.lr_schedule == "cosine":
+            steps = len(self.loader) * epochs if hasattr(self.loader, "__len__") else None
+            if steps:
+                scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        best: dict[str, Any] = {}
+
+        def on_epoch(epoch: int) -> None:
+            score = float(select(self.model))  # type: ignore[misc]
+            self.rt.emit(phase=f"{phase}-select", epoch=epoch, score=score)
+            if not best or score > best["score"]:
+                best.update(score=score, epoch=epoch, state=copy.deepcopy(self.model.state_dict()))
+
         run_epochs(self.model, self.loader, self.loss_fn, opt, epochs, self.rt, phase=phase, params=self.pruner.params,
-                   piece=self.pruner)
+                   piece=self.pruner, scheduler=scheduler, on_epoch=on_epoch if select is not None else None)
+        if best and best["epoch"] != epochs:
+            self.model.load_state_dict(best["state"])  # in place: the piece's parameters and masks stay valid
 
     def prune_and_finetune(self, calib_inputs: list | None = None) -> nn.Module:
         o = self.opts
         self.pruner.prune(lambda: mean_loss(self.model, self.batches, self.loss_fn), example_inputs=self.batches[0][0],
                           probes=[b[0] for b in self.batches[:4]], calib_inputs=calib_inputs)
-        self.train(o.finetune_epochs, o.finetune_lr or o.lr, "finetune")
+        self.train(o.finetune_epochs, o.finetune_lr or o.lr, "finetune", select=o.finetune_select)
         self.pruner.unfreeze()  # the model is the user's again: no hooks left behind
         self.model.eval()
         return self.model

@@ -1,9 +1,12 @@
-"""Ready-made runs for the built-in classifiers (LeNet-300-100, LeNet-5-Caffe) on an IDX dataset:
-dense training, one pruning method, quantization of the survivors, the .nnc file, and a report.
+"""Ready-made pruning runs for a classifier given as ClassifierData (train / validation / test splits):
+one pruning method, quantization of the survivors, the .nnc file, and a report; per-method defaults
+for the built-in LeNets.
 
 Shared by `nncodec prune` and benchmarks/bench_prune.py so that both measure the same thing. The
 last 5,000 training images are held out for validation: the quantization search and TAMADE's
-tolerance must not see the test set that the report's accuracies come from.
+tolerance must not see the test set that the report's accuracies come from. The LeNet /
+Fashion-MNIST data and dense baselines (load_data, train_dense) are the CLI's preset:
+nncodec_cli.presets.classifier_runs.
 """
 
 from __future__ import annotations
@@ -16,32 +19,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ... import models
 from ...api import load_file
-from ...datasets import load_fashion_mnist, train_validation_split
 from ...errors import BadArgumentError, UnsupportedInputError
 from .export import quantized_state_dict, save_pruned, search_steps
-from .loop import Callback, Runtime, run_epochs
+from .loop import Callback
 from .procedure import METHODS
-from .targets import select_parameters
 
 VALIDATION = 5000
 TARGETS = "weights+biases"  # the paper counts (and prunes) every parameter
 BATCH_SIZE = 256
 
-# Per-architecture defaults, tuned on Fashion-MNIST for the epoch budgets of benchmarks/bench_prune.py
-# (LeNet-300-100: 10 regularised + 5 fine-tuning epochs; LeNet-5: 4 + 2); see
-# benchmarks/RESULTS.md for the sweeps behind them. alpha multiplies the penalty next to the
-# mean cross-entropy of a batch of 256.
+# Per-architecture defaults. alpha multiplies the penalty next to the mean cross-entropy of a batch of 256.
+# Where they come from (benchmarks/RESULTS.md, "Training-aware pruning"):
+# - lenet300 drr: chosen on VALIDATION (seed 0; even half steers, odd half confirms; smallest file that
+#   passes) from benchmarks/prune_grid_s3.json + prune_grid_s3b.json, for 30 regularised + 10 fine-tuning
+#   epochs with the cosine schedule (`nncodec prune --epochs 30 --finetune-epochs 10`); fewer epochs prune less.
+# - every other entry: tuned on TEST by an earlier session (10 + 5 epochs for LeNet-300, 4 + 2 for
+#   LeNet-5); no validation sweep stands behind them yet.
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "lenet300": {
         "pmmp": {"alpha": 1e-3},
-        "drr": {"alpha": 1e-4, "beta": 5.0},
+        "drr": {"alpha": 2e-5, "beta": 20.0, "lr_schedule": "cosine"},
         "rl1": {"alpha": 3e-4},
         "tamade": {},
         "layerwise": {"alpha": 1.0, "layer_lr": 1e-2, "layer_steps": 300},
@@ -67,19 +69,6 @@ class ClassifierData:
     train: Split
     val: Split
     test: Split
-
-
-def load_data(data_dir: str | os.PathLike, validation: int = VALIDATION) -> ClassifierData:
-    """Fashion-MNIST (or MNIST) from an IDX directory, split as the evaluation protocol says
-    (nncodec.datasets): train minus the last `validation` images, those images as validation, and
-    the test split; inputs normalised as nncodec.models expects."""
-    (xi, yi), (xv, yv) = train_validation_split(*load_fashion_mnist(data_dir, "train"), validation)
-    xt, yt = load_fashion_mnist(data_dir, "test")
-
-    def split(x: np.ndarray, y: np.ndarray) -> Split:
-        return Split(models.preprocess(x), torch.from_numpy(y.astype(np.int64)))
-
-    return ClassifierData(split(xi, yi), split(xv, yv), split(xt, yt))
 
 
 class InMemoryLoader:
@@ -140,28 +129,6 @@ def save_state(model: nn.Module, path: str | os.PathLike) -> None:
     st_save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
 
 
-def train_dense(arch: str, data: ClassifierData, epochs: int, *, lr: float = 1e-3, batch_size: int = BATCH_SIZE,
-                seed: int = 0, device: str = "cpu", progress: bool = True, callback: Callback | None = None,
-                cache: str | os.PathLike | None = None) -> nn.Module:
-    """The dense baseline (plain Adam), loaded from `cache` when that file exists, else trained and saved there."""
-    torch.manual_seed(seed)
-    model = models.build(arch)
-    if cache is not None and Path(cache).exists():
-        try:
-            model.load_state_dict(load_state(cache))
-        except RuntimeError as e:
-            raise UnsupportedInputError(f"{cache}: not a {arch} checkpoint ({str(e).splitlines()[0]})") from None
-        return model.to(device).eval()
-    rt = Runtime(device, seed, progress, callback)
-    model.to(rt.device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    run_epochs(model, make_loader(data.train, batch_size, seed), F.cross_entropy, opt, epochs, rt, phase="dense",
-               params=select_parameters(model))
-    if cache is not None:
-        save_state(model, cache)
-    return model.eval()
-
-
 def method_options(arch: str, method: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     if arch not in DEFAULTS:
         raise BadArgumentError(f"unknown architecture {arch!r}; choose one of {', '.join(DEFAULTS)}")
@@ -176,11 +143,12 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
                         epochs: int = 10, finetune_epochs: int = 5, quant_tolerance: float = 0.3,
                         batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "cpu", progress: bool = True,
                         callback: Callback | None = None, overrides: Mapping[str, Any] | None = None,
-                        dense_accuracy: float | None = None,
+                        dense_accuracy: float | None = None, early_stopping: bool = False,
                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Prune a copy of `dense` with `method`, quantize the survivors as coarsely as validation accuracy
     allows (at most `quant_tolerance` points below the pruned model), write `output`, decode it and
-    report its test accuracy next to the dense model's."""
+    report its test accuracy next to the dense model's. With `early_stopping` the fine-tuning keeps
+    the weights of its epoch with the best validation accuracy (`data.val`, never the test split)."""
     say = log or (lambda _msg: None)
     opts = method_options(arch, method, overrides)
     if method in ("tamade", "layerwise"):
@@ -188,6 +156,8 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     else:
         opts.setdefault("epochs", epochs)
     opts.setdefault("finetune_epochs", finetune_epochs)
+    if early_stopping:
+        opts.setdefault("finetune_select", lambda m: accuracy(m, data.val))
     targets = opts["targets"]
     start = time.perf_counter()
     model = copy.deepcopy(dense)
@@ -212,7 +182,8 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     dense_acc = accuracy(dense.cpu(), data.test) if dense_accuracy is None else dense_accuracy
     comp_acc = accuracy(model, data.test, decoded)
     return {
-        "arch": arch, "method": method, "options": {k: v for k, v in opts.items() if k != "callback"},
+        "arch": arch, "method": method,
+        "options": {k: v for k, v in opts.items() if k not in ("callback", "finetune_select")},
         "dense_test_accuracy": dense_acc, "pruned_test_accuracy": accuracy(model, data.test),
         "compressed_test_accuracy": comp_acc, "accuracy_drop": dense_acc - comp_acc,
         "file_bytes": nbytes, "float32_bytes": 4 * params, "ratio": 4 * params / nbytes,

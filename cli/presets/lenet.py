@@ -2,7 +2,8 @@
 
 They exist so that the CLI's budget search and the benchmarks can turn an IDX dataset into a trained
 checkpoint and score decoded state dicts without user code. Inputs are uint8 images [N, 28, 28];
-they are scaled to [0, 1] and normalised with the Fashion-MNIST mean and standard deviation.
+they are scaled to [0, 1] and normalised with the Fashion-MNIST mean and standard deviation
+(fashion_mnist.preprocess, re-exported here as the models' input pipeline).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import BadArgumentError
+from nncodec.errors import BadArgumentError
 
-MEAN, STD = 0.2860, 0.3530
+from .fashion_mnist import MEAN, STD, preprocess
+
+__all__ = ["LeNet300100", "LeNet5Caffe", "ARCHITECTURES", "build", "train", "as_input", "correctness",
+           "evaluate", "make_evaluator", "preprocess", "MEAN", "STD"]
 
 
 class LeNet300100(nn.Module):
@@ -65,12 +69,6 @@ def build(arch: str) -> nn.Module:
     if key not in ARCHITECTURES:
         raise BadArgumentError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[key]()
-
-
-def preprocess(images: np.ndarray) -> torch.Tensor:
-    """uint8 images [N, 28, 28] (or [N, 784]) -> normalised float32 tensor [N, 784]."""
-    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8).reshape(len(images), -1))
-    return (x.to(torch.float32) / 255.0 - MEAN) / STD
 
 
 def train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int = 3, lr: float = 1e-3,
@@ -163,60 +161,3 @@ def make_evaluator(arch: str, images: np.ndarray | torch.Tensor, labels: np.ndar
         return 100.0 * c.astype(np.float64) if per_sample else (100.0 * float(c.mean()) if len(c) else 0.0)
 
     return score
-
-
-@torch.no_grad()
-def layer_statistics(model: nn.Module, inputs: np.ndarray | torch.Tensor, *, max_samples: int = 4096,
-                     batch_size: int = 256) -> dict[str, Any]:
-    """Input mean and covariance of every Linear and Conv2d layer of the float model, keyed by the
-    name of its weight (e.g. "fc1.weight"), measured on up to `max_samples` calibration samples.
-    Conv inputs are the unfolded patches (fan-in = C·kh·kw, the weight's flattened order).
-
-    `inputs` is what the model is fed in inference, used as is (a float tensor or array, e.g.
-    `preprocess(images)`); it is never normalised here, so already-normalised data is not normalised
-    twice. Anything else (uint8 images, ints) is refused with BadArgumentError."""
-    if isinstance(inputs, torch.Tensor):
-        if not inputs.is_floating_point():
-            raise BadArgumentError(f"layer_statistics takes the model's float input, got {inputs.dtype} "
-                                   "(for raw images pass nncodec.models.preprocess(images))")
-        x_all = inputs[:max_samples]
-    else:
-        arr = np.asarray(inputs)
-        if arr.dtype.kind != "f":
-            raise BadArgumentError(f"layer_statistics takes the model's float input, got {arr.dtype} "
-                                   "(for raw images pass nncodec.models.preprocess(images))")
-        x_all = torch.from_numpy(np.ascontiguousarray(arr[:max_samples], dtype=np.float32))
-    from .compress.calibrate import LayerStats
-
-    sums: dict[str, list] = {}
-    hooks = []
-
-    def hook_for(name: str, module: nn.Module):
-        def hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-            x = inputs[0]
-            if isinstance(mod, nn.Conv2d):
-                x = F.unfold(x, mod.kernel_size, mod.dilation, mod.padding, mod.stride)  # [N, C*k*k, L]
-                x = x.transpose(1, 2).reshape(-1, x.shape[1])
-            x = x.reshape(-1, x.shape[-1]).to(torch.float32)
-            acc = sums.setdefault(name, [0, torch.zeros(x.shape[1], dtype=torch.float64),
-                                         torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64)])
-            acc[0] += x.shape[0]
-            acc[1] += x.sum(0, dtype=torch.float64)
-            acc[2] += (x.T @ x).to(torch.float64)  # float32 per batch, float64 across batches
-        return hook
-
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            hooks.append(module.register_forward_hook(hook_for(f"{name}.weight" if name else "weight", module)))
-    try:
-        model.eval()
-        for i in range(0, len(x_all), batch_size):
-            model(x_all[i : i + batch_size])
-    finally:
-        for h in hooks:
-            h.remove()
-    out = {}
-    for name, (n, s1, s2) in sums.items():
-        mean = (s1 / n).numpy()
-        out[name] = LayerStats(mean, (s2 / n).numpy() - np.outer(mean, mean), int(n))
-    return out

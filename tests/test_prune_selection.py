@@ -1,0 +1,135 @@
+"""Training-aware pruning under the protocol: the benchmark's selection rule (even half steers, odd half
+confirms, smallest file that passes), the cosine schedule and early stopping of the fine-tuning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from script_modules import load_script
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from nncodec.compress.training import drr
+from nncodec.compress.training.loop import Runtime, run_epochs
+from nncodec.compress.training.targets import select_parameters
+from nncodec.errors import BadArgumentError
+
+bench_prune = load_script("benchmarks/bench_prune.py")
+
+
+def row(nbytes: int, even: float, odd: float, name: str = "") -> dict:
+    return {"file_bytes": nbytes, "val_even_bound": even, "val_odd_bound": odd, "overrides": {"name": name}}
+
+
+def test_choose_takes_the_smallest_file_that_passes_both_halves():
+    rows = [row(9000, 0.5, 0.6, "big"), row(5000, 1.3, 0.2, "fails even"), row(6000, 0.9, 1.2, "fails odd"),
+            row(7000, 1.0, 0.9, "passes")]
+    assert bench_prune.choose(rows)["overrides"]["name"] == "passes"
+    assert bench_prune.choose(rows, max_drop=0.5) is None  # 9000 passes even (0.5) but not odd (0.6)
+    assert bench_prune.choose(rows, max_drop=0.6)["overrides"]["name"] == "big"
+
+
+def test_choose_consults_the_odd_half_a_bounded_number_of_times():
+    failing = [row(1000 + i, 0.1, 1.5) for i in range(bench_prune.RECONFIRMATIONS + 1)]
+    late = row(5000, 0.1, 0.1, "late")
+    assert bench_prune.choose([*failing, late]) is None  # the 5th look at the odd half is not taken
+    assert bench_prune.choose([*failing[1:], late])["overrides"]["name"] == "late"
+    assert bench_prune.choose([]) is None
+
+
+def test_val_halves_pairs_the_even_and_the_odd_samples():
+    dense = np.ones(2000, bool)
+    cand = dense.copy()
+    cand[0:200:2] = False  # 100 even samples wrong: 10 % of the 1,000 even ones
+    h = bench_prune.val_halves(dense, cand)
+    assert h["val_even_drop"] == pytest.approx(10.0) and h["val_odd_drop"] == 0.0
+    assert h["val_even_bound"] > 10.0 and h["val_odd_bound"] == 0.0
+
+
+def test_method_validation_is_the_even_half_only():
+    x, y = torch.arange(10.0).reshape(10, 1), torch.arange(10)
+    even, odd = bench_prune.half(bench_prune.Split(x, y, "v"), 0), bench_prune.half(bench_prune.Split(x, y, "v"), 1)
+    assert even.y.tolist() == [0, 2, 4, 6, 8] and odd.y.tolist() == [1, 3, 5, 7, 9]
+
+
+# ---------------------------------------------------------------------------------- schedule, early stopping
+
+
+def regression(n: int = 256, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    w = torch.zeros(8)
+    w[[1, 5]] = torch.tensor([1.5, -2.0])
+    return x, (x @ w).unsqueeze(1)
+
+
+def loader(x, y):
+    return DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+
+def test_run_epochs_steps_the_scheduler_every_batch_and_calls_on_epoch():
+    x, y = regression()
+    model = nn.Linear(8, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    steps = 3 * len(loader(x, y))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    seen = []
+    run_epochs(model, loader(x, y), F.mse_loss, opt, 3, Runtime(progress=False), phase="t",
+               params=select_parameters(model), scheduler=sched, on_epoch=seen.append)
+    assert seen == [1, 2, 3]
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # a full cosine: stepped `steps` times
+
+
+def test_cosine_schedule_changes_the_run_and_bad_schedule_is_refused():
+    def run(schedule):
+        torch.manual_seed(0)
+        x, y = regression()
+        model = nn.Linear(8, 1)
+        drr(model, loader(x, y), F.mse_loss, alpha=1e-2, epochs=5, finetune_epochs=2, lr=2e-2, lr_schedule=schedule)
+        return model.weight.detach().clone()
+
+    assert not torch.equal(run("constant"), run("cosine"))
+    with pytest.raises(BadArgumentError, match="lr_schedule"):
+        run("linear")
+
+
+def test_finetune_select_keeps_the_best_epoch_with_the_mask_intact():
+    torch.manual_seed(0)
+    x, y = regression()
+    model = nn.Linear(8, 1)
+    states, scores = [], iter([1.0, 3.0, 2.0, 0.5])  # epoch 2 is the best
+
+    def select(m):
+        states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+        return next(scores)
+
+    drr(model, loader(x, y), F.mse_loss, alpha=5e-2, epochs=8, finetune_epochs=4, lr=2e-2, finetune_select=select)
+    assert len(states) == 4
+    assert torch.equal(model.weight.detach(), states[1]["weight"])
+    assert not torch.equal(states[1]["weight"], states[3]["weight"])  # the last epoch was different
+    assert int((model.weight == 0).sum()) > 0  # pruned weights stay exactly zero
+
+
+def sweep_row(nbytes: int, even: float, odd: float, alpha: float) -> dict:
+    return {"arch": "lenet300", "method": "drr", "sweep": True, "selection": "even/odd bound", "epochs": [30, 10],
+            "file_bytes": nbytes, "ratio": 1066440 / nbytes, "overrides": {"alpha": alpha}, "val_even_drop": even - 0.5,
+            "val_even_bound": even, "val_odd_drop": odd - 0.5, "val_odd_bound": odd}
+
+
+def test_sweep_table_marks_the_chosen_candidate_or_says_none_was_confirmed():
+    rows = [sweep_row(4000, 1.4, 0.8, 1e-4), sweep_row(8000, 0.9, 0.7, 5e-5), sweep_row(16000, 0.6, 0.5, 2e-5)]
+    lines = bench_prune.sweep_table(rows).splitlines()
+    chosen = [ln for ln in lines if "**chosen**" in ln]
+    assert len(chosen) == 1 and "5e-05" in chosen[0] and "8,000" in chosen[0]
+    none = bench_prune.sweep_table([sweep_row(4000, 1.4, 0.8, 1e-4)])
+    assert "no candidate confirmed" in none and "**chosen**" not in none
+    assert bench_prune.sweep_table([{**rows[0], "selection": None}]) == ""  # session-2 rows are not this rule's
+
+
+def test_least_bound_fallback_takes_the_smallest_worse_half():
+    rows = [row(4000, 0.2, 1.9, "odd bad"), row(9000, 1.2, 1.1, "both a bit over"), row(7000, 1.5, 0.3, "even bad")]
+    assert bench_prune.choose(rows) is None
+    assert bench_prune.least_bound(rows)["overrides"]["name"] == "both a bit over"
+    assert bench_prune.least_bound([]) is None
