@@ -11,7 +11,9 @@ not present is reported as missing, nothing is invented for it):
   nncodec beside ZipNN and safetensors (chunks);
 - memory: benchmarks/scale_memory.py — peak RSS and CPU % of streaming encode/decode of a 1 GB sharded
   checkpoint (stream);
-- lazy: benchmarks/scale_lazy.py — nncodec.open against safetensors.safe_open (lazy).
+- lazy: benchmarks/scale_lazy.py — nncodec.open against safetensors.safe_open (lazy);
+- ratio: benchmarks/scale_ratio.py — the default file's size against ZipNN's on all seven test checkpoints,
+  and where its bytes go (sizes only: it may run at any load).
 Every part measures its peers interleaved in its own run. The parts can run in separate slots of the
 quiet window: each run's results are saved to benchmarks/results/scale_<part>.json, and the RESULTS.md
 section is written from the newest saved result of every part (with its own date and load average).
@@ -45,6 +47,7 @@ PARTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                     "repeats": 3}),
     "memory": ("scale_memory", {}, {"quick": True}),
     "lazy": ("scale_lazy", {"repeats": 41}, {"repeats": 15}),
+    "ratio": ("scale_ratio", {}, {"checkpoints": [SCALE / "lenet300_fp32.safetensors"]}),
 }
 
 

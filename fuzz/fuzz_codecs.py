@@ -25,7 +25,7 @@ DTYPE_NAMES = sorted(DTYPES)
 RAW = ["copy", "zstd", "planes"]
 MASK = ["ans", "ans-rows", "ans-classes", "zstd"]
 LEVELS = ["ans", "ans-rowclass", "zstd"]
-METHODS = ["copy", "zstd", "ans", "bogus"]
+METHODS = ["copy", "zstd", "ans", "pairs", "bogus"]
 
 
 def _params(fdp: "atheris.FuzzedDataProvider", kind: str, codec: str) -> dict:

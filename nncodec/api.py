@@ -4,6 +4,7 @@ save / load and load_into for a torch module."""
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
 from .sharded import ShardedFile, is_index
 from .slicing import TensorSlice
-from .tensorfile import TensorFile, open_tensor_file
+from .tensorfile import TensorEntry, TensorFile, open_tensor_file
 from .tensorwriter import Alias, encode_file, encode_to_path
 
 Compressor = Callable[[str, Any], "RawTensor | QuantTensor | None"]
@@ -232,14 +233,25 @@ class NncFile:
 
     def _load_all(self) -> dict[str, Any]:
         """Every tensor, after checking the whole file (every entry and reference) and that all of
-        them together fit in memory (they are all kept)."""
+        them together fit in memory (they are all kept). That one check covers each tensor's own, so
+        the tensors are decoded straight from their entries (no per-tensor re-check: files hold
+        thousands of small tensors)."""
         tf = self._open_file()
         tf.validate_all()
         self.check_memory()
         names = list(self)
         targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
-        sizes = [tf.resolve(t).nbytes for t in targets]
-        values = dict(zip(targets, parallel.map_sized(self.get_tensor, targets, sizes, tf.ctx.threads), strict=True))
+        entries = [tf.resolve(t) for t in targets]
+        convert = words_to_numpy if self._numpy else functools.partial(words_to_torch, device=self._device)
+
+        def one(e: TensorEntry) -> Any:
+            try:
+                return convert(*tf.decode_entry(e))
+            except MemoryError:
+                raise LimitExceededError(f"out of memory while decoding {e.name!r}") from None
+
+        values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads),
+                          strict=True))
         return {name: values[tf.alias_of(name) or name] for name in names}
 
     def components(self, name: str) -> RawTensor | QuantTensor:

@@ -63,15 +63,32 @@ def words_to_numpy(dt: DType, shape: tuple[int, ...], words: np.ndarray) -> np.n
     return from_storage(words, dt).reshape(shape)
 
 
+_TORCH_OF: dict[str, tuple[np.dtype, Any]] = {}  # dtype name -> (numpy view dtype, torch dtype to view as or None)
+
+
+def _torch_view(dt: DType) -> tuple[np.dtype, Any]:
+    """How words of `dt` become a torch tensor: the numpy dtype torch.from_numpy takes, and the torch
+    dtype to view the result as (bfloat16, float8: numpy has none) or None. Cached: this runs per tensor."""
+    got = _TORCH_OF.get(dt.name)
+    if got is None:
+        torch = _torch()
+        if dt.words_only:
+            got = np.dtype(_TORCH_WORD_VIEW[dt.itemsize]), getattr(torch, dt.name)
+        else:
+            got = numpy_value_dtype(dt).newbyteorder("="), None
+        _TORCH_OF[dt.name] = got
+    return got
+
+
 def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device: str = "cpu") -> Any:
     torch = _torch()
-    arr = words_to_numpy(dt, shape, words)
+    view, torch_dtype = _torch_view(dt)
+    arr = words.view(view).reshape(shape)
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
-    if dt.words_only:  # bfloat16, float8: torch views the words
-        t = torch.from_numpy(arr.view(_TORCH_WORD_VIEW[dt.itemsize])).view(getattr(torch, dt.name))
-    else:
-        t = torch.from_numpy(arr.astype(numpy_value_dtype(dt).newbyteorder("="), copy=False))
+    t = torch.from_numpy(arr)
+    if torch_dtype is not None:
+        t = t.view(torch_dtype)
     return t.to(device) if device != "cpu" else t
 
 

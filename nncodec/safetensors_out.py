@@ -16,10 +16,12 @@ import os
 import re
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import parallel
 from .container.atomic import AtomicFile, StagingDir
 from .errors import BadArgumentError
 
@@ -79,21 +81,46 @@ def tensor_bytes(value: Any) -> memoryview:
     return memoryview(arr.reshape(-1)).cast("B")
 
 
+_AHEAD_BYTES = 64 * 2**20  # a tensor this small is decoded while the one before it is written
+
+
 def write_safetensors(f: Any, names: list[str], out: BinaryIO, metadata: dict[str, str] | None,
                       progress: Callable[[str], None] | None = None) -> int:
-    """Tensors `names` of the open file `f` (framework 'np') to `out`, one at a time; returns bytes written."""
-    header, order = layout({n: tensor_spec(f, n) for n in names}, metadata)
+    """Tensors `names` of the open file `f` (framework 'np') to `out`, one at a time; returns bytes written.
+    The next tensor, if at most _AHEAD_BYTES, is decoded on a helper thread while this one is written
+    (memory: one tensor plus at most _AHEAD_BYTES; `f` is only touched by one thread at a time)."""
+    specs = {n: tensor_spec(f, n) for n in names}
+    header, order = layout(specs, metadata)
     out.write(header)
     size = len(header)
-    for name in order:
+
+    def fetch(name: str) -> memoryview:
         data = tensor_bytes(f.get_tensor(name))
-        out.write(data)
-        size += len(data)
-        del data
         release_pages(f)
-        if progress:
-            progress(name)
+        return data
+
+    one_thread = parallel.resolve(_threads_of(f)) == 1
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-ahead") as pool:
+        pending = None
+        for i, name in enumerate(order):
+            data = pending.result() if pending is not None else fetch(name)
+            following = order[i + 1] if i + 1 < len(order) else None
+            ahead = not one_thread and following is not None and nbytes(specs[following]) <= _AHEAD_BYTES
+            pending = pool.submit(fetch, following) if ahead else None
+            out.write(data)
+            size += len(data)
+            del data
+            if progress:
+                progress(name)
     return size
+
+
+def _threads_of(f: Any) -> int | None:
+    """The `threads` an open .nnc (NncFile) or sharded index (ShardedFile) was opened with."""
+    options = getattr(f, "_options", None)
+    if isinstance(options, dict):
+        return options.get("threads")
+    return f._open_file().ctx.threads
 
 
 def release_pages(f: Any) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,38 +121,57 @@ def encode_body(items: Iterable[Item], store: Sections, metadata: dict[str, str]
 
 Recorded = list[tuple[dict, bytes]]  # (part object, payload) per section of one tensor, "s" to be set
 _BATCH_BYTES = 64 * 2**20  # input bytes of small tensors coded concurrently at most (memory stays bounded)
+_AHEAD_BYTES = 64 * 2**20  # input bytes of large tensors coded ahead of the one the caller is writing
 
 
 def code_entries(items: Iterable[tuple[str, object]], options: EncodeOptions) -> Iterator[tuple[str, object, tuple[dict, Recorded] | None]]:
     """(name, tensor, (entry, recorded sections)) per item, in input order, using `options.threads`
     threads: runs of small raw/quantized tensors are coded concurrently (one tensor per thread), a tensor
-    larger than a chunk alone (its chunks in parallel, §23). Other items (Alias, VaeTensor) come back
-    with None, for the caller to handle. The caller appends each recorded payload as the next section and
-    sets its part's "s": the bytes are the same for any number of threads. Items are pulled lazily: at
-    most one batch (64 MiB of input) is held."""
+    larger than a chunk with its chunks in parallel (§23); with more than one thread, large tensors of at
+    most _AHEAD_BYTES are coded ahead on a helper thread (up to _AHEAD_BYTES of input in flight) while
+    the caller reads the next tensor and writes the last one's sections. Other items (Alias,
+    VaeTensor) come back with None, for the caller to handle. The caller appends each recorded payload
+    as the next section and sets its part's "s": the bytes are the same for any number of threads.
+    Items are pulled lazily: at most one batch (64 MiB of input) plus the look-ahead is held."""
     batch: list[tuple[str, CompressedTensor]] = []
     size = 0
+    ahead: deque[tuple[int, Future]] = deque()  # (input bytes, future of _code_one), in input order
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-ahead") if parallel.resolve(options.threads) > 1 else None
+
+    def drain(keep: int) -> Iterator[tuple[str, object, tuple[dict, Recorded]]]:
+        """The coded tensors ahead, in order, until at most `keep` input bytes are still in flight."""
+        while ahead and sum(n for n, _ in ahead) > keep:
+            yield ahead.popleft()[1].result()
 
     def flush() -> Iterator[tuple[str, object, tuple[dict, Recorded]]]:
+        yield from drain(0)
         yield from parallel.map_sized(lambda item: _code_one(*item, options), batch,
                                       [_input_bytes(t) for _, t in batch], options.threads)
 
-    for name, t in items:
-        if not isinstance(t, (RawTensor, QuantTensor)):
-            yield from flush()
-            batch, size = [], 0
-            yield name, t, None
-            continue
-        nbytes = _input_bytes(t)
-        if batch and (nbytes > options.chunk_bytes or size + nbytes > _BATCH_BYTES):
-            yield from flush()
-            batch, size = [], 0
-        if nbytes > options.chunk_bytes:
-            yield _code_one(name, t, options)
-        else:
-            batch.append((name, t))
-            size += nbytes
-    yield from flush()
+    try:
+        for name, t in items:
+            if not isinstance(t, (RawTensor, QuantTensor)):
+                yield from flush()
+                batch, size = [], 0
+                yield name, t, None
+                continue
+            nbytes = _input_bytes(t)
+            if batch and (nbytes > options.chunk_bytes or size + nbytes > _BATCH_BYTES):
+                yield from flush()
+                batch, size = [], 0
+            if nbytes <= options.chunk_bytes:
+                batch.append((name, t))
+                size += nbytes
+            elif pool is None or nbytes > _AHEAD_BYTES:  # (a huge tensor is not held beside another)
+                yield from drain(0)
+                yield _code_one(name, t, options)
+            else:
+                yield from drain(max(0, _AHEAD_BYTES - nbytes))
+                ahead.append((nbytes, pool.submit(_code_one, name, t, options)))
+        yield from flush()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _input_bytes(t: object) -> int:
@@ -198,15 +219,25 @@ def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Ca
 
 def format_minor(entries: dict[str, dict]) -> int:
     """The format 2.x minor version a file with these header entries needs (§12: writers write the
-    minor whose features they use): 1 with a chunked tensor (§23) or a float8 dtype, else 0."""
+    minor whose features they use): 2 with a `pairs` stream (§9.1), 1 with a chunked tensor (§23) or a
+    float8 dtype, else 0."""
+    minor = 0
     for entry in entries.values():
         raw = entry.get("raw")
         if isinstance(raw, dict) and raw.get("codec") == codecs.chunks.CODEC:
-            return 1
+            minor = 1
+            if any(_uses_pairs(c[2], c[3] if len(c) > 3 else {}) for c in raw["p"]["chunks"]):
+                return 2
+        elif isinstance(raw, dict) and _uses_pairs(raw.get("codec"), raw.get("p", {})):
+            return 2
         dt = DTYPES.get(entry.get("dtype"))
         if dt is not None and dt.minor:
-            return 1
-    return 0
+            minor = 1
+    return minor
+
+
+def _uses_pairs(codec: object, params: dict) -> bool:
+    return codec == "planes" and any(method == codecs.pairs.METHOD for method, _ in params["streams"])
 
 
 def readable(data: bytes) -> bytes:

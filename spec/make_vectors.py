@@ -354,10 +354,24 @@ def float8() -> Vector:
                                   "shape (8, 8), as torch.float8_e5m2"})
 
 
+def pairs() -> Vector:
+    """§9.1 (format 2.2): `pairs` streams, with escapes (an exponent stream of more than 15 symbols), an odd
+    element count (a padding code) and bfloat16, and an exponent stream of fewer than 15 symbols."""
+    rng = np.random.default_rng(1022)
+    w = rng.uniform(-0.05, 0.05, 4001).astype(np.float32)
+    w[::97] *= np.float32(2.0**-20)  # rare tiny values: exponents outside the table of 15, coded as escapes
+    h = _bf16_words(rng.uniform(-1, 1, 3000).astype(np.float32))
+    return Vector("pairs", "float32 weights (4,001 values: odd) with rare tiny values, so that the exponent stream "
+                  "has escapes, and bfloat16 weights whose exponents use fewer than 15 symbols: `pairs` streams "
+                  "(format 2.2, §9.1)", {"w": w, "h": _bf16_tensor(h)},
+                  inputs={"w": "default_rng(1022).uniform(-0.05, 0.05, 4001) as float32, every 97th value times 2**-20",
+                          "h": "then .uniform(-1, 1, 3000) as float32, rounded to bfloat16"})
+
+
 VECTORS: list[Callable[[], Vector]] = [
     fp32_lossless, bf16_lossless, fp64_fp16_lossless, int64_lossless, empty_and_scalar, masked_quant, metadata,
     special_floats, tied_alias, codebook, bool_and_ints, aligned_speed, many_tensors, minimal, no_tensors,
-    pip_spike_slab, chunked, float8, indexed_header,
+    pip_spike_slab, chunked, float8, indexed_header, pairs,
 ]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 from script_modules import load_script
 
 import nncodec
@@ -128,7 +129,7 @@ def test_vectors_cover_the_format():
     chunk_codecs = {m for c in codecs if c.startswith("raw/chunks[") for m in c[c.index("[") + 1 : -1].split(",")}
     assert chunk_codecs == {"copy", "zstd", "planes"}
     methods = {m for c in codecs if c.startswith("raw/planes[") for m in c[c.index("[") + 1 : -1].split(",")}
-    assert methods == {"copy", "zstd", "ans"}
+    assert methods == {"copy", "zstd", "ans", "pairs"}
     encodings = {e["header_encoding"] for e in MANIFEST["vectors"]}
     assert encodings >= {"json", "zstd"} and encodings & {"indexed", "indexed+zstd"}
     assert any(e["encode"]["align"] > 1 for e in MANIFEST["vectors"])
@@ -274,10 +275,31 @@ def _spec_planes(part, payload: bytes, words: np.ndarray) -> list[tuple[dict, by
     return out
 
 
+def _spec_pairs(payload: bytes, count: int) -> list[int]:
+    """§9.1 `pairs`, from the spec's text: k, the table, a uvarint frame length, the frame of the packed codes
+    (first code in the high 4 bits), the escape bytes; code 15 takes the next escape byte."""
+    k, table = payload[0], payload[1 : 1 + payload[0]]
+    length, shift, i = 0, 0, 1 + k
+    while True:
+        length |= (payload[i] & 0x7F) << shift
+        shift, i = shift + 7, i + 1
+        if payload[i - 1] < 0x80:
+            break
+    packed = zstandard.ZstdDecompressor().decompress(payload[i : i + length])
+    assert len(packed) == (count + 1) // 2
+    codes = [c for b in packed for c in (b >> 4, b & 15)]
+    assert all(c == 0 for c in codes[count:])
+    escapes = iter(payload[i + length :])
+    out = [next(escapes) if c == 15 else table[c] for c in codes[:count]]
+    assert next(escapes, None) is None
+    return out
+
+
 @pytest.mark.parametrize("name", sorted(ENTRIES))
-def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
+def test_an_independent_decoder_of_the_spec_reads_every_ans_and_pairs_stream(name):
     """Every ANS stream of the vectors, decoded by the procedure of §8.5/§8.6 written out above,
-    gives nncodec's symbols and ends in the final state X0 with every word consumed."""
+    gives nncodec's symbols and ends in the final state X0 with every word consumed; every `pairs`
+    stream (§9.1, format 2.2), decoded by `_spec_pairs`, gives nncodec's symbols."""
     data = (VECTOR_DIR / name).read_bytes()
     tf = open_tensor_file(data, nncodec.DEFAULT_LIMITS)
     checked = 0
@@ -299,6 +321,9 @@ def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
                                     assert got == want.astype(np.int64).tolist() and dec.ended(), (tname, name)
                                 else:  # §8.7: a one-symbol table has no words; every symbol is lo
                                     assert words == b"" and (want.astype(np.int64) == lo).all(), (tname, name)
+                                checked += 1
+                            elif method == "pairs":
+                                assert _spec_pairs(piece[pos : pos + length], words_in.size) == want.tolist(), (tname, name)
                                 checked += 1
                             pos += length
                 elif part.codec == "ans" and kind in ("mask", "levels", "pip"):
@@ -326,3 +351,19 @@ def test_an_independent_decoder_of_the_spec_reads_every_ans_stream(name):
         tf.container.close()
     uses = [c for c in ENTRIES[name]["codecs"] if "ans" in c]
     assert checked or not uses or name == "metadata.nnc", (name, uses)
+
+
+# ------------------------------------------------------------------ files of older 2.x writers (spec §12)
+PRE_2_2 = Path(__file__).resolve().parent / "data" / "format2_1"  # these vectors as the 2.1 writer wrote them
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in PRE_2_2.glob("*.nnc")))
+def test_files_of_the_2_0_and_2_1_writer_still_decode_to_the_manifest(name):
+    """The vectors re-encoded for 2.2 (pairs, 128 KiB zstd blocks, no frame checksums), as the previous
+    writer wrote them: same tensors, so they must decode to the same hashes."""
+    data = (PRE_2_2 / name).read_bytes()
+    assert struct.unpack("<HH", data[8:12]) in ((2, 0), (2, 1))
+    assert data != (VECTOR_DIR / name).read_bytes()  # the 2.2 writer's bytes differ
+    got = mv.decoded_entries(data)
+    for tname, want in ENTRIES[name]["tensors"].items():
+        assert got[tname]["sha256"] == want["sha256"], (name, tname)

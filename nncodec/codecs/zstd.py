@@ -33,24 +33,33 @@ def compress_literal_heavy(data: bytes | memoryview) -> bytes:
     return zstandard.ZstdCompressor(compression_params=_LITERAL_HEAVY).compress(bytes(data))
 
 
-# Huffman-coded literals with almost no matches, in blocks of 64 KiB: on the symbol streams of float
-# weights (exponents: 2.5-3.5 bits of entropy) matches cost more than the literals they replace, and a
-# Huffman table per 64 KiB adapts to local statistics. Measured on real weights (rapidocr, resemblyzer,
-# LeNet-300-100; fp32 and bf16): 1-4 % smaller than level 1 or 3 on the exponent stream, within 1 % of
-# its order-0 entropy, and the fastest of the levels and strategies tried (encode and decode).
-_HUFFMAN_LITERALS = zstandard.ZstdCompressionParameters(
-    strategy=zstandard.STRATEGY_FAST, min_match=7, search_log=1, window_log=16, hash_log=6,
-    write_content_size=True, write_checksum=True, threads=0)
+# Huffman-coded literals with almost no matches, in blocks of 2**window_log bytes (64 KiB by default): on
+# the symbol streams of float weights (exponents: 2.5-3.5 bits of entropy) matches cost more than the
+# literals they replace, and a Huffman table per block adapts to local statistics. Measured on real weights
+# (rapidocr, resemblyzer, LeNet-300-100; fp32 and bf16): 1-4 % smaller than level 1 or 3 on the exponent
+# stream and the fastest of the levels and strategies tried (encode and decode). 64 KiB beats 128 KiB
+# blocks where statistics change along the tensor (resemblyzer's exponents +6.4 kB, rapidocr_x4's +32 kB
+# with 128 KiB) and loses only a little where they do not (LeNet-300 -141 B). `pairs` packs two symbols per
+# byte, so it uses 32 KiB blocks: the same 64 Ki symbols per Huffman table. No content checksum: these
+# frames live in sections or chunks whose CRC-32 is checked before a frame is decoded (§5, §23), so it
+# would cost 4 bytes per frame for nothing.
+def _huffman_literals(window_log: int) -> zstandard.ZstdCompressionParameters:
+    return zstandard.ZstdCompressionParameters(
+        strategy=zstandard.STRATEGY_FAST, min_match=7, search_log=1, window_log=window_log, hash_log=6,
+        write_content_size=True, write_checksum=False, threads=0)
 
 
 _local = threading.local()  # one compression / decompression context per thread (creating one costs more
 # than coding a small stream; a context must not be shared by two threads at once)
 
 
-def compress_fast(data: bytes | memoryview) -> bytes:
-    cctx = getattr(_local, "fast", None)
+def compress_fast(data: bytes | memoryview, window_log: int = 16) -> bytes:
+    contexts = getattr(_local, "fast", None)
+    if contexts is None:
+        contexts = _local.fast = {}
+    cctx = contexts.get(window_log)
     if cctx is None:
-        cctx = _local.fast = zstandard.ZstdCompressor(compression_params=_HUFFMAN_LITERALS)
+        cctx = contexts[window_log] = zstandard.ZstdCompressor(compression_params=_huffman_literals(window_log))
     return cctx.compress(data)
 
 
@@ -63,8 +72,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 def decompress(frame: bytes | memoryview, expected_size: int, what: str) -> bytes:
     """Exactly `expected_size` bytes from one zstd frame, or CorruptFileError."""
-    frame = bytes(frame)
-    if frame[:4] != _FRAME_MAGIC:  # a skippable frame (or anything else) is not a zstd data frame
+    if bytes(frame[:4]) != _FRAME_MAGIC:  # a skippable frame (or anything else) is not a zstd data frame
         raise CorruptFileError(f"{what}: not a zstd frame (bad magic number)")
     try:
         params = zstandard.get_frame_parameters(frame)
