@@ -153,6 +153,13 @@ PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cann
     "seeds at a 0.55 ± 0.30 pt test drop); every smaller candidate failed the 95 % bound on a validation half, so "
     "×100 within 1.0 pt was not reached on validation either. The bound on 2,500 samples is about 0.65 pt above "
     "the observed drop, so it accepts only files whose observed drop is ≲ 0.3 pt.",
+    "LeNet-5-Caffe (first pruning run of it under the protocol): no sweep fitted the time (one epoch took ~100 s "
+    "under load, one run of 3+2 epochs ~13 min). Its one candidate (`prune_grid_s3_lenet5.json`) is the penalty "
+    "chosen for LeNet-300-100 above (alpha 2e-5, beta 20, cosine), with 3+2 epochs; it FAILED the odd-half "
+    "bound on seed 0, and the seeds were run anyway with `--if-none least-bound`, so its rows are labelled NOT "
+    "confirmed. Command: `bench_prune.py --archs lenet5 --methods drr --seeds 0 1 2 --grid "
+    "benchmarks/prune_grid_s3_lenet5.json --if-none least-bound` (2026-11-30 23:58 to 2026-12-01 00:31 UTC, load "
+    "5-7; log /work/artifacts/logs/s3/prune-l5-drr.log).",
 ]
 
 
