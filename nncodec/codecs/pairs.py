@@ -84,7 +84,7 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
     return out
 
 
-_HAS_ESCAPE = ((np.arange(256) >> 4) == ESCAPE) | ((np.arange(256) & 15) == ESCAPE)  # packed bytes holding one
+_HAS_ESCAPE = (_HI == ESCAPE) | (_LO == ESCAPE)  # packed bytes holding one
 
 
 def _escape_positions(packed: np.ndarray) -> np.ndarray:

@@ -160,10 +160,10 @@ def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarra
     out[...] = rest.view(dt.storage)
 
 
-def _entropy_bits(stream: np.ndarray) -> float:
-    counts = np.bincount(stream.astype(np.int64))
-    p = counts[counts > 0] / stream.size
-    return float(-(p * np.log2(p)).sum())
+def _entropy_bits(used: np.ndarray) -> float:
+    """Bits per symbol of the histogram `used` (its nonzero counts): H = log2 m - sum(c log2 c) / m."""
+    m = int(used.sum())
+    return max(0.0, math.log2(m) - float(np.dot(used, np.log2(used))) / m)
 
 
 _SAMPLE = 1 << 16  # symbols whose histogram stands for a larger stream's (entropy bias < 0.003 bits)
@@ -171,6 +171,10 @@ _SAMPLE = 1 << 16  # symbols whose histogram stands for a larger stream's (entro
 
 def _sample(stream: np.ndarray) -> np.ndarray:
     return stream if stream.size <= _SAMPLE else stream[:: stream.size // _SAMPLE]
+
+
+def _nonzero(counts: np.ndarray) -> np.ndarray:
+    return counts[counts.nonzero()]
 
 
 def _encode_streams(streams: list[np.ndarray], options: EncodeOptions, try_pairs: bool = True) -> list[Encoded]:
@@ -197,7 +201,7 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     raw = _le_bytes(stream)
     fast = [lambda: Encoded("copy", raw)]
     slow = None
-    if not (stream.itemsize == 1 and stream.size and _entropy_bits(stream) >= _NEAR_RANDOM_BITS):
+    if not (stream.itemsize == 1 and stream.size and _entropy_bits(_nonzero(np.bincount(stream))) >= _NEAR_RANDOM_BITS):
         fast.append(lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))))
         fast.append(lambda: Encoded("zstd", zstd.compress_literal_heavy(raw)))
         fast.append(lambda: Encoded("zstd", zstd.compress_fast(raw)))
@@ -223,11 +227,11 @@ def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[En
     n = stream.size
     if not n:
         return Encoded("copy", raw), 0.0
-    sample = stream if n <= _SAMPLE else stream[:: n // _SAMPLE]
+    sample = _sample(stream)
     counts = np.bincount(sample)
-    used = counts[counts.nonzero()]
-    m = sample.size  # H = log2 m - sum(c log2 c) / m
-    bits = max(0.0, math.log2(m) - float(np.dot(used, np.log2(used))) / m)
+    used = _nonzero(counts)
+    m = sample.size
+    bits = _entropy_bits(used)
     estimate = n * bits / 8 + 2 * used.size + 8
     if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
         return Encoded("copy", raw), estimate
