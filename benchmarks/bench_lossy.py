@@ -46,7 +46,7 @@ from nncodec_cli.presets import lenet as models  # noqa: E402
 import nncodec  # noqa: E402
 from nncodec.budget import search_budgets  # noqa: E402
 from nncodec.compress.layer_inputs import layer_statistics  # noqa: E402
-from nncodec.confidence import paired_drop  # noqa: E402
+from nncodec.confidence import half_drops, paired_drop  # noqa: E402
 
 NNR_DIR = Path(os.environ.get("NNR_REFERENCE", "/work/shared/reference/nnr"))
 NNR_VENV = Path(os.environ.get("NNR_VENV", "/work/venvs/nnr"))
@@ -131,10 +131,10 @@ def run_model(arch: str, seed: int, data: protocol.ProtocolData, a: argparse.Nam
                 decoded = load_file(r["decoded"])
                 per = evaluate(decoded)
                 pd = paired_drop(base_val, per, a.confidence)
+                even, odd = half_drops(base_val, per, a.confidence)
                 cands.append({"tag": r["tag"], "qp": r["qp"], "opt_qp": opt_qp, "bytes": r["bytes"],
                               "val_drop": pd.drop, "val_drop_bound": pd.upper, "decoded_state": decoded,
-                              "val_bound_even": paired_drop(base_val[0::2], per[0::2], a.confidence).upper,
-                              "val_bound_odd": paired_drop(base_val[1::2], per[1::2], a.confidence).upper,
+                              "val_bound_even": even.upper, "val_bound_odd": odd.upper,
                               "encode_s": r["encode_s"], "decode_s": r["decode_s"]})
             say(f"NNCodec sweep (opt_qp={opt_qp}) done in {time.perf_counter() - t0:.0f} s")
         for budget in a.budgets:

@@ -46,6 +46,7 @@ from protocol import Split  # noqa: E402
 
 import nncodec  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
+from nncodec.confidence import half_drops  # noqa: E402
 
 TARGETS = {"lenet300": 100, "lenet5": 200}  # ratio float32 bytes / file bytes, within 1.0 pt mean test drop
 EPOCHS = {"lenet300": (10, 5), "lenet5": (4, 2)}  # (regularised, fine-tuning) epochs unless a candidate sets them
@@ -68,8 +69,7 @@ def classifier_data(data: protocol.ProtocolData) -> recipes.ClassifierData:
 def val_halves(dense_correct: np.ndarray, correct: np.ndarray) -> dict[str, float]:
     """Paired drop (pt) and its one-sided 95 % upper bound on the even and on the odd validation samples."""
     out = {}
-    for h, name in ((0, "even"), (1, "odd")):
-        d = protocol.paired_drop(100.0 * dense_correct[h::2], 100.0 * correct[h::2])
+    for name, d in zip(("even", "odd"), half_drops(100.0 * dense_correct, 100.0 * correct), strict=True):
         out[f"val_{name}_drop"], out[f"val_{name}_bound"] = d.drop, d.upper
     return out
 

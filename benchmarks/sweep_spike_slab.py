@@ -47,7 +47,7 @@ from nncodec.api import open as nnc_open  # noqa: E402
 from nncodec.compress.spike_slab import SpikeSlab, save_spike_slab  # noqa: E402
 from nncodec.compress.training import recipes  # noqa: E402
 from nncodec.compress.training.export import search_steps  # noqa: E402
-from nncodec.confidence import paired_drop  # noqa: E402
+from nncodec.confidence import half_drops  # noqa: E402
 
 BASELINES = Path("/work/artifacts/baselines")
 RECONFIRMATIONS = 3  # as nncodec.budget: at most 3 more files are put to the odd half after a refusal
@@ -64,8 +64,7 @@ def halves(split: recipes.Split) -> tuple[recipes.Split, recipes.Split]:
 
 def bounds(dense_c: np.ndarray, c: np.ndarray, confidence: float) -> dict[str, float]:
     out = {}
-    for h, name in ((0, "even"), (1, "odd")):
-        d = paired_drop(100.0 * dense_c[h::2], 100.0 * c[h::2], confidence)
+    for name, d in zip(("even", "odd"), half_drops(100.0 * dense_c, 100.0 * c, confidence), strict=True):
         out[f"{name}_drop"], out[f"{name}_upper"] = round(d.drop, 3), round(d.upper, 3)
     return out
 

@@ -50,11 +50,18 @@ def paired_drop(base: np.ndarray, candidate: np.ndarray, confidence: float = DEF
     return PairedDrop(mean, mean + z_value(confidence) * sd / math.sqrt(d.size), int(d.size))
 
 
+def half_drops(base: np.ndarray, candidate: np.ndarray,
+               confidence: float = DEFAULT_CONFIDENCE) -> tuple[PairedDrop, PairedDrop]:
+    """The paired drop on the even-numbered and on the odd-numbered samples: the protocol's two halves
+    (a choice steered by one half is confirmed on the other)."""
+    b = np.asarray(base, dtype=np.float64).reshape(-1)
+    c = np.asarray(candidate, dtype=np.float64).reshape(-1)
+    return paired_drop(b[0::2], c[0::2], confidence), paired_drop(b[1::2], c[1::2], confidence)
+
+
 def passes_confirmed(base: np.ndarray, candidate: np.ndarray, max_drop: float,
                      confidence: float = DEFAULT_CONFIDENCE) -> bool:
     """The protocol's acceptance of a candidate from per-sample scores (benchmarks/PROTOCOL.md rule 4):
     the one-sided upper bound of the paired drop is within `max_drop` on the even-numbered samples AND
-    on the odd-numbered ones (a choice steered by one half is confirmed on the other)."""
-    b = np.asarray(base, dtype=np.float64).reshape(-1)
-    c = np.asarray(candidate, dtype=np.float64).reshape(-1)
-    return all(paired_drop(b[h::2], c[h::2], confidence).upper <= max_drop + 1e-9 for h in (0, 1))
+    on the odd-numbered ones (`half_drops`)."""
+    return all(d.upper <= max_drop + 1e-9 for d in half_drops(base, candidate, confidence))

@@ -19,7 +19,7 @@ from ..compress.config import fine_quantize
 from ..compress.lossless import lossless
 from ..compress.rdoq import quantize_rdoq
 from ..compress.uniform import levels_to_quant_tensor
-from ..confidence import DEFAULT_CONFIDENCE, paired_drop
+from ..confidence import DEFAULT_CONFIDENCE, half_drops, paired_drop
 from ..convert import is_torch_tensor, to_numpy, words_to_numpy, words_to_torch
 from ..dtypes import DType
 from ..errors import BadArgumentError
@@ -239,9 +239,8 @@ class Search:
         full = paired_drop(self.base_samples, samples, self.confidence).upper
         if not self.confirm or samples.size < 4:
             return full, None
-        b = self.base_samples
-        even = paired_drop(b[0::2], samples[0::2], self.confidence).upper
-        return even, (paired_drop(b[1::2], samples[1::2], self.confidence).upper, full)
+        even, odd = half_drops(self.base_samples, samples, self.confidence)
+        return even.upper, (odd.upper, full)
 
     def _decoded(self, comp: QuantTensor | RawTensor) -> Any:
         words = comp.words if isinstance(comp, RawTensor) else dequantize(comp)
