@@ -4,11 +4,6 @@ decoding to what the evaluator scored, and unchanged bytes without an evaluator.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import types
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -17,7 +12,6 @@ from nncodec.compress.vae import VaeOptions, vae_compress
 from nncodec.errors import BadArgumentError
 
 TINY = dict(latent=4, chunk=64, hidden=8, epochs=15, patience=5, val_copies=2, max_seconds=20.0)
-PREVIOUS = "c341d29"  # the last commit whose vae_compress chose the latent step by reconstruction alone
 SAMPLES = 40
 
 
@@ -77,28 +71,16 @@ def test_strict_evaluator_keeps_the_reconstruction_rules_step():
     assert r.data == plain.data  # same latents, no residual: the file of the reconstruction rule
 
 
-def _previous_module(monkeypatch) -> types.ModuleType:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        src = subprocess.run(["git", "-C", str(root), "show", f"{PREVIOUS}:nncodec/compress/vae/compress.py"],
-                             capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"the previous code (commit {PREVIOUS}) needs the git history")
-    mod = types.ModuleType("nncodec.compress.vae._previous")
-    mod.__package__ = "nncodec.compress.vae"
-    monkeypatch.setitem(sys.modules, mod.__name__, mod)
-    exec(compile(src, f"{PREVIOUS}:compress.py", "exec"), mod.__dict__)
-    return mod
-
-
 @pytest.mark.parametrize("residual_step", [None, 0.5])
-def test_without_evaluate_the_bytes_are_the_previous_codes(monkeypatch, residual_step):
-    prev = _previous_module(monkeypatch)
+def test_without_evaluator_the_reconstruction_rule_alone_decides(residual_step):
+    """No evaluator, no budget: the latent-step candidates play no part, every model gets the reconstruction
+    rule's step, and the file is the same whatever factors are offered."""
     ms = models()
     a = vae_compress(ms, options=VaeOptions(**TINY, residual_step=residual_step), keep_bare=True)
-    b = prev.vae_compress(ms, options=prev.VaeOptions(**TINY, residual_step=residual_step), keep_bare=True)
+    b = vae_compress(ms, options=VaeOptions(**TINY, residual_step=residual_step, latent_factors=(1,)), keep_bare=True)
     assert a.data == b.data and a.bare == b.bare
-    assert a.latent_steps == {n: b.latent_step for n in ms}
+    assert a.latent_steps == {n: a.latent_step for n in ms}
+    assert a.residual_steps == {n: residual_step for n in ms}
 
 
 def test_latent_factors_are_checked():
