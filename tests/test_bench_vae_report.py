@@ -7,6 +7,7 @@ from __future__ import annotations
 from script_modules import load_script
 
 bench_vae = load_script("benchmarks/bench_vae.py")
+vae_report = load_script("benchmarks/vae_report.py")
 
 
 def lossy(seed: int, index: int, size: int, fallback: bool = False) -> dict:
@@ -25,7 +26,7 @@ def test_ratio_is_taken_within_each_seed_and_fallbacks_are_named():
     d = {"lossy/lenet300/s0": lossy(0, 0, 100), "lossy_checkpoint/lenet300/s0/i63": lossy(0, 63, 300),
          "lossy/lenet300/s1": lossy(1, 0, 1000), "lossy_checkpoint/lenet300/s1/i63": lossy(1, 63, 900_000, True),
          "collection/lenet300/s0/n4": collection(0, 4, 100), "collection/lenet300/s1/n4": collection(1, 4, 500)}
-    table = bench_vae.collection_table(d)
+    table = vae_report.collection_table(d)
     assert "pool models 0, 63" in table and "1 search(es) returned the lossless file (900,000 B" in table
     row = next(line for line in table.splitlines() if line.startswith("| 4 |"))
     # seed 0: 100 / mean(100, 300) = 0.5; seed 1: 500 / 1000 = 0.5 (its fallback left out)
