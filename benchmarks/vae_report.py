@@ -145,7 +145,7 @@ def plot(d: dict, path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("models in the collection")
     ax.set_ylabel("file bytes per model")
-    ax.set_title("LeNet-300-100 seeds 0-2 + checkpoints, within 1 pt")
+    ax.set_title("LeNet-300-100 seeds 0-2 + checkpoints, budget 1 pt on validation")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
