@@ -18,6 +18,11 @@ def mean_sd(xs: list[float], fmt: str = ".2f") -> str:
     return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}} (1 seed)"
 
 
+def mean_parts(rows: list[dict]) -> str:
+    """Mean bytes of the decoder / latents / residual / other over `rows` (the tables' parts column)."""
+    return " / ".join(f"{statistics.mean(r['parts'][p] for r in rows):,.0f}" for p in ("decoder", "latent", "residual", "other"))
+
+
 def paper_table(d: dict) -> str:
     out = ["| model | latent | seeds | test acc. original | VAE alone (paper's setting): test acc. | paper's ratio "
            "(params / latent numbers) | real ratio, VAE alone (raw B / file B) | VAE + residual: test acc. | "
@@ -30,13 +35,12 @@ def paper_table(d: dict) -> str:
             rows = [v for k, v in d.items() if k.startswith(f"paper/{arch}/") and k.endswith(f"/l{latent}")]
             if not rows:
                 continue
-            parts = {p: statistics.mean(r["parts"][p] for r in rows) for p in ("decoder", "latent", "residual", "other")}
             out.append(
                 f"| {protocol.NAMES[arch]} ({rows[0]['parameters']:,}) | {latent} | {','.join(str(r['seed']) for r in rows)} "
                 f"| {mean_sd([r['test_original'] for r in rows])} | {mean_sd([r['test_bare'] for r in rows])} "
                 f"| ×{rows[0]['paper_ratio']:.1f} | ×{mean_sd([r['bare_real_ratio'] for r in rows])} "
                 f"| {mean_sd([r['test_full'] for r in rows])} | ×{mean_sd([r['real_ratio'] for r in rows])} "
-                f"| {parts['decoder']:,.0f} / {parts['latent']:,.0f} / {parts['residual']:,.0f} / {parts['other']:,.0f} "
+                f"| {mean_parts(rows)} "
                 f"| {mean_sd([float(v['bytes']) for v in lossy], ',.0f')} "
                 f"| ×{mean_sd([v['raw_bytes'] / v['bytes'] for v in lossy], '.1f')} "
                 f"| {mean_sd([v['test'] for v in lossy])} |")
@@ -99,11 +103,9 @@ def collection_table(d: dict) -> str:
            "|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for n, vs in collection_rows(d).items():
         bpm = [v["bytes_per_model"] for v in vs]
-        parts = {p: statistics.mean(v["parts"][p] for v in vs) for p in ("decoder", "latent", "residual", "other")}
         stops = ", ".join(f"{v['epochs']} ({v['stopped']})" for v in sorted(vs, key=lambda v: v["seed"]))
         out.append(f"| {n} | {','.join(str(v['seed']) for v in sorted(vs, key=lambda v: v['seed']))} | {mean_sd(bpm, ',.0f')} "
-                   f"| {vs_lossy(vs)} | {parts['decoder']:,.0f} / {parts['latent']:,.0f} / "
-                   f"{parts['residual']:,.0f} / {parts['other']:,.0f} | ×{vs[0]['paper_ratio']:.1f} "
+                   f"| {vs_lossy(vs)} | {mean_parts(vs)} | ×{vs[0]['paper_ratio']:.1f} "
                    f"| ×{mean_sd([v['real_ratio'] for v in vs], '.1f')} | {sum(v['with_residual'] for v in vs)}/{n * len(vs)} "
                    f"| {mean_sd([v['test_drop_mean'] for v in vs])} ({max(v['test_drop_max'] for v in vs):.2f}) "
                    f"| {sum(v['within_1pt'] for v in vs)}/{n * len(vs)} | {stops} |")
