@@ -106,19 +106,31 @@ def table(rows: list[dict], n: int, unit: str) -> str:
     return "\n".join(lines)
 
 
+PATCHPCA = {"arch": "patchpca", "shape": [28, 28], "kernel": 5, "filters": 16, "pool": 4, "classes": 10}
+MIX_HIDDEN = ([256], [256], [64])  # the heads averaged by the `mix` default (chosen on the test-set dev run)
+
+
 def labels_spec(arch: str, hidden: int, channels: str, kernel: int) -> dict:
-    """MLP 784-hidden-10, or a CNN: 5x5 convolutions of `channels` (comma-separated), each with ReLU
-    and 2x2 max-pooling, then a linear layer to the 10 classes (hidden = 0: none before it)."""
+    """MLP 784-hidden-10; a CNN: 5x5 convolutions of `channels` (comma-separated), each with ReLU
+    and 2x2 max-pooling, then a linear layer to the 10 classes (hidden = 0: none before it); a head
+    on patch-PCA features (5x5 patches, 16 filters, split ReLU, 4x4 average pooling: 1568 features);
+    or `mix`: the equal average of three such heads (hidden 256, 256, 64; seeds s, s+1, s+2)."""
     if arch == "mlp":
         return {"arch": "mlp", "inputs": 784, "hidden": [hidden], "classes": 10}
+    if arch == "patchpca":
+        return {**PATCHPCA, "hidden": [hidden] if hidden else []}
+    if arch == "mix":
+        return {"arch": "mix", "members": [{**PATCHPCA, "hidden": list(h)} for h in MIX_HIDDEN], "temps": ["1"],
+                "share": "1"}
     return {"arch": "cnn", "shape": [28, 28], "channels": [int(c) for c in channels.split(",")], "kernel": kernel,
             "hidden": [hidden] if hidden else [], "classes": 10}
 
 
 def labels_bench(args, tmp: Path) -> dict:
     d = Path(args.data_dir)
-    data = gzip.decompress((d / "train-labels-idx1-ubyte.gz").read_bytes())
-    images = d / "train-images-idx3-ubyte.gz"
+    prefix = "train" if args.split == "train" else "t10k"  # t10k: the development set (choices are made on it)
+    data = gzip.decompress((d / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
+    images = d / f"{prefix}-images-idx3-ubyte.gz"
     side = SideInfo.from_path(images)
     labels = np.frombuffer(data[8:], dtype=np.uint8)
     n = len(labels)
@@ -127,7 +139,8 @@ def labels_bench(args, tmp: Path) -> dict:
     rows = [{"name": "uniform code (n log2 10)", "bytes": math.ceil(n * math.log2(10) / 8)},
             {"name": "iid marginal (n H, table free)", "bytes": math.ceil(-n * float((p * np.log2(p)).sum()) / 8)},
             *baselines(data, tmp)]
-    cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.epochs_labels, min_steps=50, weight_decay=0.0)
+    cfg = mdl.TrainConfig(lr=args.lr_labels, batch=64, epochs=args.epochs_labels, min_steps=50,
+                          weight_decay=args.wd_labels)
     spec = labels_spec(args.arch_labels, args.hidden_labels, args.channels_labels, args.kernel)
     for seed in args.seeds if "prequential" in args.codes else []:
         s = mdl.EncodeSettings(kind="labels", prequential=True, spec=spec, train=cfg, seed=seed)
@@ -135,11 +148,12 @@ def labels_bench(args, tmp: Path) -> dict:
         rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, side, images, tmp, ()))
     if "two-part" in args.codes:
         two_spec = labels_spec(args.two_part_arch, args.two_part_hidden, args.two_part_channels, args.kernel)
-        two_cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.two_part_epochs, min_steps=50)
+        two_cfg = mdl.TrainConfig(lr=args.lr_labels, batch=64, epochs=args.two_part_epochs, min_steps=50,
+                                  weight_decay=args.wd_labels)
         s = mdl.EncodeSettings(kind="labels", spec=two_spec, train=two_cfg, seed=args.seeds[0])
         print("labels two-part", flush=True)
         rows.append(run_code("nncodec two-part", data, s, side, images, tmp, tuple(args.levels_labels.split(","))))
-    return {"dataset": "Fashion-MNIST train labels given images", "n": n, "input_bytes": len(data),
+    return {"dataset": f"Fashion-MNIST {args.split} labels given images", "n": n, "input_bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "rows": rows, "unit": "label"}
 
 
@@ -206,14 +220,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--codes", default="prequential,two-part", help="which nncodec codes to run (comma-separated)")
     ap.add_argument("--epochs-labels", type=float, default=4.0, help="prequential: passes per block over all data so far")
-    ap.add_argument("--arch-labels", choices=["mlp", "cnn"], default="cnn", help="prequential model for labels")
+    ap.add_argument("--split", choices=["train", "test"], default="train",
+                    help="labels: train = the 60,000 coded labels; test = the 10,000 of the development set")
+    ap.add_argument("--arch-labels", choices=["mlp", "cnn", "patchpca", "mix"], default="mix",
+                    help="prequential model for labels")
+    ap.add_argument("--lr-labels", type=float, default=3e-4, help="labels: Adam learning rate")
+    ap.add_argument("--wd-labels", type=float, default=1e-2, help="labels: Adam weight decay")
     ap.add_argument("--hidden-labels", type=int, default=0, help="hidden width (cnn: 0 = no hidden layer)")
     ap.add_argument("--channels-labels", default="16,32", help="cnn: channels of the 5x5 convolutions")
     ap.add_argument("--kernel", type=int, default=5, help="cnn: convolution kernel size")
-    ap.add_argument("--two-part-arch", choices=["mlp", "cnn"], default="cnn")
+    ap.add_argument("--two-part-arch", choices=["mlp", "cnn", "patchpca"], default="patchpca")
     ap.add_argument("--two-part-hidden", type=int, default=0)
     ap.add_argument("--two-part-channels", default="8,16")
-    ap.add_argument("--levels-labels", default="1/1,1/2,1/4,1/8,1/16")
+    ap.add_argument("--levels-labels", default="4/1,2/1,1/1,1/2,1/4,1/8")
     ap.add_argument("--two-part-epochs", type=float, default=10.0)
     ap.add_argument("--emb", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)
