@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import decode_memory
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import env
@@ -55,11 +56,15 @@ def code_block(model, member: DatasetMember, side, start: int, end: int, inputs,
             code_conditional(model, side, inputs, start, end, progress)
 
 
-def prepare(model, inputs: np.ndarray | None):
+def prepare(model, inputs: np.ndarray | None, limits: Limits = DEFAULT_LIMITS):
     """What the model reads instead of the raw inputs (e.g. features of ALL inputs, computed before
-    any symbol is coded, from side information alone); the raw inputs if it has nothing to prepare."""
+    any symbol is coded, from side information alone); the raw inputs if it has nothing to prepare.
+    The features' memory is checked against the limits before they are computed."""
     if inputs is None or not hasattr(model, "prepare"):
         return inputs
+    need = model.feature_bytes(len(inputs))
+    limits.check("bytes of input features (max_total_decoded_bytes)", need, limits.max_total_decoded_bytes)
+    decode_memory.check(f"features of {len(inputs)} inputs", need, limits)
     with env.deterministic():
         return model.prepare(inputs)
 
@@ -86,7 +91,7 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
                     log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
     """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
     model = build(member.model, member.seed, limits)
-    inputs = prepare(model, inputs)
+    inputs = prepare(model, inputs, limits)
     trained = learners(model, member.train, member.seed)
     start = 0
     for end in member.blocks or []:
@@ -123,7 +128,7 @@ def decode_symbols(member: DatasetMember, payload: bytes | memoryview, model=Non
     if member.code == "prequential":
         run_prequential(member, side, inputs, progress, limits=limits)
     else:
-        code_block(model, member, side, 0, member.n, prepare(model, inputs), progress)
+        code_block(model, member, side, 0, member.n, prepare(model, inputs, limits), progress)
     side.coder.finish()
     return side.symbols
 

@@ -35,16 +35,16 @@ class Mixture:
                            for t in ([1.0] if isinstance(m, UniformModel) else temps)]
         self.weights = np.full(len(self.predictors), 1.0 / len(self.predictors))
 
+    def _featurisers(self) -> dict:
+        return {m.featuriser(): m for m in self.members if hasattr(m, "featuriser")}
+
+    def feature_bytes(self, n: int) -> int:
+        return sum(m.feature_bytes(n) for m in self._featurisers().values())
+
     def prepare(self, inputs: np.ndarray) -> list[np.ndarray]:
-        """Each member's inputs (features computed once per distinct featuriser)."""
-        done: dict[tuple, np.ndarray] = {}
-        out = []
-        for m in self.members:
-            key = (type(m).__name__, *(getattr(m, a, None) for a in ("shape", "kernel", "filters", "pool")))
-            if key not in done:
-                done[key] = m.prepare(inputs) if hasattr(m, "prepare") else inputs
-            out.append(done[key])
-        return out
+        """Each member's inputs: its features (computed once per distinct featuriser) or the inputs."""
+        done = {key: m.prepare(inputs) for key, m in self._featurisers().items()}
+        return [done[m.featuriser()] if hasattr(m, "featuriser") else inputs for m in self.members]
 
     def tables(self, inputs: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
         """[J, batch, K] float64 probability tables of every predictor for inputs idx."""

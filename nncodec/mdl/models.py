@@ -129,6 +129,13 @@ class PatchPCAClassifier(nn.Module):
         self.shape, self.kernel, self.filters, self.pool = shape, kernel, filters, pool
         self.net = linear_stack([feature_count(shape, filters, pool), *hidden, classes], nn.ReLU)
 
+    def featuriser(self) -> tuple:
+        """What identifies the features (members of a mix that share it compute them once)."""
+        return ("patchpca", self.shape, self.kernel, self.filters, self.pool)
+
+    def feature_bytes(self, n: int) -> int:
+        return 4 * n * feature_count(self.shape, self.filters, self.pool)
+
     def prepare(self, inputs: np.ndarray) -> np.ndarray:
         return patch_pca_features(inputs, self.shape, self.kernel, self.filters, self.pool)
 
