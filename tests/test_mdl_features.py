@@ -135,6 +135,18 @@ def test_oversized_specs_are_refused_before_allocation(monkeypatch) -> None:
     assert isinstance(build({**MIX, "members": [PP, PP]}, 0, Limits(max_dataset_model_parameters=2 * one)), Mixture)
 
 
+def test_feature_memory_is_checked_before_the_features_are_computed(mixed, monkeypatch) -> None:
+    def no_features(*args, **kwargs):
+        raise AssertionError("features were computed before their memory was checked")
+
+    monkeypatch.setattr(mdl_models, "patch_pca_features", no_features)
+    need = 4 * 120 * feature_count((8, 8), 3, 2)  # one featuriser shared by the two patchpca members
+    with pytest.raises(LimitExceededError, match="features"):
+        mdl.decode(mixed[0], mixed[3], limits=Limits(max_total_decoded_bytes=need - 1))
+    monkeypatch.undo()
+    assert mdl.decode(mixed[0], mixed[3], limits=Limits(max_total_decoded_bytes=need)) == mixed[1]
+
+
 def test_mix_is_for_the_prequential_code_only(mixed) -> None:
     with pytest.raises(BadArgumentError, match="prequential"):
         _encode(MIX, prequential=False)
