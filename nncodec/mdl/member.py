@@ -92,8 +92,9 @@ def parse(obj: object, sections: int) -> DatasetMember:
 
 
 def check_spec(member: DatasetMember) -> None:
-    """The model must fit the data kind: an lstm over the alphabet for bytes; for labels an mlp from the inputs'
-    size (or a cnn over the inputs' [height, width]) to the alphabet for labels (anything else could not have coded these symbols)."""
+    """The model must fit the data kind: an lstm over the alphabet for bytes; for labels a model over the
+    inputs to the alphabet (`_fits_labels`), or a prequential mix of such models (anything else could not
+    have coded these symbols)."""
     spec = member.model
     if member.kind == "bytes":
         ok = spec.get("arch") == "lstm" and spec.get("alphabet") == member.alphabet
