@@ -7,11 +7,16 @@ turned back into the input.
 
 Labels: the 60,000 Fashion-MNIST training labels (train-labels-idx1-ubyte, unzipped: 60,008 bytes)
 given the training images, plus the uniform code (n log2 10 bits) and the iid marginal (n times the
-empirical entropy; the table itself not counted). Text: any file; the one used in the results is
-the King James Bible, Genesis 1:1 to Joshua 24:33 (Debian package bible-kjv:
+empirical entropy; the table itself not counted); `--split test` codes the 10,000 test labels given
+the test images instead: the development set on which every label-model choice was made (MDL
+protocol: no coded length of the 60,000 training labels chooses anything). Text: any file; the one
+used in the results is the King James Bible, Genesis 1:1 to Joshua 24:33 (Debian package bible-kjv:
 `bible -f "gen1:1-jos24:33" > kjv.txt`, 969,448 bytes, public domain).
-Hyper-parameters are fixed defaults chosen before the run (no tuning on the coded data); the label
-models default to small CNNs (FORMAT.md §21.5 `cnn`), sized by training cost on synthetic inputs.
+Label defaults (session 4, chosen on the development set and by CPU cost): prequential `mix` = the
+plain average of two heads (hidden 64) on patch-PCA features of all images (FORMAT.md §21.5
+`patchpca`: 5x5 patches, 16 filters, split ReLU, 4x4 average pooling), Adam lr 3e-4, weight decay
+1e-2, batch 64, 4 passes per block; two-part: one linear `patchpca` head, 10 epochs. Session 2's
+CNN runs: `--arch-labels cnn --lr-labels 1e-3 --wd-labels 0 --two-part-arch cnn`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import gzip
 import hashlib
 import json
 import math
+import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -62,21 +69,27 @@ def baselines(data: bytes, tmp: Path) -> list[dict]:
     return rows
 
 
+PARTIAL: list = []  # (results so far, path): every finished code is written at once (a run may be stopped)
+LAST_CHILD_CPU = [0.0]  # CPU seconds of the last fresh-process decode
+
+
 def decode_in_fresh_process(nnc: Path, out: Path, side: Path | None) -> float:
     cmd = [sys.executable, "-c", "import sys; from nncodec_cli.main import main; sys.argv[0] = 'nncodec'; main()",
            "mdl", "decode", str(nnc), "-o", str(out), "--force"]
     if side is not None:
         cmd += ["--labels-for", str(side)]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(cmd, check=True, capture_output=True)
+    c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_CHILD_CPU[0] = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
     return time.perf_counter() - t0
 
 
 def run_code(name: str, data: bytes, settings: mdl.EncodeSettings, side: SideInfo | None, side_path: Path | None,
              tmp: Path, levels: tuple[str, ...]) -> dict:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out, report = mdl.encode(data, settings, side, levels=levels, log=lambda m: print("   ", m, flush=True))
-    enc_s = time.perf_counter() - t0
+    enc_s, enc_cpu = time.perf_counter() - t0, time.process_time() - c0
     nnc = tmp / f"{name}.nnc"
     nnc.write_bytes(out)
     back = tmp / f"{name}.out"
@@ -91,8 +104,13 @@ def run_code(name: str, data: bytes, settings: mdl.EncodeSettings, side: SideInf
         inproc = time.perf_counter() - t0
     row = {"name": name, "bytes": len(out), "decode_inprocess_s": inproc, "data_bytes": report.data_bytes, "model_bytes": report.model_bytes,
            "level": report.level, "curve": report.curve, "encode_s": enc_s, "decode_s": dec_s, "decoded_exactly": same,
-           "train_loss": report.train_loss}
-    print(f"  {name}: {len(out):,} B, encode {enc_s:.0f} s, decode (fresh process) {dec_s:.0f} s, exact", flush=True)
+           "train_loss": report.train_loss, "encode_cpu_s": enc_cpu, "decode_cpu_s": LAST_CHILD_CPU[0],
+           "load_average": os.getloadavg(), "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    print(f"  {name}: {len(out):,} B, encode {enc_s:.0f} s ({enc_cpu:.0f} s CPU), decode (fresh process) {dec_s:.0f} s "
+          f"({LAST_CHILD_CPU[0]:.0f} s CPU), exact; load {os.getloadavg()[0]:.1f}", flush=True)
+    if PARTIAL:
+        PARTIAL[0]["rows"].append(row)
+        Path(PARTIAL[1]).write_text(json.dumps(PARTIAL[0], indent=1))
     return row
 
 
@@ -106,19 +124,31 @@ def table(rows: list[dict], n: int, unit: str) -> str:
     return "\n".join(lines)
 
 
+PATCHPCA = {"arch": "patchpca", "shape": [28, 28], "kernel": 5, "filters": 16, "pool": 4, "classes": 10}
+MIX_HIDDEN = ([64], [64])  # the heads averaged by the `mix` default (chosen on the dev set and by CPU cost)
+
+
 def labels_spec(arch: str, hidden: int, channels: str, kernel: int) -> dict:
-    """MLP 784-hidden-10, or a CNN: 5x5 convolutions of `channels` (comma-separated), each with ReLU
-    and 2x2 max-pooling, then a linear layer to the 10 classes (hidden = 0: none before it)."""
+    """MLP 784-hidden-10; a CNN: 5x5 convolutions of `channels` (comma-separated), each with ReLU
+    and 2x2 max-pooling, then a linear layer to the 10 classes (hidden = 0: none before it); a head
+    on patch-PCA features (5x5 patches, 16 filters, split ReLU, 4x4 average pooling: 1568 features);
+    or `mix`: the equal average of two such heads (hidden 64; seeds s and s + 1)."""
     if arch == "mlp":
         return {"arch": "mlp", "inputs": 784, "hidden": [hidden], "classes": 10}
+    if arch == "patchpca":
+        return {**PATCHPCA, "hidden": [hidden] if hidden else []}
+    if arch == "mix":
+        return {"arch": "mix", "members": [{**PATCHPCA, "hidden": list(h)} for h in MIX_HIDDEN], "temps": ["1"],
+                "share": "1"}
     return {"arch": "cnn", "shape": [28, 28], "channels": [int(c) for c in channels.split(",")], "kernel": kernel,
             "hidden": [hidden] if hidden else [], "classes": 10}
 
 
 def labels_bench(args, tmp: Path) -> dict:
     d = Path(args.data_dir)
-    data = gzip.decompress((d / "train-labels-idx1-ubyte.gz").read_bytes())
-    images = d / "train-images-idx3-ubyte.gz"
+    prefix = "train" if args.split == "train" else "t10k"  # t10k: the development set (choices are made on it)
+    data = gzip.decompress((d / f"{prefix}-labels-idx1-ubyte.gz").read_bytes())
+    images = d / f"{prefix}-images-idx3-ubyte.gz"
     side = SideInfo.from_path(images)
     labels = np.frombuffer(data[8:], dtype=np.uint8)
     n = len(labels)
@@ -127,19 +157,24 @@ def labels_bench(args, tmp: Path) -> dict:
     rows = [{"name": "uniform code (n log2 10)", "bytes": math.ceil(n * math.log2(10) / 8)},
             {"name": "iid marginal (n H, table free)", "bytes": math.ceil(-n * float((p * np.log2(p)).sum()) / 8)},
             *baselines(data, tmp)]
-    cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.epochs_labels, min_steps=50, weight_decay=0.0)
+    cfg = mdl.TrainConfig(lr=args.lr_labels, batch=64, epochs=args.epochs_labels, min_steps=50,
+                          weight_decay=args.wd_labels)
     spec = labels_spec(args.arch_labels, args.hidden_labels, args.channels_labels, args.kernel)
+    if args.json:
+        PARTIAL[:] = [{"dataset": f"Fashion-MNIST {args.split} labels given images", "n": n, "rows": list(rows),
+                       "settings": vars(args)}, args.json + ".partial"]
+    if "two-part" in args.codes:
+        two_spec = labels_spec(args.two_part_arch, args.two_part_hidden, args.two_part_channels, args.kernel)
+        two_cfg = mdl.TrainConfig(lr=args.lr_labels, batch=64, epochs=args.two_part_epochs, min_steps=50,
+                                  weight_decay=args.wd_labels)
+        s = mdl.EncodeSettings(kind="labels", spec=two_spec, train=two_cfg, seed=args.seeds[0])
+        print("labels two-part", flush=True)
+        rows.append(run_code("nncodec two-part", data, s, side, images, tmp, tuple(args.levels_labels.split(","))))
     for seed in args.seeds if "prequential" in args.codes else []:
         s = mdl.EncodeSettings(kind="labels", prequential=True, spec=spec, train=cfg, seed=seed)
         print(f"labels prequential, seed {seed}", flush=True)
         rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, side, images, tmp, ()))
-    if "two-part" in args.codes:
-        two_spec = labels_spec(args.two_part_arch, args.two_part_hidden, args.two_part_channels, args.kernel)
-        two_cfg = mdl.TrainConfig(lr=1e-3, batch=64, epochs=args.two_part_epochs, min_steps=50)
-        s = mdl.EncodeSettings(kind="labels", spec=two_spec, train=two_cfg, seed=args.seeds[0])
-        print("labels two-part", flush=True)
-        rows.append(run_code("nncodec two-part", data, s, side, images, tmp, tuple(args.levels_labels.split(","))))
-    return {"dataset": "Fashion-MNIST train labels given images", "n": n, "input_bytes": len(data),
+    return {"dataset": f"Fashion-MNIST {args.split} labels given images", "n": n, "input_bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "rows": rows, "unit": "label"}
 
 
@@ -206,14 +241,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--codes", default="prequential,two-part", help="which nncodec codes to run (comma-separated)")
     ap.add_argument("--epochs-labels", type=float, default=4.0, help="prequential: passes per block over all data so far")
-    ap.add_argument("--arch-labels", choices=["mlp", "cnn"], default="cnn", help="prequential model for labels")
+    ap.add_argument("--split", choices=["train", "test"], default="train",
+                    help="labels: train = the 60,000 coded labels; test = the 10,000 of the development set")
+    ap.add_argument("--arch-labels", choices=["mlp", "cnn", "patchpca", "mix"], default="mix",
+                    help="prequential model for labels")
+    ap.add_argument("--lr-labels", type=float, default=3e-4, help="labels: Adam learning rate")
+    ap.add_argument("--wd-labels", type=float, default=1e-2, help="labels: Adam weight decay")
     ap.add_argument("--hidden-labels", type=int, default=0, help="hidden width (cnn: 0 = no hidden layer)")
     ap.add_argument("--channels-labels", default="16,32", help="cnn: channels of the 5x5 convolutions")
     ap.add_argument("--kernel", type=int, default=5, help="cnn: convolution kernel size")
-    ap.add_argument("--two-part-arch", choices=["mlp", "cnn"], default="cnn")
+    ap.add_argument("--two-part-arch", choices=["mlp", "cnn", "patchpca"], default="patchpca")
     ap.add_argument("--two-part-hidden", type=int, default=0)
     ap.add_argument("--two-part-channels", default="8,16")
-    ap.add_argument("--levels-labels", default="1/1,1/2,1/4,1/8,1/16")
+    ap.add_argument("--levels-labels", default="4/1,2/1,1/1,1/2,1/4,1/8")
     ap.add_argument("--two-part-epochs", type=float, default=10.0)
     ap.add_argument("--emb", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)

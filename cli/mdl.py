@@ -24,6 +24,13 @@ Examples:
   nncodec mdl encode book.txt -o book.nnc --prequential    # no stored model
   nncodec mdl encode train-labels-idx1-ubyte -o labels.nnc --prequential \\
       --labels-for train-images-idx3-ubyte.gz
+  # the average of two heads on patch-PCA features of all the images (FORMAT.md §21.5):
+  nncodec mdl encode train-labels-idx1-ubyte -o labels.nnc --prequential \\
+      --labels-for train-images-idx3-ubyte.gz --lr 3e-4 --weight-decay 1e-2 --batch 64 --epochs 4 \\
+      --first-block 64 --arch '{"arch": "mix", "temps": ["1"], "share": "1", "members": [
+        {"arch": "patchpca", "shape": [28, 28], "kernel": 5, "filters": 16, "pool": 4, "hidden": [64],
+         "classes": 10}, {"arch": "patchpca", "shape": [28, 28], "kernel": 5, "filters": 16, "pool": 4,
+         "hidden": [64], "classes": 10}]}'
 """
 
 

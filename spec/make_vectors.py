@@ -709,6 +709,12 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
     cnn = mdl.EncodeSettings(kind="labels", prequential=True, first_block=16,
                              spec={"arch": "cnn", "shape": [8, 8], "channels": [2, 3], "kernel": 3, "hidden": [],
                                    "classes": 4}, train=mdl.TrainConfig(lr=1e-2, epochs=2, min_steps=4, batch=8))
+    pp = {"arch": "patchpca", "shape": [8, 8], "kernel": 3, "filters": 2, "pool": 4, "classes": 4}
+    mix = mdl.EncodeSettings(kind="labels", prequential=True, first_block=16,
+                             spec={"arch": "mix", "members": [{**pp, "hidden": [3]}, {**pp, "hidden": []},
+                                                              {"arch": "uniform", "classes": 4}],
+                                   "temps": ["1", "2"], "share": "0.05"},
+                             train=mdl.TrainConfig(lr=1e-2, epochs=2, min_steps=4, batch=8, weight_decay=1e-2))
     xs = rng.uniform(-1, 1, (n, 2)).astype(">f4")
     q = np.round((np.tanh(xs[:, 0] - 2 * xs[:, 1]) + 0.1 * rng.standard_normal(n)) / 0.05).astype(np.int64)
     targets = b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + (q - q.min()).astype(np.uint8).tobytes()
@@ -721,6 +727,7 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
              "labels-two-part.side.idx": side,
              "labels-cnn-prequential.nnc": mdl.encode(labels8, cnn, SideInfo.from_idx_bytes(side8))[0],
              "labels-cnn-prequential.side.idx": side8,
+             "labels-mix-prequential.nnc": mdl.encode(labels8, mix, SideInfo.from_idx_bytes(side8))[0],
              "targets-gauss-two-part.nnc": mdl.encode(targets, gauss, SideInfo.from_idx_bytes(side_f),
                                                       levels=("1/8",))[0],
              "targets-gauss-two-part.side.idx": side_f}
@@ -734,6 +741,11 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
          "data_sha256": hashlib.sha256(labels8).hexdigest(), "data_bytes": len(labels8),
          "description": "64 labels (pixel [0,0] // 64) given 8x8 images; prequential code, CNN 3x3 convs of 2 and 3 "
                         "channels, blocks 16, 32, 64"},
+        {"file": "labels-mix-prequential.nnc", "side": "labels-cnn-prequential.side.idx",
+         "data_sha256": hashlib.sha256(labels8).hexdigest(), "data_bytes": len(labels8),
+         "description": "the labels and 8x8 images of labels-cnn-prequential; prequential code, mix (share 0.05, "
+                        "temperatures 1 and 2) of patchpca heads 3x3 kernel, 2 filters, pool 4 (hidden [3] and none) "
+                        "and uniform, blocks 16, 32, 64"},
         {"file": "targets-gauss-two-part.nnc", "side": "targets-gauss-two-part.side.idx",
          "data_sha256": hashlib.sha256(targets).hexdigest(), "data_bytes": len(targets),
          "description": "64 real targets tanh(x0 - 2 x1) + noise rounded to step 0.05, given float32 inputs [64, 2]; "

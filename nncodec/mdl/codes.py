@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .. import decode_memory
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import env
-from .drivers import code_conditional, code_sequence
+from .drivers import code_conditional, code_mixture, code_sequence
 from .kinds import SideInfo, kind_by_name
 from .member import DatasetMember
+from .mixture import Mixture
 from .models import build
 from .schedule import doubling_blocks
 from .sides import DecodeSide, EncodeSide
@@ -43,14 +45,37 @@ def auto_streams(n: int) -> int:
     return int(min(128, max(1, n // 8192)))
 
 
-def code_block(model, member: DatasetMember, side, start: int, end: int, inputs: np.ndarray | None,
-               progress: Progress = None) -> None:
+def code_block(model, member: DatasetMember, side, start: int, end: int, inputs, progress: Progress = None) -> None:
     """Symbols [start, end) under `model`, in whichever direction `side` goes."""
     with env.deterministic():
         if member.kind == "bytes":
             code_sequence(model, side, start, end, member.streams, progress)
+        elif isinstance(model, Mixture):
+            code_mixture(model, side, inputs, start, end, progress)
         else:
             code_conditional(model, side, inputs, start, end, progress)
+
+
+def prepare(model, inputs: np.ndarray | None, limits: Limits = DEFAULT_LIMITS):
+    """What the model reads instead of the raw inputs (e.g. features of ALL inputs, computed before
+    any symbol is coded, from side information alone); the raw inputs if it has nothing to prepare.
+    The features' memory is checked against the limits before they are computed."""
+    if inputs is None or not hasattr(model, "prepare"):
+        return inputs
+    need = model.feature_bytes(len(inputs))
+    limits.check("bytes of input features (max_total_decoded_bytes)", need, limits.max_total_decoded_bytes)
+    decode_memory.check(f"features of {len(inputs)} inputs", need, limits)
+    with env.deterministic():
+        return model.prepare(inputs)
+
+
+def learners(model, cfg: TrainConfig, seed: int) -> list[tuple]:
+    """(module, optimizer, generator, input slot) per trained model: one, or one per mixture member
+    with parameters (member i: Generator seeded with seed + i)."""
+    if isinstance(model, Mixture):
+        return [(m, optimizer(m, cfg), torch.Generator().manual_seed(seed + i), i)
+                for i, m in enumerate(model.members) if any(True for _ in m.parameters())]
+    return [(model, optimizer(model, cfg), torch.Generator().manual_seed(seed), None)]
 
 
 def fit(model, member_kind: str, symbols: np.ndarray, end: int, cfg: TrainConfig, opt, gen,
@@ -66,8 +91,8 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
                     log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
     """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
     model = build(member.model, member.seed, limits)
-    opt = optimizer(model, member.train)
-    gen = torch.Generator().manual_seed(member.seed)
+    inputs = prepare(model, inputs, limits)
+    trained = learners(model, member.train, member.seed)
     start = 0
     for end in member.blocks or []:
         before = side.coder.bits() if isinstance(side, EncodeSide) else None
@@ -75,7 +100,9 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
         if log is not None and before is not None:
             log(f"block [{start}, {end}): {(side.coder.bits() - before) / max(1, end - start):.4f} bits/symbol")
         if end < member.n:
-            fit(model, member.kind, side.symbols, end, member.train, opt, gen, inputs)
+            for module, opt, gen, slot in trained:
+                fit(module, member.kind, side.symbols, end, member.train, opt, gen,
+                    inputs if slot is None else inputs[slot])
         start = end
 
 
@@ -101,7 +128,7 @@ def decode_symbols(member: DatasetMember, payload: bytes | memoryview, model=Non
     if member.code == "prequential":
         run_prequential(member, side, inputs, progress, limits=limits)
     else:
-        code_block(model, member, side, 0, member.n, inputs, progress)
+        code_block(model, member, side, 0, member.n, prepare(model, inputs, limits), progress)
     side.coder.finish()
     return side.symbols
 

@@ -33,6 +33,7 @@ from .codes import (
     code_block,
     decode_symbols,
     fit,
+    prepare,
     prequential_member,
     run_prequential,
     verify_hash,
@@ -116,7 +117,10 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         out = assemble_file(None, member, payload)
         return out, EncodeReport("prequential", n, len(out), len(payload), len(out) - len(payload))
     spec = settings.spec or kind.default_spec(alphabet, side_info)
+    if spec.get("arch") == "mix":
+        raise BadArgumentError("a mix of models is for the prequential code only (--prequential)")
     model = build(spec, settings.seed)
+    inputs = prepare(model, inputs)  # features of all inputs, once (every level's model reads the same)
     loss = None
     if model_file is not None:
         if model_tensors is not None:

@@ -45,3 +45,17 @@ def code_conditional(model, side, inputs: np.ndarray, start: int, end: int, prog
         side(idx, probabilities(logits))
         if progress is not None:
             progress(idx.size)
+
+
+@torch.no_grad()
+def code_mixture(mix, side, inputs: list[np.ndarray], start: int, end: int, progress=None) -> None:
+    """Symbols [start, end) under a mixture (mixture.py): the members' tables in batches of
+    COND_BATCH, then one symbol at a time, the weights updated after each."""
+    for b in range(start, end, COND_BATCH):
+        idx = np.arange(b, min(end, b + COND_BATCH))
+        tables = mix.tables(inputs, idx)
+        for t in range(idx.size):
+            s = side(idx[t:t + 1], mix.table(tables, t))
+            mix.observe(tables[:, t, int(s[0])])
+        if progress is not None:
+            progress(idx.size)

@@ -92,17 +92,29 @@ def parse(obj: object, sections: int) -> DatasetMember:
 
 
 def check_spec(member: DatasetMember) -> None:
-    """The model must fit the data kind: an lstm over the alphabet for bytes, an mlp from the inputs'
-    size (or a cnn over the inputs' [height, width]) to the alphabet for labels (anything else could not have coded these symbols)."""
+    """The model must fit the data kind: an lstm over the alphabet for bytes; for labels a model over the
+    inputs to the alphabet (`_fits_labels`), or a prequential mix of such models (anything else could not
+    have coded these symbols)."""
     spec = member.model
     if member.kind == "bytes":
         ok = spec.get("arch") == "lstm" and spec.get("alphabet") == member.alphabet
+    elif spec.get("arch") == "mix":  # prequential only; every member must fit (build checks the rest)
+        parts = spec.get("members")
+        ok = member.code == "prequential" and isinstance(parts, list) and all(
+            isinstance(m, dict) and m.get("arch") != "mix" and _fits_labels(m, member) for m in parts)
     else:
-        size = 1
-        for d in member.side["shape"][1:]:
-            size *= d
-        fits = {"mlp": spec.get("inputs") == size, "gauss": spec.get("inputs") == size,
-                "cnn": spec.get("shape") == member.side["shape"][1:]}
-        ok = fits.get(spec.get("arch"), False) and spec.get("classes") == member.alphabet
+        ok = _fits_labels(spec, member)
     if not ok:
         raise FormatError(f"dataset model {spec!r} does not fit {member.kind} data of alphabet {member.alphabet}")
+
+
+def _fits_labels(spec: dict, member: DatasetMember) -> bool:
+    """An mlp from the inputs' size, a cnn or patchpca over their [height, width], or uniform, to the alphabet."""
+    size = 1
+    for d in member.side["shape"][1:]:
+        size *= d
+    image = spec.get("shape") == member.side["shape"][1:]
+    fits = {"mlp": spec.get("inputs") == size, "gauss": spec.get("inputs") == size, "cnn": image, "patchpca": image,
+            "uniform": True}
+    arch = spec.get("arch")
+    return isinstance(arch, str) and fits.get(arch, False) and spec.get("classes") == member.alphabet

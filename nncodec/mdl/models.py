@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import FormatError
 from ..limits import DEFAULT_LIMITS, Limits
+from .features import feature_count, patch_pca_features
 
 MAX_WIDTH = 1024  # largest layer width a spec may ask for (bounds what a header can make us allocate)
 MAX_LAYERS = 8
@@ -114,6 +115,51 @@ class CNNClassifier(nn.Module):
     forward = logits
 
 
+class PatchPCAClassifier(nn.Module):
+    """A head (linear layers, ReLU between them) on unsupervised patch-PCA features of the images
+    (features.py): `prepare` computes the features of ALL inputs once, before any label is coded;
+    `logits` takes rows of them. Only the head has parameters (the filters come from the inputs)."""
+
+    kind = "conditional"
+
+    def __init__(self, shape: tuple[int, int], kernel: int, filters: int, pool: int, hidden: list[int],
+                 classes: int) -> None:
+        super().__init__()
+        self.alphabet = classes
+        self.shape, self.kernel, self.filters, self.pool = shape, kernel, filters, pool
+        self.net = linear_stack([feature_count(shape, filters, pool), *hidden, classes], nn.ReLU)
+
+    def featuriser(self) -> tuple:
+        """What identifies the features (members of a mix that share it compute them once)."""
+        return ("patchpca", self.shape, self.kernel, self.filters, self.pool)
+
+    def feature_bytes(self, n: int) -> int:
+        return 4 * n * feature_count(self.shape, self.filters, self.pool)
+
+    def prepare(self, inputs: np.ndarray) -> np.ndarray:
+        return patch_pca_features(inputs, self.shape, self.kernel, self.filters, self.pool)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to(torch.float32))
+
+    forward = logits
+
+
+class UniformModel(nn.Module):
+    """Every class equally likely (no parameters): the safe member of a mixture before any label."""
+
+    kind = "conditional"
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.alphabet = classes
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], self.alphabet)
+
+    forward = logits
+
+
 class GaussRegressor(nn.Module):
     """Real targets coded at a stated precision: target bin k (centre (offset + k)·step) given an
     input vector, under a Gaussian of mean net(x) (a tanh MLP to one output) and scale exp(log_s),
@@ -148,12 +194,16 @@ def _width(spec: dict, key: str, hi: int = MAX_WIDTH) -> int:
     return v
 
 
-def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> nn.Module:
+def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> Any:
     """The model a spec describes, initialised from `seed` (torch's default init, seeded). Its parameter
     count is checked against `limits.max_dataset_model_parameters` before anything is allocated."""
     if not isinstance(spec, dict) or not isinstance(spec.get("arch"), str):
         raise FormatError("model spec must be an object with an arch name")
     arch = spec["arch"]
+    if arch == "mix":
+        from .mixture import build_mix  # the mixture builds its members with this function
+
+        return build_mix(spec, seed, limits)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if arch == "lstm":
@@ -176,8 +226,14 @@ def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> nn.Module
             model = _cnn(spec, limits)
         elif arch == "gauss":
             model = _gauss(spec, limits)
+        elif arch == "patchpca":
+            model = _patchpca(spec, limits)
+        elif arch == "uniform":
+            if set(spec) != {"arch", "classes"}:
+                raise FormatError(f"uniform spec needs exactly classes, got {sorted(spec)}")
+            model = UniformModel(_width(spec, "classes"))
         else:
-            raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp, cnn, gauss)")
+            raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp, cnn, gauss, patchpca, uniform)")
     model.eval()
     return model
 
@@ -226,6 +282,28 @@ def _cnn(spec: dict, limits: Limits) -> nn.Module:
         c, h, w = out, h // 2, w // 2
     _check_params("cnn", params + _dense_params([c * h * w, *hidden, classes]), limits)
     return CNNClassifier((shape[0], shape[1]), channels, kernel, hidden, classes)
+
+
+MAX_POOL = 32
+MAX_FILTERS = 64
+
+
+def _patchpca(spec: dict, limits: Limits) -> nn.Module:
+    if set(spec) != {"arch", "shape", "kernel", "filters", "pool", "hidden", "classes"}:
+        raise FormatError(f"patchpca spec needs exactly shape, kernel, filters, pool, hidden and classes, got {sorted(spec)}")
+    shape = _widths(spec, "shape", 2, 2)
+    kernel = _width(spec, "kernel", MAX_KERNEL)
+    if kernel % 2 == 0:
+        raise FormatError(f"patchpca kernel must be odd, got {kernel}")
+    filters = _width(spec, "filters", min(MAX_FILTERS, kernel * kernel))
+    pool = _width(spec, "pool", MAX_POOL)
+    if min(shape) < max(kernel, pool):
+        raise FormatError(f"patchpca input {shape} is smaller than its kernel {kernel} or pool {pool}")
+    if 2 * filters * shape[0] * shape[1] > MAX_CNN_ACTIVATIONS:
+        raise FormatError(f"patchpca of {filters} filters over {shape} exceeds {MAX_CNN_ACTIVATIONS} values per input")
+    hidden, classes = _widths(spec, "hidden"), _width(spec, "classes")
+    _check_params("patchpca", _dense_params([feature_count((shape[0], shape[1]), filters, pool), *hidden, classes]), limits)
+    return PatchPCAClassifier((shape[0], shape[1]), kernel, filters, pool, hidden, classes)
 
 
 def _gauss(spec: dict, limits: Limits) -> nn.Module:
