@@ -352,6 +352,8 @@ def main() -> None:
     t_quant = time.perf_counter() - t2
     if (a.reg_steps, a.ft_steps, a.pipe_lr, a.ft_schedule) != (400, 200, None, "constant"):
         hp += f"-r{a.reg_steps}-f{a.ft_steps}-lr{lr:g}-{a.ft_schedule}"
+    if a.delta != 0.01:
+        hp += f"-delta{a.delta:g}"
     path = out / f"lm-{a.method}-{hp}-s{ps}-world{bench.world}.nnc"
     size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
     seconds = time.perf_counter() - t0

@@ -30,6 +30,8 @@ def hp(r: dict) -> str:
     text = f"alpha {r['alpha']:g}, " + (f"beta {r['beta']:g}" if r["method"] == "drr" else f"companion lr {r.get('companion_lr') or 1e-2:g}")
     if "pipe_lr" in r:  # the pipeline's own settings (files of before these options: lr 2e-3, 400 + 200 steps, constant)
         text += f", lr {r['pipe_lr']:g}, {r['reg_steps']} + {r['ft_steps']} steps, fine-tuning {r['ft_schedule']}"
+    if r.get("delta", 0.01) != 0.01:
+        text += f", TAMADE delta {r['delta']:g}"
     return text
 
 
@@ -38,7 +40,7 @@ def pipeline_args(r: dict) -> list[str]:
     extra = ["--beta", f"{r['beta']:g}"] if r["method"] == "drr" else ["--companion-lr", f"{r.get('companion_lr') or 1e-2:g}"]
     if "pipe_lr" in r:
         extra += ["--pipe-lr", f"{r['pipe_lr']:g}", "--reg-steps", str(r["reg_steps"]), "--ft-steps", str(r["ft_steps"]),
-                  "--ft-schedule", r["ft_schedule"]]
+                  "--ft-schedule", r["ft_schedule"], "--delta", f"{r['delta']:g}"]
     return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
 
 
@@ -87,7 +89,7 @@ def report(out: Path, timing: Path | None) -> None:
     print("| method | hyper-parameters | file bytes | ratio | val loss increase | test loss increase | surviving pruned weights | chosen |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
     chosen = {m: choose(rows, m) for m in ("drr", "pmmp")}
-    for r in sorted((r for r in rows if r["pipeline_seed"] == 0), key=lambda r: (r["method"], r["alpha"], r.get("pipe_lr", 2e-3))):
+    for r in sorted((r for r in rows if r["pipeline_seed"] == 0), key=lambda r: (r["method"], r["alpha"], r.get("pipe_lr", 2e-3), r["delta"])):
         mark = "**yes**" if chosen.get(r["method"]) is r else ""
         print(f"| {r['method'].upper()} | {hp(r)} | {r['file_bytes']:,} | ×{r['ratio']:.2f} | {100 * r['val_increase']:+.2f} % "
               f"| {100 * r['test_increase']:+.2f} % | {100 * r['density_pruned_params']:.1f} % | {mark} |")
