@@ -50,8 +50,9 @@ def dense_section(dense: dict) -> None:
     print(f"Dense model: {dense['from']['step']} constant-lr steps, then a cosine decay to 0 over {c['dense_anneal']} steps "
           f"(fresh Adam); convergence check: the same start annealed over {c['longer_anneal']} steps: validation "
           f"{c['dense_val']:.4f} vs {c['longer_val']:.4f} ({100 * c['change']:+.2f} %, tolerance {100 * c['tol']:.1f} %): "
-          f"{'verified' if c['verified'] else 'NOT verified'}.\n")
-    for name, curve in (("dense model", dense["curve"]), ("longer run (peer)", dense["curve_longer"])):
+          f"{'verified' if c['verified'] else 'NOT verified: the longer run becomes the dense model and its own peer'}.\n")
+    names = ("dense model", "longer run (peer)") if c["verified"] else ("shorter run", "longer run (dense model and peer)")
+    for name, curve in zip(names, (dense["curve"], dense["curve_longer"]), strict=True):
         print(f"| {name}: step | " + " | ".join(str(st) for st, _ in curve) + " |")
         print("|---|" + "---:|" * len(curve))
         print("| validation loss | " + " | ".join(f"{v:.4f}" for _, v in curve) + " |\n")
