@@ -100,6 +100,16 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
+def lr_at(step: int, steps: int, lr: float, schedule: str) -> float:
+    """Learning rate of 0-based `step` of `steps`: constant, or cosine decay from lr towards 0 (the
+    last step still moves: lr * (1 + cos(pi * step / steps)) / 2 > 0), as the LeNet baselines use."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
 # ------------------------------------------------------------------------------------- the run
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -146,10 +156,13 @@ class Bench:
     def loss(self, model: nn.Module, data: torch.Tensor, state: dict | None = None) -> float:
         return D.all_reduce_mean(*self.loss_sum(model, data, state))
 
-    def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None, on_step=None) -> float:
+    def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None, on_step=None,
+              schedule: str = "constant") -> float:
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.batches(steps, seed)):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(i, steps, lr, schedule)
             opt.zero_grad(set_to_none=True)
             loss = lm_loss(net(x), y)
             if pruner is not None:
@@ -199,11 +212,24 @@ def dense_phase(bench: Bench, out: Path) -> dict:
     config = {k: getattr(a, k) for k in ("width", "layers", "heads", "ff", "ctx", "batch", "lr", "seed", "dense_steps",
                                          "max_dense_steps", "curve_every", "flat", "eval_windows", "reg_steps",
                                          "ft_steps", "text")}
+    config["dense_schedule"] = a.dense_schedule
     if info_path.exists():
         info = json.loads(info_path.read_text())
+        info.get("config", {}).setdefault("dense_schedule", "constant")  # files of before the option
+        if "peer_extra_steps" in info:  # built by lm_curve_continue.py --anneal: its peer is a longer run
+            pipeline = a.reg_steps + a.ft_steps
+            if info["peer_extra_steps"] is None:  # not verified: the peer is the dense model itself
+                print(f"the dense model is not verified converged; the pipeline's {pipeline} steps are extra training")
+            elif pipeline > info["peer_extra_steps"]:
+                raise SystemExit(f"the pipeline trains {pipeline} steps, more than the peer's "
+                                 f"{info['peer_extra_steps']} over the dense model: the peer would be unfair")
+            config = {k: v for k, v in config.items() if k not in ("reg_steps", "ft_steps")}
+            info = {**info, "config": {k: v for k, v in info["config"].items() if k not in ("reg_steps", "ft_steps")}}
         if info.get("config", config) != config:
             raise SystemExit(f"{out} holds a dense model of another configuration; use another --out")
         return info
+    if a.dense_schedule != "constant":
+        raise SystemExit("an annealed dense model is built by benchmarks/lm_curve_continue.py --anneal")
     if bench.world > 1:
         raise SystemExit("run once in a single process first: it trains the dense model and its peer")
     extra = a.reg_steps + a.ft_steps
@@ -264,8 +290,13 @@ def main() -> None:
     p.add_argument("--curve-every", type=int, default=300, help="validation-curve interval of the dense run")
     p.add_argument("--flat", type=float, default=0.005,
                    help="auto: the first step within this relative distance of the curve's best validation loss")
+    p.add_argument("--dense-schedule", default="constant",
+                   help="learning-rate schedule of the cached dense model (as its dense.json records it)")
     p.add_argument("--reg-steps", type=int, default=400)
     p.add_argument("--ft-steps", type=int, default=200)
+    p.add_argument("--pipe-lr", type=float, default=None, help="Adam learning rate of the pipeline [--lr]")
+    p.add_argument("--ft-schedule", choices=("constant", "cosine"), default="constant",
+                   help="learning-rate schedule of the fine-tuning phase")
     p.add_argument("--batch", type=int, default=16, help="global batch (split over the ranks)")
     p.add_argument("--ctx", type=int, default=64)
     p.add_argument("--width", type=int, default=64, help="model width d")
@@ -304,20 +335,25 @@ def main() -> None:
     ps = a.seed if a.pipeline_seed is None else a.pipeline_seed
     hp = f"alpha{alpha:g}-" + (f"beta{a.beta:g}" if a.method == "drr" else f"clr{a.companion_lr:g}")
     pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, **kwargs)
-    t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, a.lr, pruner)
+    lr = a.lr if a.pipe_lr is None else a.pipe_lr
+    t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, lr, pruner)
     reg_val = bench.loss(model, bench.val)
     t1 = time.perf_counter()
     example = bench.val[bench.rank :: bench.world][:16, :-1]
     report = pruner.prune(lambda: bench.loss_sum(model, bench.val), example_inputs=example)
     t_prune = time.perf_counter() - t1
     pruned_val = bench.loss(model, bench.val)
-    t_ft = bench.train(net, a.ft_steps, 10 * ps + 3, a.lr, pruner)
+    t_ft = bench.train(net, a.ft_steps, 10 * ps + 3, lr, pruner, schedule=a.ft_schedule)
     ft_val = bench.loss(model, bench.val)
     t2 = time.perf_counter()
     limit = reference * (1 + a.budget)
     names = [n for n, q in model.named_parameters() if q.numel() >= 256]  # small tensors stay lossless
     steps = search_steps(model, lambda s: bench.loss(model, bench.val, dict(s)), limit, names=names)
     t_quant = time.perf_counter() - t2
+    if (a.reg_steps, a.ft_steps, a.pipe_lr, a.ft_schedule) != (400, 200, None, "constant"):
+        hp += f"-r{a.reg_steps}-f{a.ft_steps}-lr{lr:g}-{a.ft_schedule}"
+    if a.delta != 0.01:
+        hp += f"-delta{a.delta:g}"
     path = out / f"lm-{a.method}-{hp}-s{ps}-world{bench.world}.nnc"
     size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
     seconds = time.perf_counter() - t0
@@ -337,7 +373,8 @@ def main() -> None:
         "val_windows": len(bench.val), "load_average": os.getloadavg(),
         "seconds": {"pipeline": round(seconds, 1), "regularised": round(t_reg, 1), "prune": round(t_prune, 1),
                     "finetune": round(t_ft, 1), "quant_search": round(t_quant, 1)},
-        "tamade_threshold": report.tamade.threshold, **info,
+        "tamade_threshold": report.tamade.threshold, "reg_steps": a.reg_steps, "ft_steps": a.ft_steps,
+        "pipe_lr": lr, "ft_schedule": a.ft_schedule, **info,
     }
     if D.is_main():
         (out / f"result-{a.method}-{hp}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))

@@ -27,7 +27,35 @@ def results(out: Path) -> list[dict]:
 
 
 def hp(r: dict) -> str:
-    return f"alpha {r['alpha']:g}, " + (f"beta {r['beta']:g}" if r["method"] == "drr" else f"companion lr {r.get('companion_lr') or 1e-2:g}")
+    text = f"alpha {r['alpha']:g}, " + (f"beta {r['beta']:g}" if r["method"] == "drr" else f"companion lr {r.get('companion_lr') or 1e-2:g}")
+    if "pipe_lr" in r:  # the pipeline's own settings (files of before these options: lr 2e-3, 400 + 200 steps, constant)
+        text += f", lr {r['pipe_lr']:g}, {r['reg_steps']} + {r['ft_steps']} steps, fine-tuning {r['ft_schedule']}"
+    if r.get("delta", 0.01) != 0.01:
+        text += f", TAMADE delta {r['delta']:g}"
+    return text
+
+
+def pipeline_args(r: dict) -> list[str]:
+    """The command-line options that rerun result `r`'s configuration (another --pipeline-seed)."""
+    extra = ["--beta", f"{r['beta']:g}"] if r["method"] == "drr" else ["--companion-lr", f"{r.get('companion_lr') or 1e-2:g}"]
+    if "pipe_lr" in r:
+        extra += ["--pipe-lr", f"{r['pipe_lr']:g}", "--reg-steps", str(r["reg_steps"]), "--ft-steps", str(r["ft_steps"]),
+                  "--ft-schedule", r["ft_schedule"], "--delta", f"{r['delta']:g}"]
+    return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
+
+
+def dense_section(dense: dict) -> None:
+    """The annealed dense model (lm_curve_continue.py --anneal): both curves and the convergence check."""
+    c = dense["convergence"]
+    print(f"Dense model: {dense['from']['step']} constant-lr steps, then a cosine decay to 0 over {c['dense_anneal']} steps "
+          f"(fresh Adam); convergence check: the same start annealed over {c['longer_anneal']} steps: validation "
+          f"{c['dense_val']:.4f} vs {c['longer_val']:.4f} ({100 * c['change']:+.2f} %, tolerance {100 * c['tol']:.1f} %): "
+          f"{'verified' if c['verified'] else 'NOT verified: the longer run becomes the dense model and its own peer'}.\n")
+    names = ("dense model", "longer run (peer)") if c["verified"] else ("shorter run", "longer run (dense model and peer)")
+    for name, curve in zip(names, (dense["curve"], dense["curve_longer"]), strict=True):
+        print(f"| {name}: step | " + " | ".join(str(st) for st, _ in curve) + " |")
+        print("|---|" + "---:|" * len(curve))
+        print("| validation loss | " + " | ".join(f"{v:.4f}" for _, v in curve) + " |\n")
 
 
 def choose(rows: list[dict], method: str, budget: float = 0.02) -> dict | None:
@@ -45,19 +73,24 @@ def ms(xs: list[float], fmt: str) -> str:
 def report(out: Path, timing: Path | None) -> None:
     dense = json.loads((out / "dense.json").read_text())
     curve = dense["curve"]
-    print(f"Dense run (seed {dense['config']['seed']}): {len(curve)} validation points, every {dense['config']['curve_every']} steps, "
-          f"{dense['steps_per_epoch']:.0f} steps per epoch; chosen {dense['dense_steps']} steps "
-          f"(converged by the rule: {dense['converged']}); validation loss there {dense['val_at_dense']:.4f}, best "
-          f"{dense['best_val']:.4f}, change from the chosen step to step {curve[-1][0]}: {100 * dense['tail_change']:+.2f} %.\n")
-    print("| step | " + " | ".join(str(s) for s, _ in curve[1::2]) + " |")
-    print("|---|" + "---:|" * len(curve[1::2]))
-    print("| validation loss | " + " | ".join(f"{v:.4f}" for _, v in curve[1::2]) + " |\n")
+    if "convergence" in dense:
+        dense_section(dense)
+        curve = []
+    if curve:
+        print(f"Dense run (seed {dense['config']['seed']}): {len(curve)} validation points, every {dense['config']['curve_every']} steps, "
+              f"{dense['steps_per_epoch']:.0f} steps per epoch; chosen {dense['dense_steps']} steps "
+              f"(converged by the rule: {dense['converged']}); validation loss there {dense['val_at_dense']:.4f}, best "
+              f"{dense['best_val']:.4f}, change from the chosen step to step {curve[-1][0]}: {100 * dense['tail_change']:+.2f} %.\n")
+    if curve:
+        print("| step | " + " | ".join(str(s) for s, _ in curve[1::2]) + " |")
+        print("|---|" + "---:|" * len(curve[1::2]))
+        print("| validation loss | " + " | ".join(f"{v:.4f}" for _, v in curve[1::2]) + " |\n")
     rows = results(out)
     print("Validation sweep (pipeline seed 0; chosen = largest ratio within the 2 % validation budget):\n")
     print("| method | hyper-parameters | file bytes | ratio | val loss increase | test loss increase | surviving pruned weights | chosen |")
     print("|---|---|---:|---:|---:|---:|---:|---|")
     chosen = {m: choose(rows, m) for m in ("drr", "pmmp")}
-    for r in sorted((r for r in rows if r["pipeline_seed"] == 0), key=lambda r: (r["method"], r["alpha"])):
+    for r in sorted((r for r in rows if r["pipeline_seed"] == 0), key=lambda r: (r["method"], r["alpha"], r.get("pipe_lr", 2e-3), r["delta"])):
         mark = "**yes**" if chosen.get(r["method"]) is r else ""
         print(f"| {r['method'].upper()} | {hp(r)} | {r['file_bytes']:,} | ×{r['ratio']:.2f} | {100 * r['val_increase']:+.2f} % "
               f"| {100 * r['test_increase']:+.2f} % | {100 * r['density_pruned_params']:.1f} % | {mark} |")
@@ -97,8 +130,7 @@ def main() -> None:
         c = choose(results(a.out), a.choose)
         if c is None:
             raise SystemExit(f"no {a.choose} configuration within the budget")
-        extra = ["--beta", f"{c['beta']:g}"] if c["method"] == "drr" else ["--companion-lr", f"{c.get('companion_lr') or 1e-2:g}"]
-        print(" ".join(["--method", c["method"], "--alpha", f"{c['alpha']:g}", *extra]))
+        print(" ".join(pipeline_args(c)))
         return
     report(a.out, a.timing)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from nncodec_cli.main import main
-from test_training import tiny_idx  # noqa: F401  (the shared IDX fixture)
+from test_cli_prune import tiny_idx  # noqa: F401  (the shared IDX fixture)
 from torch import nn
 
 import nncodec

@@ -1,0 +1,49 @@
+"""bench_own_loop.py / lm_curve_continue.py: the learning-rate schedule, the convergence verdict and the
+fairness bound of an annealed dense model's peer (no text, no training)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+from script_modules import load_script
+
+B = load_script("benchmarks/bench_own_loop.py")
+C = load_script("benchmarks/lm_curve_continue.py")
+
+CONFIG = {"width": 64, "layers": 2, "heads": 4, "ff": 256, "ctx": 64, "batch": 16, "lr": 0.002, "seed": 0,
+          "dense_steps": "auto", "max_dense_steps": 10000, "curve_every": 300, "flat": 0.005, "eval_windows": 512,
+          "reg_steps": 400, "ft_steps": 200, "text": "/usr/share/games/fortunes"}
+
+
+def test_cosine_decays_from_lr_towards_zero_and_constant_stays() -> None:
+    lrs = [B.lr_at(i, 100, 2e-3, "cosine") for i in range(100)]
+    assert lrs[0] == 2e-3 and math.isclose(lrs[50], 1e-3)
+    assert all(a > b > 0 for a, b in zip(lrs, lrs[1:], strict=False))
+    assert {B.lr_at(i, 100, 2e-3, "constant") for i in range(100)} == {2e-3}
+    with pytest.raises(ValueError):
+        B.lr_at(0, 100, 2e-3, "linear")
+
+
+def test_converged_only_when_the_longer_run_is_not_better_beyond_the_tolerance() -> None:
+    assert C.verdict(1.70, 1.70 * (1 - 0.004), 0.005)
+    assert C.verdict(1.70, 1.71, 0.005)
+    assert not C.verdict(1.70, 1.70 * (1 - 0.006), 0.005)
+
+
+def _bench(tmp_path, reg: int, ft: int, schedule: str = "constant9900+cosine1000"):
+    args = argparse.Namespace(**{**CONFIG, "reg_steps": reg, "ft_steps": ft, "dense_schedule": schedule})
+    return argparse.Namespace(args=args, world=1)
+
+
+def test_an_annealed_dense_model_is_reused_and_its_peer_bounds_the_pipeline(tmp_path) -> None:
+    info = {"dense_steps": 10900, "peer_steps": 11500, "peer_extra_steps": 600, "converged": True,
+            "config": {**CONFIG, "dense_schedule": "constant9900+cosine1000"}}
+    (tmp_path / "dense.json").write_text(json.dumps(info))
+    assert B.dense_phase(_bench(tmp_path, 300, 300), tmp_path)["dense_steps"] == 10900  # other lengths, same total
+    with pytest.raises(SystemExit, match="peer would be unfair"):
+        B.dense_phase(_bench(tmp_path, 500, 200), tmp_path)
+    with pytest.raises(SystemExit, match="another configuration"):
+        B.dense_phase(_bench(tmp_path, 400, 200, "constant"), tmp_path)
