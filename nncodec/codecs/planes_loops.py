@@ -1,0 +1,54 @@
+"""The compiled loops of planes_jit.py (imported only through it: importing this module imports numba and
+loads or compiles the loops, ~0.5-2 s once per process; compiled code is cached beside this file).
+
+Streams, as raw._split defines them for float32 (bfloat16: no low bytes, 7 mantissa bits):
+exp = bits 23..30, l0 = bits 0..7, l1 = bits 8..15, top = bits 16..22 | the sign bit as 0x80.
+Each loop is one pass over the words with the GIL released (nogil): chunks run in parallel threads.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import types
+
+_RO8 = types.Array(types.uint8, 1, "C", readonly=True)  # writable arrays are accepted too
+_W8 = types.Array(types.uint8, 1, "C")
+_RO16, _W16 = types.Array(types.uint16, 1, "C", readonly=True), types.Array(types.uint16, 1, "C")
+_RO32, _W32 = types.Array(types.uint32, 1, "C", readonly=True), types.Array(types.uint32, 1, "C")
+
+
+@numba.njit([types.void(_RO8, _RO8, _RO8, _RO8, _W32)], nogil=True, cache=True)
+def join32(exp, l0, l1, top, out):
+    for i in range(out.size):
+        t = np.uint32(top[i])
+        out[i] = (np.uint32(l0[i]) | (np.uint32(l1[i]) << 8) | ((t & 0x7F) << 16)
+                  | (np.uint32(exp[i]) << 23) | ((t & 0x80) << 24))
+
+
+@numba.njit([types.void(_RO8, _RO8, _W16)], nogil=True, cache=True)
+def join16(exp, top, out):
+    for i in range(out.size):
+        t = np.uint16(top[i])
+        out[i] = (t & 0x7F) | (np.uint16(exp[i]) << 7) | ((t & 0x80) << 8)
+
+
+@numba.njit([types.void(_RO32, _W8, _W8, _W8, _W8)], nogil=True, cache=True)
+def split32(w, exp, l0, l1, top):
+    for i in range(w.size):
+        x = w[i]
+        exp[i] = (x >> 23) & 0xFF
+        l0[i] = x & 0xFF
+        l1[i] = (x >> 8) & 0xFF
+        top[i] = ((x >> 16) & 0x7F) | ((x >> 24) & 0x80)
+
+
+@numba.njit([types.void(_RO16, _W8, _W8)], nogil=True, cache=True)
+def split16(w, exp, top):
+    for i in range(w.size):
+        x = w[i]
+        exp[i] = (x >> 7) & 0xFF
+        top[i] = (x & 0x7F) | ((x >> 8) & 0x80)
+
+
+KERNELS = {"join32": join32, "join16": join16, "split32": split32, "split16": split16}
