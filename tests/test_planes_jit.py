@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nncodec
-from nncodec.codecs import planes_jit, raw
+from nncodec.codecs import pairs, planes_jit, raw, zstd
+from nncodec.codecs.binary import write_uvarint
 from nncodec.dtypes import DTYPES
+from nncodec.errors import CorruptFileError
 
 FLOATS = ["float32", "bfloat16"]
 
@@ -105,3 +107,48 @@ def test_auto_mode_loads_only_after_enough_numpy_work(monkeypatch: pytest.Monkey
     assert planes_jit.split_float(words) is None  # off wins over loaded loops
     with pytest.raises(ValueError):
         planes_jit.set_mode("fast")
+
+
+@pytest.fixture()
+def loops_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled loops for calls of any size (numba required)."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(planes_jit, "MIN_WORDS", 1)
+    planes_jit.set_mode("on")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_compiled_pairs_decode_equals_numpy(loops_everywhere: None, data: st.DataObject) -> None:
+    planes_jit.set_mode("on")  # (each example ends with "off")
+    alphabet = data.draw(st.integers(2, 256))
+    n = data.draw(st.integers(1, 3000))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    stream = (rng.integers(0, alphabet, n) >> data.draw(st.integers(0, 4))).astype(np.uint8)
+    counts = None if data.draw(st.booleans()) else rng.integers(0, 5, 256)  # a table from another histogram: escapes
+    payload = pairs.encode(stream, counts)
+    if payload is None:
+        return
+    assert planes_jit.kernels(n) is not None
+    got = pairs.decode(payload, n, "t")
+    planes_jit.set_mode("off")
+    assert np.array_equal(got, stream) and np.array_equal(pairs.decode(payload, n, "t"), stream)
+
+
+def _pairs_payload(k: int, table: bytes, packed: bytes, escapes: bytes = b"") -> bytes:
+    frame = zstd.compress_fast(packed)
+    return bytes([k]) + table + write_uvarint(len(frame)) + frame + escapes
+
+
+@pytest.mark.parametrize(("payload", "count", "message"), [
+    (_pairs_payload(2, b"\x05\x06", b"\x02"), 2, "outside the table"),
+    (_pairs_payload(2, b"\x05\x06", b"\x0e\xf0"), 4, "outside the table"),
+    (_pairs_payload(2, b"\x05\x06", b"\xf0"), 2, "escape bytes"),  # an escape code, no escape byte
+    (_pairs_payload(2, b"\x05\x06", b"\xff", b"\x07"), 2, "escape bytes"),  # two codes, one byte
+    (_pairs_payload(2, b"\x05\x06", b"\x01", b"\x07"), 2, "escape bytes"),  # a byte no code calls for
+    (_pairs_payload(2, b"\x05\x06", b"\x11"), 1, "unused last pairs code"),
+])
+def test_compiled_pairs_decode_refuses_what_numpy_refuses(loops_everywhere: None, payload: bytes, count: int,
+                                                           message: str) -> None:
+    with pytest.raises(CorruptFileError, match=message):
+        pairs.decode(payload, count, "t")

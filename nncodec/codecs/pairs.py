@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CorruptFileError
-from . import zstd
+from . import planes_jit, zstd
 from .binary import Reader, write_uvarint
 
 METHOD = "pairs"
@@ -66,6 +66,12 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
     escapes = r.take(r.remaining)
     if count % 2 and packed[-1] & 15:
         raise CorruptFileError(f"{what}: the unused last pairs code is not 0")
+    loops = planes_jit.kernels(count)
+    if loops is not None:  # one compiled pass; a bad code or escape count falls through to the checks below
+        out = np.empty(count, dtype=np.uint8)
+        esc = np.frombuffer(escapes, dtype=np.uint8)
+        if loops["unpairs"](packed, table, k, esc, out) == esc.size:
+            return out
     if k < MAX_TABLE:  # codes k .. 14 stand for nothing (with a full table every code means something)
         bad = ((k <= _HI) & (_HI < ESCAPE)) | ((k <= _LO) & (_LO < ESCAPE))
         if np.take(bad, packed).any():

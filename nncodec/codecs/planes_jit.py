@@ -1,5 +1,7 @@
-"""The planes split and join of float32 and bfloat16 words as compiled loops (optional extra `jit`: numba),
-with raw.py's numpy code as the fallback: both give the same streams and the same words.
+"""The planes split and join of float32 and bfloat16 words, and the `pairs` unpacking, as compiled loops
+(optional extra `jit`: numba), with the numpy code of raw.py and pairs.py as the fallback: both give the
+same streams, symbols and words, and refuse the same malformed payloads (a loop that meets a bad code
+hands over to the numpy path, which raises its exact error).
 
 Why: numpy joins four byte planes into float32 words with strided byte stores plus six passes of byte
 math, ~2.3 ms per 2**20 words, the largest per-byte cost of decoding a big tensor (the 47 MB lazy read:
@@ -50,8 +52,9 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _kernels(words: int) -> dict[str, Callable] | None:
-    """The compiled loops if this call should use them (loading them if the mode says it is time)."""
+def kernels(words: int) -> dict[str, Callable] | None:
+    """The compiled loops (planes_loops.KERNELS) if a call over `words` words or symbols should use them,
+    loading them if the mode says it is time; else None (numpy)."""
     if words < MIN_WORDS or _state["mode"] == "off":
         return None
     k = _state["kernels"]
@@ -83,7 +86,7 @@ def _load() -> dict[str, Callable] | bool:
 def join_float(streams: list[np.ndarray], out: np.ndarray) -> bool:
     """Words of float32 / bfloat16 from their fast-split streams into contiguous `out` (raw._join_block's
     fast path); False (nothing written) when the loops are not to be used for this call."""
-    k = _kernels(out.size)
+    k = kernels(out.size)
     if k is None or not out.flags.c_contiguous or not all(s.flags.c_contiguous for s in streams):
         return False
     if out.itemsize == 4:
@@ -95,7 +98,7 @@ def join_float(streams: list[np.ndarray], out: np.ndarray) -> bool:
 
 def split_float(w: np.ndarray) -> list[np.ndarray] | None:
     """raw._split's fast-path streams of contiguous float32 / bfloat16 storage words `w`, or None."""
-    k = _kernels(w.size)
+    k = kernels(w.size)
     if k is None:
         return None
     streams = [np.empty(w.size, np.uint8) for _ in range(w.itemsize)]

@@ -51,4 +51,25 @@ def split16(w, exp, top):
         top[i] = (x & 0x7F) | ((x >> 8) & 0x80)
 
 
-KERNELS = {"join32": join32, "join16": join16, "split32": split32, "split16": split16}
+@numba.njit([types.int64(_RO8, _RO8, types.int64, _RO8, _W8)], nogil=True, cache=True)
+def unpairs(packed, symbols, k, escapes, out):
+    """`pairs` codes -> symbols (pairs.py): code c < k is symbols[c], 15 takes the next escape byte.
+    Returns the escapes used, or -1 for a code in k..14, -2 when the escapes run out (the caller then
+    lets the numpy path raise its exact error)."""
+    n, e = out.size, 0
+    for i in range(n):
+        b = np.int64(packed[i >> 1])  # (signed: uint8 mixed with int64 would type as float)
+        c = (b >> 4) if (i & 1) == 0 else (b & 15)
+        if c < k:
+            out[i] = symbols[c]
+        elif c == 15:
+            if e >= escapes.size:
+                return -2
+            out[i] = escapes[e]
+            e += 1
+        else:
+            return -1
+    return e
+
+
+KERNELS = {"join32": join32, "join16": join16, "split32": split32, "split16": split16, "unpairs": unpairs}
