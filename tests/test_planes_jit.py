@@ -133,6 +133,16 @@ def test_compiled_pairs_decode_equals_numpy(loops_everywhere: None, data: st.Dat
     got = pairs.decode(payload, n, "t")
     planes_jit.set_mode("off")
     assert np.array_equal(got, stream) and np.array_equal(pairs.decode(payload, n, "t"), stream)
+    assert pairs.encode(stream, counts) == payload  # the compiled packing wrote the numpy path's bytes
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 200_000), top=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
+def test_compiled_sample_counts_equal_bincount(loops_everywhere: None, n: int, top: int, seed: int) -> None:
+    planes_jit.set_mode("on")
+    stream = np.random.default_rng(seed).integers(0, top + 1, n).astype(np.uint8)
+    got = raw._sample_counts(stream)
+    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw._sample(stream)))
 
 
 def _pairs_payload(k: int, table: bytes, packed: bytes, escapes: bytes = b"") -> bytes:

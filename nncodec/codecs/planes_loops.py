@@ -72,4 +72,35 @@ def unpairs(packed, symbols, k, escapes, out):
     return e
 
 
-KERNELS = {"join32": join32, "join16": join16, "split32": split32, "split16": split16, "unpairs": unpairs}
+@numba.njit([types.int64(_RO8, _RO8, _W8, _W8)], nogil=True, cache=True)
+def pairs(stream, code, packed, escapes):
+    """The `pairs` packing (pairs.py): packed[j] = code[stream[2j]] << 4 | code[stream[2j + 1]] (the unused
+    second code of an odd stream is 0); the symbols whose code is 15 go to `escapes` in order. Returns
+    their count."""
+    n, e = stream.size, 0
+    for j in range(packed.size):
+        s0 = stream[2 * j]
+        c0 = np.int64(code[s0])
+        if c0 == 15:
+            escapes[e] = s0
+            e += 1
+        c1 = np.int64(0)
+        if 2 * j + 1 < n:
+            s1 = stream[2 * j + 1]
+            c1 = np.int64(code[s1])
+            if c1 == 15:
+                escapes[e] = s1
+                e += 1
+        packed[j] = (c0 << 4) | c1
+    return e
+
+
+@numba.njit([types.void(_RO8, types.int64, types.Array(types.int64, 1, "C"))], nogil=True, cache=True)
+def count_bytes(stream, step, counts):
+    """counts[v] += the number of values v in stream[::step]."""
+    for i in range(0, stream.size, step):
+        counts[stream[i]] += 1
+
+
+KERNELS = {"join32": join32, "join16": join16, "split32": split32, "split16": split16, "unpairs": unpairs,
+           "pairs": pairs, "count_bytes": count_bytes}
