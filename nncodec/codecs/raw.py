@@ -228,9 +228,12 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     return smallest(fast, EncodeOptions(prefer="speed")), slow
 
 
-def _le_bytes(stream: np.ndarray) -> bytes:
-    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian)."""
-    return stream.tobytes() if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False).tobytes()
+def _le_bytes(stream: np.ndarray) -> memoryview:
+    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian), as a view: the planes
+    payload is joined from the chosen streams anyway, and `tobytes` would copy every stream once more
+    holding the GIL (the join lets it go for large payloads)."""
+    le = stream if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False)
+    return memoryview(np.ascontiguousarray(le)).cast("B")
 
 
 def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[Encoded, float]:
