@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import CorruptFileError
-from . import zstd
+from . import planes_jit, zstd
 from .binary import Reader, write_uvarint
 
 METHOD = "pairs"
@@ -39,14 +39,19 @@ def encode(stream: np.ndarray, counts: np.ndarray | None = None) -> bytes | None
     table = np.argsort(-counts, kind="stable")[: min(MAX_TABLE, used)].astype(np.uint8)
     code = np.full(256, ESCAPE, dtype=np.uint8)
     code[table] = np.arange(table.size, dtype=np.uint8)
-    # two symbols (one little-endian uint16: s0 | s1 << 8) -> their packed byte, in one lookup
-    by_pair = ((code[np.newaxis, :] << 4) | code[:, np.newaxis]).reshape(65536)
     stream = np.ascontiguousarray(stream)
-    even = stream.size - stream.size % 2
-    packed = np.take(by_pair, stream[:even].view("<u2"))
-    if stream.size % 2:
-        packed = np.append(packed, code[stream[-1]] << np.uint8(4))  # the unused second code is 0
-    escapes = stream[_escape_positions(packed)]
+    loops = planes_jit.kernels(stream.size)
+    if loops is not None:  # one compiled pass: the same packed bytes and escapes
+        packed, escapes = np.empty((stream.size + 1) // 2, dtype=np.uint8), np.empty(stream.size, dtype=np.uint8)
+        escapes = escapes[: loops["pairs"](stream, code, packed, escapes)]
+    else:
+        # two symbols (one little-endian uint16: s0 | s1 << 8) -> their packed byte, in one lookup
+        by_pair = ((code[np.newaxis, :] << 4) | code[:, np.newaxis]).reshape(65536)
+        even = stream.size - stream.size % 2
+        packed = np.take(by_pair, stream[:even].view("<u2"))
+        if stream.size % 2:
+            packed = np.append(packed, code[stream[-1]] << np.uint8(4))  # the unused second code is 0
+        escapes = stream[_escape_positions(packed)]
     frame = zstd.compress_fast(packed.tobytes(), PACKED_WINDOW_LOG)
     return b"".join((bytes([table.size]), table.tobytes(), write_uvarint(len(frame)), frame, escapes.tobytes()))
 
@@ -66,6 +71,12 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
     escapes = r.take(r.remaining)
     if count % 2 and packed[-1] & 15:
         raise CorruptFileError(f"{what}: the unused last pairs code is not 0")
+    loops = planes_jit.kernels(count)
+    if loops is not None:  # one compiled pass; a bad code or escape count falls through to the checks below
+        out = np.empty(count, dtype=np.uint8)
+        esc = np.frombuffer(escapes, dtype=np.uint8)
+        if loops["unpairs"](packed, table, k, esc, out) == esc.size:
+            return out
     if k < MAX_TABLE:  # codes k .. 14 stand for nothing (with a full table every code means something)
         bad = ((k <= _HI) & (_HI < ESCAPE)) | ((k <= _LO) & (_LO < ESCAPE))
         if np.take(bad, packed).any():
