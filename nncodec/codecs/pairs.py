@@ -12,6 +12,8 @@ ZipNN's size on every test checkpoint. The entropy coder is still zstd's; this m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..errors import CorruptFileError
@@ -56,9 +58,11 @@ def encode(stream: np.ndarray, counts: np.ndarray | None = None) -> bytes | None
     return b"".join((bytes([table.size]), table.tobytes(), write_uvarint(len(frame)), frame, escapes.tobytes()))
 
 
-def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
+def decode(payload: bytes | memoryview, count: int, what: str,
+           scratch: Callable[[int], np.ndarray | None] | None = None) -> np.ndarray:
     """`count` uint8 symbols from a pairs payload; every rule of §9.1 is checked before the symbols are
-    returned (the frame's size is implied by `count`, so nothing is allocated from the payload's say-so)."""
+    returned (the frame's size is implied by `count`, so nothing is allocated from the payload's say-so).
+    `scratch(count)`: a reused uint8 array (or None) the compiled loop may write the symbols into."""
     r = Reader(payload, what)
     k = r.take(1)[0]
     if not 1 <= k <= MAX_TABLE:
@@ -73,7 +77,8 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
         raise CorruptFileError(f"{what}: the unused last pairs code is not 0")
     loops = planes_jit.kernels(count)
     if loops is not None:  # one compiled pass; a bad code or escape count falls through to the checks below
-        out = np.empty(count, dtype=np.uint8)
+        out = scratch(count) if scratch is not None else None
+        out = np.empty(count, dtype=np.uint8) if out is None else out
         esc = np.frombuffer(escapes, dtype=np.uint8)
         if loops["unpairs"](packed, table, k, esc, out) == esc.size:
             return out

@@ -126,6 +126,24 @@ def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
     return bufs[0][:n], bufs[1][:n]
 
 
+_STREAM_SCRATCH = 1 << 20  # symbols: longer decoded streams get fresh arrays (bounds what a thread keeps)
+
+
+def _stream_scratch(what: str, n: int) -> np.ndarray | None:
+    """A reused uint8 array of `n` elements for decoded stream `what` (one per stream of a planes payload and
+    per thread): the stream only lives until _join has read it, and a fresh array costs a page fault per
+    4 KiB (resemblyzer bf16: about a fifth of its decode). None above _STREAM_SCRATCH symbols."""
+    if n > _STREAM_SCRATCH:
+        return None
+    bufs = getattr(_local, "streams", None)
+    if bufs is None:
+        bufs = _local.streams = {}
+    buf = bufs.get(what)
+    if buf is None or buf.size < n:
+        buf = bufs[what] = np.empty(max(n, 1 << 16), np.uint8)
+    return buf[:n]
+
+
 def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray) -> None:
     """Words from their streams, written into the contiguous array `out`."""
     if split == "bytes" or _sign_exponent_byte_aligned(dt):
@@ -295,7 +313,7 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
     elif method == pairs.METHOD:
         if width != 1:
             raise CorruptFileError(f"{what}: pairs codes 1-byte symbols only")
-        return pairs.decode(payload, count, what)
+        return pairs.decode(payload, count, what, functools.partial(_stream_scratch, what))
     elif method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
         return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state,
                                      _U1 if width == 1 else _U2)
