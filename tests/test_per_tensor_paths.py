@@ -169,3 +169,16 @@ def test_indexed_file_with_a_bad_entry_is_refused_on_load():
             f._load_all()
     with pytest.raises(FormatError, match="layer120"):
         nncodec.load(bad)
+
+
+def test_sections_keep_read_only_views_and_copy_writable_buffers():
+    frozen = np.arange(200, dtype=np.uint8)
+    frozen.flags.writeable = False
+    writable = bytearray(b"abc")
+    store = Sections()
+    store.add(memoryview(frozen))
+    store.add(writable)
+    assert isinstance(store._memory[0], memoryview)  # no copy of a chunked tensor's read-only payload
+    writable[0] = ord("z")  # a writable buffer was copied: changing it later changes nothing
+    plan = lay_out({"tensors": {}}, store)
+    assert plan.read(store, 0, plan.file_length).endswith(frozen.tobytes() + b"abc")
