@@ -66,10 +66,11 @@ def run(args: argparse.Namespace) -> dict:
 
     import nncodec
 
-    if args.jit != "auto":
-        from nncodec.codecs import planes_jit
-
-        planes_jit.set_mode(args.jit)
+    if args.jit != "auto":  # both versions, where they have the loops (in `auto` they switch mid-run)
+        for mod in (nncodec, nncodec_old):
+            jit = getattr(mod.codecs, "planes_jit", None)
+            if jit is not None:
+                jit.set_mode(args.jit)
     new_rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], check=True,
                              capture_output=True, text=True).stdout.strip()
     versions = {"old": nncodec_old, "new": nncodec}
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--jit", choices=("off", "on", "auto"), default="off",
-                    help="planes_jit mode of the new version (the old may not have it)")
+                    help="planes_jit mode of both versions (where they have it)")
     ap.add_argument("--load-own", action="store_true", help="each version loads its own file (format changed)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
