@@ -276,8 +276,9 @@ class TensorFile(EntryParsing):
         """Before decoding several tensors that are all kept (load_file): their outputs together,
         plus the largest single decode's extra working memory, must fit the cap and free memory."""
         kept, extra = 0, 0
-        for name in dict.fromkeys(self.aliases.get(n, n) for n in names):
-            e = self.resolve(name)
+        aliases, entries = self.aliases, self.entries  # (validated: every alias names an entry)
+        for name in dict.fromkeys(aliases.get(n, n) for n in names):
+            e = entries[name] if name in entries else self.resolve(name)  # (resolve: KeyError for an unknown name)
             out = e.nbytes
             kept += out
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)

@@ -35,7 +35,7 @@ class Sections:
         self.lengths: list[int] = []
         self.crcs: list[int] = []
         self.kinds: dict[int, str] = {}
-        self._memory: list[bytes] = []
+        self._memory: list[bytes | memoryview] = []
         self._spool = spool
         self._starts: list[int] = []
         self._end = 0
@@ -50,16 +50,18 @@ class Sections:
         self.crcs.append(crc32(payload))  # (isal when installed: same value, 3.5x faster)
         if kind is not None:
             self.kinds[index] = kind
-        if self._spool is None:
-            self._memory.append(bytes(payload))
+        if self._spool is None:  # a read-only view is kept as it is (a chunked tensor's payload: no copy)
+            keep = isinstance(payload, bytes) or (isinstance(payload, memoryview) and payload.readonly
+                                                   and payload.itemsize == 1 and payload.c_contiguous)
+            self._memory.append(payload if keep else bytes(payload))
         else:
             self._spool.write(payload)
             self._starts.append(self._end)
             self._end += len(payload)
         return index
 
-    def read(self, index: int, start: int, stop: int) -> bytes:
-        """Bytes [start, stop) of section `index`."""
+    def read(self, index: int, start: int, stop: int) -> bytes | memoryview:
+        """Bytes [start, stop) of section `index` (a view for a section kept as a view)."""
         if self._spool is None:
             return self._memory[index][start:stop]
         self._spool.flush()
