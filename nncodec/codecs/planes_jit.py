@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -75,10 +76,14 @@ def kernels(words: int) -> dict[str, Callable] | None:
 
 
 def _load() -> dict[str, Callable] | bool:
-    """The compiled loops, or False when numba is not installed (then numpy, for good)."""
+    """The compiled loops, or False when numba is not installed or does not load (then numpy, for good: an
+    accelerator that fails must not fail a decode). numba's warnings (e.g. a cache directory it cannot
+    write, after which it compiles in memory) are not the user's business."""
     try:
-        from . import planes_loops
-    except ImportError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from . import planes_loops
+    except Exception:  # ImportError, or a broken numba / llvmlite install
         return False
     return planes_loops.KERNELS
 
