@@ -187,3 +187,12 @@ def test_planes_with_reused_stream_buffers_round_trip(loops_everywhere: None, na
     ctx = DecodeContext()
     back = [raw.decode(e.codec, e.params, memoryview(e.payload), dt, w.size, ctx) for e, w in zip(coded, (first, second), strict=True)]
     assert back[0].tobytes() == first.tobytes() and back[1].tobytes() == second.tobytes()
+
+
+def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nncodec.codecs.planes_loops", None)  # `import` of it raises ImportError
+    monkeypatch.setitem(planes_jit._state, "kernels", None)
+    planes_jit.set_mode("on")
+    assert planes_jit.kernels(1 << 20) is None and planes_jit._state["kernels"] is False
