@@ -192,7 +192,10 @@ def test_planes_with_reused_stream_buffers_round_trip(loops_everywhere: None, na
 def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
+    import nncodec.codecs
+
     monkeypatch.setitem(sys.modules, "nncodec.codecs.planes_loops", None)  # `import` of it raises ImportError
+    monkeypatch.delattr(nncodec.codecs, "planes_loops", raising=False)
     monkeypatch.setitem(planes_jit._state, "kernels", None)
     planes_jit.set_mode("on")
     assert planes_jit.kernels(1 << 20) is None and planes_jit._state["kernels"] is False
