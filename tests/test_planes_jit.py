@@ -199,3 +199,9 @@ def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest
     monkeypatch.setitem(planes_jit._state, "kernels", None)
     planes_jit.set_mode("on")
     assert planes_jit.kernels(1 << 20) is None and planes_jit._state["kernels"] is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 10**7))
+def test_sample_size_is_the_length_of_the_sample(n: int) -> None:
+    assert raw._sample_size(n) == len(range(0, n, 1 if n <= raw._SAMPLE else n // raw._SAMPLE))

@@ -196,6 +196,11 @@ def _sample(stream: np.ndarray) -> np.ndarray:
     return stream if stream.size <= _SAMPLE else stream[:: stream.size // _SAMPLE]
 
 
+def _sample_size(n: int) -> int:
+    """len(_sample(stream)) of a stream of n symbols, without a pass over the counts."""
+    return n if n <= _SAMPLE else -(-n // (n // _SAMPLE))
+
+
 def _sample_counts(stream: np.ndarray) -> np.ndarray:
     """np.bincount(_sample(stream)) (a compiled count of a 1-byte stream's sample when the loops are loaded)."""
     loops = planes_jit.kernels(stream.size) if stream.itemsize == 1 else None
@@ -266,7 +271,7 @@ def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[En
         return Encoded("copy", raw), 0.0
     counts = _sample_counts(stream)
     used = _nonzero(counts)
-    m = int(used.sum())  # the sample's size
+    m = _sample_size(n)
     bits = _entropy_bits(used)
     estimate = n * bits / 8 + 2 * used.size + 8
     if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
