@@ -148,5 +148,5 @@ def decode(table: ChunkTable, payload: memoryview, dt: DType, ctx: DecodeContext
         piece = payload[table.offsets[k] : table.offsets[k + 1]]
         decode_chunk(table, k, piece, dt, ctx, decode_whole, out=words[a:b], verify_crc=False)
 
-    parallel.map_ordered(one, range(table.count), ctx.threads)
+    parallel.map_ordered(one, range(table.count), ctx.threads, shared=True)
     return words
