@@ -16,6 +16,10 @@ Measured (medians over --repeats, the peers alternating within each repeat; page
 - big: get_tensor of the 46.9 MB tensor (open and close included); its raw read time from the page
   cache is reading its bytes from the safetensors file into a numpy array (f.readinto);
 - rows: get_slice(name)[1000:1100] of the big tensor.
+With `--jit off,on` (the default when numba is installed) every nncodec read is timed twice in each
+repeat: with the numpy planes code (`off`) and with the compiled loops of the optional extra `jit`
+(`on`, loaded before the repeats; nncodec/codecs/planes_jit.py), so `auto`'s switch mid-run cannot mix
+the two in one median. The `off` figures keep the keys they had; the `on` figures are under "jit".
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -135,11 +140,30 @@ def run(args: argparse.Namespace) -> dict:
         with safe_open(str(paths["big_st"]), framework="pt") as f:
             return f.get_slice(big_name)[1000:1100]
 
+    from nncodec.codecs import planes_jit
+
+    jit = [j for j in getattr(args, "jit", ["off"]) if j == "off" or planes_jit.available()]
+    if "on" in jit:  # loaded before anything is timed (its one-off cost is not a read's)
+        planes_jit.set_mode("on")
+        assert planes_jit.kernels(1 << 20) is not None
+
+    def in_mode(fn: Callable[[], object], mode: str) -> Callable[[], object]:
+        def timed() -> object:
+            planes_jit.set_mode(mode)
+            return fn()
+        return timed
+
     # the values agree before anything is timed
-    assert torch.equal(nn_small(), st_small()) and torch.equal(nn_big(), st_big())
-    assert torch.equal(nn_rows(), st_rows())
-    assert np.array_equal(nn_small_np(), st_small_np())
-    groups = {"small": (nn_small, st_small), "small_np": (nn_small_np, st_small_np), "big": (nn_big, st_big, raw_big, nn_big_1), "rows": (nn_rows, st_rows)}
+    for mode in jit:
+        planes_jit.set_mode(mode)
+        assert torch.equal(nn_small(), st_small()) and torch.equal(nn_big(), st_big())
+        assert torch.equal(nn_rows(), st_rows())
+        assert np.array_equal(nn_small_np(), st_small_np())
+    off = jit[0]
+    groups = {"small": (in_mode(nn_small, off), st_small), "small_np": (in_mode(nn_small_np, off), st_small_np),
+              "big": (in_mode(nn_big, off), st_big, raw_big, in_mode(nn_big_1, off)), "rows": (in_mode(nn_rows, off), st_rows)}
+    if "on" in jit:
+        groups["jit"] = tuple(in_mode(fn, "on") for fn in (nn_small, nn_small_np, nn_big, nn_big_1, nn_rows))
     samples: dict[str, list[list[float]]] = {k: [[] for _ in fns] for k, fns in groups.items()}
     for fn in [f for fns in groups.values() for f in fns]:
         fn()  # warm the page cache and imports
@@ -154,6 +178,8 @@ def run(args: argparse.Namespace) -> dict:
     small_np = [_median_ms(s) for s in samples["small_np"]]
     big = [_median_ms(s) for s in samples["big"]]
     rows = [_median_ms(s) for s in samples["rows"]]
+    on = [_median_ms(s) for s in samples["jit"]] if "jit" in samples else None
+    planes_jit.set_mode("auto")
     with nncodec.open(paths["big"]) as f:
         table = f._tf.chunk_table(f._tf.resolve(big_name))
         codecs_used = sorted(set(table.codecs)) if table else [f.info()["tensors"][0]["components"][0]["codec"]]
@@ -176,6 +202,10 @@ def run(args: argparse.Namespace) -> dict:
                    "ratio_to_raw": round(big[0] / big[2], 2), "ratio_to_safetensors": round(big[0] / big[1], 2),
                    "target_ratio_to_raw": 2.0},
         "rows_ms": {"nncodec": rows[0], "safetensors": rows[1], "ratio": round(rows[0] / rows[1], 2)},
+        "jit_modes": jit,
+        **({"jit": {"small_ms": on[0], "small_ratio": round(on[0] / small[1], 2), "small_np_ms": on[1],
+                    "small_np_ratio": round(on[1] / small_np[1], 2), "big_ms": on[2], "big_ratio_to_raw": round(on[2] / big[2], 2),
+                    "big_1_thread_ms": on[3], "rows_ms": on[4]}} if on else {}),
     }
 
 
@@ -205,12 +235,29 @@ def table(r: dict) -> str:
         *([f"| the same, 1 decode thread | {g['nncodec_1_thread']:.1f} | | {g['nncodec_1_thread'] / g['raw_read']:.2f}x raw | – |"]
           if "nncodec_1_thread" in g else []),
         f"| open + get_slice(big)[1000:1100] + close | {w['nncodec']:.2f} | {w['safetensors']:.3f} | {w['ratio']:.1f} | – |",
+        *(_jit_rows(r) if "jit" in r else []),
         "",
         f"{r['date']}, {r['repeats']} interleaved repeats, medians; load average before {r['load_average_before']}, "
         f"after {r['load_average_after']}. safetensors (pt) maps the file and returns tensors backed by the "
         "mapping (no copy, no checksum); the raw read copies the tensor's bytes from the page cache into memory."
         + (f" CRC-32 from `{r['crc32']}`." if "crc32" in r else ""),
     ])
+
+
+def _jit_rows(r: dict) -> list[str]:
+    """The same reads with the compiled planes loops (optional extra `jit`), timed in the same repeats."""
+    j, s, n, g = r["jit"], r["small_ms"], r["small_np_ms"], r["big_ms"]
+    return [
+        f"| with the compiled loops (`jit` extra): open + get one small tensor + close | {j['small_ms']:.3f} | "
+        f"{s['safetensors']:.3f} | {j['small_ratio']:.2f} | <= 2x safetensors: {_met(j['small_ratio'], 2.0)} |",
+        f"| with the loops, framework np | {j['small_np_ms']:.3f} | {n['safetensors']:.3f} | {j['small_np_ratio']:.2f} | "
+        f"<= 2x safetensors: {_met(j['small_np_ratio'], 2.0)} |",
+        f"| with the loops: open + get the 46.9 MB tensor + close | {j['big_ms']:.1f} | {g['safetensors']:.3f} | "
+        f"{j['big_ms'] / g['safetensors']:.0f} | <= 2x raw read ({g['raw_read']:.1f} ms; ratio {j['big_ratio_to_raw']:.2f}): "
+        f"{_met(j['big_ratio_to_raw'], 2.0)} |",
+        f"| with the loops, 1 decode thread | {j['big_1_thread_ms']:.1f} | | {j['big_1_thread_ms'] / g['raw_read']:.2f}x raw | – |",
+        f"| with the loops: open + get_slice(big)[1000:1100] + close | {j['rows_ms']:.2f} | | | – |",
+    ]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -220,6 +267,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=41)
     p.add_argument("--threads", type=int, default=0, help="nncodec decode threads (0: every core)")
     p.add_argument("--rebuild", action="store_true", help="write the .nnc files again with this nncodec (inputs kept)")
+    p.add_argument("--jit", type=lambda v: v.split(","), default=["off", "on"],
+                   help="planes_jit modes of the nncodec reads: off (numpy), on (compiled loops; skipped without numba)")
     return p
 
 

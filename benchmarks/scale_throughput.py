@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 PREFERS = ("balanced", "speed", "size")
+JIT_SUFFIX = {"off": "", "on": " jit"}  # planes_jit mode -> method-name suffix
 SCALE = Path("/work/artifacts/scale")  # benchmarks/make_scale_checkpoints.py writes the test checkpoints here
 DEFAULT_CHECKPOINTS = [SCALE / f"{n}.safetensors" for n in ("rapidocr_fp32", "rapidocr_bf16", "resemblyzer_fp32",
                                                             "resemblyzer_bf16", "lenet300_fp32", "lenet300_bf16",
@@ -51,7 +52,7 @@ def _zipnn_dtype(tensors: dict[str, torch.Tensor]) -> str:
     return name if name in ("float32", "bfloat16", "float16") else "float32"
 
 
-def methods(tensors: dict[str, torch.Tensor], prefers: list[str], threads: list[int]) -> dict[str, tuple]:
+def methods(tensors: dict[str, torch.Tensor], prefers: list[str], threads: list[int], jit: list[str] = ("off",)) -> dict[str, tuple]:
     """name -> (encode(), decode(encoded), size(encoded), same(decoded)): closures over the checkpoint."""
     import safetensors.torch
     import zipnn
@@ -73,19 +74,28 @@ def methods(tensors: dict[str, torch.Tensor], prefers: list[str], threads: list[
                                          lambda c, z=z: {k: z.decompress(b) for k, b in c.items()},
                                          lambda c: sum(len(b) for b in c.values()),
                                          lambda d: all(bytes(d[k]) == b for k, b in per.items()))
+    from nncodec.codecs import planes_jit
+
     for p in prefers:
-        for t in threads:
-            out[f"nncodec {p} t{t}"] = (lambda p=p, t=t: nncodec.save(tensors, prefer=p, threads=t),
-                                        lambda c, t=t: nncodec.load(c, threads=t), len,
-                                        lambda d: all(_bytes_of(d[k]) == b for k, b in per.items()))
+        for j in jit:
+            for t in threads:
+                def enc(p=p, t=t, j=j):
+                    planes_jit.set_mode(j)
+                    return nncodec.save(tensors, prefer=p, threads=t)
+
+                def dec(c, t=t, j=j):
+                    planes_jit.set_mode(j)
+                    return nncodec.load(c, threads=t)
+
+                out[f"nncodec {p}{JIT_SUFFIX[j]} t{t}"] = (enc, dec, len, lambda d: all(_bytes_of(d[k]) == b for k, b in per.items()))
     return out
 
 
 def measure(tensors: dict[str, torch.Tensor], prefers: list[str], threads: list[int], repeats: int,
-            log: Callable[[str], None]) -> dict[str, dict]:
+            log: Callable[[str], None], jit: list[str] = ("off",)) -> dict[str, dict]:
     """Interleaved rounds; per method: bytes, ratio, median encode and decode MB/s, bit-exact."""
     raw = sum(t.nbytes for t in tensors.values())
-    plan = methods(tensors, prefers, threads)
+    plan = methods(tensors, prefers, threads, jit)
     enc_t: dict[str, list[float]] = {m: [] for m in plan}
     dec_t: dict[str, list[float]] = {m: [] for m in plan}
     enc_c: dict[str, list[float]] = {m: [] for m in plan}
@@ -118,11 +128,11 @@ def _targets(rows: dict[str, dict], threads: list[int]) -> list[dict]:
     """Issue 13: default (balanced) ratio <= ZipNN's on the whole file; encode >= 0.5x and decode >= 1.0x ZipNN (whole),
     per thread count; the per-tensor ZipNN figures beside them."""
     out = []
-    for t in threads:
-        nn, zw, zp = rows.get(f"nncodec balanced t{t}"), rows.get(f"zipnn whole t{t}"), rows.get(f"zipnn per-tensor t{t}")
+    for t, j in [(t, j) for j in JIT_SUFFIX for t in threads]:
+        nn, zw, zp = rows.get(f"nncodec balanced{JIT_SUFFIX[j]} t{t}"), rows.get(f"zipnn whole t{t}"), rows.get(f"zipnn per-tensor t{t}")
         if not (nn and zw):
             continue
-        out.append({"threads": t, "ratio": nn["ratio"], "zipnn_ratio": zw["ratio"], "ratio_met": nn["ratio"] <= zw["ratio"],
+        out.append({"threads": t, "jit": j, "ratio": nn["ratio"], "zipnn_ratio": zw["ratio"], "ratio_met": nn["ratio"] <= zw["ratio"],
                     "zipnn_per_tensor_ratio": zp["ratio"] if zp else None,
                     "encode_x": nn["encode_mbs"] / zw["encode_mbs"], "decode_x": nn["decode_mbs"] / zw["decode_mbs"],
                     "encode_x_per_tensor": nn["encode_mbs"] / zp["encode_mbs"] if zp else None,
@@ -141,22 +151,43 @@ def run(args: Any) -> dict:
     prefers, threads = list(a.get("prefers", PREFERS)), [int(t) for t in a.get("threads", (1, 2))]
     log = a.get("log") or (lambda s: print(s, file=sys.stderr, flush=True))
     import nncodec.checksum
+    from nncodec.codecs import planes_jit
 
-    report: dict[str, Any] = {"crc32": nncodec.checksum.crc32.__module__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    jit = [j for j in a.get("jit", ("off", "on")) if j == "off" or planes_jit.available()]
+    if "on" in jit:  # loaded before the rounds (its one-off cost is reported apart, measured in a fresh process)
+        planes_jit.set_mode("on")
+        planes_jit.kernels(1 << 20)
+    report: dict[str, Any] = {"jit": jit, "jit_first_load_s": jit_load_seconds() if "on" in jit else None,
+                              "crc32": nncodec.checksum.crc32.__module__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "load_before": os.getloadavg(), "repeats": a.get("repeats", 5), "checkpoints": {}}
     for path in a["checkpoints"]:
         tensors = load_file(str(path))
         raw = sum(t.nbytes for t in tensors.values())
         log(f"{path}: {len(tensors)} tensors, {raw:,} B")
-        rows = measure(tensors, prefers, threads, int(a.get("repeats", 5)), log)
+        rows = measure(tensors, prefers, threads, int(a.get("repeats", 5)), log, jit)
         report["checkpoints"][Path(path).name] = {"raw_bytes": raw, "tensors": len(tensors), "methods": rows,
                                                   "targets": _targets(rows, threads)}
     report["load_after"] = os.getloadavg()
     return report
 
 
+def jit_load_seconds() -> float:
+    """Wall seconds a fresh process (nncodec imported) takes to load the compiled loops (numba import +
+    cached loops): what `auto` mode pays once, after 2**28 words of numpy work, and NNCODEC_JIT=1 on first use."""
+    import subprocess
+
+    code = ("import time, nncodec; from nncodec.codecs import planes_jit; planes_jit.set_mode('on'); "
+            "t = time.perf_counter(); assert planes_jit.kernels(1 << 20); print(time.perf_counter() - t)")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # compiles into the cache if needed
+    return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
+
+
 def table(report: dict) -> str:
     lines = []
+    if report.get("jit_first_load_s") is not None:
+        lines.append(f"Rows 'jit': the compiled loops of the optional extra `jit` (numba) loaded; the other nncodec rows: numpy "
+                     f"only (no extra, or a process before `auto` loads them). Loading them took {report['jit_first_load_s']:.2f} s "
+                     "in a fresh process (once per process; not in the rows).")
     for name, ck in report["checkpoints"].items():
         lines += [f"\n{name}: {ck['tensors']} tensors, {ck['raw_bytes']:,} B",
                   "| method | bytes | ratio | encode MB/s | decode MB/s | encode MB/cpu-s | decode MB/cpu-s | exact |",
@@ -165,7 +196,7 @@ def table(report: dict) -> str:
             lines.append(f"| {m} | {r['bytes']:,} | {r['ratio']:.4f} | {r['encode_mbs']:,.0f} | {r['decode_mbs']:,.0f} | "
                          f"{r['encode_cpu_mbs']:,.0f} | {r['decode_cpu_mbs']:,.0f} | {'yes' if r['exact'] else 'NO'} |")
         for t in ck["targets"]:
-            lines.append(f"- {t['threads']} thread(s): ratio {t['ratio']:.5f} vs ZipNN whole {t['zipnn_ratio']:.5f} "
+            lines.append(f"- {t['threads']} thread(s){', jit loops' if t.get('jit') == 'on' else ''}: ratio {t['ratio']:.5f} vs ZipNN whole {t['zipnn_ratio']:.5f} "
                          f"({'met' if t['ratio_met'] else 'MISSED'}); encode {t['encode_x']:.2f}x ZipNN whole "
                          f"({'met' if t['encode_met'] else 'MISSED'}), decode {t['decode_x']:.2f}x "
                          f"({'met' if t['decode_met'] else 'MISSED'}); vs ZipNN per tensor: encode "
@@ -181,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--prefers", type=lambda s: s.split(","), default=list(PREFERS))
     ap.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--jit", type=lambda s: s.split(","), default=["off", "on"],
+                    help="planes_jit modes for the nncodec rows: off (numpy), on (compiled loops; skipped without numba)")
     ap.add_argument("--json", type=Path, help="also write the results here (with the table as `_table`)")
     return ap
 

@@ -239,9 +239,9 @@ class NncFile:
         tf = self._open_file()
         tf.validate_all()
         self.check_memory()
-        names = list(self)
-        targets = list(dict.fromkeys(tf.alias_of(n) or n for n in names))  # tied names: decoded once
-        entries = [tf.resolve(t) for t in targets]
+        names, aliases, by_name = list(self), tf.aliases, tf.entries  # (validated: every alias names an entry)
+        targets = list(dict.fromkeys(aliases.get(n, n) for n in names))  # tied names: decoded once
+        entries = [by_name[t] for t in targets]
         convert = words_to_numpy if self._numpy else functools.partial(words_to_torch, device=self._device)
 
         def one(e: TensorEntry) -> Any:
@@ -252,7 +252,7 @@ class NncFile:
 
         values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads),
                           strict=True))
-        return {name: values[tf.alias_of(name) or name] for name in names}
+        return {name: values[aliases.get(name, name)] for name in names}
 
     def components(self, name: str) -> RawTensor | QuantTensor:
         """The decoded components (mask, levels, quantizer or raw words) of tensor `name`."""

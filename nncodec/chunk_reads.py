@@ -43,7 +43,7 @@ def decode_elements(tf: TensorFile, e: TensorEntry, start: int, stop: int, threa
         codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole, out=out[a - first : b - first])
 
     try:
-        parallel.map_ordered(one, ks, ctx.threads)
+        parallel.map_ordered(one, ks, ctx.threads, shared=True)
     except CorruptFileError as exc:
         raise CorruptFileError(f"tensor {e.name!r} (raw, section {section.index}): {exc}") from None
     except MemoryError:

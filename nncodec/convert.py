@@ -31,10 +31,31 @@ def is_torch_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+_BY_TORCH: dict[Any, tuple[DType, Any]] = {}  # torch dtype -> (DType, torch dtype of its words or None)
+
+
+def _torch_dtypes(torch: Any) -> dict[Any, tuple[DType, Any]]:
+    if not _BY_TORCH:
+        for tname, name in _TORCH_NAMES.items():
+            if hasattr(torch, tname):
+                dt = DTYPES[name]
+                _BY_TORCH[getattr(torch, tname)] = dt, getattr(torch, _TORCH_WORD_VIEW[dt.itemsize]) if dt.words_only else None
+    return _BY_TORCH
+
+
 def to_numpy(x: Any, name: str = "tensor") -> tuple[DType, np.ndarray]:
     """(dtype, values) for a torch tensor or numpy array; bfloat16 values come back as uint16 words."""
     if is_torch_tensor(x):
         torch = _torch()
+        # the common case first, with fewer calls into torch (checkpoints hold thousands of small tensors):
+        # a dense CPU tensor of a supported dtype (quantized and complex dtypes are not in the table)
+        hit = _torch_dtypes(torch).get(x.dtype)
+        if hit is not None and x.is_cpu and x.layout is torch.strided and not x.is_nested:
+            t = x.detach() if x.requires_grad else x
+            if not t.is_contiguous():
+                t = t.contiguous()
+            dt, words = hit
+            return dt, (t.numpy() if words is None else t.view(words).numpy().view(dt.storage))
         t = x.detach()
         if t.is_nested:
             raise UnsupportedInputError(f"{name}: nested tensors are not supported; store their components separately")
@@ -101,7 +122,8 @@ def storage_key(x: Any) -> tuple | None:
             ptr = x.untyped_storage().data_ptr()
         except RuntimeError:
             return None
-        return ("torch", x.device.type, ptr, x.storage_offset(), tuple(x.shape), tuple(x.stride()), x.dtype)
+        device = "cpu" if x.is_cpu else x.device.type  # (is_cpu: no device object built)
+        return ("torch", device, ptr, x.storage_offset(), tuple(x.shape), tuple(x.stride()), x.dtype)
     if isinstance(x, np.ndarray) and x.size:
         return ("numpy", x.__array_interface__["data"][0], x.shape, x.strides, x.dtype.str)
     return None

@@ -5,7 +5,7 @@ entry object into a TensorEntry; whole-file rules (references, totals) live in T
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .container.format import is_optional
 from .container.reader import header_int
@@ -37,15 +37,15 @@ class TensorEntry:
     quant_mode: str | None = None
     quant_axis: int | None = None
     vae_group: int | None = None  # a VAE tensor (spec §19): decoded from this group's latents
+    # computed once (a full load asks each entry for them about ten times: validation, memory checks,
+    # decode, the thread split); nbytes = bytes of the decoded tensor (what memory checks and shard sizes count)
+    numel: int = field(init=False, repr=False, compare=False)
+    nbytes: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the decoded tensor (what memory checks and shard sizes count)."""
-        return self.numel * self.dtype.itemsize
+    def __post_init__(self) -> None:
+        numel = math.prod(self.shape)
+        object.__setattr__(self, "numel", numel)
+        object.__setattr__(self, "nbytes", numel * self.dtype.itemsize)
 
 
 # ----------------------------------------------------------------------------------- reading

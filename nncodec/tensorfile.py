@@ -34,6 +34,7 @@ from .errors import (
 from .limits import Limits
 from .vae_components import VaeTensor
 
+_UNREAD = object()  # (_load: the entry object is still to be read)
 BODY_KEYS = ("tensors", "meta", "vae", "dataset")  # "dataset": a coded data set (§21, nncodec.mdl)
 __all__ = ["Part", "TensorEntry", "TensorFile", "check_metadata_size", "open_tensor_file"]
 
@@ -91,16 +92,18 @@ class TensorFile(EntryParsing):
             raise KeyError(name)
         return self._index.entry(i)
 
-    def _load(self, name: str) -> TensorEntry | str:
-        """The validated entry of `name` (a TensorEntry, or an alias's target name)."""
+    def _load(self, name: str, raw: object = _UNREAD) -> TensorEntry | str:
+        """The validated entry of `name` (a TensorEntry, or an alias's target name); `raw` is its entry
+        object when the caller has read it already (validate_all walks an index's entries in order)."""
         if name in self._entries:
             return self._entries[name]
         if name in self._aliases:
             return self._aliases[name]
-        try:
-            raw = self._raw_entry(name)
-        except KeyError:
-            raise KeyError(f"no tensor named {name!r} in this file") from None
+        if raw is _UNREAD:
+            try:
+                raw = self._raw_entry(name)
+            except KeyError:
+                raise KeyError(f"no tensor named {name!r} in this file") from None
         if not isinstance(raw, dict):
             raise FormatError(f"tensor {name!r}: entry must be an object")
         if "alias" in raw:
@@ -176,8 +179,10 @@ class TensorFile(EntryParsing):
         names = self.names
         aliases = 0
         total_bytes = 0
+        # an index's entries in file order, each parsed as `_raw_entry` would (no name lookups)
+        raws = self._index.each_entry() if self._index is not None else None
         for name in names:
-            got = self._load(name)
+            got = self._load(name) if raws is None else self._load(name, next(raws))
             if isinstance(got, str):
                 aliases += 1
                 continue
@@ -261,7 +266,7 @@ class TensorFile(EntryParsing):
         return codecs.quantizer.decode(p.codec, p.params, self._payload(p), count, self.ctx)
 
     def _section_length(self, index: int) -> int:
-        return self.container.sections[index].length
+        return int(self.container.sections.lengths[index])  # (no Section object: this runs per tensor)
 
     def peak_bytes(self, name: str, components: bool = False) -> int:
         """The modelled peak memory of decoding tensor `name` (decode_memory.py)."""
@@ -271,8 +276,9 @@ class TensorFile(EntryParsing):
         """Before decoding several tensors that are all kept (load_file): their outputs together,
         plus the largest single decode's extra working memory, must fit the cap and free memory."""
         kept, extra = 0, 0
-        for name in dict.fromkeys(self.aliases.get(n, n) for n in names):
-            e = self.resolve(name)
+        aliases, entries = self.aliases, self.entries  # (validated: every alias names an entry)
+        for name in dict.fromkeys(aliases.get(n, n) for n in names):
+            e = entries[name] if name in entries else self.resolve(name)  # (resolve: KeyError for an unknown name)
             out = e.nbytes
             kept += out
             extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)

@@ -272,13 +272,13 @@ def _check_writable(name: str, t: object) -> None:
     before a file is written, rather than write one that fails to decode or decodes to other values."""
     if not isinstance(t, (RawTensor, QuantTensor)):
         raise BadArgumentError(f"tensor {name!r}: expected a RawTensor or QuantTensor, got {type(t).__name__}")
-    if not isinstance(t.dtype, DType) or DTYPES.get(t.dtype.name) != t.dtype:
+    if not isinstance(t.dtype, DType) or (DTYPES.get(t.dtype.name) is not t.dtype and DTYPES.get(t.dtype.name) != t.dtype):
         raise BadArgumentError(f"tensor {name!r}: unknown dtype {t.dtype!r}")
     if (not isinstance(t.shape, tuple) or len(t.shape) > DEFAULT_LIMITS.max_ndim
             or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and 0 <= d < 2**53 for d in t.shape)):
         raise BadArgumentError(f"tensor {name!r}: shape must be a tuple of at most {DEFAULT_LIMITS.max_ndim} "
                                f"integers in [0, 2**53), got {t.shape!r}")
-    numel = int(np.prod(t.shape, dtype=object)) if t.shape else 1
+    numel = math.prod(int(d) for d in t.shape)  # (Python ints: no overflow)
     if isinstance(t, RawTensor):
         w = t.words
         if not isinstance(w, np.ndarray) or w.dtype.kind not in "uib" or w.dtype.itemsize != t.dtype.itemsize:

@@ -75,8 +75,21 @@ def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int, encod
 
     coded = parallel.map_ordered(one, starts, options.threads)
     table = [[len(e.payload), crc, e.codec] + ([e.params] if e.params else []) for e, crc in coded]
-    return Encoded(CODEC, b"".join(e.payload for e, _ in coded), {"n": n, "chunks": table},
+    return Encoded(CODEC, _concatenate([e.payload for e, _ in coded]), {"n": n, "chunks": table},
                    slow=any(e.slow for e, _ in coded))
+
+
+def _concatenate(parts: list) -> memoryview:
+    """The chunk payloads back to back, as a read-only view of one numpy buffer: a large numpy allocation is
+    backed by huge pages (numpy asks for them), where b"".join's fresh bytes object takes a page fault per
+    4 KiB (a 54 MB join: ~40 ms against ~10 ms, at load ~6). Writers take any buffer (Sections.add)."""
+    out = np.empty(sum(len(p) for p in parts), dtype=np.uint8)
+    pos = 0
+    for p in parts:
+        out[pos : pos + len(p)] = np.frombuffer(p, dtype=np.uint8)
+        pos += len(p)
+    out.flags.writeable = False
+    return memoryview(out)
 
 
 def parse(params: object, numel: int, section_length: int, limits: Limits) -> ChunkTable:
@@ -135,5 +148,5 @@ def decode(table: ChunkTable, payload: memoryview, dt: DType, ctx: DecodeContext
         piece = payload[table.offsets[k] : table.offsets[k + 1]]
         decode_chunk(table, k, piece, dt, ctx, decode_whole, out=words[a:b], verify_crc=False)
 
-    parallel.map_ordered(one, range(table.count), ctx.threads)
+    parallel.map_ordered(one, range(table.count), ctx.threads, shared=True)
     return words

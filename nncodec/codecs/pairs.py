@@ -12,10 +12,12 @@ ZipNN's size on every test checkpoint. The entropy coder is still zstd's; this m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..errors import CorruptFileError
-from . import zstd
+from . import planes_jit, zstd
 from .binary import Reader, write_uvarint
 
 METHOD = "pairs"
@@ -39,21 +41,28 @@ def encode(stream: np.ndarray, counts: np.ndarray | None = None) -> bytes | None
     table = np.argsort(-counts, kind="stable")[: min(MAX_TABLE, used)].astype(np.uint8)
     code = np.full(256, ESCAPE, dtype=np.uint8)
     code[table] = np.arange(table.size, dtype=np.uint8)
-    # two symbols (one little-endian uint16: s0 | s1 << 8) -> their packed byte, in one lookup
-    by_pair = ((code[np.newaxis, :] << 4) | code[:, np.newaxis]).reshape(65536)
     stream = np.ascontiguousarray(stream)
-    even = stream.size - stream.size % 2
-    packed = np.take(by_pair, stream[:even].view("<u2"))
-    if stream.size % 2:
-        packed = np.append(packed, code[stream[-1]] << np.uint8(4))  # the unused second code is 0
-    escapes = stream[_escape_positions(packed)]
+    loops = planes_jit.kernels(stream.size)
+    if loops is not None:  # one compiled pass: the same packed bytes and escapes
+        packed, escapes = np.empty((stream.size + 1) // 2, dtype=np.uint8), np.empty(stream.size, dtype=np.uint8)
+        escapes = escapes[: loops["pairs"](stream, code, packed, escapes)]
+    else:
+        # two symbols (one little-endian uint16: s0 | s1 << 8) -> their packed byte, in one lookup
+        by_pair = ((code[np.newaxis, :] << 4) | code[:, np.newaxis]).reshape(65536)
+        even = stream.size - stream.size % 2
+        packed = np.take(by_pair, stream[:even].view("<u2"))
+        if stream.size % 2:
+            packed = np.append(packed, code[stream[-1]] << np.uint8(4))  # the unused second code is 0
+        escapes = stream[_escape_positions(packed)]
     frame = zstd.compress_fast(packed.tobytes(), PACKED_WINDOW_LOG)
     return b"".join((bytes([table.size]), table.tobytes(), write_uvarint(len(frame)), frame, escapes.tobytes()))
 
 
-def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
+def decode(payload: bytes | memoryview, count: int, what: str,
+           scratch: Callable[[int], np.ndarray | None] | None = None) -> np.ndarray:
     """`count` uint8 symbols from a pairs payload; every rule of §9.1 is checked before the symbols are
-    returned (the frame's size is implied by `count`, so nothing is allocated from the payload's say-so)."""
+    returned (the frame's size is implied by `count`, so nothing is allocated from the payload's say-so).
+    `scratch(count)`: a reused uint8 array (or None) the compiled loop may write the symbols into."""
     r = Reader(payload, what)
     k = r.take(1)[0]
     if not 1 <= k <= MAX_TABLE:
@@ -66,6 +75,13 @@ def decode(payload: bytes | memoryview, count: int, what: str) -> np.ndarray:
     escapes = r.take(r.remaining)
     if count % 2 and packed[-1] & 15:
         raise CorruptFileError(f"{what}: the unused last pairs code is not 0")
+    loops = planes_jit.kernels(count)
+    if loops is not None:  # one compiled pass; a bad code or escape count falls through to the checks below
+        out = scratch(count) if scratch is not None else None
+        out = np.empty(count, dtype=np.uint8) if out is None else out
+        esc = np.frombuffer(escapes, dtype=np.uint8)
+        if loops["unpairs"](packed, table, k, esc, out) == esc.size:
+            return out
     if k < MAX_TABLE:  # codes k .. 14 stand for nothing (with a full table every code means something)
         bad = ((k <= _HI) & (_HI < ESCAPE)) | ((k <= _LO) & (_LO < ESCAPE))
         if np.take(bad, packed).any():

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
-from . import ans, chunks, pairs, zstd
+from . import ans, chunks, pairs, planes_jit, zstd
 from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
 
 _U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
@@ -57,6 +57,9 @@ def _split(words: np.ndarray, dt: DType) -> tuple[str, list[np.ndarray]]:
         # same streams as the general path below, by shifts of the whole (native) words and truncating casts
         # to uint8 (contiguous, vectorised: 2.4x faster than gathering strided bytes)
         w = np.ascontiguousarray(words, dtype=dt.storage)
+        compiled = planes_jit.split_float(w)  # the same streams by one compiled loop, when loaded
+        if compiled is not None:
+            return "float", compiled
         u, m = w.dtype.type, dt.mantissa_bits
         exp = (w >> u(m)).astype(np.uint8)  # sign and exponent: the cast drops the sign
         low = [(w >> u(8 * k)).astype(np.uint8) for k in range(dt.itemsize - 2)]
@@ -100,6 +103,8 @@ def _join(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray | No
     """Words from their streams, block by block into one output array (peak = streams + output)."""
     n = streams[0].size
     out = np.empty(n, dtype=dt.storage) if out is None else out
+    if split == "float" and _sign_exponent_byte_aligned(dt) and planes_jit.join_float(streams, out):
+        return out  # one compiled loop over the whole range (planes_jit.py), when loaded
     if n <= _JOIN_BLOCK:  # (most tensors: no slicing)
         _join_block(split, streams, dt, out)
         return out
@@ -119,6 +124,24 @@ def _scratch(n: int) -> tuple[np.ndarray, np.ndarray]:
         size = max(n, min(_JOIN_BLOCK, 1 << 16))
         bufs = _local.join = (np.empty(size, np.uint8), np.empty(size, np.uint8))
     return bufs[0][:n], bufs[1][:n]
+
+
+_STREAM_SCRATCH = 1 << 20  # symbols: longer decoded streams get fresh arrays (bounds what a thread keeps)
+
+
+def _stream_scratch(what: str, n: int) -> np.ndarray | None:
+    """A reused uint8 array of `n` elements for decoded stream `what` (one per stream of a planes payload and
+    per thread): the stream only lives until _join has read it, and a fresh array costs a page fault per
+    4 KiB (resemblyzer bf16: about a fifth of its decode). None above _STREAM_SCRATCH symbols."""
+    if n > _STREAM_SCRATCH:
+        return None
+    bufs = getattr(_local, "streams", None)
+    if bufs is None:
+        bufs = _local.streams = {}
+    buf = bufs.get(what)
+    if buf is None or buf.size < n:
+        buf = bufs[what] = np.empty(max(n, 1 << 16), np.uint8)
+    return buf[:n]
 
 
 def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarray) -> None:
@@ -173,6 +196,22 @@ def _sample(stream: np.ndarray) -> np.ndarray:
     return stream if stream.size <= _SAMPLE else stream[:: stream.size // _SAMPLE]
 
 
+def _sample_size(n: int) -> int:
+    """len(_sample(stream)) of a stream of n symbols, without a pass over the counts."""
+    return n if n <= _SAMPLE else -(-n // (n // _SAMPLE))
+
+
+def _sample_counts(stream: np.ndarray) -> np.ndarray:
+    """np.bincount(_sample(stream)) (a compiled count of a 1-byte stream's sample when the loops are loaded)."""
+    loops = planes_jit.kernels(stream.size) if stream.itemsize == 1 else None
+    if loops is None:
+        return np.bincount(_sample(stream))
+    counts = np.zeros(256, dtype=np.int64)
+    loops["count_bytes"](stream, 1 if stream.size <= _SAMPLE else stream.size // _SAMPLE, counts)
+    nz = counts.nonzero()[0]
+    return counts[: nz[-1] + 1]  # (bincount's length: the largest value + 1)
+
+
 def _nonzero(counts: np.ndarray) -> np.ndarray:
     return counts[counts.nonzero()]
 
@@ -212,9 +251,12 @@ def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tup
     return smallest(fast, EncodeOptions(prefer="speed")), slow
 
 
-def _le_bytes(stream: np.ndarray) -> bytes:
-    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian)."""
-    return stream.tobytes() if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False).tobytes()
+def _le_bytes(stream: np.ndarray) -> memoryview:
+    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian), as a view: the planes
+    payload is joined from the chosen streams anyway, and `tobytes` would copy every stream once more
+    holding the GIL (the join lets it go for large payloads)."""
+    le = stream if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False)
+    return memoryview(np.ascontiguousarray(le)).cast("B")
 
 
 def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[Encoded, float]:
@@ -227,10 +269,9 @@ def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[En
     n = stream.size
     if not n:
         return Encoded("copy", raw), 0.0
-    sample = _sample(stream)
-    counts = np.bincount(sample)
+    counts = _sample_counts(stream)
     used = _nonzero(counts)
-    m = sample.size
+    m = _sample_size(n)
     bits = _entropy_bits(used)
     estimate = n * bits / 8 + 2 * used.size + 8
     if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
@@ -277,7 +318,7 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
     elif method == pairs.METHOD:
         if width != 1:
             raise CorruptFileError(f"{what}: pairs codes 1-byte symbols only")
-        return pairs.decode(payload, count, what)
+        return pairs.decode(payload, count, what, functools.partial(_stream_scratch, what))
     elif method == "ans":  # a table reaching outside 0 .. 256**width - 1 is refused before decoding
         return ans.decode_with_table(payload, count, what, ctx.limits.max_alphabet, ctx.ans_final_state,
                                      _U1 if width == 1 else _U2)

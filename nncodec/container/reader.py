@@ -287,9 +287,11 @@ class Container:
     def section_view(self, index: int) -> memoryview:
         """The bytes of section `index` without a copy (a view into the mapped file where there is
         one), after its CRC has been checked."""
-        s = self.sections[index]
-        data = memoryview(self._read_at(s.offset, s.length))
-        if crc32(data) != s.crc and not _FUZZING_SKIP_CHECKSUMS:
+        table = self.sections  # (no Section object: this runs once per tensor)
+        if not 0 <= index < len(table.lengths):
+            raise IndexError(f"no section {index}")
+        data = memoryview(self._read_at(int(table.offsets[index]), int(table.lengths[index])))
+        if crc32(data) != int(table.crcs[index]) and not _FUZZING_SKIP_CHECKSUMS:
             raise CorruptFileError(f"section {index} checksum mismatch: the file is damaged")
         return data
 

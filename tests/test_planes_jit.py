@@ -1,0 +1,207 @@
+"""The compiled planes split/join (planes_jit.py, optional extra `jit`) must give exactly the streams and
+words of the numpy code, and everything must work the same when numba is missing or switched off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import nncodec
+from nncodec.codecs import pairs, planes_jit, raw, zstd
+from nncodec.codecs.binary import write_uvarint
+from nncodec.dtypes import DTYPES
+from nncodec.errors import CorruptFileError
+
+FLOATS = ["float32", "bfloat16"]
+
+
+@pytest.fixture(autouse=True)
+def _restore_mode():
+    before = planes_jit.mode()
+    yield
+    planes_jit.set_mode(before)
+
+
+def _words(name: str, n: int, seed: int) -> np.ndarray:
+    """Random storage words with every special pattern (zeros, signs, NaN/inf exponents, all ones) mixed in."""
+    dt = DTYPES[name]
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 2**dt.bits, n, dtype=np.uint64)
+    special = np.array([0, 1 << (dt.bits - 1), (1 << dt.bits) - 1, ((1 << dt.exponent_bits) - 1) << dt.mantissa_bits,
+                        1, (1 << dt.mantissa_bits) - 1], dtype=np.uint64)
+    w[rng.integers(0, n, special.size * 4)] = np.tile(special, 4)
+    return w.astype(dt.storage)
+
+
+def _numpy_split_join(words: np.ndarray, name: str) -> tuple[list[bytes], bytes]:
+    planes_jit.set_mode("off")
+    split, streams = raw._split(words, DTYPES[name])
+    return [s.tobytes() for s in streams], raw._join(split, streams, DTYPES[name]).tobytes()
+
+
+@settings(max_examples=25, deadline=None)
+@given(name=st.sampled_from(FLOATS), n=st.integers(planes_jit.MIN_WORDS, 3 * planes_jit.MIN_WORDS), seed=st.integers(0, 2**32 - 1))
+def test_compiled_split_and_join_equal_numpy(name: str, n: int, seed: int) -> None:
+    pytest.importorskip("numba")
+    words = _words(name, n, seed)
+    want_streams, want_words = _numpy_split_join(words, name)
+    planes_jit.set_mode("on")
+    assert planes_jit.split_float(words) is not None  # the loops are really used here
+    split, streams = raw._split(words, DTYPES[name])
+    assert [s.tobytes() for s in streams] == want_streams
+    out = np.full(n, 7, dtype=DTYPES[name].storage)
+    assert planes_jit.join_float(streams, out)
+    assert out.tobytes() == want_words == words.tobytes()
+    assert raw._join(split, streams, DTYPES[name]).tobytes() == want_words
+    # read-only inputs (zstd output and copy streams are views of bytes or of a read-only mapping)
+    ro = [np.frombuffer(s.tobytes(), np.uint8) for s in streams]
+    assert raw._join(split, ro, DTYPES[name]).tobytes() == want_words
+
+
+@pytest.mark.parametrize("name", FLOATS)
+def test_files_are_identical_with_and_without_the_loops(name: str) -> None:
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    values = {"w": rng.normal(0, 0.05, 3 * planes_jit.MIN_WORDS).astype(np.float32)}
+    if name == "bfloat16":
+        values = {"w": (values["w"].view(np.uint32) >> 16).astype(np.uint16)}
+    import torch
+
+    t = {"w": torch.from_numpy(values["w"]).view(torch.bfloat16) if name == "bfloat16" else torch.from_numpy(values["w"])}
+    files = {}
+    for mode in ("off", "on"):
+        planes_jit.set_mode(mode)
+        files[mode] = nncodec.save(t)
+        back = nncodec.load(files[mode])
+        assert back["w"].view(torch.int16 if name == "bfloat16" else torch.int32).equal(
+            t["w"].view(torch.int16 if name == "bfloat16" else torch.int32))
+    assert files["on"] == files["off"]
+
+
+def test_without_numba_numpy_does_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(planes_jit._state, "kernels", None)
+    monkeypatch.setattr(planes_jit, "_load", lambda: False)  # as when `import numba` fails
+    planes_jit.set_mode("on")
+    words = _words("float32", 2 * planes_jit.MIN_WORDS, 1)
+    assert planes_jit.split_float(words) is None
+    split, streams = raw._split(words, DTYPES["float32"])
+    assert raw._join(split, streams, DTYPES["float32"]).tobytes() == words.tobytes()
+    assert planes_jit._state["kernels"] is False  # tried once, then numpy for good
+
+
+def test_auto_mode_loads_only_after_enough_numpy_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = []
+    monkeypatch.setitem(planes_jit._state, "kernels", None)
+    monkeypatch.setitem(planes_jit._state, "numpy_words", 0)
+    monkeypatch.setattr(planes_jit, "_load", lambda: loads.append(1) or False)
+    planes_jit.set_mode("auto")
+    words = _words("bfloat16", planes_jit.MIN_WORDS, 2)
+    assert planes_jit.split_float(words[: planes_jit.MIN_WORDS - 1]) is None and not loads  # small: not counted
+    monkeypatch.setitem(planes_jit._state, "numpy_words", planes_jit.AUTO_WORDS - 2 * words.size)
+    assert planes_jit.split_float(words) is None and not loads
+    assert planes_jit.split_float(words) is None and loads == [1]
+    planes_jit.set_mode("off")
+    monkeypatch.setitem(planes_jit._state, "kernels", {"split16": None})
+    assert planes_jit.split_float(words) is None  # off wins over loaded loops
+    with pytest.raises(ValueError):
+        planes_jit.set_mode("fast")
+
+
+@pytest.fixture()
+def loops_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled loops for calls of any size (numba required)."""
+    pytest.importorskip("numba")
+    monkeypatch.setattr(planes_jit, "MIN_WORDS", 1)
+    planes_jit.set_mode("on")
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_compiled_pairs_decode_equals_numpy(loops_everywhere: None, data: st.DataObject) -> None:
+    planes_jit.set_mode("on")  # (each example ends with "off")
+    alphabet = data.draw(st.integers(2, 256))
+    n = data.draw(st.integers(1, 3000))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    stream = (rng.integers(0, alphabet, n) >> data.draw(st.integers(0, 4))).astype(np.uint8)
+    counts = None if data.draw(st.booleans()) else rng.integers(0, 5, 256)  # a table from another histogram: escapes
+    payload = pairs.encode(stream, counts)
+    if payload is None:
+        return
+    assert planes_jit.kernels(n) is not None
+    got = pairs.decode(payload, n, "t")
+    planes_jit.set_mode("off")
+    assert np.array_equal(got, stream) and np.array_equal(pairs.decode(payload, n, "t"), stream)
+    assert pairs.encode(stream, counts) == payload  # the compiled packing wrote the numpy path's bytes
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 200_000), top=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
+def test_compiled_sample_counts_equal_bincount(loops_everywhere: None, n: int, top: int, seed: int) -> None:
+    planes_jit.set_mode("on")
+    stream = np.random.default_rng(seed).integers(0, top + 1, n).astype(np.uint8)
+    got = raw._sample_counts(stream)
+    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw._sample(stream)))
+
+
+def _pairs_payload(k: int, table: bytes, packed: bytes, escapes: bytes = b"") -> bytes:
+    frame = zstd.compress_fast(packed)
+    return bytes([k]) + table + write_uvarint(len(frame)) + frame + escapes
+
+
+@pytest.mark.parametrize(("payload", "count", "message"), [
+    (_pairs_payload(2, b"\x05\x06", b"\x02"), 2, "outside the table"),
+    (_pairs_payload(2, b"\x05\x06", b"\x0e\xf0"), 4, "outside the table"),
+    (_pairs_payload(2, b"\x05\x06", b"\xf0"), 2, "escape bytes"),  # an escape code, no escape byte
+    (_pairs_payload(2, b"\x05\x06", b"\xff", b"\x07"), 2, "escape bytes"),  # two codes, one byte
+    (_pairs_payload(2, b"\x05\x06", b"\x01", b"\x07"), 2, "escape bytes"),  # a byte no code calls for
+    (_pairs_payload(2, b"\x05\x06", b"\x11"), 1, "unused last pairs code"),
+])
+def test_compiled_pairs_decode_refuses_what_numpy_refuses(loops_everywhere: None, payload: bytes, count: int,
+                                                           message: str) -> None:
+    with pytest.raises(CorruptFileError, match=message):
+        pairs.decode(payload, count, "t")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["float32", "bfloat16", "int16", "uint8"]), n=st.integers(1000, 5000), seed=st.integers(0, 2**32 - 1))
+def test_planes_with_reused_stream_buffers_round_trip(loops_everywhere: None, name: str, n: int, seed: int) -> None:
+    """Decoded pairs streams go to per-thread scratch buffers (raw._stream_scratch): two tensors decoded one
+    after the other, each with several pairs streams (skewed int16: both byte planes), must both be exact."""
+    planes_jit.set_mode("on")
+    from nncodec.codecs.base import DecodeContext, EncodeOptions
+
+    dt = DTYPES[name]
+    rng = np.random.default_rng(seed)
+    if dt.kind == "f":
+        values = (rng.standard_normal(n) * 0.05).astype(np.float32)
+        words = values.view(np.uint32) if name == "float32" else (values.view(np.uint32) >> 16).astype(np.uint16)
+    else:
+        lo, hi = rng.choice(3, n, p=[0.7, 0.2, 0.1]), rng.choice(3, n, p=[0.6, 0.3, 0.1])  # skewed: pairs in both planes
+        words = (lo + 3 + (256 * (hi + 5) if dt.itemsize == 2 else 0)).astype(dt.storage)
+    first, second = words, words[::-1].copy()
+    coded = [raw.encode(w, dt, EncodeOptions(prefer="speed")) for w in (first, second)]  # (speed: no ANS)
+    if dt.kind != "f":
+        assert all(m == "pairs" for m, _ in coded[0].params["streams"])
+    ctx = DecodeContext()
+    back = [raw.decode(e.codec, e.params, memoryview(e.payload), dt, w.size, ctx) for e, w in zip(coded, (first, second), strict=True)]
+    assert back[0].tobytes() == first.tobytes() and back[1].tobytes() == second.tobytes()
+
+
+def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import nncodec.codecs
+
+    monkeypatch.setitem(sys.modules, "nncodec.codecs.planes_loops", None)  # `import` of it raises ImportError
+    monkeypatch.delattr(nncodec.codecs, "planes_loops", raising=False)
+    monkeypatch.setitem(planes_jit._state, "kernels", None)
+    planes_jit.set_mode("on")
+    assert planes_jit.kernels(1 << 20) is None and planes_jit._state["kernels"] is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 10**7))
+def test_sample_size_is_the_length_of_the_sample(n: int) -> None:
+    assert raw._sample_size(n) == len(range(0, n, 1 if n <= raw._SAMPLE else n // raw._SAMPLE))
