@@ -186,7 +186,7 @@ def table(report: dict) -> str:
     lines = []
     if report.get("jit_first_load_s") is not None:
         lines.append(f"Rows 'jit': the compiled loops of the optional extra `jit` (numba) loaded; the other nncodec rows: numpy "
-                     f"only (no extra, or a process before `auto` loads them). Loading them took {report['jit_first_load_s']:.2f} s "
+                     f"only (the default; no extra, or NNCODEC_JIT unset). Loading them took {report['jit_first_load_s']:.2f} s "
                      "in a fresh process (once per process; not in the rows).")
     for name, ck in report["checkpoints"].items():
         lines += [f"\n{name}: {ck['tensors']} tensors, {ck['raw_bytes']:,} B",

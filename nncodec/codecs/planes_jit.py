@@ -11,9 +11,11 @@ scalar loop as slow as numpy's; blosc and blosc2 apply theirs only inside their 
 frames), so the loops below are compiled by numba, which leaves no C build to the installer.
 
 The cost is paid once per process: importing numba and loading the cached loops takes ~0.5-2 s
-(more when scipy is installed: numba imports it). So `auto` mode (the default) rents before it buys:
-numpy does the work until this process has split or joined AUTO_WORDS words (~0.5 s of numpy work),
-then the loops are loaded and used from then on. NNCODEC_JIT=1 loads them on first use, 0 never.
+(more when scipy is installed: numba imports it) and ~130 MB of resident memory, which would take most
+of the streaming decoder's fixed 200 MB allowance (issue 13's bound). So the loops are opt-in:
+NNCODEC_JIT=1 (or set_mode("on")) loads them on first use; NNCODEC_JIT=auto rents before it buys: numpy
+until this process has split or joined AUTO_WORDS words (~0.5 s of numpy work), then the loops; unset
+or 0: numpy only.
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ MIN_WORDS = 1 << 12  # below this a call is too short for the loops to matter (n
 AUTO_WORDS = 1 << 28  # numpy words (split + joined) after which `auto` loads the loops (~0.6 s of numpy)
 
 _lock = threading.Lock()
-_state: dict = {"mode": os.environ.get("NNCODEC_JIT", "auto").lower(), "kernels": None, "numpy_words": 0}
+_state: dict = {"mode": os.environ.get("NNCODEC_JIT", "off").lower(), "kernels": None, "numpy_words": 0}
 if _state["mode"] not in MODES:
-    _state["mode"] = {"1": "on", "true": "on", "0": "off", "false": "off"}.get(_state["mode"], "auto")
+    _state["mode"] = {"1": "on", "true": "on", "0": "off", "false": "off"}.get(_state["mode"], "off")
 
 
 def set_mode(mode: str) -> None:
-    """"auto" (default), "on" (load numba on the first large split or join) or "off" (numpy only)."""
+    """"off" (the default: numpy only), "on" (load numba on the first large split or join) or "auto"."""
     if mode not in MODES:
         raise ValueError(f"jit mode must be one of {MODES}, got {mode!r}")
     _state["mode"] = mode
