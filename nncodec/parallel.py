@@ -46,8 +46,9 @@ def _pool(workers: int, shared: bool = True) -> tuple[ThreadPoolExecutor, bool]:
     """(a pool of `workers` threads, whether the caller must shut it down). The pools are kept for the
     process's life, so their threads keep their thread-local state from call to call (zstd contexts, scratch
     buffers: a fresh thread re-creates them, and a fresh scratch page-faults), except for a call made from
-    inside a pool worker (a chunked tensor decoded by a map_sized worker): it gets a pool of its own, since
-    waiting on the shared pool from one of its workers could leave no worker to do the waited-for work. A
+    inside one of the shared pools' own workers: it gets a pool of its own, since waiting on the shared pool
+    from one of its workers could leave no worker to do the waited-for work (map_sized's per-call pools are
+    not shared, so their workers may use the shared pools). A
     forked child does not inherit the pools' threads, so it makes its own."""
     global _pools_pid
     if not shared or getattr(_worker, "busy", False):
