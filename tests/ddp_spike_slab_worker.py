@@ -67,6 +67,7 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
              "pips": pips, "slab_sd": {n: ss.sd(n).detach().clone() for n in pips}, "size": torch.tensor(size)}
     torch.save(state, Path(out_dir) / f"state{rank}.pt")
     if distributed:
+        dist.barrier()  # every rank is past its last collective before either one tears gloo down
         dist.destroy_process_group()
 
 

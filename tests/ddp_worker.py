@@ -74,6 +74,7 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
              "size": torch.tensor(size)}
     torch.save(state, Path(out_dir) / f"state{rank}.pt")
     if distributed:
+        dist.barrier()  # every rank is past its last collective before either one tears gloo down
         dist.destroy_process_group()
 
 

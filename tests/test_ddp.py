@@ -30,6 +30,7 @@ def one_and_two_ranks(worker: Path, tmp_path: Path) -> tuple[dict, list[dict], P
     module.run(one, distributed=False)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "WORLD_SIZE", "RANK", "LOCAL_RANK"))}
     env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"  # a rank that dies prints every thread's Python stack (CI once saw a SIGABRT)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(worker), str(two)], env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
