@@ -35,7 +35,14 @@ from nncodec_cli.presets import lenet as models  # noqa: E402
 from nncodec_cli.presets.fashion_mnist import load_fashion_mnist  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec.compress.spike_slab import input_feature_pip, recipe, save_spike_slab, spike_slab  # noqa: E402
+from nncodec.compress.spike_slab import (  # noqa: E402
+    input_feature_pip,
+    model_feature_pip,
+    recipe,
+    save_spike_slab,
+    select_features,
+    spike_slab,
+)
 from nncodec.compress.training import recipes  # noqa: E402
 from nncodec.compress.training.export import quantized_state_dict  # noqa: E402
 
@@ -109,20 +116,27 @@ def features(args: argparse.Namespace) -> dict:
         for lam in args.lams:
             torch.manual_seed(seed)
             model = Regressor(x.shape[1])
-            spike_slab(model, loader, gaussian_nll, epochs=args.epochs, lr=3e-3, finetune_epochs=0, prior_inclusion=lam,
+            spike_slab(model, loader, gaussian_nll, epochs=args.epochs, lr=args.lr, finetune_epochs=0, prior_inclusion=lam,
                        prior_sd=1.0, init_sd=0.01, init_phi=0.5, ema=0.99, seed=seed, progress=False,
                        targets=["net.0.weight", "net.2.weight"], elbo_samples=args.elbo_samples)
-            fp = input_feature_pip(model.spike_slab_pips["net.0.weight"])
-            sel = {int(i) for i in torch.nonzero(fp > 0.5).reshape(-1)}
+            pips = model.spike_slab_pips
+            fp_any = input_feature_pip(pips["net.0.weight"])  # sessions 1-4: any first-layer weight included
+            fp_path = model_feature_pip(pips, ["net.0.weight", "net.2.weight"])  # session 5: a path to the output
+            fp = fp_path if args.feature_rule == "path" else fp_any
+            sel = set(select_features(fp, 0.5))
             cands.append({"lam": lam, "val_nll": round(val_nll(model, xv, yv), 4),
                           "elbo": round(model.spike_slab_elbo["elbo"], 2), "kl": round(model.spike_slab_elbo["kl"], 2),
-                          "selected": sorted(sel),
+                          "expected_ll": round(model.spike_slab_elbo["expected_log_likelihood"], 2),
+                          "noise_sd": round(float(model.log_sigma.exp()), 4), "selected": sorted(sel),
+                          "selected_any": select_features(fp_any), "selected_path": select_features(fp_path),
                           "precision_recall": pr(sel, truth), "feature_pip_true": [round(float(v), 3) for v in fp[:5]],
-                          "max_feature_pip_noise": round(float(fp[5:].max()), 3)})
+                          "max_feature_pip_noise": round(float(fp[5:].max()), 3),
+                          "max_feature_pip_noise_any": round(float(fp_any[5:].max()), 3),
+                          "alive_hidden": int((pips["net.2.weight"] > 0.5).sum())})
         best = max(cands, key=lambda c: c["elbo"]) if args.select == "elbo" else min(cands, key=lambda c: c["val_nll"])
         torch.manual_seed(seed)
         dense = Regressor(x.shape[1])
-        opt = torch.optim.Adam(dense.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(dense.parameters(), lr=args.lr)
         for _ in range(args.epochs):
             for xb, yb in loader:
                 opt.zero_grad()
@@ -143,8 +157,8 @@ def features(args: argparse.Namespace) -> dict:
                "mag_mean_precision": sum(r["mag_precision_recall"][0] for r in rows) / n}
     print(json.dumps(summary), flush=True)
     return {"setting": {"name": args.setting, "n_train": 2000 - args.val_size, "n_val": args.val_size, "p": 50, "k": 5,
-                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs,
-                        "select": args.select, "elbo_samples": args.elbo_samples},
+                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs, "lr": args.lr,
+                        "select": args.select, "elbo_samples": args.elbo_samples, "feature_rule": args.feature_rule},
             "runs": rows, "summary": summary}
 
 
@@ -244,8 +258,11 @@ def main() -> None:
     a.add_argument("--lams", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     a.add_argument("--val-size", type=int, default=400)
     a.add_argument("--epochs", type=int, default=100)
+    a.add_argument("--lr", type=float, default=3e-3, help="Adam's step size (spike-and-slab fit and dense peer)")
     a.add_argument("--select", choices=("elbo", "val_nll"), default="elbo", help="how lambda is chosen")
     a.add_argument("--elbo-samples", type=int, default=8)
+    a.add_argument("--feature-rule", choices=("path", "any"), default="path",
+                   help="feature PIP: path = P(a path of included weights to the output), any = P(a first-layer weight in)")
     b = sub.add_parser("compress")
     b.add_argument("--data", required=True)
     b.add_argument("--arch", choices=("lenet300", "lenet5"), default="lenet300")
