@@ -1,14 +1,18 @@
 """Spike-and-slab variational pruning: (a) feature selection on known truth, (b) Fashion-MNIST compression.
 
-    nice -n 10 python benchmarks/bench_spike_slab.py features --seeds 0 1 2 3 4
+    nice -n 10 python benchmarks/bench_spike_slab.py features --seeds 10 11 12 13 14 15 16 17 18 19 \
+        --epochs 250 --lr 1e-2 --cosine --lams 0.1 --pairs 2      # session 5's procedure
     nice -n 10 python benchmarks/bench_spike_slab.py compress --data /work/shared/data/fashion-mnist \
         --arch lenet300 --seeds 0 1 2 --lams 1e-2 1e-3 --out /tmp/ss
 
 (a) y depends on 5 of 50 inputs; every noise input is correlated (rho) with one of the true ones.
-A 50-32-1 MLP is fitted by spike-and-slab VI (Gaussian likelihood with a learned noise scale) and a
-feature is selected iff its PIP 1 - prod(1 - phi) over its outgoing weights is > 0.5. The peer is
-the same MLP trained densely, features ranked by the L2 norm of their outgoing weights, top 5
-(the true count: an oracle advantage for the peer).
+A 50-32-1 MLP is fitted by spike-and-slab VI (Gaussian likelihood with a learned noise scale). A
+feature's PIP is, since session 5, the probability that a path of included weights joins it to the
+output (`--feature-rule path`; sessions 1-4: that any of its first-layer weights is included, `any`,
+which saturates on weights into dead hidden units); with `--pairs P` the selection is stability
+selection: mean path PIP > 0.5 over 2P fits on complementary half-samples. The peer is the same MLP
+trained densely, features ranked by the L2 norm of their outgoing weights, top 5 (the true count: an
+oracle advantage for the peer).
 
 (b) Split: train = first 55,000 training images, validation = last 5,000, test = 10,000. Every choice
 (lambda, quantization steps) is made on validation; test is scored once per run. Sizes are whole
@@ -114,7 +118,7 @@ def fit_features(x: torch.Tensor, y: torch.Tensor, lam: float, seed: int, args: 
     fp_path = model_feature_pip(pips, ["net.0.weight", "net.2.weight"])  # session 5: a path to the output
     return {"lam": lam, "elbo": round(model.spike_slab_elbo["elbo"], 2), "kl": round(model.spike_slab_elbo["kl"], 2),
             "expected_ll": round(model.spike_slab_elbo["expected_log_likelihood"], 2),
-            "noise_sd": round(float(model.log_sigma.exp()), 4), "alive_hidden": int((pips["net.2.weight"] > 0.5).sum()),
+            "noise_sd": round(float(model.log_sigma.detach().exp()), 4), "alive_hidden": int((pips["net.2.weight"] > 0.5).sum()),
             "selected_any": select_features(fp_any), "selected_path": select_features(fp_path),
             "fp_path": fp_path, "model": model}
 

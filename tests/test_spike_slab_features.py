@@ -5,6 +5,7 @@ select noise inputs, and a short end-to-end run that finds planted features amon
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -12,11 +13,15 @@ from torch import nn
 
 from nncodec import BadArgumentError
 from nncodec.compress.spike_slab import (
+    SpikeSlab,
+    complementary_halves,
     input_feature_pip,
     model_feature_pip,
     path_feature_pip,
     select_features,
+    selection_frequency,
     spike_slab,
+    spike_slab_kl,
 )
 
 torch.set_num_threads(1)
@@ -72,6 +77,48 @@ def test_conv_kernel_positions_are_parallel_edges_and_bad_chains_are_refused():
         path_feature_pip([])
     with pytest.raises(BadArgumentError):
         model_feature_pip({"a": torch.rand(2, 2)}, ["a", "b"])
+
+
+def test_complementary_halves_split_every_pair_and_cover_each_example_once_per_pair():
+    subsets = complementary_halves(11, 3, seed=5)
+    assert len(subsets) == 6
+    for a, b in zip(subsets[::2], subsets[1::2], strict=True):
+        assert len(a) == 5 and len(b) == 6 and set(a.tolist()).isdisjoint(b.tolist())
+        assert sorted(a.tolist() + b.tolist()) == list(range(11))
+    assert all(torch.equal(u, v) for u, v in zip(subsets, complementary_halves(11, 3, seed=5), strict=True))
+    assert not torch.equal(subsets[0], subsets[2])  # the pairs are different splits
+    with pytest.raises(BadArgumentError):
+        complementary_halves(1, 1)
+
+
+def test_selection_frequency_is_the_mean_and_the_rule_is_a_strict_majority():
+    fits = [torch.tensor([1.0, 1.0, 0.0]), torch.tensor([1.0, 0.0, 0.0]), torch.tensor([1.0, 1.0, 1.0]),
+            torch.tensor([0.9, 0.0, 0.0])]
+    freq = selection_frequency(fits)
+    assert torch.allclose(freq, torch.tensor([0.975, 0.5, 0.25]))
+    assert select_features(freq) == [0]  # 2 of 4 is not a majority
+    with pytest.raises(BadArgumentError):
+        selection_frequency([])
+
+
+def test_per_tensor_prior_inclusion_enters_the_kl_and_the_phi_update():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 1))
+    ss = SpikeSlab(model, data_size=10, prior_inclusion={"0.weight": 1e-3, "*": 0.3}, prior_sd=1.0, init_phi=0.5, ema=0.0)
+    assert ss.lams == {"0.weight": 1e-3, "2.weight": 0.3}
+    with torch.no_grad():
+        want = sum(float(spike_slab_kl(ss.phi[n], p, ss.sd(n), ss.lams[n], 1.0).sum()) for n, p in ss.params.items())
+    assert abs(ss.kl() - want) < 1e-4
+    model(torch.randn(10, 4)).pow(2).mean().mul(0).backward()  # zero likelihood slope: phi = the prior's update
+    ss.after_step()
+    for n, lam in ss.lams.items():
+        with torch.no_grad():
+            kl = float(spike_slab_kl(torch.ones(()), ss.params[n][0, 0], ss.sd(n)[0, 0], lam, 1.0)) - math.log(1 / lam)
+        assert abs(float(ss.phi[n][0, 0].detach()) - 1 / (1 + (1 - lam) / lam * math.exp(kl))) < 1e-5
+    with pytest.raises(BadArgumentError):
+        SpikeSlab(nn.Linear(2, 1), data_size=4, prior_inclusion={"nope.weight": 0.1})
+    with pytest.raises(BadArgumentError):
+        SpikeSlab(nn.Linear(2, 1), data_size=4, prior_inclusion={"weight": 1.5})
 
 
 class _Regressor(nn.Module):
