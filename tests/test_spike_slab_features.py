@@ -122,28 +122,36 @@ def test_per_tensor_prior_inclusion_enters_the_kl_and_the_phi_update():
 
 
 class _Regressor(nn.Module):
+    """A one-hidden-layer MLP with a learned Gaussian noise scale (a fixed, too small scale would make
+    the likelihood overconfident and every slope Delta too large)."""
+
     def __init__(self, p: int, hidden: int) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(p, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.log_sigma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def nll(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (0.5 * ((out - y) / self.log_sigma.exp()) ** 2 + self.log_sigma).mean()
+
 
 def test_end_to_end_finds_planted_features_among_correlated_noise_inputs():
     """y depends on inputs 0 and 1 of 10; each other input is correlated 0.5 with one of them. A small
-    spike-and-slab MLP (both layers) run to convergence selects exactly {0, 1} by the path PIP."""
+    spike-and-slab MLP (both layers, cosine step decay) selects exactly {0, 1} by the path PIP."""
     g = torch.Generator().manual_seed(0)
-    n, p, noise = 600, 10, 0.3
+    n, p = 600, 10
     z = torch.randn(n, p, generator=g)
     x = z.clone()
     for j in range(2, p):
         x[:, j] = 0.5 * z[:, j % 2] + 0.75**0.5 * z[:, j]
-    y = (2 * x[:, 0] - 1.5 * torch.tanh(2 * x[:, 1]) + noise * torch.randn(n, generator=g)).unsqueeze(1)
+    y = (2 * x[:, 0] - 1.5 * torch.tanh(2 * x[:, 1]) + 0.3 * torch.randn(n, generator=g)).unsqueeze(1)
     loader = [(x[i : i + 100], y[i : i + 100]) for i in range(0, n, 100)]
     torch.manual_seed(0)
     model = _Regressor(p, 8)
-    spike_slab(model, loader, lambda out, t: ((out - t) ** 2).mean() / (2 * noise**2), epochs=300, lr=1e-2,
-               finetune_epochs=0, prior_inclusion=0.1, prior_sd=1.0, init_phi=0.5, init_sd=0.01, progress=False)
+    spike_slab(model, loader, model.nll, epochs=150, lr=1e-2, finetune_epochs=0, prior_inclusion=0.1, prior_sd=1.0,
+               init_phi=0.5, init_sd=0.01, cosine=True, progress=False, targets=["net.0.weight", "net.2.weight"])
     fp = model_feature_pip(model.spike_slab_pips, ["net.0.weight", "net.2.weight"])
     assert select_features(fp) == [0, 1], fp
+    assert fp[2:].max() < 0.2
