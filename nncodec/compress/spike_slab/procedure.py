@@ -48,7 +48,8 @@ def spike_slab(model: nn.Module, loader: Iterable, loss_fn: LossFn, *, epochs: i
     end of the variational phase is left on the model as `model.spike_slab_elbo` (`SpikeSlab.elbo`):
     the criterion for choosing the prior on training data (empirical Bayes). With `cosine` the step size
     of the variational phase decays to 0 over its steps (cosine), so that the PIPs settle instead of
-    flickering with the stochastic gradient's noise (a stochastic-approximation step schedule)."""
+    flickering with the stochastic gradient's noise (a stochastic-approximation step schedule; it needs
+    a loader with a length, and is skipped without one)."""
     if epochs < 0 or finetune_epochs < 0 or lr <= 0:
         raise BadArgumentError("epochs and finetune_epochs must be >= 0 and lr > 0")
     if not isinstance(model, nn.Module):
