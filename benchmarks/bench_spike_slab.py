@@ -1,14 +1,18 @@
 """Spike-and-slab variational pruning: (a) feature selection on known truth, (b) Fashion-MNIST compression.
 
-    nice -n 10 python benchmarks/bench_spike_slab.py features --seeds 0 1 2 3 4
+    nice -n 10 python benchmarks/bench_spike_slab.py features --seeds 10 11 12 13 14 15 16 17 18 19 \
+        --epochs 250 --lr 1e-2 --cosine --lams 0.1 --pairs 2      # session 5's procedure
     nice -n 10 python benchmarks/bench_spike_slab.py compress --data /work/shared/data/fashion-mnist \
         --arch lenet300 --seeds 0 1 2 --lams 1e-2 1e-3 --out /tmp/ss
 
 (a) y depends on 5 of 50 inputs; every noise input is correlated (rho) with one of the true ones.
-A 50-32-1 MLP is fitted by spike-and-slab VI (Gaussian likelihood with a learned noise scale) and a
-feature is selected iff its PIP 1 - prod(1 - phi) over its outgoing weights is > 0.5. The peer is
-the same MLP trained densely, features ranked by the L2 norm of their outgoing weights, top 5
-(the true count: an oracle advantage for the peer).
+A 50-32-1 MLP is fitted by spike-and-slab VI (Gaussian likelihood with a learned noise scale). A
+feature's PIP is, since session 5, the probability that a path of included weights joins it to the
+output (`--feature-rule path`; sessions 1-4: that any of its first-layer weights is included, `any`,
+which saturates on weights into dead hidden units); with `--pairs P` the selection is stability
+selection: mean path PIP > 0.5 over 2P fits on complementary half-samples. The peer is the same MLP
+trained densely, features ranked by the L2 norm of their outgoing weights, top 5 (the true count: an
+oracle advantage for the peer).
 
 (b) Split: train = first 55,000 training images, validation = last 5,000, test = 10,000. Every choice
 (lambda, quantization steps) is made on validation; test is scored once per run. Sizes are whole
@@ -35,7 +39,16 @@ from nncodec_cli.presets import lenet as models  # noqa: E402
 from nncodec_cli.presets.fashion_mnist import load_fashion_mnist  # noqa: E402
 
 import nncodec  # noqa: E402
-from nncodec.compress.spike_slab import input_feature_pip, recipe, save_spike_slab, spike_slab  # noqa: E402
+from nncodec.compress.spike_slab import (  # noqa: E402
+    complementary_halves,
+    input_feature_pip,
+    model_feature_pip,
+    recipe,
+    save_spike_slab,
+    select_features,
+    selection_frequency,
+    spike_slab,
+)
 from nncodec.compress.training import recipes  # noqa: E402
 from nncodec.compress.training.export import quantized_state_dict  # noqa: E402
 
@@ -93,58 +106,87 @@ def val_nll(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float(gaussian_nll(model(x), y))
 
 
+def fit_features(x: torch.Tensor, y: torch.Tensor, lam: float, seed: int, args: argparse.Namespace) -> dict:
+    """One spike-and-slab fit of the 50-32-1 MLP; its feature PIPs by both definitions."""
+    torch.manual_seed(seed)
+    model = Regressor(x.shape[1])
+    spike_slab(model, batches(x, y, 100, seed), gaussian_nll, epochs=args.epochs, lr=args.lr, finetune_epochs=0,
+               prior_inclusion=lam, prior_sd=1.0, init_sd=0.01, init_phi=0.5, ema=0.99, seed=seed, progress=False,
+               targets=["net.0.weight", "net.2.weight"], elbo_samples=args.elbo_samples, cosine=args.cosine)
+    pips = model.spike_slab_pips
+    fp_any = input_feature_pip(pips["net.0.weight"])  # sessions 1-4: any first-layer weight included
+    fp_path = model_feature_pip(pips, ["net.0.weight", "net.2.weight"])  # session 5: a path to the output
+    return {"lam": lam, "elbo": round(model.spike_slab_elbo["elbo"], 2), "kl": round(model.spike_slab_elbo["kl"], 2),
+            "expected_ll": round(model.spike_slab_elbo["expected_log_likelihood"], 2),
+            "noise_sd": round(float(model.log_sigma.detach().exp()), 4), "alive_hidden": int((pips["net.2.weight"] > 0.5).sum()),
+            "selected_any": select_features(fp_any), "selected_path": select_features(fp_path),
+            "fp_path": fp_path, "model": model}
+
+
 def features(args: argparse.Namespace) -> dict:
     """Per seed (= per data set): lambda chosen among --lams (never by the truth) by `--select`: `elbo`,
-    the largest ELBO on the training examples (empirical Bayes: the evidence bound of each prior), or
-    `val_nll`, the validation NLL of the pruned model (the last --val-size examples; session 2's rule);
-    precision/recall of the chosen run against the truth."""
+    the largest ELBO on the training examples (empirical Bayes), or `val_nll`, the validation NLL of the
+    pruned model (the last --val-size examples). Selected features: with --pairs P > 0, stability
+    selection (mean path feature PIP > 0.5 over the 2P complementary half-samples of the training
+    examples, each fitted at the chosen lambda); with --pairs 0, the chosen fit's feature PIP > 0.5
+    (--feature-rule path or any). Peer in the same run: the dense MLP's top-5 inputs by weight norm."""
     rows = []
+    truth = set(range(5))
     for seed in args.seeds:
         x_all, y_all = synthetic(seed, rho=args.rho, setting=args.setting)
         x, y, xv, yv = x_all[:-args.val_size], y_all[:-args.val_size], x_all[-args.val_size:], y_all[-args.val_size:]
-        loader = batches(x, y, 100, seed)
-        truth = set(range(5))
         t0 = time.perf_counter()
         cands = []
         for lam in args.lams:
-            torch.manual_seed(seed)
-            model = Regressor(x.shape[1])
-            spike_slab(model, loader, gaussian_nll, epochs=args.epochs, lr=3e-3, finetune_epochs=0, prior_inclusion=lam,
-                       prior_sd=1.0, init_sd=0.01, init_phi=0.5, ema=0.99, seed=seed, progress=False,
-                       targets=["net.0.weight", "net.2.weight"], elbo_samples=args.elbo_samples)
-            fp = input_feature_pip(model.spike_slab_pips["net.0.weight"])
-            sel = {int(i) for i in torch.nonzero(fp > 0.5).reshape(-1)}
-            cands.append({"lam": lam, "val_nll": round(val_nll(model, xv, yv), 4),
-                          "elbo": round(model.spike_slab_elbo["elbo"], 2), "kl": round(model.spike_slab_elbo["kl"], 2),
-                          "selected": sorted(sel),
-                          "precision_recall": pr(sel, truth), "feature_pip_true": [round(float(v), 3) for v in fp[:5]],
-                          "max_feature_pip_noise": round(float(fp[5:].max()), 3)})
+            c = fit_features(x, y, lam, seed, args)
+            c["val_nll"] = round(val_nll(c.pop("model"), xv, yv), 4)
+            c.pop("fp_path")
+            c["selected"] = c["selected_path"] if args.feature_rule == "path" else c["selected_any"]
+            cands.append(c)
         best = max(cands, key=lambda c: c["elbo"]) if args.select == "elbo" else min(cands, key=lambda c: c["val_nll"])
+        halves, freq = [], None
+        if args.pairs > 0:
+            fps = []
+            for k, idx in enumerate(complementary_halves(len(x), args.pairs, seed)):
+                h = fit_features(x[idx], y[idx], best["lam"], seed * 100 + k, args)
+                fps.append(h["fp_path"])
+                halves.append({key: h[key] for key in ("selected_path", "noise_sd", "alive_hidden", "elbo")})
+            freq = selection_frequency(fps)
+            chosen = select_features(freq)
+        else:
+            chosen = best["selected"]
         torch.manual_seed(seed)
         dense = Regressor(x.shape[1])
-        opt = torch.optim.Adam(dense.parameters(), lr=3e-3)
+        opt = torch.optim.Adam(dense.parameters(), lr=args.lr)
+        loader = batches(x, y, 100, seed)
         for _ in range(args.epochs):
             for xb, yb in loader:
                 opt.zero_grad()
                 gaussian_nll(dense(xb), yb).backward()
                 opt.step()
-        norms = dense.net[0].weight.detach().norm(dim=0)
-        mag_sel = {int(i) for i in torch.topk(norms, 5).indices}
-        rows.append({"seed": seed, "chosen_lam": best["lam"], "select": args.select, "spike_slab": best["selected"], "magnitude_top5": sorted(mag_sel),
-                     "ss_precision_recall": best["precision_recall"], "mag_precision_recall": pr(mag_sel, truth),
-                     "exact": set(best["selected"]) == truth, "mag_exact": mag_sel == truth,
-                     "feature_pip_true": best["feature_pip_true"], "max_feature_pip_noise": best["max_feature_pip_noise"],
-                     "candidates": cands, "seconds": round(time.perf_counter() - t0, 1)})
+        mag_sel = {int(i) for i in torch.topk(dense.net[0].weight.detach().norm(dim=0), 5).indices}
+        single = set(best["selected"])
+        rows.append({"seed": seed, "chosen_lam": best["lam"], "select": args.select, "spike_slab": chosen,
+                     "ss_precision_recall": pr(set(chosen), truth), "exact": set(chosen) == truth,
+                     "single_fit": sorted(single), "single_precision_recall": pr(single, truth), "single_exact": single == truth,
+                     "single_any": best["selected_any"], "single_any_exact": set(best["selected_any"]) == truth,
+                     "magnitude_top5": sorted(mag_sel), "mag_precision_recall": pr(mag_sel, truth), "mag_exact": mag_sel == truth,
+                     "frequency_true": None if freq is None else [round(float(v), 3) for v in freq[:5]],
+                     "max_frequency_noise": None if freq is None else round(float(freq[5:].max()), 3),
+                     "halves": halves, "candidates": cands, "seconds": round(time.perf_counter() - t0, 1)})
         print(json.dumps(rows[-1]), flush=True)
     n = len(rows)
-    summary = {"exact_recovery": sum(r["exact"] for r in rows), "mag_exact_recovery": sum(r["mag_exact"] for r in rows),
-               "seeds": n, "mean_precision": sum(r["ss_precision_recall"][0] for r in rows) / n,
-               "mean_recall": sum(r["ss_precision_recall"][1] for r in rows) / n,
-               "mag_mean_precision": sum(r["mag_precision_recall"][0] for r in rows) / n}
+    mean = lambda key, i: sum(r[key][i] for r in rows) / n  # noqa: E731
+    summary = {"seeds": n, "exact_recovery": sum(r["exact"] for r in rows), "mean_precision": mean("ss_precision_recall", 0),
+               "mean_recall": mean("ss_precision_recall", 1), "single_fit_exact": sum(r["single_exact"] for r in rows),
+               "single_any_exact": sum(r["single_any_exact"] for r in rows),
+               "mag_exact_recovery": sum(r["mag_exact"] for r in rows), "mag_mean_precision": mean("mag_precision_recall", 0),
+               "mag_mean_recall": mean("mag_precision_recall", 1)}
     print(json.dumps(summary), flush=True)
     return {"setting": {"name": args.setting, "n_train": 2000 - args.val_size, "n_val": args.val_size, "p": 50, "k": 5,
-                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs,
-                        "select": args.select, "elbo_samples": args.elbo_samples},
+                        "rho": args.rho, "noise_sd": 0.3, "lams": args.lams, "epochs": args.epochs, "lr": args.lr,
+                        "cosine": args.cosine, "pairs": args.pairs, "select": args.select,
+                        "elbo_samples": args.elbo_samples, "feature_rule": args.feature_rule},
             "runs": rows, "summary": summary}
 
 
@@ -244,8 +286,14 @@ def main() -> None:
     a.add_argument("--lams", type=float, nargs="+", default=[1e-3, 1e-2, 1e-1])
     a.add_argument("--val-size", type=int, default=400)
     a.add_argument("--epochs", type=int, default=100)
+    a.add_argument("--lr", type=float, default=3e-3, help="Adam's step size (spike-and-slab fit and dense peer)")
     a.add_argument("--select", choices=("elbo", "val_nll"), default="elbo", help="how lambda is chosen")
     a.add_argument("--elbo-samples", type=int, default=8)
+    a.add_argument("--cosine", action="store_true", help="cosine step-size decay in the variational phase")
+    a.add_argument("--pairs", type=int, default=0,
+                   help="stability selection over this many complementary pairs of half-samples (0: one fit)")
+    a.add_argument("--feature-rule", choices=("path", "any"), default="path",
+                   help="feature PIP: path = P(a path of included weights to the output), any = P(a first-layer weight in)")
     b = sub.add_parser("compress")
     b.add_argument("--data", required=True)
     b.add_argument("--arch", choices=("lenet300", "lenet5"), default="lenet300")

@@ -13,8 +13,17 @@ masks / prune / freeze_mask / to_state_dict / save, plus pips).
 
 from .elbo import bernoulli_kl, input_feature_pip, lrt_weight_moments, phi_update, slab_kl, spike_slab_kl
 from .export import pip_compressor, save_spike_slab, spike_slab_state
+from .features import (
+    complementary_halves,
+    model_feature_pip,
+    path_feature_pip,
+    select_features,
+    selection_frequency,
+)
 from .procedure import spike_slab
 from .variational import SpikeSlab
 
 __all__ = ["spike_slab", "SpikeSlab", "save_spike_slab", "pip_compressor", "spike_slab_state", "phi_update",
-           "slab_kl", "bernoulli_kl", "spike_slab_kl", "lrt_weight_moments", "input_feature_pip"]
+           "slab_kl", "bernoulli_kl", "spike_slab_kl", "lrt_weight_moments", "input_feature_pip",
+           "path_feature_pip", "model_feature_pip", "select_features",
+           "complementary_halves", "selection_frequency"]

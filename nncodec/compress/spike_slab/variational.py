@@ -78,11 +78,13 @@ class SpikeSlab(Pruner):
 
     method = "spike-slab"
 
-    def __init__(self, model: nn.Module, *, data_size: int, prior_inclusion: float = 1e-2, prior_sd: float = 0.1,
+    def __init__(self, model: nn.Module, *, data_size: int, prior_inclusion: float | Mapping[str, float] = 1e-2, prior_sd: float = 0.1,
                  init_phi: float = 0.9, init_sd: float = 1e-3, ema: float = 0.99, kl_weight: float = 1.0,
                  anneal_steps: int = 0, threshold: float = 0.5, targets: Targets = None,
                  callback: Callable[[dict[str, Any]], None] | None = None) -> None:
-        if not 0 < prior_inclusion < 1 or not 0 < init_phi < 1:
+        lams = dict(prior_inclusion) if isinstance(prior_inclusion, Mapping) else {}
+        default_lam = float(lams.pop("*", 1e-2)) if isinstance(prior_inclusion, Mapping) else float(prior_inclusion)
+        if not all(0 < v < 1 for v in (default_lam, *lams.values())) or not 0 < init_phi < 1:
             raise BadArgumentError("prior_inclusion and init_phi must be within (0, 1)")
         if prior_sd <= 0 or init_sd <= 0 or data_size < 1 or not 0 <= ema < 1 or not 0 <= threshold <= 1:
             raise BadArgumentError("need prior_sd > 0, init_sd > 0, data_size >= 1, 0 <= ema < 1, 0 <= threshold <= 1")
@@ -94,7 +96,13 @@ class SpikeSlab(Pruner):
         if bad:
             raise BadArgumentError(f"spike-and-slab covers Linear and Conv1d/2d/3d weights only, not {', '.join(bad)}")
         self.n = int(data_size)
-        self.lam, self.sigma0, self.ema, self.threshold = float(prior_inclusion), float(prior_sd), float(ema), float(threshold)
+        unknown = sorted(set(lams) - set(self.params))
+        if unknown:
+            raise BadArgumentError(f"prior_inclusion names tensors that are not pruned: {', '.join(unknown)}")
+        # per-tensor prior inclusion probability: a sparser prior on the input layer is a different prior
+        # on *features* (benchmarks/RESULTS.md, "Feature selection on fresh seeds (session 5)")
+        self.lams = {n: float(lams.get(n, default_lam)) for n in self.params}
+        self.lam, self.sigma0, self.ema, self.threshold = default_lam, float(prior_sd), float(ema), float(threshold)
         self.target_kl_weight, self.anneal_steps = float(kl_weight), int(anneal_steps)
         self.modules = {n: owners[n] for n in self.params}
         self.rho = {n: nn.Parameter(torch.full_like(p.detach(), _inverse_softplus(init_sd))) for n, p in self.params.items()}
@@ -157,7 +165,7 @@ class SpikeSlab(Pruner):
         per example. phi enters detached, its KL part acts only through the closed-form update."""
         if self.pruned:
             return torch.zeros(())
-        total = sum(spike_slab_kl(self.phi[n].detach(), p, self.sd(n), self.lam, self.sigma0).sum()
+        total = sum(spike_slab_kl(self.phi[n].detach(), p, self.sd(n), self.lams[n], self.sigma0).sum()
                     for n, p in self.params.items())
         return total * (self.kl_weight / self.n)
 
@@ -187,7 +195,7 @@ class SpikeSlab(Pruner):
             d = -self.n * phi.grad  # loss = mean negative log-likelihood: slope of the total log-likelihood
             acc = self._acc[n] = self.ema * self._acc.get(n, torch.zeros_like(d)) + (1 - self.ema) * d
             self.delta[n] = acc / (1 - self.ema ** (self.steps_done + 1))  # bias-corrected, as Adam's moments
-            new = phi_update(self.delta[n], mu, self.sd(n), self.lam, self.sigma0, max(self.kl_weight, 1e-6))
+            new = phi_update(self.delta[n], mu, self.sd(n), self.lams[n], self.sigma0, max(self.kl_weight, 1e-6))
             phi.copy_(new.clamp(1e-6, 1 - 1e-6))
             phi.grad = None
         self.steps_done += 1
@@ -236,7 +244,7 @@ class SpikeSlab(Pruner):
     def kl(self) -> float:
         """The total KL(q || p) in nats (for logging)."""
         with torch.no_grad():
-            return float(sum(spike_slab_kl(self.phi[n], p, self.sd(n), self.lam, self.sigma0).sum()
+            return float(sum(spike_slab_kl(self.phi[n], p, self.sd(n), self.lams[n], self.sigma0).sum()
                              for n, p in self.params.items()))
 
     @torch.no_grad()
