@@ -28,7 +28,6 @@ import numpy as np
 
 from ..errors import FormatError
 from ..limits import DEFAULT_LIMITS, Limits
-from .schedule import stream_bounds
 
 M32 = np.uint64(0xFFFFFFFF)
 P0, P1 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD6E8FEB86659FD93)  # context hash (64-bit)
@@ -42,6 +41,7 @@ MAX_MATCH_BITS = 24
 WORD_TAG, WORD2_TAG = 9, 10
 MATCH_CTX = 64  # match counter contexts: 0 = no match, else 2 * min(len, 31) + expected bit
 APM_CELLS = 33
+COUNTER0 = 32768 << 8  # p = 1/2, n = 0
 
 
 def squash(d: int) -> int:
@@ -66,6 +66,8 @@ def _stretch_table() -> np.ndarray:
 
 
 STRETCH = _stretch_table()
+DEFAULT_CM_SPEC = {"arch": "cm", "orders": [1, 2, 3, 4, 6], "words": 1, "match": 6, "match_bits": 20,
+                   "table_bits": 22, "limit": 127, "lr": 8, "apm": 0}  # provisional: to be chosen on the New Testament
 SPEC_KEYS = {"arch", "orders", "words", "match", "match_bits", "table_bits", "limit", "lr", "apm"}
 
 
@@ -87,7 +89,7 @@ def check_cm_spec(spec: dict, limits: Limits = DEFAULT_LIMITS) -> dict:
             or sorted(set(orders)) != orders):
         raise FormatError(f"cm orders must be a strictly increasing list of integers in [0, {MAX_ORDER}], got {orders!r}")
     out = {"orders": orders, "words": num("words", 0, 2), "match": num("match", 0, MAX_ORDER),
-           "match_bits": num("match_bits", 1, MAX_MATCH_BITS), "table_bits": num("table_bits", 1, MAX_TABLE_BITS),
+           "match_bits": num("match_bits", 1, MAX_MATCH_BITS), "table_bits": num("table_bits", 4, MAX_TABLE_BITS),
            "limit": num("limit", 1, 255), "lr": num("lr", 1, 1024), "apm": num("apm", 0, 1)}
     if out["match"] == 1:
         raise FormatError("cm match must be 0 (off) or a minimum length in [2, 8]")
@@ -95,20 +97,28 @@ def check_cm_spec(spec: dict, limits: Limits = DEFAULT_LIMITS) -> dict:
     return out
 
 
+def is_cm(spec: object) -> bool:
+    return isinstance(spec, dict) and spec.get("arch") == "cm"
+
+
 def contexts(cfg: dict) -> int:
     return len(cfg["orders"]) + cfg["words"]
 
 
 def cm_bytes(cfg: dict) -> int:
-    """Memory of the model's tables: 11 bytes per counter slot (uint16 p, uint8 n, two int32 scratch
-    counts for merging a step's updates), 8 per match slot, 8 per APM cell."""
+    """Memory of the model's tables: 8 bytes per counter slot, per match slot and per APM cell."""
     match = (8 << cfg["match_bits"]) if cfg["match"] else 0
     apm = 8 * 65536 * APM_CELLS if cfg["apm"] else 0
-    return 11 * (contexts(cfg) << cfg["table_bits"]) + match + apm
+    return 8 * (contexts(cfg) << cfg["table_bits"]) + match + apm
 
 
 class CMModel:
-    """The shared state of a cm model (tables, mixer, APM); per-stream state lives in `code_cm`."""
+    """The shared state of a cm model (tables, mixer, APM); per-stream state lives in `code_cm`.
+
+    A counter is one int64: bits 8-23 the probability p of a 1 (16 bits), bits 0-7 its count n;
+    bits 24-43 and 44-63 are scratch (hits and ones of the current step, zero between steps), so a
+    step's merged update is one np.add.at and one write. A context's counters for the bits of one
+    nibble share a bucket of 16 slots (two adjacent cache lines): 2 hashed look-ups per byte."""
 
     kind = "cm"
 
@@ -119,42 +129,29 @@ class CMModel:
         self.masks = np.array([(1 << (8 * o)) - 1 if o < 8 else (1 << 64) - 1 for o in cfg["orders"]]
                               + [0] * cfg["words"], dtype=np.uint64)
         c, bits = contexts(cfg), cfg["table_bits"]
-        self.shift = np.uint64(32 - bits)
+        self.shift = np.uint64(36 - bits)  # 2^(bits - 4) buckets of 16 slots per context
         self.offsets = (np.arange(c, dtype=np.int64) << bits)[None, :]
-        self.p = np.full(c << bits, 32768, dtype=np.uint16)
-        self.n = np.zeros(c << bits, dtype=np.uint8)
-        self.mp = np.full(MATCH_CTX, 32768, dtype=np.uint16)
-        self.mn = np.zeros(MATCH_CTX, dtype=np.uint8)
+        self.t = np.full(c << bits, COUNTER0, dtype=np.int64)
+        self.mt_counters = np.full(MATCH_CTX, COUNTER0, dtype=np.int64)
         self.inputs = c + (1 if cfg["match"] else 0) + 1  # + bias
         self.w = np.full((256, self.inputs), (1 << 16) // 4, dtype=np.int64)
         self.mt = np.full(1 << cfg["match_bits"], -1, dtype=np.int64) if cfg["match"] else None
         if cfg["apm"]:
-            cells = (np.array([squash((j - 16) * 128) for j in range(APM_CELLS)], dtype=np.int64) * 16)
-            self.apm = np.tile(cells, 65536).astype(np.int64)
+            cells = np.array([16 * squash((j - 16) * 128) for j in range(APM_CELLS)], dtype=np.int64)
+            self.apm = np.tile(cells, 65536)
         self.limit = cfg["limit"]
-        self._counts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def update_counters(self, p: np.ndarray, n: np.ndarray, idx: np.ndarray, y: np.ndarray) -> None:
+    def update_counters(self, t: np.ndarray, idx: np.ndarray, y: np.ndarray) -> None:
         """Merged update of counters idx (flat) with bits y: a slot hit k times in the step, `ones` of
         them with bit 1, moves once, from the value all k read: p += floor(2 (ones * 65536 - k p) /
-        (2 n + 2k + 1)); n = min(n + k, limit). Every duplicate computes the same new value, so the
+        (2 n + 2k + 1)); n = min(n + k, limit). Every duplicate writes the same new value, so the
         order of the writes does not matter."""
-        hits, ones = self._scratch(p.size)
-        np.add.at(hits, idx, np.ones(idx.size, dtype=np.int32))  # same dtypes: numpy's fast path
-        np.add.at(ones, idx, y.astype(np.int32))
-        k, o = hits[idx].astype(np.int64), ones[idx].astype(np.int64)
-        hits[idx] = 0
-        ones[idx] = 0
-        pv = p[idx].astype(np.int64)
-        nv = n[idx].astype(np.int64)
-        p[idx] = pv + np.floor_divide(2 * ((o << 16) - k * pv), 2 * nv + 2 * k + 1)
-        n[idx] = np.minimum(nv + k, self.limit)
-
-    def _scratch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Zeroed per-slot hit and one counts for a table of `size` slots (kept zero between steps)."""
-        if size not in self._counts:
-            self._counts[size] = (np.zeros(size, dtype=np.int32), np.zeros(size, dtype=np.int32))
-        return self._counts[size]
+        np.add.at(t, idx, (y << 44) + (1 << 24))
+        v = t[idx]
+        k, ones = (v >> 24) & 0xFFFFF, v >> 44
+        p, n = (v >> 8) & 0xFFFF, v & 0xFF
+        p = p + np.floor_divide(2 * ((ones << 16) - k * p), 2 * n + 2 * k + 1)
+        t[idx] = (p << 8) | np.minimum(n + k, self.limit)
 
 
 def context_hashes(model: CMModel, hist: np.ndarray, words: np.ndarray, prev_words: np.ndarray) -> np.ndarray:

@@ -18,15 +18,10 @@ APM_RATE = 7
 W_MAX = 1 << 30  # mixer weights are clamped to [-W_MAX, W_MAX] after each update
 
 
-def _mixer_input(model: CMModel, H: np.ndarray, c0: np.ndarray, mc: np.ndarray | None, x: np.ndarray) -> np.ndarray:
-    """Counter slots [A, C]; fills the mixer inputs x [A, N]: stretched probabilities, match, bias 256."""
-    cu = c0.astype(np.uint64)[:, None]
-    slot = ((((H + cu * P2) * P3) & M32) >> model.shift).astype(np.int64) + model.offsets
-    c = slot.shape[1]
-    x[:, :c] = STRETCH[model.p[slot] >> 4]
-    if mc is not None:
-        x[:, c] = STRETCH[model.mp[mc] >> 4]
-    return slot
+def _buckets(model: CMModel, H: np.ndarray, g: np.ndarray | None) -> np.ndarray:
+    """[A, C] first slots of the 16-slot buckets: u32((H + g P2) P3) >> (36 - table_bits), per table."""
+    key = H if g is None else H + g.astype(np.uint64)[:, None] * P2
+    return ((((key * P3) & M32) >> model.shift).astype(np.int64) << 4) + model.offsets
 
 
 def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
@@ -46,6 +41,7 @@ def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
     mshift = np.uint64(64 - cfg["match_bits"])
     lr = cfg["lr"]
     sym = side.symbols
+    nc = model.offsets.shape[1]
     xbuf = np.full((streams, model.inputs), 256, dtype=np.int64)  # the last column stays the bias
     for t in range(int(lens.max(initial=0))):
         a = int(np.count_nonzero(lens > t))  # the active streams are a prefix (lengths never increase)
@@ -59,8 +55,13 @@ def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
         c0 = np.ones(a, dtype=np.int64)
         for b in range(8):
             mc = np.where(valid & ((expect >> (8 - b)) == c0), lenc + ((expect >> (7 - b)) & 1), 0) if m else None
+            if b == 0 or b == 4:
+                base = _buckets(model, H, None if b == 0 else c0)
+            slot = base + (c0 if b < 4 else (c0 & ((1 << (b - 4)) - 1)) | (1 << (b - 4)))[:, None]
             x = xbuf[:a]
-            slot = _mixer_input(model, H, c0, mc, x)
+            x[:, :nc] = STRETCH[(model.t[slot] >> 12) & 0xFFF]
+            if m:
+                x[:, nc] = STRETCH[(model.mt_counters[mc] >> 12) & 0xFFF]
             dot = np.minimum(np.maximum((x * model.w[c0]).sum(axis=1) >> 16, -2047), 2047)
             pm = SQUASH[dot + 2047]
             p = pm
@@ -74,9 +75,9 @@ def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
             probs[:, 1] = p / 4096.0
             probs[:, 0] = (4096 - p) / 4096.0
             y = side.bits(pos, 7 - b, probs)
-            model.update_counters(model.p, model.n, slot.ravel(), np.repeat(y, slot.shape[1]))
+            model.update_counters(model.t, slot.ravel(), np.repeat(y, nc))
             if m:
-                model.update_counters(model.mp, model.mn, mc, y)
+                model.update_counters(model.mt_counters, mc, y)
             err = ((y << 12) - pm) * lr
             np.add.at(model.w, c0, (x * err[:, None]) >> 16)
             model.w[c0] = np.minimum(np.maximum(model.w[c0], -W_MAX), W_MAX)

@@ -27,9 +27,10 @@ class EncodeSide:
 
 
 class DecodeSide:
-    def __init__(self, payload: bytes | memoryview, n: int, what: str = "dataset") -> None:
+    def __init__(self, payload: bytes | memoryview, n: int, what: str = "dataset", coded: int | None = None) -> None:
+        """n symbols to decode, from `coded` coded symbols (default n; a bitwise model codes 8 per byte)."""
         self.symbols = np.zeros(n, dtype=np.int64)
-        self.coder = StreamDecoder(payload, n, what)
+        self.coder = StreamDecoder(payload, n if coded is None else coded, what)
 
     def __call__(self, positions: np.ndarray, probs: np.ndarray) -> np.ndarray:
         s = self.coder.decode(probs)
