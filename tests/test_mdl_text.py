@@ -19,7 +19,7 @@ from nncodec.limits import Limits
 from nncodec.mdl import cm
 
 SMALL = {"arch": "cm", "orders": [0, 1, 2, 4], "words": 2, "match": 3, "match_bits": 10, "table_bits": 10,
-         "limit": 60, "lr": 8, "apm": 1}
+         "limit": 60, "lr": 8, "apm": 1, "mixer": 1}
 TEXT = (b"In the beginning God created the heaven and the earth. And the earth was without form, and void; "
         b"and darkness was upon the face of the deep. " * 12)
 

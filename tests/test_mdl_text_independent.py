@@ -41,13 +41,13 @@ class Stream:
 def decode_cm(spec: dict, n: int, streams: int, words: np.ndarray) -> bytes:
     import constriction
 
-    orders, W, M, BM, B, L, R, A = (spec[k] for k in ("orders", "words", "match", "match_bits", "table_bits",
-                                                         "limit", "lr", "apm"))
+    orders, W, M, BM, B, L, R, A, X = (spec[k] for k in ("orders", "words", "match", "match_bits", "table_bits",
+                                                            "limit", "lr", "apm", "mixer"))
     C = len(orders) + W
     N = C + (1 if M else 0) + 1
     counters: dict[int, tuple[int, int]] = {}  # absent = (32768, 0)
     match_counters: dict[int, tuple[int, int]] = {}
-    weights = [[16384] * N for _ in range(256)]
+    weights = [[16384] * N for _ in range(768 if X else 256)]
     match_table: dict[int, int] = {}
     apm: dict[int, int] = {}
 
@@ -90,7 +90,8 @@ def decode_cm(spec: dict, n: int, streams: int, words: np.ndarray) -> bytes:
                     mc = 2 * min(s.len, 31) + ((e >> shift) & 1) if s.ptr != -1 and (e | 256) >> (shift + 1) == c else 0
                     x.append(STRETCH[match_counters.get(mc, (32768, 0))[0] >> 4])
                 x.append(256)
-                dot = max(-2047, min(2047, sum(a * b for a, b in zip(x, weights[c], strict=True)) >> 16))
+                row = c + 256 * ((0 if mc == 0 else 1 if mc < 32 else 2) if X and M else 0)
+                dot = max(-2047, min(2047, sum(a * b for a, b in zip(x, weights[row], strict=True)) >> 16))
                 pm = squash(dot)
                 p, cell, u = pm, None, 0
                 if A:
@@ -103,7 +104,7 @@ def decode_cm(spec: dict, n: int, streams: int, words: np.ndarray) -> bytes:
                 probs = np.array([[(4096 - p) / 4096.0, p / 4096.0]], dtype=np.float64)
                 y = int(dec.decode(family, probs)[0])
                 out[s.start + t] |= y << shift
-                reads.append((idx, mc, x, pm, cell, u, c, y))
+                reads.append((idx, mc, x, pm, cell, u, row, y))
             _update(reads, counters, match_counters, weights, apm, apm_cell, L, R)
             c0 = [2 * c + r[-1] for c, r in zip(c0, reads, strict=True)]
         writes = {}
@@ -183,10 +184,11 @@ def test_independent_decoder_reads_the_golden_vector() -> None:
 
 
 @pytest.mark.parametrize(("streams", "change"), [(1, {}), (4, {"apm": 0, "words": 1}), (5, {"match": 2, "orders": [1, 3]}),
-                                                 (2, {"match": 0, "words": 0, "orders": [0, 8]})])
+                                                 (2, {"match": 0, "words": 0, "orders": [0, 8]}),
+                                                 (3, {"mixer": 0})])
 def test_independent_decoder_reads_fresh_encoder_output(streams: int, change: dict) -> None:
     spec = {"arch": "cm", "orders": [0, 1, 2, 4], "words": 2, "match": 3, "match_bits": 6, "table_bits": 6,
-            "limit": 20, "lr": 40, "apm": 1, **change}  # tiny tables: collisions and shared slots are exercised
+            "limit": 20, "lr": 40, "apm": 1, "mixer": 1, **change}  # tiny tables: collisions and shared slots are exercised
     text = b"And God said, Let there be light: and there was light. And God saw the light, that it was good. " * 3
     data = mdl.encode(text, mdl.EncodeSettings(kind="bytes", prequential=True, spec=spec, streams=streams))[0]
     _check(data, text)

@@ -67,8 +67,8 @@ def _stretch_table() -> np.ndarray:
 
 STRETCH = _stretch_table()
 DEFAULT_CM_SPEC = {"arch": "cm", "orders": [1, 2, 3, 4, 6], "words": 1, "match": 6, "match_bits": 20,
-                   "table_bits": 22, "limit": 127, "lr": 8, "apm": 0}  # provisional: to be chosen on the New Testament
-SPEC_KEYS = {"arch", "orders", "words", "match", "match_bits", "table_bits", "limit", "lr", "apm"}
+                   "table_bits": 22, "limit": 127, "lr": 8, "apm": 0, "mixer": 0}  # provisional: to be chosen on the New Testament
+SPEC_KEYS = {"arch", "orders", "words", "match", "match_bits", "table_bits", "limit", "lr", "apm", "mixer"}
 
 
 def check_cm_spec(spec: dict, limits: Limits = DEFAULT_LIMITS) -> dict:
@@ -90,7 +90,8 @@ def check_cm_spec(spec: dict, limits: Limits = DEFAULT_LIMITS) -> dict:
         raise FormatError(f"cm orders must be a strictly increasing list of integers in [0, {MAX_ORDER}], got {orders!r}")
     out = {"orders": orders, "words": num("words", 0, 2), "match": num("match", 0, MAX_ORDER),
            "match_bits": num("match_bits", 1, MAX_MATCH_BITS), "table_bits": num("table_bits", 4, MAX_TABLE_BITS),
-           "limit": num("limit", 1, 255), "lr": num("lr", 1, 1024), "apm": num("apm", 0, 1)}
+           "limit": num("limit", 1, 255), "lr": num("lr", 1, 1024), "apm": num("apm", 0, 1),
+           "mixer": num("mixer", 0, 1)}
     if out["match"] == 1:
         raise FormatError("cm match must be 0 (off) or a minimum length in [2, 8]")
     limits.check("bytes of the cm model's tables (max_dataset_cm_bytes)", cm_bytes(out), limits.max_dataset_cm_bytes)
@@ -134,7 +135,7 @@ class CMModel:
         self.t = np.full(c << bits, COUNTER0, dtype=np.int64)
         self.mt_counters = np.full(MATCH_CTX, COUNTER0, dtype=np.int64)
         self.inputs = c + (1 if cfg["match"] else 0) + 1  # + bias
-        self.w = np.full((256, self.inputs), (1 << 16) // 4, dtype=np.int64)
+        self.w = np.full((256 * (3 if cfg["mixer"] else 1), self.inputs), (1 << 16) // 4, dtype=np.int64)
         self.mt = np.full(1 << cfg["match_bits"], -1, dtype=np.int64) if cfg["match"] else None
         if cfg["apm"]:
             cells = np.array([16 * squash((j - 16) * 128) for j in range(APM_CELLS)], dtype=np.int64)

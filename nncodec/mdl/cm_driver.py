@@ -40,6 +40,7 @@ def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
     mmask = np.uint64((1 << (8 * m)) - 1 if m < 8 else (1 << 64) - 1)
     mshift = np.uint64(64 - cfg["match_bits"])
     lr = cfg["lr"]
+    sel = cfg["mixer"] == 1 and m > 0  # weight sets chosen by c0 and the match state
     sym = side.symbols
     nc = model.offsets.shape[1]
     xbuf = np.full((streams, model.inputs), 256, dtype=np.int64)  # the last column stays the bias
@@ -62,7 +63,8 @@ def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
             x[:, :nc] = STRETCH[(model.t[slot] >> 12) & 0xFFF]
             if m:
                 x[:, nc] = STRETCH[(model.mt_counters[mc] >> 12) & 0xFFF]
-            dot = np.minimum(np.maximum((x * model.w[c0]).sum(axis=1) >> 16, -2047), 2047)
+            row = c0 if not sel else c0 + 256 * ((mc > 0).astype(np.int64) + (mc >= 32))  # weight set
+            dot = np.minimum(np.maximum((x * model.w[row]).sum(axis=1) >> 16, -2047), 2047)
             pm = SQUASH[dot + 2047]
             p = pm
             if cfg["apm"]:
@@ -79,8 +81,8 @@ def code_cm(model: CMModel, side, n: int, streams: int, progress=None) -> None:
             if m:
                 model.update_counters(model.mt_counters, mc, y)
             err = ((y << 12) - pm) * lr
-            np.add.at(model.w, c0, (x * err[:, None]) >> 16)
-            model.w[c0] = np.minimum(np.maximum(model.w[c0], -W_MAX), W_MAX)
+            np.add.at(model.w, row, (x * err[:, None]) >> 16)
+            model.w[row] = np.minimum(np.maximum(model.w[row], -W_MAX), W_MAX)
             if cfg["apm"]:
                 cell = j + (wt >> 6)
                 delta = ((y << 16) - model.apm[cell]) >> APM_RATE
