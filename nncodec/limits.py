@@ -19,8 +19,8 @@ are hours of decoding, the point past which a file is an attack, not a model. A 
 (spec §21.5) is built from a spec in the header and then trained or loaded: 2^22 parameters (16 MiB
 of float32) are ample for a model whose bytes are part of a description length, and the count comes
 from the spec's widths, so it is checked before anything is allocated. A context-mixing model (§21.7) is tables, not
-parameters: 2 GiB of them (a 2^24-slot table per context for nine contexts takes 432 MiB) bounds
-what a header can make a reader allocate.
+parameters, 8 bytes a slot: 2 GiB bounds what a header can make a reader allocate and still admits
+the largest useful spec (nine contexts of 2^24 slots: 1.1 GiB).
 """
 
 from __future__ import annotations
