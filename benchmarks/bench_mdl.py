@@ -187,10 +187,10 @@ def text_bench(args, tmp: Path) -> dict:
     if args.text_model == "cm" and "prequential" in args.codes:
         # integer context mixing (FORMAT.md §21.7): deterministic, no seed, so one run; its defaults
         # (cm.DEFAULT_CM_SPEC, codes.auto_cm_streams) were chosen on the New Testament, not on this text
-        from nncodec.mdl.cm import DEFAULT_CM_SPEC
+        from nncodec.mdl.cm import default_cm_spec
 
         print("text prequential, cm", flush=True)
-        s = mdl.EncodeSettings(kind="bytes", prequential=True, spec=dict(DEFAULT_CM_SPEC), streams=args.streams_text)
+        s = mdl.EncodeSettings(kind="bytes", prequential=True, spec=default_cm_spec(n), streams=args.streams_text)
         rows.append(run_code("nncodec prequential (cm)", data, s, None, None, tmp, ()))
     for seed in args.seeds if "prequential" in args.codes and args.text_model == "lstm" else []:
         print(f"text prequential, seed {seed}", flush=True)

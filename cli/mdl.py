@@ -83,10 +83,10 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
     check_output(output, force, data)
     settings = api.EncodeSettings(kind="labels" if labels_for else "bytes", prequential=prequential, seed=seed,
                                   streams=streams, first_block=first_block)
-    if arch == "cm":  # the default context-mixing spec (bytes, prequential)
-        from nncodec.mdl.cm import DEFAULT_CM_SPEC
+    if arch == "cm":  # the default context-mixing spec (bytes, prequential), tables sized to the data
+        from nncodec.mdl.cm import default_cm_spec
 
-        settings.spec = dict(DEFAULT_CM_SPEC)
+        settings.spec = default_cm_spec(data.stat().st_size)
     elif arch:
         try:
             settings.spec = json.loads(arch)

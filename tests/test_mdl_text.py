@@ -107,6 +107,8 @@ def test_huge_tables_are_refused_before_allocation(coded: bytes, monkeypatch) ->
     monkeypatch.setattr(cm.np, "full", lambda *a, **k: pytest.fail("allocated before the check"))
     with pytest.raises(LimitExceededError, match="max_dataset_cm_bytes"):
         mdl.decode(bad, limits=Limits(max_dataset_cm_bytes=2**30))
+    with pytest.raises(LimitExceededError, match="tables of a cm model"):  # the memory cap, also before allocation
+        mdl.decode(coded, limits=Limits(max_decode_memory_bytes=100_000))
 
 
 def test_cm_is_prequential_only_and_bytes_only() -> None:
@@ -153,3 +155,5 @@ def test_counter_merge_rule_is_order_free() -> None:
 def test_spec_json_is_plain_data() -> None:
     assert json.loads(json.dumps(cm.DEFAULT_CM_SPEC)) == cm.DEFAULT_CM_SPEC
     cm.check_cm_spec(cm.DEFAULT_CM_SPEC)
+    assert cm.default_cm_spec(969_448) == cm.DEFAULT_CM_SPEC  # the benchmark text gets the tuned tables
+    assert cm.default_cm_spec(100)["table_bits"] == 12 and cm.default_cm_spec(10**9)["table_bits"] == 24

@@ -6,7 +6,8 @@ cost of a few numpy operations per bit. It is the prequential code of Blier & Ol
 network trained online: each byte is 8 binary decisions (most significant bit first); for each
 context (orders 0-8, the current word, optionally the last two words) a hashed table of adaptive
 bit counters gives a probability; a match model predicts the bit that followed the last occurrence
-of the current context; one logistic mixer (weights chosen by the partial byte) combines their
+of the current context; one logistic mixer (weights chosen by the partial byte, optionally also
+by the match state) combines their
 stretched probabilities and learns by online gradient descent; an optional APM refines the result.
 
 Everything is integer arithmetic (numpy int64/uint64, wrap-around multiplication), so encoder and
@@ -70,6 +71,14 @@ STRETCH = _stretch_table()
 # text): each member changed alone from a first guess, then the winners combined (RESULTS.md, issue 12).
 DEFAULT_CM_SPEC = {"arch": "cm", "orders": [1, 2, 3, 4, 5, 6, 8], "words": 2, "match": 8, "match_bits": 20,
                    "table_bits": 24, "limit": 255, "lr": 12, "apm": 1, "mixer": 1}
+
+
+def default_cm_spec(n: int) -> dict:
+    """DEFAULT_CM_SPEC with tables sized to the data: 2^(bits(n) + 4) slots per table, 2^12 … 2^24
+    (a 1 MB text gets the 2^24 it was tuned with; a small file does not allocate 1.2 GiB)."""
+    return {**DEFAULT_CM_SPEC, "table_bits": max(12, min(MAX_TABLE_BITS, int(n).bit_length() + 4))}
+
+
 SPEC_KEYS = {"arch", "orders", "words", "match", "match_bits", "table_bits", "limit", "lr", "apm", "mixer"}
 
 

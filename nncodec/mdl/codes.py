@@ -14,7 +14,7 @@ from .. import decode_memory
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import env
-from .cm import CMModel, cm_bytes, is_cm
+from .cm import CMModel, is_cm
 from .cm_driver import code_cm
 from .drivers import code_conditional, code_mixture, code_sequence
 from .kinds import SideInfo, kind_by_name
@@ -94,7 +94,6 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
     """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
     model = build(member.model, member.seed, limits)
     if isinstance(model, CMModel):  # learns online from every coded bit: one pass, no blocks to train between
-        decode_memory.check("the tables of a cm model", cm_bytes(model.cfg), limits)
         before = side.coder.bits() if isinstance(side, EncodeSide) else None
         code_cm(model, side, member.n, member.streams, progress)
         if log is not None and before is not None:

@@ -205,8 +205,11 @@ def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> Any:
 
         return build_mix(spec, seed, limits)
     if arch == "cm":  # integer context mixing, no torch parameters and no randomness (cm.py)
-        from .cm import CMModel
+        from .. import decode_memory
+        from .cm import CMModel, check_cm_spec, cm_bytes
 
+        need = cm_bytes(check_cm_spec(spec, limits))  # the spec's bounds and max_dataset_cm_bytes
+        decode_memory.check("the tables of a cm model", need, limits)  # and this machine's memory
         return CMModel(spec, limits)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
