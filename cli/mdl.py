@@ -62,7 +62,7 @@ def mdl() -> None:
 @click.option("--seqlen", type=int, default=None, help="Sequence models: training window length.")
 @click.option("--weight-decay", type=float, default=None, help="Adam weight decay.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation and of training.")
-@click.option("--streams", type=int, default=None, help="Byte data: lock-step streams [default: ~8 KiB each, at most 128].")
+@click.option("--streams", type=int, default=None, help="Byte data: lock-step streams [default: ~8 KiB each, at most 128; cm: ~16 KiB, at most 64].")
 @click.option("--first-block", type=int, default=None, help="Prequential: symbols in the first block (then doubling).")
 @click.option("--levels", default=None, help="Two-part: comma-separated model compression levels to try "
               "(lossless, 1/4, 1/8 ... = uniform step std/k) [default: all].")
