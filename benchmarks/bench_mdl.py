@@ -3,7 +3,7 @@ compressors, in one run, every nncodec size a file that `nncodec mdl decode` (a 
 turned back into the input.
 
     nice -n 10 python benchmarks/bench_mdl.py labels --data-dir /work/shared/data/fashion-mnist
-    nice -n 10 python benchmarks/bench_mdl.py text --text kjv.txt
+    nice -n 10 python benchmarks/bench_mdl.py text --text kjv.txt --codes prequential   # cm, session 5
 
 Labels: the 60,000 Fashion-MNIST training labels (train-labels-idx1-ubyte, unzipped: 60,008 bytes)
 given the training images, plus the uniform code (n log2 10 bits) and the iid marginal (n times the
@@ -184,7 +184,15 @@ def text_bench(args, tmp: Path) -> dict:
     rows = baselines(data, tmp)
     spec = {"arch": "lstm", "alphabet": 256, "emb": args.emb, "hidden": args.hidden}
     cfg = mdl.TrainConfig(lr=3e-3, batch=args.batch_text, seqlen=args.seqlen_text, epochs=args.epochs_text, min_steps=50)
-    for seed in args.seeds if "prequential" in args.codes else []:
+    if args.text_model == "cm" and "prequential" in args.codes:
+        # integer context mixing (FORMAT.md §21.7): deterministic, no seed, so one run; its defaults
+        # (cm.DEFAULT_CM_SPEC, codes.auto_cm_streams) were chosen on the New Testament, not on this text
+        from nncodec.mdl.cm import default_cm_spec
+
+        print("text prequential, cm", flush=True)
+        s = mdl.EncodeSettings(kind="bytes", prequential=True, spec=default_cm_spec(n), streams=args.streams_text)
+        rows.append(run_code("nncodec prequential (cm)", data, s, None, None, tmp, ()))
+    for seed in args.seeds if "prequential" in args.codes and args.text_model == "lstm" else []:
         print(f"text prequential, seed {seed}", flush=True)
         s = mdl.EncodeSettings(kind="bytes", prequential=True, spec=spec, train=cfg, seed=seed)
         rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, None, None, tmp, ()))
@@ -255,6 +263,9 @@ def main() -> None:
     ap.add_argument("--two-part-channels", default="8,16")
     ap.add_argument("--levels-labels", default="4/1,2/1,1/1,1/2,1/4,1/8")
     ap.add_argument("--two-part-epochs", type=float, default=10.0)
+    ap.add_argument("--text-model", choices=["cm", "lstm"], default="cm",
+                    help="text, prequential: cm = context mixing (§21.7, deterministic: one run); lstm = session 1's")
+    ap.add_argument("--streams-text", type=int, default=None, help="text: lock-step streams [default: automatic]")
     ap.add_argument("--emb", type=int, default=16)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--epochs-text", type=float, default=2.0)

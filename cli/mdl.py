@@ -22,6 +22,7 @@ EPILOG_ENCODE = """\b
 Examples:
   nncodec mdl encode book.txt -o book.nnc                  # two-part: model + data
   nncodec mdl encode book.txt -o book.nnc --prequential    # no stored model
+  nncodec mdl encode book.txt -o book.nnc --prequential --arch cm    # context mixing, learns online
   nncodec mdl encode train-labels-idx1-ubyte -o labels.nnc --prequential \\
       --labels-for train-images-idx3-ubyte.gz
   # the average of two heads on patch-PCA features of all the images (FORMAT.md §21.5):
@@ -53,14 +54,15 @@ def mdl() -> None:
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Two-part: use this trained state dict (.pt/.safetensors) instead of training one; "
               "a .nnc model file becomes the model part as it is (no level search).")
-@click.option("--arch", help='Model spec as JSON, e.g. \'{"arch":"lstm","alphabet":256,"emb":16,"hidden":128}\'.')
+@click.option("--arch", help='Model spec as JSON, e.g. \'{"arch":"lstm","alphabet":256,"emb":16,"hidden":128}\', '
+              'or `cm` (bytes, --prequential): the default context-mixing model (FORMAT.md §21.7).')
 @click.option("--epochs", type=float, default=None, help="Training passes (prequential: per block, over all data so far).")
 @click.option("--lr", type=float, default=None, help="Adam learning rate.")
 @click.option("--batch", type=int, default=None, help="Training batch size.")
 @click.option("--seqlen", type=int, default=None, help="Sequence models: training window length.")
 @click.option("--weight-decay", type=float, default=None, help="Adam weight decay.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation and of training.")
-@click.option("--streams", type=int, default=None, help="Byte data: lock-step streams [default: ~8 KiB each, at most 128].")
+@click.option("--streams", type=int, default=None, help="Byte data: lock-step streams [default: ~8 KiB each, at most 128; cm: ~16 KiB, at most 64].")
 @click.option("--first-block", type=int, default=None, help="Prequential: symbols in the first block (then doubling).")
 @click.option("--levels", default=None, help="Two-part: comma-separated model compression levels to try "
               "(lossless, 1/4, 1/8 ... = uniform step std/k) [default: all].")
@@ -81,7 +83,11 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
     check_output(output, force, data)
     settings = api.EncodeSettings(kind="labels" if labels_for else "bytes", prequential=prequential, seed=seed,
                                   streams=streams, first_block=first_block)
-    if arch:
+    if arch == "cm":  # the default context-mixing spec (bytes, prequential), tables sized to the data
+        from nncodec.mdl.cm import default_cm_spec
+
+        settings.spec = default_cm_spec(data.stat().st_size)
+    elif arch:
         try:
             settings.spec = json.loads(arch)
         except json.JSONDecodeError as e:

@@ -18,7 +18,9 @@ are hours of decoding, the point past which a file is an attack, not a model. A 
 128 GiB) in chunks of 128 KiB; nncodec writes chunks of 4 MiB. The model of a coded dataset
 (spec §21.5) is built from a spec in the header and then trained or loaded: 2^22 parameters (16 MiB
 of float32) are ample for a model whose bytes are part of a description length, and the count comes
-from the spec's widths, so it is checked before anything is allocated.
+from the spec's widths, so it is checked before anything is allocated. A context-mixing model (§21.7) is tables, not
+parameters, 8 bytes a slot: 2 GiB bounds what a header can make a reader allocate and still admits
+the largest useful spec (nine contexts of 2^24 slots: 1.1 GiB).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Limits:
     max_vae_layers: int = 64  # layers of one decoder (the paper's has 2 linear ones)
     max_vae_work: int = 2**44  # chunks x multiply-adds per chunk: one group's decoding work
     max_dataset_model_parameters: int = 2**22  # lstm, mlp, cnn, gauss (spec §21.5)
+    max_dataset_cm_bytes: int = 2**31  # tables of a context-mixing dataset model (spec §21.7)
     max_chunks_per_tensor: int = 2**20  # a 2**34-element float64 tensor in chunks of 128 KiB
     max_decode_memory_bytes: int = 2**36  # modelled peak of decoding one tensor (decode_memory.py)
 
@@ -94,6 +97,7 @@ CHECKED_AGAINST = {
     "max_vae_layers": "layers of one VAE decoder; its `tensors` may hold twice as many (§19.1)",
     "max_vae_work": "a VAE group's `chunks × macs`, its decoder's multiply-adds (§19.1)",
     "max_dataset_model_parameters": "parameters of a coded dataset's model (§21.5), counted from its spec before it is built",
+    "max_dataset_cm_bytes": "memory of a `cm` dataset model's tables (§21.7), computed from its spec before allocation",
     "max_chunks_per_tensor": "chunks of one chunked raw tensor (§23), declared and implied by `n`",
 }
 

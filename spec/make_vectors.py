@@ -722,7 +722,11 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
     gauss = mdl.EncodeSettings(kind="labels", spec={"arch": "gauss", "inputs": 2, "hidden": [4], "step": "0.05",
                                                     "offset": int(q.min()), "classes": int(q.max() - q.min()) + 1},
                                train=mdl.TrainConfig(lr=1e-2, epochs=8, min_steps=8, batch=16))
+    cm = mdl.EncodeSettings(kind="bytes", prequential=True, streams=3,
+                            spec={"arch": "cm", "orders": [0, 1, 2, 4], "words": 2, "match": 3, "match_bits": 8,
+                                  "table_bits": 8, "limit": 30, "lr": 8, "apm": 1, "mixer": 1})
     files = {"bytes-prequential.nnc": mdl.encode(text, pre)[0],
+             "bytes-cm-prequential.nnc": mdl.encode(text, cm)[0],
              "labels-two-part.nnc": mdl.encode(labels, two, SideInfo.from_idx_bytes(side), levels=("1/4",))[0],
              "labels-two-part.side.idx": side,
              "labels-cnn-prequential.nnc": mdl.encode(labels8, cnn, SideInfo.from_idx_bytes(side8))[0],
@@ -734,6 +738,10 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
     entries = [
         {"file": "bytes-prequential.nnc", "data_sha256": hashlib.sha256(text).hexdigest(), "data_bytes": len(text),
          "description": "57-byte sentence x 8, prequential code, LSTM emb 4 hidden 8, 2 streams, blocks 64, 128, 256, 456"},
+        {"file": "bytes-cm-prequential.nnc", "data_sha256": hashlib.sha256(text).hexdigest(), "data_bytes": len(text),
+         "description": "the 57-byte sentence x 8 of bytes-prequential; prequential code, context mixing (§21.7: "
+                        "orders 0 1 2 4, word and word pair, match 3, 2^8 slots per table, APM, weight sets by match state), 3 streams; "
+                        "integer arithmetic: decoding needs only the recorded constriction version"},
         {"file": "labels-two-part.nnc", "side": "labels-two-part.side.idx", "data_sha256": hashlib.sha256(labels).hexdigest(),
          "data_bytes": len(labels), "description": "64 labels (pixel [0,0] // 64) given 3x3 images from "
                                                    "default_rng(1812); two-part code, MLP 9-3-4 at level 1/4"},

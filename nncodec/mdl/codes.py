@@ -14,6 +14,8 @@ from .. import decode_memory
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import env
+from .cm import CMModel, is_cm
+from .cm_driver import code_cm
 from .drivers import code_conditional, code_mixture, code_sequence
 from .kinds import SideInfo, kind_by_name
 from .member import DatasetMember
@@ -91,6 +93,12 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
                     log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
     """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
     model = build(member.model, member.seed, limits)
+    if isinstance(model, CMModel):  # learns online from every coded bit: one pass, no blocks to train between
+        before = side.coder.bits() if isinstance(side, EncodeSide) else None
+        code_cm(model, side, member.n, member.streams, progress)
+        if log is not None and before is not None:
+            log(f"cm: {(side.coder.bits() - before) / max(1, member.n):.4f} bits/byte")
+        return
     inputs = prepare(model, inputs, limits)
     trained = learners(model, member.train, member.seed)
     start = 0
@@ -106,6 +114,12 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
         start = end
 
 
+def auto_cm_streams(n: int) -> int:
+    """Lock-step streams of a cm code: the model is shared, so a stream costs only its cold context
+    (a few bytes); about 16 KiB per stream, at most 64 (chosen on the New Testament, not the test text)."""
+    return int(min(64, max(1, n // 16384)))
+
+
 def auto_first_block(kind: str, n: int) -> int:
     return max(1, min(n, 8192 if kind == "bytes" else 64))
 
@@ -116,15 +130,20 @@ def prequential_member(settings: EncodeSettings, symbols: np.ndarray, alphabet: 
     n = len(symbols)
     spec = settings.spec or kind.default_spec(alphabet, side_info)
     first = settings.first_block or auto_first_block(settings.kind, n)
+    blocks = doubling_blocks(n, first)
+    streams = settings.streams or auto_streams(n)
+    if is_cm(spec):  # one block (the model learns online); its own stream default
+        blocks = [n] if n else []
+        streams = settings.streams or auto_cm_streams(n)
     return DatasetMember(section, settings.kind, "prequential", n, alphabet, hashlib.sha256(data).hexdigest(), spec,
-                         settings.seed, env.current(), settings.streams or auto_streams(n),
-                         side_info.describe() if side_info else None, settings.train, doubling_blocks(n, first))
+                         settings.seed, env.current(), streams,
+                         side_info.describe() if side_info else None, settings.train, blocks)
 
 
 def decode_symbols(member: DatasetMember, payload: bytes | memoryview, model=None, inputs: np.ndarray | None = None,
                    progress: Progress = None, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """The symbols of a dataset section (two-part: under `model`; prequential: replaying training)."""
-    side = DecodeSide(payload, member.n)
+    side = DecodeSide(payload, member.n, coded=member.n * (8 if is_cm(member.model) else 1))  # cm: 8 bits a byte
     if member.code == "prequential":
         run_prequential(member, side, inputs, progress, limits=limits)
     else:

@@ -26,6 +26,7 @@ from ..convert import to_numpy
 from ..errors import BadArgumentError, CorruptFileError, FormatError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import env
+from .cm import is_cm
 from .codes import (
     EncodeSettings,
     auto_streams,
@@ -117,8 +118,8 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         out = assemble_file(None, member, payload)
         return out, EncodeReport("prequential", n, len(out), len(payload), len(out) - len(payload))
     spec = settings.spec or kind.default_spec(alphabet, side_info)
-    if spec.get("arch") == "mix":
-        raise BadArgumentError("a mix of models is for the prequential code only (--prequential)")
+    if spec.get("arch") in ("mix", "cm"):
+        raise BadArgumentError(f"a {spec.get('arch')} model is for the prequential code only (--prequential)")
     model = build(spec, settings.seed)
     inputs = prepare(model, inputs)  # features of all inputs, once (every level's model reads the same)
     loss = None
@@ -184,7 +185,7 @@ def decode(source: str | os.PathLike | bytes, side_info: SideInfo | None = None,
     """The data a dataset .nnc file describes, checked against its recorded sha256."""
     with open_nnc(source, limits=limits) as f:
         member, container = read_member(f)
-        env.check(member.env, allow_env_mismatch)
+        env.check(member.env, allow_env_mismatch, env.CM_KEYS if is_cm(member.model) else None)
         kind = kind_by_name(member.kind)
         check_spec(member)
         inputs = check_inputs(member, side_info)

@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from ..errors import NNCodecError
 
 THREADS = 1
+# A cm model (cm.py) computes in integers: only constriction's quantisation of its float64
+# probabilities (p / 4096, exact) depends on the environment, so only its version is compared.
+CM_KEYS = ("constriction",)
 
 
 class EnvironmentMismatchError(NNCodecError):
@@ -46,14 +49,14 @@ def _version(name: str, module: object) -> str:
     return version(name)
 
 
-def check(recorded: object, override: bool = False) -> list[str]:
-    """The differences between `recorded` and this environment; raises unless `override`."""
+def check(recorded: object, override: bool = False, keys: tuple[str, ...] | None = None) -> list[str]:
+    """The differences between `recorded` and this environment (in `keys`: default all); raises unless `override`."""
     from ..errors import FormatError
 
     if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in recorded.items()):
         raise FormatError("dataset env must map strings to strings")
     here = current()
-    diffs = [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in here if recorded.get(k) != here[k]]
+    diffs = [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in (keys or here) if recorded.get(k) != here[k]]
     if diffs and not override:
         raise EnvironmentMismatchError("decoding needs the environment the data was coded in (" + "; ".join(diffs)
                                        + "); pass --allow-env-mismatch to try anyway")

@@ -92,11 +92,14 @@ def parse(obj: object, sections: int) -> DatasetMember:
 
 
 def check_spec(member: DatasetMember) -> None:
-    """The model must fit the data kind: an lstm over the alphabet for bytes; for labels a model over the
+    """The model must fit the data kind: an lstm over the alphabet for bytes, or a prequential cm in one
+    block over bytes (alphabet 256); for labels a model over the
     inputs to the alphabet (`_fits_labels`), or a prequential mix of such models (anything else could not
     have coded these symbols)."""
     spec = member.model
-    if member.kind == "bytes":
+    if member.kind == "bytes" and spec.get("arch") == "cm":  # prequential only, one block, bytes
+        ok = member.code == "prequential" and member.alphabet == 256 and member.blocks == ([member.n] if member.n else [])
+    elif member.kind == "bytes":
         ok = spec.get("arch") == "lstm" and spec.get("alphabet") == member.alphabet
     elif spec.get("arch") == "mix":  # prequential only; every member must fit (build checks the rest)
         parts = spec.get("members")

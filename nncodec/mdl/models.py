@@ -204,6 +204,13 @@ def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> Any:
         from .mixture import build_mix  # the mixture builds its members with this function
 
         return build_mix(spec, seed, limits)
+    if arch == "cm":  # integer context mixing, no torch parameters and no randomness (cm.py)
+        from .. import decode_memory
+        from .cm import CMModel, check_cm_spec, cm_bytes
+
+        need = cm_bytes(check_cm_spec(spec, limits))  # the spec's bounds and max_dataset_cm_bytes
+        decode_memory.check("the tables of a cm model", need, limits)  # and this machine's memory
+        return CMModel(spec, limits)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if arch == "lstm":
@@ -233,7 +240,7 @@ def build(spec: object, seed: int, limits: Limits = DEFAULT_LIMITS) -> Any:
                 raise FormatError(f"uniform spec needs exactly classes, got {sorted(spec)}")
             model = UniformModel(_width(spec, "classes"))
         else:
-            raise FormatError(f"unknown model arch {arch!r} (known: lstm, mlp, cnn, gauss, patchpca, uniform)")
+            raise FormatError(f"unknown model arch {arch!r} (known: lstm, cm, mlp, cnn, gauss, patchpca, uniform, mix)")
     model.eval()
     return model
 
