@@ -181,6 +181,11 @@ PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cann
     "so ×200 needs ~6,000 non-zeros at a smaller validation drop than this candidate's. Longer regularised "
     "training (the issue allows training to saturation; here only 15+5 epochs fitted the session) is the next "
     "thing to try.",
+    "After the choice, for information only (not part of the selection; no seed other than 0 was run, so it is no "
+    "table row): alpha 1e-4, 15+5 epochs (`prune_grid_s5b_lenet5.json`, `--sweep-only`, 06:00-06:18 UTC, load "
+    "3-4) gave 11,467 B (×150.4; 6,276 method non-zeros, ~1.8 B each) at validation drops 0.64 (even, bound "
+    "1.35) / 1.04 (odd, bound 1.77): a stronger penalty shrinks the non-zeros faster than the file, and the "
+    "validation drop already fails the rule well above ×200.",
 ]
 
 
