@@ -94,6 +94,13 @@ def choose(sweeps: list[dict], max_drop: float = MAX_DROP, reconfirmations: int 
     return None
 
 
+def dense_val(arch: str, seed: int, data: protocol.ProtocolData) -> float:
+    """Validation accuracy (%) of the current dense baseline of (arch, seed), as the rows record it."""
+    dense = models.build(arch)
+    dense.load_state_dict(protocol.load_baseline(arch, seed))
+    return 100.0 * float(protocol.correct(dense, None, data.val).mean())
+
+
 def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.ProtocolData,
             cdata: recipes.ClassifierData, out: Path, epochs: tuple[int, int], early_stopping: bool = True) -> dict:
     dense = models.build(arch)
@@ -203,6 +210,9 @@ def main() -> None:
                     help="keep the last fine-tuning epoch instead of the best on the even validation samples")
     ap.add_argument("--sweep-only", action="store_true",
                     help="only run the --grid candidates on seed 0 (rows marked sweep), e.g. one process per candidate")
+    ap.add_argument("--candidate", type=int, default=None, metavar="I",
+                    help="with --sweep-only: run only the I-th (0-based) candidate of the grid, so that the candidates "
+                         "of one grid can run in separate processes")
     ap.add_argument("--from-sweeps", action="store_true",
                     help="choose among the sweep rows already in --json (same rule), then run --seeds")
     ap.add_argument("--epochs", type=int, nargs=2, default=None, metavar=("REG", "FINETUNE"))
@@ -223,6 +233,8 @@ def main() -> None:
         for method in a.methods:
             candidates = grid.get(arch, {}).get(method, [{}])
             chosen = candidates[0]
+            if a.sweep_only and a.candidate is not None:
+                candidates = candidates[a.candidate:a.candidate + 1]
             sweeps = []
             if a.sweep_only or arch in grid and method in grid[arch]:  # selection on validation, seed 0
                 for ov in candidates:
@@ -235,9 +247,11 @@ def main() -> None:
                           f"{r['seconds']:.0f} s", file=sys.stderr, flush=True)
             if a.sweep_only:
                 continue
-            if a.from_sweeps:
+            if a.from_sweeps:  # only sweeps of today's seed-0 baseline (a retrained baseline makes older ones stale)
+                base = dense_val(arch, 0, data)
                 sweeps = [r for r in json.loads(a.json.read_text()) if r.get("sweep") and r["arch"] == arch
-                          and r["method"] == method and r.get("selection") == "even/odd bound"]
+                          and r["method"] == method and r.get("selection") == "even/odd bound"
+                          and abs(r["dense_val"] - base) < 1e-6]
             if sweeps:
                 best = choose(sweeps, a.max_drop)
                 selection = "even/odd bound"

@@ -159,7 +159,33 @@ PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cann
     "bound on seed 0, and the seeds were run anyway with `--if-none least-bound`, so its rows are labelled NOT "
     "confirmed. Command: `bench_prune.py --archs lenet5 --methods drr --seeds 0 1 2 --grid "
     "benchmarks/prune_grid_s3_lenet5.json --if-none least-bound` (2026-11-30 23:58 to 2026-12-01 00:31 UTC, load "
-    "5-7; log /work/artifacts/logs/s3/prune-l5-drr.log).",
+    "5-7; log /work/artifacts/logs/s3/prune-l5-drr.log). Those rows were measured on the 15-epoch baselines and "
+    "are dropped as stale (git history); the LeNet-5-Caffe rows above are session 5's.",
+    "Session 5 (2026-12-01), LeNet-5-Caffe DRR on the converged 20-epoch baselines. Timing: one epoch of regularised "
+    "training took 34 s at 1 thread, nice 10, load 1.3 (04:52 UTC); during the runs the load average was 5-7 "
+    "(five nice-10 processes on 2 cores) and each run got 35-40 % of a core, ~29 min per 15+5-epoch run. Grid "
+    "`prune_grid_s5_lenet5.json`: the LeNet-300-100 choice (alpha 2e-5, beta 20, cosine) and a stronger penalty "
+    "(alpha 5e-5), both 15+5 epochs, quantization tolerance 0.1 pt (a 20+8-epoch version was started at 04:53 and "
+    "stopped at 05:05, before any result, because it would not have left time for seeds 1-2). Commands: "
+    "`bench_prune.py --archs lenet5 --methods drr --grid benchmarks/prune_grid_s5_lenet5.json --sweep-only "
+    "--candidate 0` and `... --candidate 1` (two processes, 05:05-05:34 UTC), then `bench_prune.py --archs lenet5 "
+    "--methods drr --seeds 0 1 --from-sweeps --if-none least-bound` and `... --seeds 2 ...` (two processes, "
+    "05:35-05:58 UTC; seed 0 is the sweep's own run). Rule: neither candidate was confirmed (alpha 2e-5 passed the "
+    "even half at a bound of 1.00 pt and failed the odd half at 1.49; alpha 5e-5 failed the even half at 1.15), so "
+    "the seeds ran the least-bound candidate (alpha 5e-5, larger bound 1.30) and its rows are labelled NOT "
+    "confirmed. Logs: /work/artifacts/logs/s5/l5prune-*.log.",
+    "What session 5 says: LeNet-5-Caffe DRR alpha 5e-5, 15+5 epochs gives ×115.9 ± 6.9 (14,916 ± 878 B) at a test "
+    "drop of 0.32 ± 0.31 pt over seeds 0-2: within 1.0 pt on test, but not confirmed on validation (the even-half "
+    "95 % bound was 1.15-1.20 pt on every seed), and short of ×200 (≤ 8,621 B): the target is missed. Its paper "
+    "estimate is ×39.7 (about 10,850 method non-zeros of 431,080 parameters); the file costs ~1.4 B per non-zero, "
+    "so ×200 needs ~6,000 non-zeros at a smaller validation drop than this candidate's. Longer regularised "
+    "training (the issue allows training to saturation; here only 15+5 epochs fitted the session) is the next "
+    "thing to try.",
+    "After the choice, for information only (not part of the selection; no seed other than 0 was run, so it is no "
+    "table row): alpha 1e-4, 15+5 epochs (`prune_grid_s5b_lenet5.json`, `--sweep-only`, 06:00-06:18 UTC, load "
+    "3-4) gave 11,467 B (×150.4; 6,276 method non-zeros, ~1.8 B each) at validation drops 0.64 (even, bound "
+    "1.35) / 1.04 (odd, bound 1.77): a stronger penalty shrinks the non-zeros faster than the file, and the "
+    "validation drop already fails the rule well above ×200.",
 ]
 
 

@@ -18,7 +18,9 @@ that the result is reported on (benchmarks/PROTOCOL.md). It returns either
     is the caller's allowance for the noise of that number).
 The search never trusts an estimate for the final answer: every candidate file is encoded,
 decoded from its bytes and scored, and its size is len(bytes). `max_evals` is a hard cap on the
-number of evaluate() calls of the whole search (baseline and scan included).
+number of evaluate() calls of the whole search (baseline and scan included). With several budgets
+(`search_budgets`) each gets an equal share of what the scan left; a budget that ends with nothing
+found then gets the evaluations the others left unused (the search continues where it stopped).
 
 How it allocates (per layer, by sensitivity, not one global setting):
   1. Sensitivity scan: each large weight tensor ("layer") is quantized alone on a ladder of step

@@ -53,6 +53,12 @@ def multipliers(fronts: dict[str, list[tuple[int, float, int]]]) -> np.ndarray:
 
 def allocate(search: Search, baseline: float, max_drop: float, per_layer: bool, allowance: int,
              lossless_data: bytes) -> BudgetResult:
+    """The smallest file found for one budget with at most `allowance` new evaluate() calls.
+
+    Calling it again for the same budget continues the search: every file already scored is looked
+    up in search.files (no evaluation), so the binary search retraces its path for free and goes on
+    where the allowance stopped it, and the confirmation walk continues its count (search.reconfirmed).
+    """
     threshold = baseline - max_drop
     start = search.evaluations
     history: list[tuple[int, float, bool]] = []
@@ -139,16 +145,17 @@ def allocate(search: Search, baseline: float, max_drop: float, per_layer: bool, 
         # the held-out odd half refused the smallest file: try finer combinations, each predicted
         # larger than the refused one, instead of ending with the lossless file and evaluations unused.
         # At most RECONFIRMATIONS of them reach the odd half, so it is consulted a bounded number of times.
+        # The count is kept per budget on the search, so a second pass (entry.search_budgets) cannot
+        # reset it.
         floor = predicted_bytes(search, best[2])
-        confirmations = 0
         for key in ranked:
-            if confirmations >= RECONFIRMATIONS or not budget_left():
+            if search.reconfirmed.get(max_drop, 0) >= RECONFIRMATIONS or not budget_left():
                 break
             rungs = {layer.name: r for layer, r in zip(search.layers, key, strict=True)}
             if combos[key] <= floor or key in search.files:
                 continue
             if consider(rungs):
-                confirmations += 1
+                search.reconfirmed[max_drop] = search.reconfirmed.get(max_drop, 0) + 1
                 if confirmed(search, rungs, max_drop):
                     break
     return make_result(search, best, lossless_data, baseline, threshold, history)

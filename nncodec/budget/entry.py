@@ -52,7 +52,8 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
     output row), per_layer (False: one setting for all layers, for comparison), small_rel_error
     (step of biases and other small tensors), prefer / contexts (codec choices), metadata,
     min_layer_numel (smaller tensors count as small), max_evals (a hard cap on evaluate() calls of the
-    whole search: about half go to the sensitivity scan, the rest is shared by the budgets),
+    whole search: about half go to the sensitivity scan, the rest is shared by the budgets; a budget
+    that found nothing gets what the others left unused, see `reallocate`),
     iterations (RDOQ passes), optq (False: with statistics, only the bias correction, no error
     feedback), confidence (level of the one-sided bound when evaluate returns per-sample scores),
     margin (scalar evaluators: points added to the observed drop), confirm (per-sample evaluators:
@@ -88,10 +89,36 @@ def search_budgets(tensors: Mapping[str, Any], evaluate: Callable[[dict], float]
         for i, d in enumerate(drops):
             allowance = search.left() // (len(drops) - i)  # the budgets share what the scan left
             results.append(allocate(search, baseline, d, per_layer, allowance, lossless_data))
-        # a file scored for one budget may be the smallest that meets another: pick from all of them
-        return [best_of_all(search, r, lossless_data) for r in results]
+        return reallocate(search, baseline, drops, results, per_layer, lossless_data)
     finally:
         search.bar.close()
+
+
+def reallocate(search: Search, baseline: float, drops: Sequence[float], results: list[BudgetResult],
+               per_layer: bool, lossless_data: bytes) -> list[BudgetResult]:
+    """The final answer per budget; a budget that found nothing gets the evaluations the others left.
+
+    The first pass gives each budget an equal share of what the scan left, and a budget that finished
+    early passes its rest on only to the budgets searched after it. So a budget searched early (e.g.
+    the tightest one) could end with the lossless file, its share spent, while a later one finished
+    with evaluations unused. Here every budget whose answer is still lossless (nothing lossy accepted
+    and confirmed, counting files scored for the other budgets) is searched again with an equal share
+    of what is left; `allocate` continues where it stopped, so nothing is paid twice. Repeated while
+    such a budget remains and the last round spent an evaluation; `max_evals` stays a hard cap,
+    because every share comes out of search.left()."""
+    # a file scored for one budget may be the smallest that meets another: pick from all of them
+    final = [best_of_all(search, r, lossless_data) for r in results]
+    while search.left() > 0:
+        empty = [i for i, r in enumerate(final) if not r.choice]
+        spent = search.evaluations
+        for j, i in enumerate(empty):
+            allowance = search.left() // (len(empty) - j)
+            if allowance > 0:
+                results[i] = allocate(search, baseline, drops[i], per_layer, allowance, lossless_data)
+        final = [best_of_all(search, r, lossless_data) for r in results]
+        if search.evaluations == spent:  # nothing left to try (or no budget needs it)
+            break
+    return final
 
 
 def search_budget(tensors: Mapping[str, Any], evaluate: Callable[[dict], float], max_drop: float,

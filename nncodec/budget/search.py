@@ -104,6 +104,9 @@ class Search:
         self.cache: dict[tuple[str, int], tuple[dict, int]] = {}
         self.distortion: dict[tuple[str, int], float] = {}  # (layer, rung) -> weight error (see components)
         self.files: dict[tuple, tuple[bytes, float, float]] = {}  # rungs -> (file, score, drop bound)
+        # max_drop -> finer files put to the odd-half confirmation so far: a budget searched again (its
+        # first pass found nothing, see entry.search_budgets) continues the count instead of restarting it
+        self.reconfirmed: dict[float, int] = {}
         self.evaluations = 0
         stats = dict(statistics or {})
         arrays = {}
