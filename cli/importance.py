@@ -11,6 +11,7 @@ import torch
 
 import nncodec
 from nncodec.compress.spike_slab.elbo import input_feature_pip
+from nncodec.compress.spike_slab.features import path_feature_pip
 
 from .common import CliError, reading
 
@@ -19,6 +20,7 @@ Examples:
   nncodec importance model.nnc
   nncodec importance model.nnc --top 20 --json
   nncodec importance model.nnc --png pixels.png     # 28x28 heat map (needs matplotlib)
+  nncodec importance model.nnc --rule any           # first-layer rule (no chain)
 """
 
 
@@ -28,6 +30,24 @@ def first_pip_tensor(f: nncodec.NncFile) -> str | None:
         if f.get_pip(name) is not None:
             return name
     return None
+
+
+def pip_chain(f: nncodec.NncFile, first: str) -> list[str]:
+    """The weights with PIPs, in file order from `first`, that chain: each one's inputs (dim 1) are the
+    previous one's outputs (dim 0). One-dimensional PIPs (biases) are skipped; the chain ends at the first
+    weight that does not fit (e.g. a flatten between a convolution and a linear layer)."""
+    names = list(f.keys())
+    chain = [first]
+    out = f.get_pip(first).shape[0]
+    for name in names[names.index(first) + 1:]:
+        pip = f.get_pip(name)
+        if pip is None or pip.dim() < 2:
+            continue
+        if pip.shape[1] != out:
+            break
+        chain.append(name)
+        out = pip.shape[0]
+    return chain
 
 
 def _heat_map(values: torch.Tensor, out: Path, title: str) -> None:
@@ -56,11 +76,18 @@ def _heat_map(values: torch.Tensor, out: Path, title: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print every feature's PIP as JSON.")
 @click.option("--png", "png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Draw a heat map (square inputs, e.g. 28x28 = 784 features).")
-def importance(file: Path, tensor_name: str | None, top: int, as_json: bool, png: Path | None) -> None:
+@click.option("--rule", type=click.Choice(["path", "any"]), default="path", show_default=True,
+              help="path: P(a path of included weights joins the input to an output); any: P(at least one "
+                   "first-layer weight of the input is included).")
+def importance(file: Path, tensor_name: str | None, top: int, as_json: bool, png: Path | None, rule: str) -> None:
     """Print the most and least important input features of a model stored with PIPs (--keep-pip).
 
-    A feature's PIP is the probability that at least one of its outgoing weights is included,
-    1 - prod(1 - phi) over the input layer's outputs (and kernel positions for a convolution)."""
+    A feature's PIP (--rule path, the default) is the probability that the input is joined to an output
+    by a path of included weights, through the chain of stored weights from the input layer on
+    (r = 1 - prod_j (1 - phi_ji r_j), last layer first; exact for one hidden layer). --rule any is the
+    probability that at least one of its first-layer weights is included, 1 - prod(1 - phi): it also
+    counts weights into hidden units that are switched off, whose PIPs stay at the prior, so it
+    saturates on converged models (benchmarks/RESULTS.md, "Feature selection on fresh seeds")."""
     with reading(file), nncodec.open(file) as f:
         name = tensor_name or first_pip_tensor(f)
         if name is None:
@@ -70,9 +97,12 @@ def importance(file: Path, tensor_name: str | None, top: int, as_json: bool, png
         pip = f.get_pip(name)
         if pip is None:
             raise CliError(f"{file}: tensor {name!r} has no inclusion probabilities")
-    if pip.dim() < 2:
-        raise CliError(f"tensor {name!r} has shape {list(pip.shape)}; an input layer's weight is (out, in, ...)")
-    feat = input_feature_pip(pip)
+        if pip.dim() < 2:
+            raise CliError(f"tensor {name!r} has shape {list(pip.shape)}; an input layer's weight is (out, in, ...)")
+        chain = pip_chain(f, name) if rule == "path" else [name]
+        pips = [f.get_pip(n) for n in chain]
+    feat = path_feature_pip(pips) if rule == "path" else input_feature_pip(pip)
+    through = " -> ".join(chain)
     order = torch.argsort(feat, descending=True, stable=True)
     selected = int((feat > 0.5).sum())
     if png is not None:
@@ -81,12 +111,12 @@ def importance(file: Path, tensor_name: str | None, top: int, as_json: bool, png
             raise CliError(f"--png needs a square number of input features, not {feat.numel()}")
         _heat_map(feat, png, f"{file.name}: {name}, {selected} of {feat.numel()} inputs with PIP > 0.5")
     if as_json:
-        click.echo(json.dumps({"tensor": name, "features": feat.numel(), "selected": selected,
+        click.echo(json.dumps({"tensor": name, "rule": rule, "chain": chain, "features": feat.numel(), "selected": selected,
                                "pip": [round(float(v), 6) for v in feat],
                                "ranking": [int(i) for i in order]}, indent=1))
         return
     k = min(top, feat.numel())
-    click.echo(f"{file}: {name}, {feat.numel()} input features, {selected} with PIP > 0.5")
+    click.echo(f"{file}: {name}, {feat.numel()} input features, {selected} with PIP > 0.5 (rule {rule}: {through})")
     click.echo("most important:  " + ", ".join(f"{int(i)} ({float(feat[i]):.3f})" for i in order[:k]))
     click.echo("least important: " + ", ".join(f"{int(i)} ({float(feat[i]):.3f})" for i in order.flip(0)[:k]))
     if png is not None:

@@ -13,6 +13,7 @@ from torch import nn
 
 import nncodec
 from nncodec.compress.spike_slab import input_feature_pip, save_spike_slab
+from nncodec.compress.spike_slab.features import path_feature_pip
 
 
 @pytest.fixture()
@@ -39,17 +40,42 @@ def test_importance_ranks_the_used_inputs_first(pip_file, tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert out["tensor"] == "0.weight" and out["features"] == 16
+    assert out["rule"] == "path" and out["chain"] == ["0.weight", "2.weight"]
     assert set(out["ranking"][:4]) == {3, 5, 6, 9}
-    assert out["selected"] == 4  # 3, 5, 6 (0.97) and 9 (1 - 0.7**4 = 0.76)
+    assert out["selected"] == 4  # 3, 5, 6 (0.97 x 0.99) and 9 (1 - (1 - 0.3 x 0.99)**4 = 0.75)
     with nncodec.open(path) as f:  # exactly the stored (4-bit) PIPs' feature PIPs
-        stored = input_feature_pip(f.get_pip("0.weight"))
-    assert max(abs(a - float(b)) for a, b in zip(out["pip"], stored, strict=True)) < 1e-6
-    assert max(abs(a - float(b)) for a, b in zip(out["pip"], input_feature_pip(pips["0.weight"]), strict=True)) < 0.1
+        stored = {n: f.get_pip(n) for n in ("0.weight", "2.weight")}
+    path_pip = path_feature_pip([stored["0.weight"], stored["2.weight"]])
+    assert max(abs(a - float(b)) for a, b in zip(out["pip"], path_pip, strict=True)) < 1e-6
+    assert max(abs(a - float(b)) for a, b in zip(out["pip"], path_feature_pip(list(pips.values())), strict=True)) < 0.1
+    res = CliRunner().invoke(main, ["importance", str(path), "--json", "--rule", "any"])
+    out = json.loads(res.output)
+    assert out["rule"] == "any" and out["chain"] == ["0.weight"]
+    assert max(abs(a - float(b)) for a, b in zip(out["pip"], input_feature_pip(stored["0.weight"]), strict=True)) < 1e-6
     png = tmp_path / "heat.png"
     res = CliRunner().invoke(main, ["importance", str(path), "--top", "3", "--png", str(png)])
     assert res.exit_code == 0, res.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "most important:" in res.output and "least important:" in res.output
+
+
+def test_importance_path_rule_ignores_weights_into_switched_off_units(tmp_path):
+    """Input 0 feeds only hidden unit 0, whose outgoing weights are all excluded: the model does not use
+    it, although its first-layer weight is included (the any-weight rule says 0.95)."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    pips = {"0.weight": torch.tensor([[0.95, 0.01, 0.01], [0.01, 0.95, 0.01]]), "2.weight": torch.tensor([[0.0, 0.95]])}
+    with torch.no_grad():
+        model[0].weight.mul_((pips["0.weight"] > 0.5).float())
+        model[2].weight.mul_((pips["2.weight"] > 0.5).float())
+    model.spike_slab_pips, model.spike_slab_threshold = pips, 0.5
+    path = tmp_path / "dead.nnc"
+    save_spike_slab(model, path, steps={n: 0.01 for n, _ in model.named_parameters()}, keep_pip=True)
+    res = CliRunner().invoke(main, ["importance", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["selected"] == 1 and out["ranking"][0] == 1 and out["pip"][0] < 0.1
+    out = json.loads(CliRunner().invoke(main, ["importance", str(path), "--json", "--rule", "any"]).output)
+    assert out["selected"] == 2 and out["pip"][0] > 0.9
 
 
 def test_importance_without_pips_is_one_error_line(pip_file):
