@@ -148,7 +148,9 @@ PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cann
     "Every session-3 run: cosine learning rate per phase, fine-tuning stopped early at its best epoch on the even "
     "validation samples, quantization search on the even samples with 0.1 pt tolerance.",
     "recipes.DEFAULTS[\"lenet300\"][\"drr\"] is the candidate chosen here (alpha 2e-5, beta 20, cosine; for 30+10 "
-    "epochs). All other DEFAULTS are the values an earlier session tuned on test.",
+    "epochs). recipes.DEFAULTS[\"lenet5\"][\"drr\"] is, since session 5, the least-bound candidate of "
+    "`prune_grid_s5_lenet5.json` (alpha 5e-5, beta 20, cosine; NOT confirmed by the rule). All other DEFAULTS are "
+    "the values an earlier session tuned on test.",
     "What this says: under the confirmed rule, the smallest LeNet-300-100 file is ×58 on seed 0 (×53.6 ± 4.0 over 3 "
     "seeds at a 0.55 ± 0.30 pt test drop); every smaller candidate failed the 95 % bound on a validation half, so "
     "×100 within 1.0 pt was not reached on validation either. The bound on 2,500 samples is about 0.65 pt above "
