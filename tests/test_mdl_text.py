@@ -111,6 +111,21 @@ def test_huge_tables_are_refused_before_allocation(coded: bytes, monkeypatch) ->
         mdl.decode(coded, limits=Limits(max_decode_memory_bytes=100_000))
 
 
+def test_tables_out_of_proportion_to_the_data_are_refused(coded: bytes, monkeypatch) -> None:
+    """A short text may not ask for more than max(2^26, 4096 per byte) of tables (§21.7), in either direction."""
+    from test_mdl import _rebuild
+
+    big = {**SMALL, "table_bits": 22}  # 6 tables of 2^22 slots: 201 MB for 1,716 bytes of text
+    assert cm.cm_bytes(cm.check_cm_spec(big)) > max(2**26, 4096 * len(TEXT))
+    bad = _rebuild(coded, lambda b, s, k: b["dataset"].update(model=big))
+    monkeypatch.setattr(cm.np, "full", lambda *a, **k: pytest.fail("allocated before the check"))
+    with pytest.raises(LimitExceededError, match="4096 per byte"):
+        mdl.decode(bad)
+    with pytest.raises(LimitExceededError, match="4096 per byte"):
+        mdl.encode(TEXT, _settings(big))
+    assert cm.cm_bytes(cm.check_cm_spec(cm.default_cm_spec(2**19))) <= 4096 * 2**19  # the default always fits
+
+
 def test_cm_is_prequential_only_and_bytes_only() -> None:
     with pytest.raises(BadArgumentError):
         mdl.encode(TEXT, mdl.EncodeSettings(kind="bytes", spec=dict(SMALL)))

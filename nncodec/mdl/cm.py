@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitExceededError
 from ..limits import DEFAULT_LIMITS, Limits
 
 M32 = np.uint64(0xFFFFFFFF)
@@ -107,6 +107,22 @@ def check_cm_spec(spec: dict, limits: Limits = DEFAULT_LIMITS) -> dict:
         raise FormatError("cm match must be 0 (off) or a minimum length in [2, 8]")
     limits.check("bytes of the cm model's tables (max_dataset_cm_bytes)", cm_bytes(out), limits.max_dataset_cm_bytes)
     return out
+
+
+CM_BASE_BYTES = 2**26  # the tables any cm file may ask for, whatever its length (the APM alone is 17 MB)
+CM_BYTES_PER_SYMBOL = 2**12  # beyond that, in proportion to the data: default_cm_spec takes at most 8·11·32 per byte
+
+
+def check_cm_for_data(spec: dict, n: int, limits: Limits = DEFAULT_LIMITS) -> None:
+    """A cm model's tables may take max(CM_BASE_BYTES, CM_BYTES_PER_SYMBOL · n) bytes (FORMAT §21.7): why:
+    without it a file of a few hundred bytes that declares a short text could make the decoder allocate and
+    fill max_dataset_cm_bytes (2 GiB) of tables; with it the memory follows the declared data, as the
+    decoding buffer does (§21.6). Checked in both directions, before anything is allocated."""
+    need = cm_bytes(check_cm_spec(spec, limits))
+    allowed = max(CM_BASE_BYTES, CM_BYTES_PER_SYMBOL * n)
+    if need > allowed:
+        raise LimitExceededError(f"the cm model's tables take {need:,} bytes, more than the {allowed:,} its {n:,} "
+                                 "bytes of data allow (max(2^26, 4096 per byte), FORMAT §21.7)")
 
 
 def is_cm(spec: object) -> bool:

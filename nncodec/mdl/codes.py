@@ -14,7 +14,7 @@ from .. import decode_memory
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import env
-from .cm import CMModel, is_cm
+from .cm import CMModel, check_cm_for_data, is_cm
 from .cm_driver import code_cm
 from .drivers import code_conditional, code_mixture, code_sequence
 from .kinds import SideInfo, kind_by_name
@@ -92,6 +92,8 @@ def fit(model, member_kind: str, symbols: np.ndarray, end: int, cfg: TrainConfig
 def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, progress: Progress = None,
                     log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
     """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
+    if is_cm(member.model):
+        check_cm_for_data(member.model, member.n, limits)  # tables in proportion to the data, before build
     model = build(member.model, member.seed, limits)
     if isinstance(model, CMModel):  # learns online from every coded bit: one pass, no blocks to train between
         before = side.coder.bits() if isinstance(side, EncodeSide) else None
