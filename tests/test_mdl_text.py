@@ -126,6 +126,20 @@ def test_tables_out_of_proportion_to_the_data_are_refused(coded: bytes, monkeypa
     assert cm.cm_bytes(cm.check_cm_spec(cm.default_cm_spec(2**19))) <= 4096 * 2**19  # the default always fits
 
 
+def test_a_length_the_payload_cannot_hold_is_refused(coded: bytes) -> None:
+    """Every cm byte costs more than 2^-9 bits, so the payload bounds n ~128 times tighter than the generic rule."""
+    from test_mdl import _rebuild
+
+    from nncodec.errors import CorruptFileError
+
+    payload = len(coded)  # more than the data section alone
+    n = 64 + (8 * payload + 64) * 512 + 1
+    assert n < (8 * payload + 64) * (1 << 24) // 255  # the generic bound would let it through
+    bad = _rebuild(coded, lambda b, s, k: b["dataset"].update(n=n, blocks=[n]))
+    with pytest.raises(CorruptFileError, match="hold at most"):
+        mdl.decode(bad)
+
+
 def test_cm_is_prequential_only_and_bytes_only() -> None:
     with pytest.raises(BadArgumentError):
         mdl.encode(TEXT, mdl.EncodeSettings(kind="bytes", spec=dict(SMALL)))
