@@ -10,7 +10,6 @@ import click
 import torch
 
 import nncodec
-from nncodec.compress.spike_slab.elbo import input_feature_pip
 from nncodec.compress.spike_slab.features import path_feature_pip
 
 from .common import CliError, reading
@@ -32,21 +31,20 @@ def first_pip_tensor(f: nncodec.NncFile) -> str | None:
     return None
 
 
-def pip_chain(f: nncodec.NncFile, first: str) -> list[str]:
-    """The weights with PIPs, in file order from `first`, that chain: each one's inputs (dim 1) are the
-    previous one's outputs (dim 0). One-dimensional PIPs (biases) are skipped; the chain ends at the first
-    weight that does not fit (e.g. a flatten between a convolution and a linear layer)."""
+def pip_chain(f: nncodec.NncFile, first: str, pip: torch.Tensor) -> dict[str, torch.Tensor]:
+    """name -> PIPs of the weights, in file order from `first` (whose PIPs are `pip`), that chain: each
+    one's inputs (dim 1) are the previous one's outputs (dim 0). One-dimensional PIPs (biases) are skipped;
+    the chain ends at the first weight that does not fit (e.g. a flatten between a convolution and a
+    linear layer)."""
     names = list(f.keys())
-    chain = [first]
-    out = f.get_pip(first).shape[0]
+    chain = {first: pip}
     for name in names[names.index(first) + 1:]:
-        pip = f.get_pip(name)
-        if pip is None or pip.dim() < 2:
+        nxt = f.get_pip(name)
+        if nxt is None or nxt.dim() < 2:
             continue
-        if pip.shape[1] != out:
+        if nxt.shape[1] != pip.shape[0]:
             break
-        chain.append(name)
-        out = pip.shape[0]
+        chain[name] = pip = nxt
     return chain
 
 
@@ -99,9 +97,9 @@ def importance(file: Path, tensor_name: str | None, top: int, as_json: bool, png
             raise CliError(f"{file}: tensor {name!r} has no inclusion probabilities")
         if pip.dim() < 2:
             raise CliError(f"tensor {name!r} has shape {list(pip.shape)}; an input layer's weight is (out, in, ...)")
-        chain = pip_chain(f, name) if rule == "path" else [name]
-        pips = [f.get_pip(n) for n in chain]
-    feat = path_feature_pip(pips) if rule == "path" else input_feature_pip(pip)
+        # the first-layer rule is the path rule over the first layer alone: 1 - prod(1 - phi)
+        chain = pip_chain(f, name, pip) if rule == "path" else {name: pip}
+    feat = path_feature_pip(list(chain.values()))
     through = " -> ".join(chain)
     order = torch.argsort(feat, descending=True, stable=True)
     selected = int((feat > 0.5).sum())
@@ -111,7 +109,7 @@ def importance(file: Path, tensor_name: str | None, top: int, as_json: bool, png
             raise CliError(f"--png needs a square number of input features, not {feat.numel()}")
         _heat_map(feat, png, f"{file.name}: {name}, {selected} of {feat.numel()} inputs with PIP > 0.5")
     if as_json:
-        click.echo(json.dumps({"tensor": name, "rule": rule, "chain": chain, "features": feat.numel(), "selected": selected,
+        click.echo(json.dumps({"tensor": name, "rule": rule, "chain": list(chain), "features": feat.numel(), "selected": selected,
                                "pip": [round(float(v), 6) for v in feat],
                                "ranking": [int(i) for i in order]}, indent=1))
         return
