@@ -131,12 +131,11 @@ def prequential_member(settings: EncodeSettings, symbols: np.ndarray, alphabet: 
     kind = kind_by_name(settings.kind)
     n = len(symbols)
     spec = settings.spec or kind.default_spec(alphabet, side_info)
-    first = settings.first_block or auto_first_block(settings.kind, n)
-    blocks = doubling_blocks(n, first)
-    streams = settings.streams or auto_streams(n)
     if is_cm(spec):  # one block (the model learns online); its own stream default
-        blocks = [n] if n else []
-        streams = settings.streams or auto_cm_streams(n)
+        blocks, streams = ([n] if n else []), settings.streams or auto_cm_streams(n)
+    else:
+        blocks = doubling_blocks(n, settings.first_block or auto_first_block(settings.kind, n))
+        streams = settings.streams or auto_streams(n)
     return DatasetMember(section, settings.kind, "prequential", n, alphabet, hashlib.sha256(data).hexdigest(), spec,
                          settings.seed, env.current(), streams,
                          side_info.describe() if side_info else None, settings.train, blocks)
