@@ -53,6 +53,7 @@ class Limits:
     max_vae_work: int = 2**44  # chunks x multiply-adds per chunk: one group's decoding work
     max_dataset_model_parameters: int = 2**22  # lstm, mlp, cnn, gauss (spec §21.5)
     max_dataset_cm_bytes: int = 2**31  # tables of a context-mixing dataset model (spec §21.7)
+    max_dataset_work_per_byte: int = 2**33  # multiply-adds of decoding a dataset per coded byte (§21.6)
     max_chunks_per_tensor: int = 2**20  # a 2**34-element float64 tensor in chunks of 128 KiB
     max_decode_memory_bytes: int = 2**36  # modelled peak of decoding one tensor (decode_memory.py)
 
@@ -98,6 +99,7 @@ CHECKED_AGAINST = {
     "max_vae_work": "a VAE group's `chunks × macs`, its decoder's multiply-adds (§19.1)",
     "max_dataset_model_parameters": "parameters of a coded dataset's model (§21.5), counted from its spec before it is built",
     "max_dataset_cm_bytes": "memory of a `cm` dataset model's tables (§21.7), computed from its spec before allocation",
+    "max_dataset_work_per_byte": "estimated multiply-adds of decoding a dataset section (training replayed) ÷ (its bytes + 64) (§21.6)",
     "max_chunks_per_tensor": "chunks of one chunked raw tensor (§23), declared and implied by `n`",
 }
 

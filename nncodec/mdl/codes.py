@@ -13,7 +13,7 @@ import torch
 from .. import decode_memory
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
-from . import env
+from . import env, work
 from .cm import CMModel, check_cm_for_data, is_cm
 from .cm_driver import code_cm
 from .drivers import code_conditional, code_mixture, code_sequence
@@ -90,8 +90,11 @@ def fit(model, member_kind: str, symbols: np.ndarray, end: int, cfg: TrainConfig
 
 
 def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, progress: Progress = None,
-                    log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
-    """The prequential code: block k is coded by the model trained on blocks < k. Both directions."""
+                    log: Callable[[str], None] | None = None, limits: Limits = DEFAULT_LIMITS,
+                    work_limit: int | None = None) -> int:
+    """The prequential code: block k is coded by the model trained on blocks < k. Both directions.
+    Returns the estimated work (multiply-adds, work.py), which must not exceed `work_limit` (the
+    decoder's budget for its coded bytes): checked before any training or coding."""
     if is_cm(member.model):
         check_cm_for_data(member.model, member.n, limits)  # tables in proportion to the data, before build
     model = build(member.model, member.seed, limits)
@@ -100,8 +103,11 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
         code_cm(model, side, member.n, member.streams, progress)
         if log is not None and before is not None:
             log(f"cm: {(side.coder.bits() - before) / max(1, member.n):.4f} bits/byte")
-        return
+        return 0  # its cost per byte is bounded by §21.6's n rule and the table limit instead
     inputs = prepare(model, inputs, limits)
+    estimate = work.estimate(member, work.model_costs(model, member.kind, inputs))
+    if work_limit is not None and estimate > work_limit:
+        work.refuse(estimate, work_limit, limits)
     trained = learners(model, member.train, member.seed)
     start = 0
     for end in member.blocks or []:
@@ -114,6 +120,7 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
                 fit(module, member.kind, side.symbols, end, member.train, opt, gen,
                     inputs if slot is None else inputs[slot])
         start = end
+    return estimate
 
 
 def auto_cm_streams(n: int) -> int:
@@ -145,10 +152,15 @@ def decode_symbols(member: DatasetMember, payload: bytes | memoryview, model=Non
                    progress: Progress = None, limits: Limits = DEFAULT_LIMITS) -> np.ndarray:
     """The symbols of a dataset section (two-part: under `model`; prequential: replaying training)."""
     side = DecodeSide(payload, member.n, coded=member.n * (8 if is_cm(member.model) else 1))  # cm: 8 bits a byte
+    most = work.budget(len(payload), limits)
     if member.code == "prequential":
-        run_prequential(member, side, inputs, progress, limits=limits)
+        run_prequential(member, side, inputs, progress, limits=limits, work_limit=most)
     else:
-        code_block(model, member, side, 0, member.n, prepare(model, inputs, limits), progress)
+        inputs = prepare(model, inputs, limits)
+        estimate = work.estimate(member, work.model_costs(model, member.kind, inputs))
+        if estimate > most:
+            work.refuse(estimate, most, limits)
+        code_block(model, member, side, 0, member.n, inputs, progress)
     side.coder.finish()
     return side.symbols
 

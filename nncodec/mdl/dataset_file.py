@@ -25,7 +25,7 @@ from ..container.writer import assemble
 from ..convert import to_numpy
 from ..errors import BadArgumentError, CorruptFileError, FormatError
 from ..limits import DEFAULT_LIMITS, Limits
-from . import env
+from . import env, work
 from .cm import is_cm
 from .codes import (
     EncodeSettings,
@@ -113,8 +113,9 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         member = prequential_member(settings, symbols, alphabet, data, side_info, 0)
         check_spec(member)
         side = EncodeSide(symbols)
-        run_prequential(member, side, inputs, progress, log)
+        estimate = run_prequential(member, side, inputs, progress, log)
         payload = side.coder.finish()
+        work.check_encoded(estimate, len(payload), DEFAULT_LIMITS)  # a default decoder must accept it
         out = assemble_file(None, member, payload)
         return out, EncodeReport("prequential", n, len(out), len(payload), len(out) - len(payload))
     spec = settings.spec or kind.default_spec(alphabet, side_info)
@@ -150,6 +151,8 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         side = EncodeSide(symbols)
         code_block(decoded, member, side, 0, n, inputs, progress)
         payload = side.coder.finish()
+        work.check_encoded(work.estimate(member, work.model_costs(decoded, member.kind, inputs)), len(payload),
+                           DEFAULT_LIMITS)
         out = assemble_file(model_part, member, payload)
         row = {"level": level, "model_bytes": len(out) - len(payload), "data_bytes": len(payload), "file_bytes": len(out)}
         curve.append(row)
