@@ -14,9 +14,11 @@ Checksum modes, chosen per input by its last byte, so that one corpus serves all
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import zlib
+from pathlib import Path
 
 import nncodec
 
@@ -31,6 +33,16 @@ FUZZ_LIMITS = nncodec.Limits(
     max_metadata_bytes=1 << 16,
     max_json_depth=16,
     max_alphabet=1 << 16,
+)
+
+# Dataset files (fuzz_dataset.py): decoding replays training and codes n symbols, so the work per
+# coded byte and the symbol count are kept small enough for one input to stay well inside CPU_CAP_S.
+DATASET_LIMITS = dataclasses.replace(
+    FUZZ_LIMITS,
+    max_total_decoded_bytes=1 << 17,  # at most 16,384 symbols
+    max_dataset_model_parameters=1 << 16,
+    max_dataset_cm_bytes=1 << 26,
+    max_dataset_work_per_byte=1 << 23,  # every vector needs at most ~5e6 per coded byte
 )
 
 CPU_CAP_S = 10.0
@@ -156,6 +168,15 @@ def _zstd(text: bytes) -> bytes:
     import zstandard
 
     return zstandard.ZstdCompressor(level=1, write_content_size=True).compress(text)
+
+
+def side_inputs() -> dict:
+    """The side inputs of the dataset vectors (labels given images), by the sha256 a header names."""
+    from nncodec.mdl.kinds import SideInfo
+
+    folder = Path(__file__).resolve().parent.parent / "spec" / "vectors" / "dataset"
+    sides = (SideInfo.from_idx_bytes(f.read_bytes()) for f in sorted(folder.glob("*.side.idx")))
+    return {s.sha256: s for s in sides}
 
 
 class ResourceFinding(Exception):

@@ -76,13 +76,20 @@ def main() -> None:
     vectors = HERE.parent / "spec" / "vectors"
     for f in sorted(vectors.glob("*.nnc")) if vectors.is_dir() else []:
         shutil.copy(f, out / f"vector-{f.name}")
+    datasets = HERE / "corpus" / "dataset"
+    datasets.mkdir(parents=True, exist_ok=True)
+    for f in sorted((vectors / "dataset").glob("*")) if (vectors / "dataset").is_dir() else []:
+        if f.suffix == ".nnc":  # the coded datasets, also with JSON headers (side inputs: fuzz_dataset.py)
+            shutil.copy(f, datasets / f.name)
+            (datasets / f"json-{f.name}").write_bytes(json_header(f.read_bytes()))
     codec_dir = HERE / "corpus" / "codecs"
     codec_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     for i in range(8):
         blob = rng.integers(0, 256, 64 + 32 * i, dtype=np.uint8).tobytes()
         (codec_dir / hashlib.sha1(blob).hexdigest()[:12]).write_bytes(blob)
-    print(f"wrote {len(list(out.iterdir()))} load seeds and {len(list(codec_dir.iterdir()))} codec seeds")
+    print(f"wrote {len(list(out.iterdir()))} load seeds, {len(list(datasets.iterdir()))} dataset seeds and "
+          f"{len(list(codec_dir.iterdir()))} codec seeds")
 
 
 if __name__ == "__main__":

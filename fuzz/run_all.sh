@@ -5,12 +5,13 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH="${1:-60}"
-mkdir -p findings work/load work/codecs logs
+mkdir -p findings work/load work/codecs work/dataset logs
 python make_corpus.py || exit 1
 status=0
-for harness in fuzz_load fuzz_container fuzz_info fuzz_codecs; do
+for harness in fuzz_load fuzz_container fuzz_info fuzz_codecs fuzz_dataset; do
   corpus=corpus/load; work=work/load
   if [ "$harness" = fuzz_codecs ]; then corpus=corpus/codecs; work=work/codecs; fi
+  if [ "$harness" = fuzz_dataset ]; then corpus=corpus/dataset; work=work/dataset; fi
   python "$harness.py" "$work" "$corpus" -dict=nnc.dict -max_total_time="$SECONDS_EACH" \
     -artifact_prefix=findings/ -print_final_stats=1 > "logs/$harness.log" 2>&1
   rc=$?
