@@ -7,9 +7,9 @@ whose estimate is over `Limits.max_dataset_work_per_byte` times its coded bytes,
 decodes anything; the encoder applies the same rule to the file it is about to write, so that an
 honest file never needs a raised limit. The estimate (integers, no timing):
 
-- per-sample cost F of a model: the larger of its parameter count (dense layers and the LSTM use
-  each weight once per sample) and the multiply-adds torch's FlopCounterMode counts for one sample
-  (convolutions use each weight at every output position); a mixture's F is the sum of its members';
+- per-sample cost F of a model: its parameter count (dense layers and the LSTM use each weight once
+  per sample), with each convolution's weights counted at every output position instead (measured
+  by a forward hook on one sample); a mixture's F is the sum of its members';
 - coding: n · (F + SYMBOL_COST);
 - training before block k (ending at e, every block but the last), per trained model:
   steps(e) · STEP_COST + 3 · F · samples(e) (forward and backward), with steps and samples exactly
@@ -35,18 +35,26 @@ SYMBOL_COST = 2**14  # a coded symbol's fixed cost (coder call, probability tabl
 
 
 def per_sample(module: torch.nn.Module, sample: torch.Tensor | None) -> int:
-    """Multiply-adds of one sample through `module` (see the module docstring)."""
+    """Multiply-adds of one sample through `module` (see the module docstring): each convolution's
+    output elements times the weights behind one of them, measured by forward hooks on one sample,
+    and every other parameter once."""
     params = sum(p.numel() for p in module.parameters())
     if sample is None:
         return params
-    from torch.utils.flop_counter import FlopCounterMode
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    macs = [0]
 
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        if hasattr(module, "logits"):
-            module.logits(sample)
-        else:
-            module(sample)
-    return max(params, counter.get_total_flops() // 2)
+    def count(conv, _inputs, output) -> None:
+        macs[0] += output.numel() * conv.weight[0].numel() - conv.weight.numel()  # beyond counting it once
+
+    hooks = [c.register_forward_hook(count) for c in convs]
+    try:
+        with torch.no_grad():
+            module.logits(sample) if hasattr(module, "logits") else module(sample)
+    finally:
+        for h in hooks:
+            h.remove()
+    return params + max(0, macs[0])
 
 
 def _one(x) -> torch.Tensor:
