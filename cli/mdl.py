@@ -121,17 +121,25 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
               help="The IDX inputs the labels were coded given.")
 @click.option("--allow-env-mismatch", is_flag=True,
               help="Try even if torch/constriction/platform differ from the encoder's (the result is still checked).")
+@click.option("--max-work-per-byte", type=click.IntRange(1), default=None,
+              help="Multiply-adds of decoding allowed per coded byte [default: 2^33]; a file that asks for more "
+                   "is refused before any training (FORMAT §21.6).")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
-def decode(file: Path, output: Path, labels_for: Path | None, allow_env_mismatch: bool, force: bool) -> None:
+def decode(file: Path, output: Path, labels_for: Path | None, allow_env_mismatch: bool, max_work_per_byte: int | None,
+           force: bool) -> None:
     """Decode FILE.nnc to OUTPUT, byte for byte the data that was encoded (sha256-checked)."""
+    from dataclasses import replace
+
     from nncodec import mdl as api
+    from nncodec.limits import DEFAULT_LIMITS
     from nncodec.mdl.kinds import SideInfo
 
     from .common import reading
 
     check_output(output, force, file)
     side = SideInfo.from_path(labels_for) if labels_for else None
+    limits = DEFAULT_LIMITS if max_work_per_byte is None else replace(DEFAULT_LIMITS, max_dataset_work_per_byte=max_work_per_byte)
     with reading(file), _bar(None, "decoding") as bar:
-        data = api.decode(file, side, allow_env_mismatch=allow_env_mismatch, progress=bar.update)
+        data = api.decode(file, side, allow_env_mismatch=allow_env_mismatch, progress=bar.update, limits=limits)
     atomic_write(output, data, overwrite=force)
     click.echo(f"wrote {output}: {len(data):,} bytes (sha256 verified)")

@@ -105,3 +105,22 @@ def test_the_encoder_refuses_what_a_default_decoder_would_refuse(labels_file, mo
         mdl.encode(idx_lab, _label_settings(True), side)
     with pytest.raises(LimitExceededError, match="max_dataset_work_per_byte"):
         mdl.encode(idx_lab, _label_settings(False), side)
+
+
+def test_cli_refuses_in_one_line_and_the_option_raises_the_limit(text_file, tmp_path) -> None:
+    from click.testing import CliRunner
+    from nncodec_cli.main import main
+
+    bad = tmp_path / "heavy.nnc"
+    bad.write_bytes(_rebuild(text_file, lambda b, s, k: b["dataset"]["train"].update(min_steps=str(2**20))))
+    out = tmp_path / "out.txt"
+    result = CliRunner().invoke(main, ["mdl", "decode", str(bad), "-o", str(out)])
+    assert result.exit_code == 1 and result.output.startswith("error: ") and len(result.output.splitlines()) == 1
+    assert "max_dataset_work_per_byte" in result.output and not out.exists()
+    good = tmp_path / "good.nnc"
+    good.write_bytes(text_file)
+    assert CliRunner().invoke(main, ["mdl", "decode", str(good), "-o", str(out), "--max-work-per-byte", "1"]).exit_code == 1
+    assert not out.exists()
+    result = CliRunner().invoke(main, ["mdl", "decode", str(good), "-o", str(out), "--max-work-per-byte", str(2**40)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == TEXT
