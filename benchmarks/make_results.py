@@ -188,6 +188,33 @@ PRUNE_RUN_NOTES = [  # facts about the session-3 runs that the results file cann
     "3-4) gave 11,467 B (×150.4; 6,276 method non-zeros, ~1.8 B each) at validation drops 0.64 (even, bound "
     "1.35) / 1.04 (odd, bound 1.77): a stronger penalty shrinks the non-zeros faster than the file, and the "
     "validation drop already fails the rule well above ×200.",
+    "Session 6 (2026-12-01), LeNet-300-100, longer regularised training and RL1 (issue 8's ×100 target). Timing: one "
+    "epoch of DRR training took 2.8 s at 1 thread, nice 10, load 0.4 (07:37 UTC); during the runs the load average "
+    "was 4-8 and a 100+20-epoch run took 485-725 s, a 30+10-epoch run 148-165 s, one run at a time. Grids, each "
+    "committed before its runs: `prune_grid_s6.json` (fixed before any run: DRR beta 20 alpha 4.5e-5 / 6.5e-5 / "
+    "3e-5 and RL1 alpha 2e-4, all 100+20 epochs, cosine, quantization tolerance 0.1 pt; alpha 6.5e-5 was stopped "
+    "unfinished and removed after alpha 4.5e-5 failed both bounds, a larger alpha giving a smaller file and a "
+    "larger drop); `prune_grid_s6b.json` (written after the DRR figures of s6: DRR alpha 2e-5 for 100+20, alpha "
+    "2.5e-5 for 30+10, alpha 2e-5 for 30+10 with the biases left unpruned, `targets` \"weights\"); "
+    "`prune_grid_s6c.json` (written after RL1 alpha 2e-4 gave 9,700 B at validation drops 0.48 / 0.72: RL1 alpha "
+    "1.3e-4 and 1e-4 for 100+20; the second ran only because the first was not confirmed). Commands: "
+    "`bench_prune.py --archs lenet300 --grid benchmarks/prune_grid_s6*.json --sweep-only --methods M --candidate I`, "
+    "one candidate after the other (07:40-08:50 UTC); after each grid a check of the rule over all sweep rows of "
+    "today's seed-0 baseline (the rule applied per method; the smallest confirmed file across methods would have "
+    "gone to `--seeds 0 1 2 --from-sweeps`). Logs: /work/artifacts/logs/s6/drr300-*.log.",
+    "What session 6 says: no new candidate was confirmed, so the rule's choice is still session 3's DRR alpha 2e-5, "
+    "30+10 epochs (18,317 B on seed 0), no seed was run and the table row above stands; recipes.DEFAULTS are "
+    "unchanged. ×100 (≤ 10,664 B) within 1.0 pt is missed on validation already: the files near it are RL1 alpha "
+    "2e-4 (9,700 B, ×110; drops 0.48 / 0.72, bounds 1.25 / 1.46) and DRR alpha 4.5e-5 (10,179 B, ×105; drops "
+    "0.88 / 1.16). The smallest file passing the even half (DRR alpha 2.5e-5, 30+10, 14,513 B, bound 0.92) failed "
+    "the odd half (drop 0.96, bound 1.61). 100+20 epochs pruned DRR harder at the same alpha (alpha 2e-5: 11,292 "
+    "method non-zeros against 15,751 for 30+10) but did not buy accuracy (odd drop 0.88 against 0.08). RL1 packs "
+    "its survivors at ~1.0-1.15 B per non-zero, DRR at 1.4-1.6 B once it is below ~11,000 non-zeros (its survivors "
+    "are large: the alpha-4.5e-5 file has 72-101 distinct levels per layer); RL1 was not monotone in alpha (1.3e-4 kept more "
+    "non-zeros than 2e-4 and lost more: odd drop 2.04). The odd half's drop was larger than the even half's in 7 "
+    "of the 8 session-6 candidates (by up to 1.0 pt): the even half, which the quantization search and the early "
+    "stopping look at, is optimistic, and the paired drop on 2,500 samples has a standard error of ~0.4 pt, so "
+    "the rule accepts only files whose observed drop is ≲ 0.35 pt on both halves. PMMP was not swept (time).",
 ]
 
 
