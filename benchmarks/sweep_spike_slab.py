@@ -108,17 +108,25 @@ def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path,
                    init_phi=args.init_phi, init_sd=args.init_sd, ema=args.ema, kl_weight=cfg["kl_weight"],
                    anneal_steps=round(args.anneal * len(loader)))
     opt = torch.optim.Adam([{"params": list(model.parameters())}, {"params": ss.parameters()}], lr=args.lr)
+    total = max(args.epochs * len(loader), 1)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+             if getattr(args, "cosine", False) else None)  # the variational phase's step size decays to 0
     t0 = time.perf_counter()
     epoch_s = []
     model.train()
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         te = time.perf_counter()
         for x, y in loader:
             opt.zero_grad(set_to_none=True)
             (F.cross_entropy(model(x), y) + ss.penalty()).backward()
             opt.step()
             ss.after_step()
+            if sched is not None:
+                sched.step()
         epoch_s.append(round(time.perf_counter() - te, 1))
+        kept = {t: sum(int((p > t).sum()) for p in ss.pips().values()) for t in (0.5, 0.9)}
+        print(json.dumps({"kl_weight": cfg["kl_weight"], "epoch": epoch + 1, "seconds": epoch_s[-1], "kept_0.5": kept[0.5],
+                          "kept_0.9": kept[0.9]}), flush=True)
     pips = ss.pips()
     ss.release()
     mu = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -200,9 +208,9 @@ def final(args: argparse.Namespace, data, out: Path) -> dict:
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
     swept = json.loads(Path(args.choice).read_text())["args"]
-    for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr"):
+    for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr", "cosine"):
         if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
-            setattr(args, key, swept[key])
+            setattr(args, key, swept.get(key, False))
     args.test = True
     cfg = {k: chosen[k] for k in ("kl_weight", "lam", "sigma0")}
     runs, peers, dense_rows = [], [], []
@@ -249,6 +257,7 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")
     ap.add_argument("--anneal", type=float, default=0.0, help="KL annealing, in epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--cosine", action="store_true", help="cosine decay of the variational phase's step size (to 0)")
     ap.add_argument("--init-phi", type=float, default=0.9)
     ap.add_argument("--init-sd", type=float, default=1e-3)
     ap.add_argument("--ema", type=float, default=0.99)
