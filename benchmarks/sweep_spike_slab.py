@@ -249,15 +249,22 @@ def sweep(args: argparse.Namespace, data, out: Path) -> dict:
 
 def final(args: argparse.Namespace, data, out: Path) -> dict:
     chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
+    earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
+    if chosen is None and args.if_none_at:  # NOT confirmed: the even half's smallest bound among files >= x RATIO
+        at = [r for r in earlier if r["ratio"] >= args.if_none_at]
+        chosen = min(at, key=lambda r: (r["even_upper"], r["bytes"])) if at else None
+        if chosen is not None:
+            chosen = {**chosen, "not_confirmed": f"no file passed both halves; smallest even-half bound among >= x{args.if_none_at:g}"}
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
+    print(json.dumps({"setting": {k: chosen.get(k) for k in (*KEYS, "bytes", "even_upper", "odd_upper", "not_confirmed")}}),
+          flush=True)
     swept = json.loads(Path(args.choice).read_text())["args"]
     for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr", "cosine"):
         if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
             setattr(args, key, swept.get(key, False))
     args.test = True
     cfg = {k: chosen[k] for k in ("kl_weight", "lam", "sigma0")}
-    earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
     runs, peers, dense_rows = [], [], []
     for seed in args.seeds:
         dense, dense_c = load_dense(args.arch, seed, data)
@@ -295,6 +302,8 @@ def main() -> None:
     ap.add_argument("--choice", help="final: the sweep's JSON (its chosen setting and training lengths)")
     ap.add_argument("--setting", help='final: a setting NOT chosen by the rule, e.g. \'{"kl_weight": 0.02, "lam": 0.001, '
                     '"sigma0": 0.1, "tau": 0.9, "qtol": 0.3}\' (training lengths still from --choice)')
+    ap.add_argument("--if-none-at", type=float, default=None, help="final: if the sweep chose nothing, run (labelled NOT "
+                    "confirmed) the file of --previous with ratio >= this whose even-half bound is smallest")
     ap.add_argument("--peer", nargs="*", default=[], help="final: methods run through recipes in the same run")
     ap.add_argument("--kl", type=float, nargs="+", default=[0.05])
     ap.add_argument("--lams", type=float, nargs="+", default=[1e-3])
