@@ -194,15 +194,19 @@ def score_swept(r: dict, arch: str, data, out: Path, dense_c: np.ndarray, confid
     decoded = load_file(r["file"])
     with nnc_open(r["file"]) as f:
         steps = {t["name"]: t["step"] for t in f.info()["tensors"] if t.get("step")}
-    state = torch.load(Path(r["file"]).parent / f"variational-kl{r['kl_weight']:g}-lam{r['lam']:g}-sd{r['sigma0']:g}"
-                                                 f"-seed{r['seed']}.pt")
+    saved = Path(r["file"]).parent / f"variational-kl{r['kl_weight']:g}-lam{r['lam']:g}-sd{r['sigma0']:g}-seed{r['seed']}.pt"
     m = models.build(arch)
     m.load_state_dict(decoded)
     m.eval()
-    m.spike_slab_pips, m.spike_slab_threshold = state["pips"], r["tau"]
     row = {**r, "test": recipes.accuracy(m, data.test, decoded), "from_sweep": True}
     c = correct(m, data.val, decoded)
     assert abs(100.0 * float(c.mean()) - r["val"]) < 1e-6, "the sweep file scores differently on validation"
+    if not saved.exists():  # sweeps before the state was saved: no PIPs to store
+        row["bytes_pip"] = row["pip_bytes"] = row["pip_bits_per_weight"] = None
+        print(json.dumps(row), flush=True)
+        return row
+    state = torch.load(saved)
+    m.spike_slab_pips, m.spike_slab_threshold = state["pips"], r["tau"]
     pip_path = out / (Path(r["file"]).stem + "-pip.nnc")
     row["bytes_pip"] = save_spike_slab(m, pip_path, steps=steps, keep_pip=True)
     assert all(torch.equal(v, decoded[k]) for k, v in load_file(pip_path).items()), "PIP file decodes differently"
