@@ -134,11 +134,12 @@ def plot(args: argparse.Namespace) -> None:
     fig, ax = plt.subplots(figsize=(9, 5.5))
     f32 = F32["lenet300"]
     markers = iter(("o", "h", "p", "*"))
+    labels = list(args.curve_labels or [])
     for i, path in enumerate(args.curve or []):
         rows = json.loads(Path(path).read_text())
-        ax.plot([r["bytes"] for r in rows], [-r["test_drop"] for r in rows], next(markers), color=f"C{i}" if i else "C0",
-                ms=4, alpha=0.7, mfc="none" if i else None,
-                label=f"spike-slab, seed 0, validation sweep: {rows[0].get('label', path)}")
+        label = labels[i] if i < len(labels) else rows[0].get("label", Path(path).name)
+        ax.plot([r["bytes"] for r in rows], [-r["test_drop"] for r in rows], next(markers), color=("C0", "C5", "C7", "C8")[i],
+                ms=4 if i else 5, alpha=0.8, mfc="none" if i else None, label=f"spike-slab, seed 0, validation sweep: {label}")
     for path in args.final or []:
         fin = json.loads(Path(path).read_text())
         runs = fin["runs"]
@@ -189,6 +190,7 @@ def main() -> None:
     for name in ("plot", "table"):
         b = sub.add_parser(name)
         b.add_argument("--curve", nargs="*", default=None, help="`score` outputs")
+        b.add_argument("--curve-labels", nargs="*", default=None, help="legend labels of --curve, in order")
         b.add_argument("--final", nargs="*", default=None, help="sweep_spike_slab.py final JSON")
         b.add_argument("--final-label", default="chosen on validation")
         b.add_argument("--peers", nargs="*", default=None, help="bench_prune-style result lists")
