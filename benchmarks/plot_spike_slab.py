@@ -166,6 +166,12 @@ def plot(args: argparse.Namespace) -> None:
         ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
         ax.text(f32 / ratio, 0.97, f" ×{ratio}", fontsize=8, color="grey", transform=ax.get_xaxis_transform())
     ax.axhline(-1.0, color="red", lw=0.6, ls="--")
+    if args.ymin is not None:  # collapsed files (chance level) would squash the rest: listed instead of drawn
+        off = [(m, p["bytes"], p["drop"]) for m, ps in points(args).items() for p in ps if -p["drop"] < args.ymin]
+        ax.set_ylim(bottom=args.ymin)
+        if off:
+            ax.text(0.01, 0.02, "off scale (seed 0): " + "; ".join(f"{m} {b:,} B at −{d:.1f}" for m, b, d in off),
+                    fontsize=6.5, transform=ax.transAxes)
     ax.set_xscale("log")
     ax.set_xlabel("whole .nnc file bytes (LeNet-300-100, float32 = 1,066,440 B)")
     ax.set_ylabel("test accuracy − dense baseline of the same seed (points)")
@@ -196,6 +202,7 @@ def main() -> None:
         b.add_argument("--peers", nargs="*", default=None, help="bench_prune-style result lists")
         b.add_argument("--png", default="benchmarks/spike_slab_accuracy_bytes.png")
         b.add_argument("--json", default=None, help="plot: the verdict table as JSON")
+        b.add_argument("--ymin", type=float, default=None, help="plot: lower limit of the y axis (points below are listed)")
     args = ap.parse_args()
     {"score": score, "plot": plot, "table": verdict}[args.cmd](args)
 
