@@ -1,13 +1,17 @@
 """Accuracy vs file bytes for spike-and-slab beside the training-aware pruning methods (issue 10).
 
-    python benchmarks/plot_spike_slab.py score --sweep S1.json:DIR1 S2.json:DIR2 --json curve.json
-    python benchmarks/plot_spike_slab.py plot --curve curve.json --final final.json \
-        --peers peers.json --previous benchmarks/results/prune.json --png benchmarks/spike_slab_accuracy_bytes.png
+    python benchmarks/plot_spike_slab.py score --sweep S1.json S2.json --label "40+10 epochs" --json curve.json
+    python benchmarks/plot_spike_slab.py plot --curve curve.json [curve2.json ...] --final final.json \
+        --peers benchmarks/results/prune.json peers.json --png benchmarks/spike_slab_accuracy_bytes.png
 
-`score` scores on TEST, once each, the .nnc files of the validation sweep (benchmarks/sweep_spike_slab.py,
-seed 0): run only after the setting has been chosen on validation, so these test figures only draw the
-curve and choose nothing. `plot` draws test accuracy minus the dense model's (same seed) against whole
-.nnc bytes, marking where each point comes from (which run, which seeds).
+`score` scores on TEST, once each, the .nnc files of a validation sweep (benchmarks/sweep_spike_slab.py,
+seed 0): run only after the setting has been chosen on validation (or the rule has chosen nothing), so
+these test figures only draw the curve and choose nothing. `plot` draws test accuracy minus the dense
+model's (same seed) against whole .nnc bytes, marking where each point comes from (which run, which
+seeds), and prints which method is ahead at each size: per method the frontier of its seed-0 points
+(no other point of the method is both smaller and better), read at each size (linear in log bytes
+between frontier points; beyond its largest file, the largest file's drop; below its smallest file,
+nothing: the method made no file that small).
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ import protocol  # noqa: E402
 import nncodec  # noqa: E402
 
 F32 = {"lenet300": 4 * 266_610, "lenet5": 4 * 431_080}
+RATIOS = (25, 50, 100, 150, 200, 300, 500, 750, 1000)
+
+
+def file_of(r: dict, folder: str | None) -> Path:
+    if "file" in r and Path(r["file"]).exists():
+        return Path(r["file"])
+    tag = f"sweep-kl{r['kl_weight']:g}-lam{r['lam']:g}-sd{r['sigma0']:g}-tau{r['tau']:g}"
+    return Path(folder or ".") / (f"{tag}-q{r['qtol']:g}-seed{r['seed']}.nnc" if "qtol" in r else f"{tag}.nnc")
 
 
 def score(args: argparse.Namespace) -> None:
@@ -37,61 +49,17 @@ def score(args: argparse.Namespace) -> None:
     dense_test = protocol.accuracy("lenet300", protocol.load_baseline("lenet300", 0), data.test)
     rows = []
     for spec in args.sweep:
-        js, folder = spec.split(":")
-        for r in json.loads(Path(js).read_text())["rows"]:
-            path = Path(folder) / f"sweep-kl{r['kl_weight']:g}-lam{r['lam']:g}-sd{r['sigma0']:g}-tau{r['tau']:g}.nnc"
+        js, _, folder = spec.partition(":")
+        sweep = json.loads(Path(js).read_text())
+        epochs = sweep.get("args", {})
+        for r in sweep["rows"]:
+            path = file_of(r, folder or None)
             test = protocol.accuracy("lenet300", nncodec.load_file(path), data.test)
-            rows.append({**r, "file": str(path), "test": test, "dense_test": dense_test, "test_drop": dense_test - test})
+            rows.append({**r, "file": str(path), "test": test, "dense_test": dense_test, "test_drop": dense_test - test,
+                         "label": args.label, "epochs": [epochs.get("epochs"), epochs.get("finetune_epochs")],
+                         "cosine": epochs.get("cosine", False)})
             print(json.dumps(rows[-1]), flush=True)
     Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
-
-
-def plot(args: argparse.Namespace) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    f32 = F32["lenet300"]
-    if args.curve:
-        rows = json.loads(Path(args.curve).read_text())
-        ax.plot([r["bytes"] for r in rows], [-r["test_drop"] for r in rows], "o", color="C0", ms=4, alpha=0.7,
-                label="spike-slab, validation sweep (seed 0, 5 + 2 or 5 epochs)")
-    for i, path in enumerate(args.final or []):
-        fin = json.loads(Path(path).read_text())
-        status = "chosen on validation" if i == 0 else "not chosen"
-        for lam, s in fin["summary"].items():
-            kl = fin["args"].get("kl_weight", 1.0)
-            for key, marker, color, what in (("nopip", "D", "C0", ""), ("pip", "s", "C1", " + PIPs stored")):
-                ax.errorbar(s[f"bytes_{key}"][0], -s["drop"][0], xerr=s[f"bytes_{key}"][1], yerr=s["drop"][1],
-                            fmt=marker, color=color, ms=8, capsize=3, mec="k",
-                            label=f"spike-slab {status} (λ={lam}, KL weight {kl}){what}, "
-                                  f"{len(fin['args']['seeds'])} seeds")
-    styles = {"drr": ("^", "C2"), "pmmp": ("v", "C3"), "rl1": ("<", "C4")}
-    for path, tag, filled in ((args.peers, "this session, seed 0", True), (args.previous, "previous session", False)):
-        if not path:
-            continue
-        rows = [r for r in json.loads(Path(path).read_text()) if r["arch"] == "lenet300"]
-        for method, (marker, color) in styles.items():
-            rs = [r for r in rows if r["method"] == method]
-            if not rs:
-                continue
-            ax.plot([r["file_bytes"] for r in rs], [-r["test_drop"] for r in rs], marker, color=color,
-                    mfc=color if filled else "none", label=f"{method} ({tag}, {rs[0]['epochs'][0]}+{rs[0]['epochs'][1]} "
-                                                          f"epochs, seeds {sorted({r['seed'] for r in rs})})")
-    for ratio in (150, 1000):
-        ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
-        ax.text(f32 / ratio, 0.95, f" ×{ratio}", fontsize=8, color="grey", transform=ax.get_xaxis_transform())
-    ax.axhline(-1.0, color="red", lw=0.6, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("whole .nnc file bytes (LeNet-300-100, float32 = 1,066,440 B)")
-    ax.set_ylabel("test accuracy − dense baseline of the same seed (points)")
-    ax.set_title("Fashion-MNIST LeNet-300-100: accuracy vs file size")
-    ax.legend(fontsize=6.5, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(args.png, dpi=120)
-    print(f"wrote {args.png}")
 
 
 def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -119,20 +87,102 @@ def at_size(front: list[tuple[float, float]], size: float) -> float | None:
     return d0 + t * (d1 - d0)
 
 
-def table(args: argparse.Namespace) -> None:
-    """Markdown rows: each peer point beside spike-and-slab's frontier at the same file size."""
-    ss = frontier([(r["bytes"], r["test_drop"]) for r in json.loads(Path(args.curve).read_text())])
+def points(args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Seed-0 points by method: spike-slab from the curves (and the final runs' seed 0), peers from --peers."""
+    out: dict[str, list[dict]] = {"spike-slab": []}
+    for path in args.curve or []:
+        for r in json.loads(Path(path).read_text()):
+            out["spike-slab"].append({"bytes": r["bytes"], "drop": r["test_drop"], "label": r.get("label", path)})
+    for path in args.final or []:
+        for r in json.loads(Path(path).read_text())["runs"]:
+            if r["seed"] == 0:
+                out["spike-slab"].append({"bytes": r["bytes"], "drop": r["drop"], "label": "final"})
+    for path in args.peers or []:
+        for r in json.loads(Path(path).read_text()):
+            if r["arch"] == "lenet300" and r["seed"] == 0:
+                out.setdefault(r["method"], []).append({"bytes": r["file_bytes"], "drop": r["test_drop"],
+                                                        "label": f"{r['epochs'][0]}+{r['epochs'][1]} epochs"})
+    return out
+
+
+def verdict(args: argparse.Namespace) -> list[dict]:
     f32 = F32["lenet300"]
-    print("| method (seed 0, 5+5 epochs) | setting | .nnc bytes | ratio | test drop (pt) | spike-slab frontier at that size | ahead |")
-    print("|---|---|---:|---:|---:|---:|---|")
-    for r in sorted(json.loads(Path(args.peers).read_text()), key=lambda r: r["file_bytes"]):
-        if r["arch"] != "lenet300":
-            continue
-        d = at_size(ss, r["file_bytes"])
-        ahead = "-" if d is None else ("spike-slab" if d < r["test_drop"] else r["method"])
-        print(f"| {r['method']} | {json.dumps(r['overrides'])} | {r['file_bytes']:,} | ×{f32 / r['file_bytes']:.0f} | "
-              f"{r['test_drop']:.2f} | {'-' if d is None else f'{d:.2f}'} | {ahead} |")
-    print("\nspike-slab frontier (bytes, test drop): " + ", ".join(f"({b:,}, {d:.2f})" for b, d in ss))
+    fronts = {m: frontier([(p["bytes"], p["drop"]) for p in ps]) for m, ps in points(args).items()}
+    rows = []
+    for ratio in RATIOS:
+        size = f32 / ratio
+        drops = {m: at_size(f, size) for m, f in fronts.items()}
+        have = {m: d for m, d in drops.items() if d is not None}
+        rows.append({"ratio": ratio, "bytes": round(size), "drops": drops,
+                     "ahead": min(have, key=have.get) if have else None})
+    print("| size (×, bytes) | " + " | ".join(fronts) + " | ahead |")
+    print("|---|" + "---:|" * len(fronts) + "---|")
+    for r in rows:
+        cells = " | ".join("-" if d is None else f"{d:.2f}" for d in r["drops"].values())
+        print(f"| ×{r['ratio']} ({r['bytes']:,} B) | {cells} | {r['ahead'] or '-'} |")
+    for m, f in fronts.items():
+        print(f"{m} frontier (bytes, test drop): " + ", ".join(f"({b:,}, {d:.2f})" for b, d in f))
+    return rows
+
+
+def plot(args: argparse.Namespace) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    f32 = F32["lenet300"]
+    markers = iter(("o", "h", "p", "*"))
+    labels = list(args.curve_labels or [])
+    for i, path in enumerate(args.curve or []):
+        rows = json.loads(Path(path).read_text())
+        label = labels[i] if i < len(labels) else rows[0].get("label", Path(path).name)
+        ax.plot([r["bytes"] for r in rows], [-r["test_drop"] for r in rows], next(markers), color=("C0", "C5", "C7", "C8")[i],
+                ms=4 if i else 5, alpha=0.8, mfc="none" if i else None, label=f"spike-slab, seed 0, validation sweep: {label}")
+    for path in args.final or []:
+        fin = json.loads(Path(path).read_text())
+        runs = fin["runs"]
+        for key, marker, color, what in (("bytes", "D", "C0", ""), ("bytes_pip", "s", "C1", " + PIPs stored")):
+            b = [r[key] for r in runs]
+            d = [r["drop"] for r in runs]
+            mb, md = sum(b) / len(b), sum(d) / len(d)
+            sb = (sum((x - mb) ** 2 for x in b) / max(len(b) - 1, 1)) ** 0.5
+            sd = (sum((x - md) ** 2 for x in d) / max(len(d) - 1, 1)) ** 0.5
+            c = fin["chosen"]
+            ax.errorbar(mb, -md, xerr=sb, yerr=sd, fmt=marker, color=color, ms=9, capsize=3, mec="k",
+                        label=f"spike-slab {args.final_label} (KL {c['kl_weight']}, τ {c['tau']}){what}, "
+                              f"seeds {[r['seed'] for r in runs]}, mean ± sd")
+    styles = {"drr": ("^", "C2"), "pmmp": ("v", "C3"), "rl1": ("<", "C4")}
+    for path in args.peers or []:
+        rows = [r for r in json.loads(Path(path).read_text()) if r["arch"] == "lenet300"]
+        for method, (marker, color) in styles.items():
+            for ep in sorted({tuple(r["epochs"]) for r in rows if r["method"] == method}):
+                rs = [r for r in rows if r["method"] == method and tuple(r["epochs"]) == ep]
+                ax.plot([r["file_bytes"] for r in rs], [-r["test_drop"] for r in rs], marker, color=color,
+                        mfc=color if ep[0] >= 10 else "none",
+                        label=f"{method} ({ep[0]}+{ep[1]} epochs, seeds {sorted({r['seed'] for r in rs})}; {Path(path).name})")
+    for ratio in (50, 100, 150, 300, 1000):
+        ax.axvline(f32 / ratio, color="grey", lw=0.6, ls=":")
+        ax.text(f32 / ratio, 0.97, f" ×{ratio}", fontsize=8, color="grey", transform=ax.get_xaxis_transform())
+    ax.axhline(-1.0, color="red", lw=0.6, ls="--")
+    if args.ymin is not None:  # collapsed files (chance level) would squash the rest: listed instead of drawn
+        off = [(m, p["bytes"], p["drop"]) for m, ps in points(args).items() for p in ps if -p["drop"] < args.ymin]
+        ax.set_ylim(bottom=args.ymin)
+        if off:
+            ax.text(0.01, 0.02, "off scale (seed 0): " + "; ".join(f"{m} {b:,} B at −{d:.1f}" for m, b, d in off),
+                    fontsize=6.5, transform=ax.transAxes)
+    ax.set_xscale("log")
+    ax.set_xlabel("whole .nnc file bytes (LeNet-300-100, float32 = 1,066,440 B)")
+    ax.set_ylabel("test accuracy − dense baseline of the same seed (points)")
+    ax.set_title("Fashion-MNIST LeNet-300-100: test accuracy vs file size")
+    ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=120)
+    print(f"wrote {args.png}")
+    rows = verdict(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 def main() -> None:
@@ -140,17 +190,21 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("score")
     a.add_argument("--data", default=protocol.DATA_DIR)
-    a.add_argument("--sweep", nargs="+", required=True, help="SWEEP.json:FOLDER of its .nnc files")
+    a.add_argument("--sweep", nargs="+", required=True, help="SWEEP.json[:FOLDER of its .nnc files if moved]")
+    a.add_argument("--label", default="")
     a.add_argument("--json", required=True)
     for name in ("plot", "table"):
         b = sub.add_parser(name)
-        b.add_argument("--curve", default=None)
-        b.add_argument("--final", nargs="*", default=None)
-        b.add_argument("--peers", default=None)
-        b.add_argument("--previous", default=None)
+        b.add_argument("--curve", nargs="*", default=None, help="`score` outputs")
+        b.add_argument("--curve-labels", nargs="*", default=None, help="legend labels of --curve, in order")
+        b.add_argument("--final", nargs="*", default=None, help="sweep_spike_slab.py final JSON")
+        b.add_argument("--final-label", default="chosen on validation")
+        b.add_argument("--peers", nargs="*", default=None, help="bench_prune-style result lists")
         b.add_argument("--png", default="benchmarks/spike_slab_accuracy_bytes.png")
+        b.add_argument("--json", default=None, help="plot: the verdict table as JSON")
+        b.add_argument("--ymin", type=float, default=None, help="plot: lower limit of the y axis (points below are listed)")
     args = ap.parse_args()
-    {"score": score, "plot": plot, "table": table}[args.cmd](args)
+    {"score": score, "plot": plot, "table": verdict}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from nncodec.confidence import half_drops  # noqa: E402
 
 BASELINES = Path("/work/artifacts/baselines")
 RECONFIRMATIONS = 3  # as nncodec.budget: at most 3 more files are put to the odd half after a refusal
-KEYS = ("kl_weight", "lam", "sigma0", "tau", "qtol")
+KEYS = ("kl_weight", "lam", "sigma0", "tau", "qtol", "distill")
 
 
 def correct(model: torch.nn.Module, split: recipes.Split, state=None) -> np.ndarray:
@@ -69,8 +69,23 @@ def bounds(dense_c: np.ndarray, c: np.ndarray, confidence: float) -> dict[str, f
     return out
 
 
-def finetune(m: torch.nn.Module, masks: dict, data, even: recipes.Split, epochs: int, lr: float, seed: int) -> list:
-    """Cosine-schedule fine-tuning with the mask frozen; keeps the epoch best on the even validation half."""
+def kd_loss(out: torch.Tensor, y: torch.Tensor, teacher: torch.nn.Module | None, x: torch.Tensor, weight: float,
+            temperature: float = 2.0) -> torch.Tensor:
+    """(1 - weight) * cross-entropy + weight * T^2 * KL(teacher || student) at temperature T (Hinton et al.);
+    weight 0 (or no teacher) is plain cross-entropy."""
+    ce = F.cross_entropy(out, y)
+    if teacher is None or weight <= 0:
+        return ce
+    with torch.no_grad():
+        soft = F.softmax(teacher(x) / temperature, dim=1)
+    kl = F.kl_div(F.log_softmax(out / temperature, dim=1), soft, reduction="batchmean")
+    return (1 - weight) * ce + weight * temperature**2 * kl
+
+
+def finetune(m: torch.nn.Module, masks: dict, data, even: recipes.Split, epochs: int, lr: float, seed: int,
+             teacher: torch.nn.Module | None = None, distill: float = 0.0) -> list:
+    """Cosine-schedule fine-tuning with the mask frozen; keeps the epoch best on the even validation half.
+    With `distill` > 0 the loss mixes in distillation from `teacher` (the dense model)."""
     params = dict(m.named_parameters())
     hooks = [params[n].register_hook(lambda g, k=k: g * k) for n, k in masks.items()]
     opt = torch.optim.Adam(m.parameters(), lr=lr)
@@ -82,7 +97,7 @@ def finetune(m: torch.nn.Module, masks: dict, data, even: recipes.Split, epochs:
         m.train()
         for x, y in loader:
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(m(x), y).backward()
+            kd_loss(m(x), y, teacher, x, distill).backward()
             opt.step()
             sched.step()
             with torch.no_grad():
@@ -108,22 +123,33 @@ def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path,
                    init_phi=args.init_phi, init_sd=args.init_sd, ema=args.ema, kl_weight=cfg["kl_weight"],
                    anneal_steps=round(args.anneal * len(loader)))
     opt = torch.optim.Adam([{"params": list(model.parameters())}, {"params": ss.parameters()}], lr=args.lr)
+    total = max(args.epochs * len(loader), 1)
+    sched = (torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + math.cos(math.pi * min(t, total) / total)))
+             if getattr(args, "cosine", False) else None)  # the variational phase's step size decays to 0
     t0 = time.perf_counter()
     epoch_s = []
     model.train()
-    for _ in range(args.epochs):
+    for epoch in range(args.epochs):
         te = time.perf_counter()
         for x, y in loader:
             opt.zero_grad(set_to_none=True)
             (F.cross_entropy(model(x), y) + ss.penalty()).backward()
             opt.step()
             ss.after_step()
+            if sched is not None:
+                sched.step()
         epoch_s.append(round(time.perf_counter() - te, 1))
+        kept = {t: sum(int((p > t).sum()) for p in ss.pips().values()) for t in (0.5, 0.9)}
+        print(json.dumps({"kl_weight": cfg["kl_weight"], "epoch": epoch + 1, "seconds": epoch_s[-1], "kept_0.5": kept[0.5],
+                          "kept_0.9": kept[0.9]}), flush=True)
     pips = ss.pips()
     ss.release()
     mu = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save({"mu": mu, "pips": pips, "cfg": cfg, "seed": seed, "epochs": args.epochs},
+               out / f"variational-kl{cfg['kl_weight']:g}-lam{cfg['lam']:g}-sd{cfg['sigma0']:g}-seed{seed}.pt")
+    teacher = copy.deepcopy(dense).eval()
     rows = []
-    for tau in taus:
+    for tau, distill in ((t, d) for t in taus for d in getattr(args, "distill", [0.0])):
         m = models.build(arch)
         m.load_state_dict(mu)
         masks = {n: p > tau for n, p in pips.items()}
@@ -131,7 +157,7 @@ def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path,
         with torch.no_grad():
             for n, k in masks.items():
                 params[n].mul_(k)
-        curve = finetune(m, masks, data, even, args.finetune_epochs, args.lr, seed)
+        curve = finetune(m, masks, data, even, args.finetune_epochs, args.lr, seed, teacher, distill)
         m.eval()
         m.spike_slab_pips, m.spike_slab_threshold = pips, tau
         ft_even = recipes.accuracy(m, even)
@@ -139,11 +165,12 @@ def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path,
         for qtol in qtols:
             steps = search_steps(m, lambda s, m=m: -recipes.accuracy(m, even, s), -(ft_even - qtol), names=names)
             tag = f"kl{cfg['kl_weight']:g}-lam{cfg['lam']:g}-sd{cfg['sigma0']:g}-tau{tau:g}-q{qtol:g}-seed{seed}"
+            tag += f"-kd{distill:g}" if distill else ""
             path = out / f"sweep-{tag}.nnc"
             nbytes = save_spike_slab(m, path, steps=steps)
             decoded = load_file(path)
             c = correct(m, data.val, decoded)
-            row = {**cfg, "tau": tau, "qtol": qtol, "seed": seed, "kept": int(sum(int(k.sum()) for k in masks.values())),
+            row = {**cfg, "tau": tau, "qtol": qtol, "distill": distill, "seed": seed, "kept": int(sum(int(k.sum()) for k in masks.values())),
                    "finetune_even_curve": curve, "val": round(100.0 * float(c.mean()), 2), "bytes": nbytes,
                    "ratio": 4 * sum(p.numel() for p in m.parameters()) / nbytes, "file": str(path),
                    **bounds(dense_c, c, args.confidence), "epoch_seconds": epoch_s,
@@ -161,12 +188,41 @@ def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path,
     return rows
 
 
+def score_swept(r: dict, arch: str, data, out: Path, dense_c: np.ndarray, confidence: float) -> dict:
+    """A sweep file of the chosen setting, scored on test once; its PIP twin written from the decoded
+    weights, the file's steps and the sweep's saved PIPs (it must decode to the same values)."""
+    decoded = load_file(r["file"])
+    with nnc_open(r["file"]) as f:
+        steps = {t["name"]: t["step"] for t in f.info()["tensors"] if t.get("step")}
+    saved = Path(r["file"]).parent / f"variational-kl{r['kl_weight']:g}-lam{r['lam']:g}-sd{r['sigma0']:g}-seed{r['seed']}.pt"
+    m = models.build(arch)
+    m.load_state_dict(decoded)
+    m.eval()
+    row = {**r, "test": recipes.accuracy(m, data.test, decoded), "from_sweep": True}
+    c = correct(m, data.val, decoded)
+    assert abs(100.0 * float(c.mean()) - r["val"]) < 1e-6, "the sweep file scores differently on validation"
+    if not saved.exists():  # sweeps before the state was saved: no PIPs to store
+        row["bytes_pip"] = row["pip_bytes"] = row["pip_bits_per_weight"] = None
+        print(json.dumps(row), flush=True)
+        return row
+    state = torch.load(saved)
+    m.spike_slab_pips, m.spike_slab_threshold = state["pips"], r["tau"]
+    pip_path = out / (Path(r["file"]).stem + "-pip.nnc")
+    row["bytes_pip"] = save_spike_slab(m, pip_path, steps=steps, keep_pip=True)
+    assert all(torch.equal(v, decoded[k]) for k, v in load_file(pip_path).items()), "PIP file decodes differently"
+    with nnc_open(pip_path) as f:
+        row["pip_bytes"] = sum(t.get("pip_bytes", 0) for t in f.info()["tensors"])
+    row["pip_bits_per_weight"] = 8 * row["pip_bytes"] / sum(p.numel() for p in state["pips"].values())
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def choose(rows: list[dict], budget: float) -> tuple[dict | None, list[dict]]:
     """The smallest file passing the even half that the odd half confirms (at most 1 + RECONFIRMATIONS tried)."""
     eligible = sorted((r for r in rows if r["even_upper"] <= budget + 1e-9), key=lambda r: r["bytes"])
     tried = []
     for r in eligible[: 1 + RECONFIRMATIONS]:
-        tried.append({k: r[k] for k in (*KEYS, "bytes", "even_upper", "odd_upper")})
+        tried.append({k: r.get(k, 0.0) for k in (*KEYS, "bytes", "even_upper", "odd_upper")})
         if r["odd_upper"] <= budget + 1e-9:
             return r, tried
     return None, tried
@@ -197,19 +253,33 @@ def sweep(args: argparse.Namespace, data, out: Path) -> dict:
 
 def final(args: argparse.Namespace, data, out: Path) -> dict:
     chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
+    earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
+    if chosen is None and args.if_none_at:  # NOT confirmed: the even half's smallest bound among files >= x RATIO
+        at = [r for r in earlier if r["ratio"] >= args.if_none_at]
+        chosen = min(at, key=lambda r: (r["even_upper"], r["bytes"])) if at else None
+        if chosen is not None:
+            chosen = {**chosen, "not_confirmed": f"no file passed both halves; smallest even-half bound among >= x{args.if_none_at:g}"}
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
+    print(json.dumps({"setting": {k: chosen.get(k) for k in (*KEYS, "bytes", "even_upper", "odd_upper", "not_confirmed")}}),
+          flush=True)
     swept = json.loads(Path(args.choice).read_text())["args"]
-    for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr"):
+    for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr", "cosine"):
         if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
-            setattr(args, key, swept[key])
+            setattr(args, key, swept.get(key, False))
     args.test = True
     cfg = {k: chosen[k] for k in ("kl_weight", "lam", "sigma0")}
     runs, peers, dense_rows = [], [], []
     for seed in args.seeds:
         dense, dense_c = load_dense(args.arch, seed, data)
         dense_rows.append({"seed": seed, "val": 100.0 * float(dense_c.mean()), "test": recipes.accuracy(dense, data.test)})
-        row = run_config(dense, data, args.arch, seed, cfg, [chosen["tau"]], [chosen["qtol"]], args, out, dense_c)[0]
+        args.distill = [chosen.get("distill", 0.0)]
+        swept_row = next((r for r in earlier if r["seed"] == seed and all(r.get(k, 0.0) == chosen.get(k, 0.0) for k in KEYS)),
+                         None)
+        if swept_row is not None:  # the sweep's own file of this seed: scored on test here, once, not retrained
+            row = score_swept(swept_row, args.arch, data, out, dense_c, args.confidence)
+        else:
+            row = run_config(dense, data, args.arch, seed, cfg, [chosen["tau"]], [chosen["qtol"]], args, out, dense_c)[0]
         row["dense_test"], row["drop"] = dense_rows[-1]["test"], dense_rows[-1]["test"] - row["test"]
         runs.append(row)
         for method in args.peer:
@@ -236,19 +306,25 @@ def main() -> None:
     ap.add_argument("--choice", help="final: the sweep's JSON (its chosen setting and training lengths)")
     ap.add_argument("--setting", help='final: a setting NOT chosen by the rule, e.g. \'{"kl_weight": 0.02, "lam": 0.001, '
                     '"sigma0": 0.1, "tau": 0.9, "qtol": 0.3}\' (training lengths still from --choice)')
+    ap.add_argument("--if-none-at", type=float, default=None, help="final: if the sweep chose nothing, run (labelled NOT "
+                    "confirmed) the file of --previous with ratio >= this whose even-half bound is smallest")
     ap.add_argument("--peer", nargs="*", default=[], help="final: methods run through recipes in the same run")
     ap.add_argument("--kl", type=float, nargs="+", default=[0.05])
     ap.add_argument("--lams", type=float, nargs="+", default=[1e-3])
     ap.add_argument("--sds", type=float, nargs="+", default=[0.1])
     ap.add_argument("--taus", type=float, nargs="+", default=[0.9])
     ap.add_argument("--qtols", type=float, nargs="+", default=[0.3])
+    ap.add_argument("--distill", type=float, nargs="+", default=[0.0],
+                    help="fine-tuning: weights of distillation from the dense model (T = 2) to try [0: plain cross-entropy]")
     ap.add_argument("--budget", type=float, default=1.0)
-    ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the choice")
+    ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the "
+                    "choice; final: sweep JSONs whose file of the chosen setting is taken for its seed (not retrained)")
     ap.add_argument("--confidence", type=float, default=0.95)
     ap.add_argument("--epochs", type=int, default=None, help="variational epochs [10; final: the sweep's]")
     ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")
     ap.add_argument("--anneal", type=float, default=0.0, help="KL annealing, in epochs")
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--cosine", action="store_true", help="cosine decay of the variational phase's step size (to 0)")
     ap.add_argument("--init-phi", type=float, default=0.9)
     ap.add_argument("--init-sd", type=float, default=1e-3)
     ap.add_argument("--ema", type=float, default=0.99)

@@ -28,7 +28,8 @@ from .procedure import spike_slab
 # rule without held-out confirmation: the smallest file whose validation drop is <= 0.5 pt; its test drop
 # was 1.44 pt. Session 3's confirmed rule (benchmarks/sweep_spike_slab.py: choose on the even validation
 # samples, confirm on the odd ones) chose nothing within 1.0 pt, so these are NOT confirmed settings
-# (benchmarks/RESULTS.md, "Spike-and-slab"). LeNet-5: not swept, the same values carried over.
+# (benchmarks/RESULTS.md, "Spike-and-slab"); session 6's sweep (40 + 10 epochs, cosine, with and without
+# distillation in the fine-tuning) chose nothing either, so they stay. LeNet-5: not swept, the same values carried over.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet300": {"prior_inclusion": 1e-3, "prior_sd": 0.1, "init_phi": 0.9, "init_sd": 1e-3, "ema": 0.99,
                  "kl_weight": 0.02, "threshold": 0.9},
