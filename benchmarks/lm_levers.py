@@ -9,7 +9,8 @@ All of them are things the user's own loop does with the composable pieces; choi
   that keep validation within --qat-budget (looser than the 2 % budget); N more Adam steps then run
   the forward and backward at the quantized weights (`quantized_weights`, straight-through) with the
   mask frozen; the file uses exactly those steps if the decoded model is within the 2 % budget on
-  validation, else `search_steps` at 2 % on the fine-tuned weights (the plain path);
+  validation, else `search_steps` at 2 % on the fine-tuned weights as they were before QAT (the plain
+  path; files of before 08:10 UTC searched the QAT'd float weights instead, which always failed);
 - confirmation: the final file is also scored on validation windows 512-1023, never used for a choice.
 The N steps count against the peer's extra steps like the other phases (bench_own_loop.dense_phase).
 """
@@ -17,6 +18,7 @@ The N steps count against the peer's extra steps like the other phases (bench_ow
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import torch
@@ -76,6 +78,7 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
         return search_steps(model, metric, limit, names=names), {}
     qsteps = search_steps(model, metric, reference * (1 + a.qat_budget), names=names)
     before = metric(pruner.to_state_dict(steps=qsteps))
+    finetuned = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
     bench.train(net, a.qat_steps, 10 * ps + 4, lr if a.qat_lr is None else a.qat_lr, pruner, schedule=a.ft_schedule,
                 teacher=teacher, kd=a.kd, quant=qsteps)
@@ -86,7 +89,10 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
     if bench.rank == 0:
         print(f"QAT: validation at the chosen steps {before:.4f} -> {after:.4f} after {a.qat_steps} steps "
               f"(limit {limit:.4f}; {'used' if after <= limit else 'over: plain search'})", flush=True)
-    return (qsteps if after <= limit else search_steps(model, metric, limit, names=names)), record
+    if after <= limit:
+        return qsteps, record
+    model.load_state_dict(finetuned)  # the same mask: QAT keeps pruned weights at zero
+    return search_steps(model, metric, limit, names=names), record
 
 
 def confirm(bench, model, peer, dense, decoded) -> dict:
