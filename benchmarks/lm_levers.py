@@ -33,6 +33,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quant-small", action="store_true", help="quantize the tensors below 256 elements too")
     p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tuning steps (0: none)")
     p.add_argument("--qat-budget", type=float, default=0.04, help="validation increase the QAT steps are chosen at")
+    p.add_argument("--qat-relative", action="store_true",
+                   help="--qat-budget relative to the model's validation loss before QAT (not to the reference)")
     p.add_argument("--qat-lr", type=float, default=None, help="Adam learning rate of the QAT phase [--pipe-lr]")
     p.add_argument("--skip-test", action="store_true", help="do not score the test split (sweep runs)")
 
@@ -42,7 +44,7 @@ def tag(a: argparse.Namespace) -> str:
     out = f"-kd{a.kd:g}" if a.kd else ""
     out += "-small" if a.quant_small else ""
     if a.qat_steps:
-        out += f"-qat{a.qat_steps}b{a.qat_budget:g}" + (f"lr{a.qat_lr:g}" if a.qat_lr is not None else "")
+        out += f"-qat{a.qat_steps}{'r' if getattr(a, 'qat_relative', False) else 'b'}{a.qat_budget:g}" + (f"lr{a.qat_lr:g}" if a.qat_lr is not None else "")
     return out
 
 
@@ -76,7 +78,8 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
     limit = reference * (1 + a.budget)
     if not a.qat_steps:
         return search_steps(model, metric, limit, names=names), {}
-    qsteps = search_steps(model, metric, reference * (1 + a.qat_budget), names=names)
+    base = bench.loss(model, bench.val) if a.qat_relative else reference
+    qsteps = search_steps(model, metric, base * (1 + a.qat_budget), names=names)
     before = metric(pruner.to_state_dict(steps=qsteps))
     finetuned = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
@@ -84,7 +87,7 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
                 teacher=teacher, kd=a.kd, quant=qsteps)
     t_qat = time.perf_counter() - t0
     after = metric(pruner.to_state_dict(steps=qsteps))
-    record = {"qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_lr": a.qat_lr, "qat_val_before": before,
+    record = {"qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_relative": a.qat_relative, "qat_lr": a.qat_lr, "qat_val_before": before,
               "qat_val_after": after, "qat_seconds": round(t_qat, 1), "qat_used": after <= limit}
     if bench.rank == 0:
         print(f"QAT: validation at the chosen steps {before:.4f} -> {after:.4f} after {a.qat_steps} steps "
