@@ -387,7 +387,7 @@ def main() -> None:
         "seconds": {"pipeline": round(seconds, 1), "regularised": round(t_reg, 1), "prune": round(t_prune, 1),
                     "finetune": round(t_ft, 1), "quant_search": round(t_quant, 1)},
         "tamade_threshold": report.tamade.threshold, "reg_steps": a.reg_steps, "ft_steps": a.ft_steps,
-        "pipe_lr": lr, "ft_schedule": a.ft_schedule, **qat, **confirm, **info,
+        "pipe_lr": lr, "ft_schedule": a.ft_schedule, "kd": a.kd, "quant_small": a.quant_small, **qat, **confirm, **info,
     }
     if D.is_main():
         (out / f"result-{a.method}-{hp}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))
