@@ -29,6 +29,7 @@ import os
 import time
 from pathlib import Path
 
+import lm_levers as L  # a sibling in benchmarks/ (the script's directory)
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -36,7 +37,7 @@ from torch import nn
 
 from nncodec.api import load_file
 from nncodec.compress.training import distributed as D
-from nncodec.compress.training import make_pruner, search_steps
+from nncodec.compress.training import make_pruner, quantized_weights
 
 FORTUNES = Path("/usr/share/games/fortunes")
 
@@ -122,6 +123,7 @@ class Bench:
         self.train_ids, val, test = split(ids)
         self.vocab, self.ctx = len(vocab), args.ctx
         self.val = windows(val, args.ctx, args.eval_windows)
+        self.val_confirm = windows(val, args.ctx, 2 * args.eval_windows)[args.eval_windows :]  # never chosen on
         self.test = windows(test, args.ctx, len(test))
         self.rank, self.world = D.rank(), D.world_size()
         self.text_bytes = len(text)
@@ -157,17 +159,21 @@ class Bench:
         return D.all_reduce_mean(*self.loss_sum(model, data, state))
 
     def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None, on_step=None,
-              schedule: str = "constant") -> float:
+              schedule: str = "constant", teacher: nn.Module | None = None, kd: float = 0.0, quant=None) -> float:
+        """Adam steps; `teacher`/`kd`: distillation term (lm_levers.kd_mix); `quant`: name -> step, the
+        forward and backward at the quantized weights (quantization-aware fine-tuning)."""
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.batches(steps, seed)):
             for group in opt.param_groups:
                 group["lr"] = lr_at(i, steps, lr, schedule)
             opt.zero_grad(set_to_none=True)
-            loss = lm_loss(net(x), y)
-            if pruner is not None:
-                loss = loss + pruner.penalty()
-            loss.backward()
+            with quantized_weights(net, quant):
+                logits = net(x)
+                loss = L.kd_mix(lm_loss(logits, y), logits, teacher, x, kd)
+                if pruner is not None:
+                    loss = loss + pruner.penalty()
+                loss.backward()
             opt.step()
             if pruner is not None:
                 pruner.after_step()
@@ -217,7 +223,7 @@ def dense_phase(bench: Bench, out: Path) -> dict:
         info = json.loads(info_path.read_text())
         info.get("config", {}).setdefault("dense_schedule", "constant")  # files of before the option
         if "peer_extra_steps" in info:  # built by lm_curve_continue.py --anneal: its peer is a longer run
-            pipeline = a.reg_steps + a.ft_steps
+            pipeline = a.reg_steps + a.ft_steps + getattr(a, "qat_steps", 0)
             if info["peer_extra_steps"] is None:  # not verified: the peer is the dense model itself
                 print(f"the dense model is not verified converged; the pipeline's {pipeline} steps are extra training")
             elif pipeline > info["peer_extra_steps"]:
@@ -297,6 +303,7 @@ def main() -> None:
     p.add_argument("--pipe-lr", type=float, default=None, help="Adam learning rate of the pipeline [--lr]")
     p.add_argument("--ft-schedule", choices=("constant", "cosine"), default="constant",
                    help="learning-rate schedule of the fine-tuning phase")
+    L.add_options(p)
     p.add_argument("--batch", type=int, default=16, help="global batch (split over the ranks)")
     p.add_argument("--ctx", type=int, default=64)
     p.add_argument("--width", type=int, default=64, help="model width d")
@@ -336,30 +343,36 @@ def main() -> None:
     hp = f"alpha{alpha:g}-" + (f"beta{a.beta:g}" if a.method == "drr" else f"clr{a.companion_lr:g}")
     pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, **kwargs)
     lr = a.lr if a.pipe_lr is None else a.pipe_lr
-    t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, lr, pruner)
+    teacher = L.frozen(model_dense(bench, out)) if a.kd > 0 else None  # distillation from the dense model
+    t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, lr, pruner, teacher=teacher, kd=a.kd)
     reg_val = bench.loss(model, bench.val)
     t1 = time.perf_counter()
     example = bench.val[bench.rank :: bench.world][:16, :-1]
     report = pruner.prune(lambda: bench.loss_sum(model, bench.val), example_inputs=example)
     t_prune = time.perf_counter() - t1
     pruned_val = bench.loss(model, bench.val)
-    t_ft = bench.train(net, a.ft_steps, 10 * ps + 3, lr, pruner, schedule=a.ft_schedule)
+    t_ft = bench.train(net, a.ft_steps, 10 * ps + 3, lr, pruner, schedule=a.ft_schedule, teacher=teacher, kd=a.kd)
     ft_val = bench.loss(model, bench.val)
     t2 = time.perf_counter()
-    limit = reference * (1 + a.budget)
-    names = [n for n, q in model.named_parameters() if q.numel() >= 256]  # small tensors stay lossless
-    steps = search_steps(model, lambda s: bench.loss(model, bench.val, dict(s)), limit, names=names)
+    names = L.quant_names(model, a.quant_small)  # without --quant-small, tensors < 256 stay lossless
+    steps, qat = L.quantize(bench, net, model, pruner, a, ps, lr, reference, names, teacher)
     t_quant = time.perf_counter() - t2
     if (a.reg_steps, a.ft_steps, a.pipe_lr, a.ft_schedule) != (400, 200, None, "constant"):
         hp += f"-r{a.reg_steps}-f{a.ft_steps}-lr{lr:g}-{a.ft_schedule}"
     if a.delta != 0.01:
         hp += f"-delta{a.delta:g}"
+    hp += L.tag(a)
     path = out / f"lm-{a.method}-{hp}-s{ps}-world{bench.world}.nnc"
     size = pruner.save(path, steps=steps, metadata={"model": "TinyLM", "data": "debian fortunes"})
     seconds = time.perf_counter() - t0
     decoded = load_file(path)
-    final_val, final_test = bench.loss(model, bench.val, decoded), bench.loss(model, bench.test, decoded)
-    peer_test, dense_test = bench.loss(peer, bench.test), bench.loss(model_dense(bench, out), bench.test)
+    final_val = bench.loss(model, bench.val, decoded)
+    confirm = L.confirm(bench, model, peer, model_dense(bench, out), decoded)  # validation windows never chosen on
+    if a.skip_test:  # sweep runs: the test split is scored only for the reported runs
+        final_test = peer_test = dense_test = float("nan")
+    else:
+        final_test, peer_test = bench.loss(model, bench.test, decoded), bench.loss(peer, bench.test)
+        dense_test = bench.loss(model_dense(bench, out), bench.test)
     raw = 4 * sum(q.numel() for q in model.parameters())
     result = {
         "world_size": bench.world, "pipeline_seed": ps, "method": a.method, "alpha": alpha, "delta": a.delta,
@@ -374,7 +387,7 @@ def main() -> None:
         "seconds": {"pipeline": round(seconds, 1), "regularised": round(t_reg, 1), "prune": round(t_prune, 1),
                     "finetune": round(t_ft, 1), "quant_search": round(t_quant, 1)},
         "tamade_threshold": report.tamade.threshold, "reg_steps": a.reg_steps, "ft_steps": a.ft_steps,
-        "pipe_lr": lr, "ft_schedule": a.ft_schedule, **info,
+        "pipe_lr": lr, "ft_schedule": a.ft_schedule, "kd": a.kd, "quant_small": a.quant_small, **qat, **confirm, **info,
     }
     if D.is_main():
         (out / f"result-{a.method}-{hp}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))

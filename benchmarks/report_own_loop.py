@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -26,12 +27,33 @@ def results(out: Path) -> list[dict]:
     return rows
 
 
+def levers(r: dict) -> dict:
+    """Session-6 options of a result (kd, quant_small, QAT); files written before the JSON kept kd and
+    quant_small are read from the file name (bench_own_loop / lm_levers.tag)."""
+    name = r.get("file", "")
+    kd = r.get("kd")
+    if kd is None:
+        kd = float(name.split("-kd")[1].split("-")[0]) if "-kd" in name else 0.0
+    small = r.get("quant_small", "-small-" in name)
+    return {"kd": kd, "quant_small": small, "qat_steps": r.get("qat_steps", 0), "qat_budget": r.get("qat_budget"),
+            "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr")}
+
+
 def hp(r: dict) -> str:
     text = f"alpha {r['alpha']:g}, " + (f"beta {r['beta']:g}" if r["method"] == "drr" else f"companion lr {r.get('companion_lr') or 1e-2:g}")
     if "pipe_lr" in r:  # the pipeline's own settings (files of before these options: lr 2e-3, 400 + 200 steps, constant)
         text += f", lr {r['pipe_lr']:g}, {r['reg_steps']} + {r['ft_steps']} steps, fine-tuning {r['ft_schedule']}"
     if r.get("delta", 0.01) != 0.01:
         text += f", TAMADE delta {r['delta']:g}"
+    lv = levers(r)
+    if lv["kd"]:
+        text += f", distillation {lv['kd']:g}"
+    if lv["quant_small"]:
+        text += ", small tensors quantized"
+    if lv["qat_steps"]:
+        text += (f", QAT {lv['qat_steps']} steps at steps for +{100 * lv['qat_budget']:g} %"
+                 + (" over the pre-QAT model" if lv["qat_relative"] else "")
+                 + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else ""))
     return text
 
 
@@ -41,6 +63,13 @@ def pipeline_args(r: dict) -> list[str]:
     if "pipe_lr" in r:
         extra += ["--pipe-lr", f"{r['pipe_lr']:g}", "--reg-steps", str(r["reg_steps"]), "--ft-steps", str(r["ft_steps"]),
                   "--ft-schedule", r["ft_schedule"], "--delta", f"{r['delta']:g}"]
+    lv = levers(r)
+    extra += ["--kd", f"{lv['kd']:g}"] if lv["kd"] else []
+    extra += ["--quant-small"] if lv["quant_small"] else []
+    if lv["qat_steps"]:
+        extra += ["--qat-steps", str(lv["qat_steps"]), "--qat-budget", f"{lv['qat_budget']:g}"]
+        extra += ["--qat-relative"] if lv["qat_relative"] else []
+        extra += ["--qat-lr", f"{lv['qat_lr']:g}"] if lv["qat_lr"] is not None else []
     return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
 
 
@@ -62,6 +91,26 @@ def choose(rows: list[dict], method: str, budget: float = 0.02) -> dict | None:
     sweep = [r for r in rows if r["method"] == method and r["pipeline_seed"] == 0]
     ok = [r for r in sweep if r["val_increase"] <= budget + 1e-12]
     return max(ok, key=lambda r: (r["ratio"], -r["val_increase"])) if ok else None
+
+
+def pct(x: float | None) -> str:
+    return "—" if x is None or math.isnan(x) else f"{100 * x:+.2f} %"
+
+
+def stages(rows: list[dict]) -> None:
+    """Where the validation budget goes, per stage (relative to the reference), for the session-6 runs."""
+    print("\nValidation loss after each stage, relative to the reference (pipeline seed 0):\n")
+    print("| method | hyper-parameters | regularised | pruned | fine-tuned | quantized at the QAT steps, before QAT "
+          "| after QAT | file | windows 512-1023 (never chosen on) | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        if r["pipeline_seed"] != 0 or "confirm_increase" not in r:
+            continue
+        ref = min(r["dense_val"], r["peer_val"])
+        rel = [r.get(k) / ref - 1 if r.get(k) is not None else None
+               for k in ("reg_val", "pruned_val", "finetuned_val", "qat_val_before", "qat_val_after", "compressed_val")]
+        print(f"| {r['method'].upper()} | {hp(r)} | " + " | ".join(pct(x) for x in rel)
+              + f" | {pct(r['confirm_increase'])} | ×{r['ratio']:.2f} |")
 
 
 def ms(xs: list[float], fmt: str) -> str:
@@ -93,10 +142,12 @@ def report(out: Path, timing: Path | None) -> None:
     for r in sorted((r for r in rows if r["pipeline_seed"] == 0), key=lambda r: (r["method"], r["alpha"], r.get("pipe_lr", 2e-3), r["delta"])):
         mark = "**yes**" if chosen.get(r["method"]) is r else ""
         print(f"| {r['method'].upper()} | {hp(r)} | {r['file_bytes']:,} | ×{r['ratio']:.2f} | {100 * r['val_increase']:+.2f} % "
-              f"| {100 * r['test_increase']:+.2f} % | {100 * r['density_pruned_params']:.1f} % | {mark} |")
+              f"| {pct(r['test_increase'])} | {100 * r['density_pruned_params']:.1f} % | {mark} |")
+    stages(rows)
     print("\nThree pipeline seeds of the chosen configurations (one dense model; test = the whole test split, scored once):\n")
-    print("| method | hyper-parameters | seed | file bytes | ratio | val loss increase | test loss increase | target ≥ ×10 at ≤ 2 % (validation) |")
-    print("|---|---|---|---:|---:|---:|---:|---|")
+    print("| method | hyper-parameters | seed | file bytes | ratio | val loss increase | validation windows 512-1023 "
+          "| test loss increase | target ≥ ×10 at ≤ 2 % (validation) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---|")
     for m, c in chosen.items():
         if c is None:
             continue
@@ -105,9 +156,11 @@ def report(out: Path, timing: Path | None) -> None:
         for r in same:
             ok = r["ratio"] >= 10 and r["val_increase"] <= 0.02
             print(f"| {m.upper()} | {hp(r)} | {r['pipeline_seed']} | {r['file_bytes']:,} | ×{r['ratio']:.2f} "
-                  f"| {100 * r['val_increase']:+.2f} % | {100 * r['test_increase']:+.2f} % | {'met' if ok else '**missed**'} |")
+                  f"| {100 * r['val_increase']:+.2f} % | {pct(r.get('confirm_increase'))} | {pct(r['test_increase'])} "
+                  f"| {'met' if ok else '**missed**'} |")
         print(f"| {m.upper()} | {hp(c)} | mean ± sd ({len(same)}) | {ms([float(r['file_bytes']) for r in same], ',.0f')} "
               f"| ×{ms([r['ratio'] for r in same], '.2f')} | {ms([100 * r['val_increase'] for r in same], '+.2f')} % "
+              f"| {ms([100 * r['confirm_increase'] for r in same if 'confirm_increase' in r], '+.2f')} % "
               f"| {ms([100 * r['test_increase'] for r in same], '+.2f')} % | |")
     if timing and timing.exists():
         t = json.loads(timing.read_text())

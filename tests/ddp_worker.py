@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from nncodec.compress.training import PMMPPruner
+from nncodec.compress.training import PMMPPruner, quantized_weights
 
 GLOBAL_BATCH, STEPS_PER_EPOCH = 32, 4
 
@@ -46,13 +46,14 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
         start = i * GLOBAL_BATCH + rank * share
         return slice(start, start + share)
 
-    def epochs(n: int) -> None:
+    def epochs(n: int, quant: dict[str, float] | None = None) -> None:
         for _ in range(n):
             for i in range(STEPS_PER_EPOCH):
                 s = local(i)
                 opt.zero_grad()
-                loss = F.mse_loss(net(x[s]), y[s]) + pruner.penalty()
-                loss.backward()
+                with quantized_weights(net, quant):  # quantization-aware: forward/backward at the file's values
+                    loss = F.mse_loss(net(x[s]), y[s]) + pruner.penalty()
+                    loss.backward()
                 opt.step()
                 pruner.after_step()
 
@@ -66,6 +67,7 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
     report = pruner.prune(evaluate, example_inputs=x[local(0)], probes=[x[local(i)] for i in range(2)])
     epochs(2)
     steps = {name: 1 / 64 for name in model.state_dict()}  # everything quantized: bytes independent of float noise
+    epochs(1, quant=steps)
     size = pruner.save(Path(out_dir) / "model.nnc", steps=steps)
     state = {"params": {k: v.detach().clone() for k, v in model.state_dict().items()},
              "masks": dict(pruner.masks),

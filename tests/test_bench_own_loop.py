@@ -47,3 +47,30 @@ def test_an_annealed_dense_model_is_reused_and_its_peer_bounds_the_pipeline(tmp_
         B.dense_phase(_bench(tmp_path, 500, 200), tmp_path)
     with pytest.raises(SystemExit, match="another configuration"):
         B.dense_phase(_bench(tmp_path, 400, 200, "constant"), tmp_path)
+
+
+def test_quantization_aware_steps_count_against_the_peer(tmp_path) -> None:
+    info = {"dense_steps": 12300, "peer_steps": 13500, "peer_extra_steps": 1200, "converged": True,
+            "config": {**CONFIG, "dense_schedule": "constant9900+cosine1000"}}
+    (tmp_path / "dense.json").write_text(json.dumps(info))
+    bench = _bench(tmp_path, 400, 400)
+    bench.args.qat_steps = 400
+    assert B.dense_phase(bench, tmp_path)["peer_extra_steps"] == 1200
+    bench.args.qat_steps = 401
+    with pytest.raises(SystemExit, match="peer would be unfair"):
+        B.dense_phase(bench, tmp_path)
+
+
+def test_distillation_mix_is_cross_entropy_without_a_teacher_and_zero_kl_against_itself() -> None:
+    import torch
+
+    L = load_script("benchmarks/lm_levers.py")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(5, 5))
+    x = torch.randint(0, 5, (2, 3))
+    logits = net(x)
+    ce = torch.tensor(1.25)
+    assert L.kd_mix(ce, logits, None, x, 0.5) is ce and L.kd_mix(ce, logits, net, x, 0.0) is ce
+    assert torch.isclose(L.kd_mix(ce, logits, net, x, 0.5), torch.tensor(0.625), atol=1e-6)  # KL(p || p) = 0
+    a = argparse.Namespace(kd=0.5, quant_small=True, qat_steps=400, qat_budget=0.08, qat_lr=None)
+    assert L.tag(a) == "-kd0.5-small-qat400b0.08"

@@ -18,7 +18,8 @@ Adapters: nncodec.compress.training.adapters.hf (Trainer callback), .lightning (
 Methods (each: model, loader of (inputs, targets), mean loss -> the pruned, fine-tuned model):
 pmmp, drr, rl1, tamade_prune, layerwise; `prune(..., method=...)` dispatches by name.
 Building blocks: PMMP/DRR/L1 regularisers, tamade_threshold, random_gradient_pruning,
-layerwise_prune. Export: pruned_compressor, quantized_state_dict, search_steps, save_pruned.
+layerwise_prune. Export: pruned_compressor, quantized_state_dict, search_steps, save_pruned;
+quantization-aware fine-tuning: quantized_weights.
 """
 
 from .export import pruned_compressor, quantized_state_dict, save_pruned, search_steps, steps_for_levels
@@ -29,6 +30,7 @@ from .pieces import CompressionPiece, Pruner, PruneReport
 from .pmmp import PMMP, pmmp_bracket, pmmp_gradients, pmmp_penalty
 from .procedure import METHODS, Options, drr, layerwise, pmmp, prune, random_gradient_prune, rl1, tamade_prune
 from .pruners import PRUNERS, DRRPruner, LayerwisePruner, PMMPPruner, RL1Pruner, TamadePruner, make_pruner
+from .quantize_aware import quantized_weights
 from .rgp import random_gradient_pruning
 from .tamade import TamadeResult, tamade, tamade_threshold
 from .targets import masks_from_weights, select_parameters
@@ -41,4 +43,5 @@ __all__ = [
     "drr_penalty", "drr_gradient", "tamade", "tamade_threshold", "TamadeResult", "random_gradient_pruning",
     "layerwise_prune", "layerwise_objective", "expected_squared_error", "select_parameters", "masks_from_weights",
     "pruned_compressor", "quantized_state_dict", "save_pruned", "search_steps", "steps_for_levels",
+    "quantized_weights",
 ]
