@@ -37,6 +37,7 @@ from .codes import (
     prepare,
     prequential_member,
     run_prequential,
+    trainee,
     verify_hash,
 )
 from .kinds import SideInfo, check_alphabet, kind_by_name
@@ -131,7 +132,9 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         import torch
 
         gen = torch.Generator().manual_seed(settings.seed)
-        loss = fit(model, settings.kind, symbols, n, settings.train, optimizer(model, settings.train), gen, inputs)
+        learner = trainee(model, settings.train)  # with iterate averaging, `model` gets the mean
+        loss = fit(learner, settings.kind, symbols, n, settings.train, optimizer(learner, settings.train), gen, inputs,
+                   coding=model)
         if log:
             log(f"trained: final loss {loss:.4f} nats/symbol")
     else:
