@@ -19,6 +19,7 @@ from ..api import load as load_bytes
 from ..api import open as open_nnc
 from ..api import save as save_bytes
 from ..compress.uniform import quantize_uniform
+from ..container import header_dict
 from ..container.format import is_optional
 from ..container.reader import CONTAINER_KEYS, Container
 from ..container.writer import assemble
@@ -94,7 +95,9 @@ def assemble_file(model_file: bytes | None, member: DatasetMember, payload: byte
             sections = [c.read_section(s.index) for s in c.sections if s.kind == "data"]
     member = replace(member, section=len(sections))
     body["dataset"] = member.to_json()
-    return assemble(body, [*sections, payload], kinds={len(sections): SECTION_KIND})
+    # the header compressed against header dictionary 1 when smaller (FORMAT §4.6): the header is part of
+    # the description length, and a few hundred bytes of JSON compress poorly on their own
+    return header_dict.recompress(assemble(body, [*sections, payload], kinds={len(sections): SECTION_KIND}))
 
 
 def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = None,
