@@ -12,10 +12,13 @@ the test images instead: the development set on which every label-model choice w
 protocol: no coded length of the 60,000 training labels chooses anything). Text: any file; the one
 used in the results is the King James Bible, Genesis 1:1 to Joshua 24:33 (Debian package bible-kjv:
 `bible -f "gen1:1-jos24:33" > kjv.txt`, 969,448 bytes, public domain).
-Label defaults (session 4, chosen on the development set and by CPU cost): prequential `mix` = the
-plain average of two heads (hidden 64) on patch-PCA features of all images (FORMAT.md §21.5
-`patchpca`: 5x5 patches, 16 filters, split ReLU, 4x4 average pooling), Adam lr 3e-4, weight decay
-1e-2, batch 64, 4 passes per block; two-part: one linear `patchpca` head, 10 epochs. Session 2's
+Label defaults (session 4's model, session 6's training; chosen on the development set): prequential
+`mix` = the plain average of two heads (hidden 64) on patch-PCA features of all images (FORMAT.md
+§21.5 `patchpca`: 5x5 patches, 16 filters, split ReLU, 4x4 average pooling), Adam lr 5e-4, weight decay
+1e-2, batch 64, 4 passes per block, iterate averaging over the last half of each block's steps
+(`train.average` 0.5, §21.3), blocks 32, 45, 64, ... growing by sqrt(2); the file's header is compressed
+against header dictionary 1 (§4.6). Two-part: one linear `patchpca` head, 10 epochs, lr 3e-4. Session 4:
+`--lr-labels 3e-4 --average-labels 0 --first-block-labels 64 --block-ratio-labels 2`. Session 2's
 CNN runs: `--arch-labels cnn --lr-labels 1e-3 --wd-labels 0 --two-part-arch cnn`.
 """
 
