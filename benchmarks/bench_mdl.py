@@ -12,10 +12,13 @@ the test images instead: the development set on which every label-model choice w
 protocol: no coded length of the 60,000 training labels chooses anything). Text: any file; the one
 used in the results is the King James Bible, Genesis 1:1 to Joshua 24:33 (Debian package bible-kjv:
 `bible -f "gen1:1-jos24:33" > kjv.txt`, 969,448 bytes, public domain).
-Label defaults (session 4, chosen on the development set and by CPU cost): prequential `mix` = the
-plain average of two heads (hidden 64) on patch-PCA features of all images (FORMAT.md §21.5
-`patchpca`: 5x5 patches, 16 filters, split ReLU, 4x4 average pooling), Adam lr 3e-4, weight decay
-1e-2, batch 64, 4 passes per block; two-part: one linear `patchpca` head, 10 epochs. Session 2's
+Label defaults (session 4's model, session 6's training; chosen on the development set): prequential
+`mix` = the plain average of two heads (hidden 64) on patch-PCA features of all images (FORMAT.md
+§21.5 `patchpca`: 5x5 patches, 16 filters, split ReLU, 4x4 average pooling), Adam lr 5e-4, weight decay
+1e-2, batch 64, 4 passes per block, iterate averaging over the last half of each block's steps
+(`train.average` 0.5, §21.3), blocks 32, 45, 64, ... growing by sqrt(2); the file's header is compressed
+against header dictionary 1 (§4.6). Two-part: one linear `patchpca` head, 10 epochs, lr 3e-4. Session 4:
+`--lr-labels 3e-4 --average-labels 0 --first-block-labels 64 --block-ratio-labels 2`. Session 2's
 CNN runs: `--arch-labels cnn --lr-labels 1e-3 --wd-labels 0 --two-part-arch cnn`.
 """
 
@@ -86,12 +89,15 @@ def decode_in_fresh_process(nnc: Path, out: Path, side: Path | None) -> float:
 
 
 def run_code(name: str, data: bytes, settings: mdl.EncodeSettings, side: SideInfo | None, side_path: Path | None,
-             tmp: Path, levels: tuple[str, ...]) -> dict:
+             tmp: Path, levels: tuple[str, ...], keep: str | None = None) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     out, report = mdl.encode(data, settings, side, levels=levels, log=lambda m: print("   ", m, flush=True))
     enc_s, enc_cpu = time.perf_counter() - t0, time.process_time() - c0
     nnc = tmp / f"{name}.nnc"
     nnc.write_bytes(out)
+    if keep:  # the files themselves, for inspection (nncodec info) or a later fresh decode
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        (Path(keep) / f"{name.replace(' ', '_').replace('(', '').replace(')', '')}.nnc").write_bytes(out)
     back = tmp / f"{name}.out"
     dec_s = decode_in_fresh_process(nnc, back, side_path)
     same = back.read_bytes() == data
@@ -158,22 +164,23 @@ def labels_bench(args, tmp: Path) -> dict:
             {"name": "iid marginal (n H, table free)", "bytes": math.ceil(-n * float((p * np.log2(p)).sum()) / 8)},
             *baselines(data, tmp)]
     cfg = mdl.TrainConfig(lr=args.lr_labels, batch=64, epochs=args.epochs_labels, min_steps=50,
-                          weight_decay=args.wd_labels)
+                          weight_decay=args.wd_labels, average=args.average_labels)
     spec = labels_spec(args.arch_labels, args.hidden_labels, args.channels_labels, args.kernel)
     if args.json:
         PARTIAL[:] = [{"dataset": f"Fashion-MNIST {args.split} labels given images", "n": n, "rows": list(rows),
                        "settings": vars(args)}, args.json + ".partial"]
     if "two-part" in args.codes:
         two_spec = labels_spec(args.two_part_arch, args.two_part_hidden, args.two_part_channels, args.kernel)
-        two_cfg = mdl.TrainConfig(lr=args.lr_labels, batch=64, epochs=args.two_part_epochs, min_steps=50,
+        two_cfg = mdl.TrainConfig(lr=args.two_part_lr, batch=64, epochs=args.two_part_epochs, min_steps=50,
                                   weight_decay=args.wd_labels)
         s = mdl.EncodeSettings(kind="labels", spec=two_spec, train=two_cfg, seed=args.seeds[0])
         print("labels two-part", flush=True)
         rows.append(run_code("nncodec two-part", data, s, side, images, tmp, tuple(args.levels_labels.split(","))))
     for seed in args.seeds if "prequential" in args.codes else []:
-        s = mdl.EncodeSettings(kind="labels", prequential=True, spec=spec, train=cfg, seed=seed)
+        s = mdl.EncodeSettings(kind="labels", prequential=True, spec=spec, train=cfg, seed=seed,
+                               first_block=args.first_block_labels, block_ratio=args.block_ratio_labels)
         print(f"labels prequential, seed {seed}", flush=True)
-        rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, side, images, tmp, ()))
+        rows.append(run_code(f"nncodec prequential (seed {seed})", data, s, side, images, tmp, (), args.keep))
     return {"dataset": f"Fashion-MNIST {args.split} labels given images", "n": n, "input_bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(), "rows": rows, "unit": "label"}
 
@@ -253,7 +260,13 @@ def main() -> None:
                     help="labels: train = the 60,000 coded labels; test = the 10,000 of the development set")
     ap.add_argument("--arch-labels", choices=["mlp", "cnn", "patchpca", "mix"], default="mix",
                     help="prequential model for labels")
-    ap.add_argument("--lr-labels", type=float, default=3e-4, help="labels: Adam learning rate")
+    ap.add_argument("--lr-labels", type=float, default=5e-4, help="labels: Adam learning rate")
+    ap.add_argument("--average-labels", type=float, default=0.5,
+                    help="labels, prequential: code with the mean of the last iterates of each block's training (0: off)")
+    ap.add_argument("--first-block-labels", type=int, default=32, help="labels, prequential: first block")
+    ap.add_argument("--block-ratio-labels", type=float, default=2 ** 0.5,
+                    help="labels, prequential: each block end is this times the previous one (2 = doubling)")
+    ap.add_argument("--keep", help="copy every nncodec file into this directory")
     ap.add_argument("--wd-labels", type=float, default=1e-2, help="labels: Adam weight decay")
     ap.add_argument("--hidden-labels", type=int, default=0, help="hidden width (cnn: 0 = no hidden layer)")
     ap.add_argument("--channels-labels", default="16,32", help="cnn: channels of the 5x5 convolutions")
@@ -263,6 +276,7 @@ def main() -> None:
     ap.add_argument("--two-part-channels", default="8,16")
     ap.add_argument("--levels-labels", default="4/1,2/1,1/1,1/2,1/4,1/8")
     ap.add_argument("--two-part-epochs", type=float, default=10.0)
+    ap.add_argument("--two-part-lr", type=float, default=3e-4, help="labels, two-part: Adam learning rate (session 4's)")
     ap.add_argument("--text-model", choices=["cm", "lstm"], default="cm",
                     help="text, prequential: cm = context mixing (§21.7, deterministic: one run); lstm = session 1's")
     ap.add_argument("--streams-text", type=int, default=None, help="text: lock-step streams [default: automatic]")

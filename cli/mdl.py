@@ -25,10 +25,11 @@ Examples:
   nncodec mdl encode book.txt -o book.nnc --prequential --arch cm    # context mixing, learns online
   nncodec mdl encode train-labels-idx1-ubyte -o labels.nnc --prequential \\
       --labels-for train-images-idx3-ubyte.gz
-  # the average of two heads on patch-PCA features of all the images (FORMAT.md §21.5):
+  # the average of two heads on patch-PCA features of all the images (FORMAT.md §21.5), iterate
+  # averaging and blocks growing by sqrt(2) (session 6's choice on the development set):
   nncodec mdl encode train-labels-idx1-ubyte -o labels.nnc --prequential \\
-      --labels-for train-images-idx3-ubyte.gz --lr 3e-4 --weight-decay 1e-2 --batch 64 --epochs 4 \\
-      --first-block 64 --arch '{"arch": "mix", "temps": ["1"], "share": "1", "members": [
+      --labels-for train-images-idx3-ubyte.gz --lr 5e-4 --weight-decay 1e-2 --batch 64 --epochs 4 \\
+      --average 0.5 --first-block 32 --block-ratio 1.4142135623730951 --arch '{"arch": "mix", "temps": ["1"], "share": "1", "members": [
         {"arch": "patchpca", "shape": [28, 28], "kernel": 5, "filters": 16, "pool": 4, "hidden": [64],
          "classes": 10}, {"arch": "patchpca", "shape": [28, 28], "kernel": 5, "filters": 16, "pool": 4,
          "hidden": [64], "classes": 10}]}'
@@ -64,14 +65,18 @@ def mdl() -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initialisation and of training.")
 @click.option("--streams", type=int, default=None, help="Byte data: lock-step streams [default: ~8 KiB each, at most 128; cm: ~16 KiB, at most 64].")
 @click.option("--first-block", type=int, default=None, help="Prequential: symbols in the first block (then doubling).")
+@click.option("--block-ratio", type=click.FloatRange(1.0, 1e6, min_open=True), default=2.0, show_default=True,
+              help="Prequential: each block end is this many times the previous one (2 = doubling).")
+@click.option("--average", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Code with the mean of the iterates of the last AVERAGE fraction of each training's steps (0 = off).")
 @click.option("--levels", default=None, help="Two-part: comma-separated model compression levels to try "
               "(lossless, 1/4, 1/8 ... = uniform step std/k) [default: all].")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists.")
 @click.option("-v", "--verbose", is_flag=True, help="Print the MDL curve or the per-block code lengths.")
 def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None, model_path: Path | None,
            arch: str | None, epochs: float | None, lr: float | None, batch: int | None, seqlen: int | None,
-           weight_decay: float | None, seed: int, streams: int | None, first_block: int | None, levels: str | None,
-           force: bool, verbose: bool) -> None:
+           weight_decay: float | None, seed: int, streams: int | None, first_block: int | None, block_ratio: float,
+           average: float | None, levels: str | None, force: bool, verbose: bool) -> None:
     """Code DATA into one .nnc file whose size is its description length (checked by decoding)."""
     from dataclasses import replace
 
@@ -82,7 +87,7 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
 
     check_output(output, force, data)
     settings = api.EncodeSettings(kind="labels" if labels_for else "bytes", prequential=prequential, seed=seed,
-                                  streams=streams, first_block=first_block)
+                                  streams=streams, first_block=first_block, block_ratio=block_ratio)
     if arch == "cm":  # the default context-mixing spec (bytes, prequential), tables sized to the data
         from nncodec.mdl.cm import default_cm_spec
 
@@ -92,7 +97,8 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
             settings.spec = json.loads(arch)
         except json.JSONDecodeError as e:
             raise BadArgumentError(f"--arch is not JSON: {e}") from None
-    changes = {k: v for k, v in dict(epochs=epochs, lr=lr, batch=batch, seqlen=seqlen, weight_decay=weight_decay).items()
+    changes = {k: v for k, v in dict(epochs=epochs, lr=lr, batch=batch, seqlen=seqlen, weight_decay=weight_decay,
+                                     average=average).items()
                if v is not None}
     settings.train = replace(settings.train, **changes)
     side = SideInfo.from_path(labels_for) if labels_for else None

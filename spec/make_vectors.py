@@ -715,6 +715,11 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
                                                               {"arch": "uniform", "classes": 4}],
                                    "temps": ["1", "2"], "share": "0.05"},
                              train=mdl.TrainConfig(lr=1e-2, epochs=2, min_steps=4, batch=8, weight_decay=1e-2))
+    averaged = mdl.EncodeSettings(kind="labels", prequential=True, first_block=8, block_ratio=2 ** 0.5,
+                                  spec={"arch": "mix", "members": [{**pp, "hidden": [3]}, {**pp, "hidden": [2]}],
+                                        "temps": ["1"], "share": "1"},
+                                  train=mdl.TrainConfig(lr=1e-2, epochs=2, min_steps=4, batch=8, weight_decay=1e-2,
+                                                        average=0.5))
     xs = rng.uniform(-1, 1, (n, 2)).astype(">f4")
     q = np.round((np.tanh(xs[:, 0] - 2 * xs[:, 1]) + 0.1 * rng.standard_normal(n)) / 0.05).astype(np.int64)
     targets = b"\x00\x00\x08\x01" + n.to_bytes(4, "big") + (q - q.min()).astype(np.uint8).tobytes()
@@ -732,6 +737,7 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
              "labels-cnn-prequential.nnc": mdl.encode(labels8, cnn, SideInfo.from_idx_bytes(side8))[0],
              "labels-cnn-prequential.side.idx": side8,
              "labels-mix-prequential.nnc": mdl.encode(labels8, mix, SideInfo.from_idx_bytes(side8))[0],
+             "labels-mix-averaged-prequential.nnc": mdl.encode(labels8, averaged, SideInfo.from_idx_bytes(side8))[0],
              "targets-gauss-two-part.nnc": mdl.encode(targets, gauss, SideInfo.from_idx_bytes(side_f),
                                                       levels=("1/8",))[0],
              "targets-gauss-two-part.side.idx": side_f}
@@ -754,6 +760,11 @@ def dataset_vectors() -> tuple[dict[str, bytes], dict]:
          "description": "the labels and 8x8 images of labels-cnn-prequential; prequential code, mix (share 0.05, "
                         "temperatures 1 and 2) of patchpca heads 3x3 kernel, 2 filters, pool 4 (hidden [3] and none) "
                         "and uniform, blocks 16, 32, 64"},
+        {"file": "labels-mix-averaged-prequential.nnc", "side": "labels-cnn-prequential.side.idx",
+         "data_sha256": hashlib.sha256(labels8).hexdigest(), "data_bytes": len(labels8),
+         "description": "the labels and 8x8 images of labels-cnn-prequential; prequential code, the plain average "
+                        "(share 1) of two patchpca heads (hidden [3] and [2]) with iterate averaging (train.average "
+                        "0.5, §21.3) and geometric blocks 8, 11, 16, 23, 32, 45, 64 (session 6)"},
         {"file": "targets-gauss-two-part.nnc", "side": "targets-gauss-two-part.side.idx",
          "data_sha256": hashlib.sha256(targets).hexdigest(), "data_bytes": len(targets),
          "description": "64 real targets tanh(x0 - 2 x1) + noise rounded to step 0.05, given float32 inputs [64, 2]; "

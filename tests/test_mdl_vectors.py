@@ -50,3 +50,36 @@ def test_dataset_vectors_encode_identically() -> None:
     if SAME_ENV:
         for name, data in files.items():
             assert data == (DIR / name).read_bytes(), name
+
+
+LEGACY = ROOT / "tests" / "data" / "dataset_format2_0"  # the §21 vectors as written before header dictionary 1
+LEGACY_MANIFEST = json.loads((LEGACY / "manifest.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("entry", LEGACY_MANIFEST["vectors"], ids=lambda e: e["file"])
+def test_dataset_files_written_before_the_header_dictionary_still_decode(entry: dict) -> None:
+    """Format 2.0 dataset files (JSON or zstd headers, no `average`, doubling blocks) read as before."""
+    data = (LEGACY / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    from nncodec.container.reader import Container
+
+    with Container(data) as c:
+        assert c.preamble.minor == 0 and c.preamble.header_encoding in (0, 1)
+    side = SideInfo.from_idx_bytes((LEGACY / entry["side"]).read_bytes()) if "side" in entry else None
+    if not _same_env(data):
+        with pytest.raises(mdl.EnvironmentMismatchError):
+            mdl.decode(data, side)
+        return
+    out = mdl.decode(data, side)
+    assert len(out) == entry["data_bytes"] and hashlib.sha256(out).hexdigest() == entry["data_sha256"]
+
+
+def test_current_dataset_vectors_use_header_dictionary_1() -> None:
+    from nncodec.container import header_dict
+    from nncodec.container.reader import Container
+
+    assert (ROOT / "spec" / "header-dict-1.txt").read_bytes() == header_dict.DICT_1
+    assert hashlib.sha256(header_dict.DICT_1).hexdigest() == header_dict.DICT_1_SHA256
+    for entry in MANIFEST["vectors"]:
+        with Container((DIR / entry["file"]).read_bytes()) as c:
+            assert (c.preamble.minor, c.preamble.header_encoding) == (3, 5), entry["file"]

@@ -15,7 +15,9 @@ PREAMBLE_SIZE = PREAMBLE.size  # 40
 HEADER_JSON = 0
 HEADER_ZSTD = 1
 HEADER_INDEXED = 2  # binary section table and names, one JSON text per entry (§4.5); 3 = zstd frame of it
-HEADER_ENCODINGS = (0, 1, 2, 3)  # bit 0: a zstd frame; bit 1: indexed
+HEADER_DICT = 4  # with bit 0: the zstd frame is compressed against header dictionary 1 (§4.6, format 2.3)
+HEADER_ENCODINGS = (0, 1, 2, 3, 5, 7)  # bit 0: a zstd frame; bit 1: indexed; bit 2: dictionary 1 (needs bit 0)
+MINOR_HEADER_DICT = 3  # the minor version of a file whose header uses dictionary 1
 MAX_ALIGN = 1 << 16
 OPTIONAL_PREFIX = "x-"  # header keys and section kinds with this prefix may be skipped by readers
 

@@ -22,6 +22,7 @@ from ..errors import CorruptFileError, FormatError, LimitExceededError, Unsuppor
 from ..limits import DEFAULT_LIMITS, Limits
 from . import index, polyglot, strict_json
 from .format import (
+    HEADER_DICT,
     HEADER_ENCODINGS,
     HEADER_INDEXED,
     HEADER_ZSTD,
@@ -254,6 +255,10 @@ class Container:
             raise LimitExceededError(
                 f"compressed header of {len(stored)} bytes declares {declared} bytes, more than "
                 f"{limits.max_header_expansion}x its size (max_header_expansion)")
+        if self.preamble.header_encoding & HEADER_DICT:  # §4.6: against header dictionary 1
+            from . import header_dict
+
+            return header_dict.decompress(stored, declared)  # bounded by `declared`
         return zstd_codec.decompress(stored, declared, "header")  # bounded by `declared`
 
     @property

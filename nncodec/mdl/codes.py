@@ -3,6 +3,7 @@ side), and the file is the model tensors (two-part) plus one `dataset` section."
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from .kinds import SideInfo, kind_by_name
 from .member import DatasetMember
 from .mixture import Mixture
 from .models import build
-from .schedule import doubling_blocks
+from .schedule import geometric_blocks
 from .sides import DecodeSide, EncodeSide
 from .train import TrainConfig, optimizer, train_classifier, train_sequence
 
@@ -39,6 +40,7 @@ class EncodeSettings:
     seed: int = 0
     streams: int | None = None  # bytes: lock-step streams; None = automatic
     first_block: int | None = None  # prequential: size of the first block; None = automatic
+    block_ratio: float = 2.0  # prequential: each block end is this many times the previous one (then n)
 
 
 def auto_streams(n: int) -> int:
@@ -71,22 +73,33 @@ def prepare(model, inputs: np.ndarray | None, limits: Limits = DEFAULT_LIMITS):
         return model.prepare(inputs)
 
 
+def trainee(model, cfg: TrainConfig):
+    """The module the optimizer trains: the coding model itself, or, with iterate averaging
+    (cfg.average > 0), a copy of it (same initial weights) whose averaged iterates the coding model gets."""
+    return copy.deepcopy(model) if cfg.average > 0 else model
+
+
 def learners(model, cfg: TrainConfig, seed: int) -> list[tuple]:
-    """(module, optimizer, generator, input slot) per trained model: one, or one per mixture member
-    with parameters (member i: Generator seeded with seed + i)."""
-    if isinstance(model, Mixture):
-        return [(m, optimizer(m, cfg), torch.Generator().manual_seed(seed + i), i)
-                for i, m in enumerate(model.members) if any(True for _ in m.parameters())]
-    return [(model, optimizer(model, cfg), torch.Generator().manual_seed(seed), None)]
+    """(trained module, optimizer, generator, input slot, coding module) per trained model: one, or one
+    per mixture member with parameters (member i: Generator seeded with seed + i)."""
+    members = ([(i, m) for i, m in enumerate(model.members) if any(True for _ in m.parameters())]
+               if isinstance(model, Mixture) else [(None, model)])
+    out = []
+    for i, m in members:
+        t = trainee(m, cfg)
+        out.append((t, optimizer(t, cfg), torch.Generator().manual_seed(seed + (i or 0)), i, m))
+    return out
 
 
 def fit(model, member_kind: str, symbols: np.ndarray, end: int, cfg: TrainConfig, opt, gen,
-        inputs: np.ndarray | None, steps: int | None = None, progress: Progress = None) -> float:
-    """Train on symbols[:end] (the same call replays the training when decoding)."""
+        inputs: np.ndarray | None, steps: int | None = None, progress: Progress = None, coding=None) -> float:
+    """Train on symbols[:end] (the same call replays the training when decoding). With cfg.average > 0,
+    `coding` (the model the symbols are coded with) receives the mean of the last iterates."""
+    into = coding if cfg.average > 0 and coding is not None else None
     with env.deterministic():
         if member_kind == "bytes":
-            return train_sequence(model, opt, symbols, end, cfg, gen, steps, progress)
-        return train_classifier(model, opt, inputs, symbols, end, cfg, gen, steps, progress)
+            return train_sequence(model, opt, symbols, end, cfg, gen, steps, progress, into)
+        return train_classifier(model, opt, inputs, symbols, end, cfg, gen, steps, progress, into)
 
 
 def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, progress: Progress = None,
@@ -116,9 +129,9 @@ def run_prequential(member: DatasetMember, side, inputs: np.ndarray | None, prog
         if log is not None and before is not None:
             log(f"block [{start}, {end}): {(side.coder.bits() - before) / max(1, end - start):.4f} bits/symbol")
         if end < member.n:
-            for module, opt, gen, slot in trained:
+            for module, opt, gen, slot, coding in trained:
                 fit(module, member.kind, side.symbols, end, member.train, opt, gen,
-                    inputs if slot is None else inputs[slot])
+                    inputs if slot is None else inputs[slot], coding=coding)
         start = end
     return estimate
 
@@ -141,7 +154,7 @@ def prequential_member(settings: EncodeSettings, symbols: np.ndarray, alphabet: 
     if is_cm(spec):  # one block (the model learns online); its own stream default
         blocks, streams = ([n] if n else []), settings.streams or auto_cm_streams(n)
     else:
-        blocks = doubling_blocks(n, settings.first_block or auto_first_block(settings.kind, n))
+        blocks = geometric_blocks(n, settings.first_block or auto_first_block(settings.kind, n), settings.block_ratio)
         streams = settings.streams or auto_streams(n)
     return DatasetMember(section, settings.kind, "prequential", n, alphabet, hashlib.sha256(data).hexdigest(), spec,
                          settings.seed, env.current(), streams,

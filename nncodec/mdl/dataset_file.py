@@ -19,6 +19,7 @@ from ..api import load as load_bytes
 from ..api import open as open_nnc
 from ..api import save as save_bytes
 from ..compress.uniform import quantize_uniform
+from ..container import header_dict
 from ..container.format import is_optional
 from ..container.reader import CONTAINER_KEYS, Container
 from ..container.writer import assemble
@@ -37,6 +38,7 @@ from .codes import (
     prepare,
     prequential_member,
     run_prequential,
+    trainee,
     verify_hash,
 )
 from .kinds import SideInfo, check_alphabet, kind_by_name
@@ -93,7 +95,9 @@ def assemble_file(model_file: bytes | None, member: DatasetMember, payload: byte
             sections = [c.read_section(s.index) for s in c.sections if s.kind == "data"]
     member = replace(member, section=len(sections))
     body["dataset"] = member.to_json()
-    return assemble(body, [*sections, payload], kinds={len(sections): SECTION_KIND})
+    # the header compressed against header dictionary 1 when smaller (FORMAT §4.6): the header is part of
+    # the description length, and a few hundred bytes of JSON compress poorly on their own
+    return header_dict.recompress(assemble(body, [*sections, payload], kinds={len(sections): SECTION_KIND}))
 
 
 def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = None,
@@ -132,7 +136,9 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         import torch
 
         gen = torch.Generator().manual_seed(settings.seed)
-        loss = fit(model, settings.kind, symbols, n, settings.train, optimizer(model, settings.train), gen, inputs)
+        learner = trainee(model, settings.train)  # with iterate averaging, `model` gets the mean
+        loss = fit(learner, settings.kind, symbols, n, settings.train, optimizer(learner, settings.train), gen, inputs,
+                   coding=model)
         if log:
             log(f"trained: final loss {loss:.4f} nats/symbol")
     else:

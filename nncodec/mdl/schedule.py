@@ -20,19 +20,34 @@ def stream_bounds(start: int, end: int, streams: int) -> list[tuple[int, int]]:
 def doubling_blocks(n: int, first: int) -> list[int]:
     """Prequential block ends: first, 2·first, 4·first, ... and n (Blier & Ollivier use a similar
     geometric schedule: each block is coded by a model trained on everything before it)."""
+    return geometric_blocks(n, first, 2.0)
+
+
+MAX_BLOCKS = 64
+
+
+def geometric_blocks(n: int, first: int, ratio: float) -> list[int]:
+    """Prequential block ends round(first·ratio^k) (repeats dropped), k = 0, 1, ..., then n. The list
+    is stored in the header, so only the encoder computes it (ratio 2 gives the doubling schedule)."""
     if first < 1:
         raise FormatError("first prequential block must hold at least one symbol")
-    ends, e = [], first
-    while e < n:
-        ends.append(e)
-        e *= 2
+    if not 1.0 < ratio <= 1e6:
+        raise FormatError(f"prequential block ratio must be in (1, 1e6], got {ratio!r}")
+    ends: list[int] = []
+    e = float(first)
+    while round(e) < n:
+        if not ends or round(e) > ends[-1]:
+            ends.append(int(round(e)))
+        e *= ratio
     ends.append(n)
+    if len(ends) > MAX_BLOCKS:
+        raise FormatError(f"{len(ends)} prequential blocks: at most {MAX_BLOCKS} (raise first or ratio)")
     return ends if n > 0 else []
 
 
 def check_blocks(ends: object, n: int) -> list[int]:
     """A stored block list: strictly increasing integers ending at n."""
-    if not isinstance(ends, list) or (n > 0 and not ends) or len(ends) > 64:
+    if not isinstance(ends, list) or (n > 0 and not ends) or len(ends) > MAX_BLOCKS:
         raise FormatError("prequential blocks must be a list of at most 64 block ends")
     prev = 0
     for e in ends:
