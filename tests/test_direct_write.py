@@ -1,0 +1,84 @@
+"""Decoding to .safetensors with chunked tensors written chunk by chunk by the decoding workers
+(chunk_reads.write_chunks, safetensors_out): the file must be byte for byte the one the in-memory path
+writes, for any dtype, chunk size, thread count and mix of chunked and whole tensors, and a damaged chunk
+must be refused without leaving a file behind."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import safetensors.numpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nncodec
+from nncodec import chunk_reads, safetensors_out
+from nncodec.api import compress_tensors
+from nncodec.codecs.base import EncodeOptions
+from nncodec.errors import CorruptFileError
+from nncodec.tensorwriter import Alias, encode_file
+
+
+def _values(dtype: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if dtype in ("float32", "float16", "float64"):
+        return rng.normal(0, 0.05, n).astype(dtype)
+    return rng.integers(-50, 50, n).astype(dtype)
+
+
+def _in_memory(data: bytes, threads: int) -> bytes:
+    out = io.BytesIO()  # not a regular file: every tensor decoded whole (the path before direct writes)
+    with nncodec.open(data, framework="np", threads=threads) as f:
+        safetensors_out.write_safetensors(f, list(f.keys()), out, {"k": "v"})
+    return out.getvalue()
+
+
+@settings(max_examples=30, deadline=None)
+@given(dtypes=st.lists(st.sampled_from(["float32", "float16", "int8", "int64", "float64"]), min_size=1, max_size=6),
+       sizes=st.lists(st.integers(0, 3000), min_size=6, max_size=6), chunk=st.sampled_from([64, 1000, 5000]),
+       threads=st.sampled_from([1, 2, 3]), tie=st.booleans())
+def test_direct_writes_give_the_in_memory_bytes(tmp_path_factory: pytest.TempPathFactory, dtypes: list[str],
+                                                sizes: list[int], chunk: int, threads: int, tie: bool) -> None:
+    tensors = {f"t{i}": _values(d, sizes[i], i) for i, d in enumerate(dtypes)}
+    comps: dict = dict(compress_tensors(tensors))
+    if tie:
+        comps["tied"] = Alias("t0")
+    data = encode_file(comps, metadata={"k": "v"}, options=EncodeOptions(chunk_bytes=chunk))
+    path = tmp_path_factory.mktemp("direct") / "out.safetensors"
+    with nncodec.open(data, framework="np", threads=threads) as f:
+        chunked = [n for n in f.keys() if safetensors_out._chunked(f, n) is not None]
+        written = safetensors_out.write_file(f, path)
+    assert chunked or max(sizes[: len(dtypes)]) * 8 <= chunk  # (the direct path is exercised where it can be)
+    got = path.read_bytes()
+    assert written == len(got) and got == _in_memory(data, threads)
+    back = safetensors.numpy.load(got)
+    for name, value in tensors.items():
+        assert back[name].tobytes() == value.tobytes()
+    if tie:
+        assert back["tied"].tobytes() == tensors["t0"].tobytes()
+
+
+def test_a_damaged_chunk_is_refused_and_leaves_no_file(tmp_path) -> None:
+    tensors = {"w": _values("float32", 5000, 1)}
+    data = bytearray(encode_file(dict(compress_tensors(tensors)), options=EncodeOptions(chunk_bytes=4000)))
+    with nncodec.open(bytes(data), framework="np") as f:
+        tf = f._open_file()
+        e = tf.resolve("w")
+        table = tf.chunk_table(e)
+        assert table is not None and table.count > 2
+        at = tf.container.sections[e.parts["raw"].section].offset + table.offsets[2] + 3
+    data[at] ^= 0x40
+    path = tmp_path / "out.safetensors"
+    with nncodec.open(bytes(data), framework="np", threads=2) as f, pytest.raises(CorruptFileError, match="chunk 2"):
+        safetensors_out.write_file(f, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_chunks_refuses_a_tensor_that_is_not_chunked() -> None:
+    data = encode_file(dict(compress_tensors({"w": _values("float32", 10, 1)})))
+    with nncodec.open(data, framework="np") as f:
+        tf = f._open_file()
+        with pytest.raises(ValueError, match="not chunked"):
+            chunk_reads.write_chunks(tf, tf.resolve("w"), 0, 0)
