@@ -100,9 +100,9 @@ class _ShardReader:
         numel = math.prod(shape)
         if end - begin != numel * words[1].itemsize:
             raise UnsupportedInputError(f"{self.path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
-        data = bytearray(end - begin)
+        data = np.empty(end - begin, dtype=np.uint8)  # (not bytearray: no zeroing, and huge pages when large)
         self._file.seek(self._start + begin)
-        if end > begin and self._file.readinto(data) != end - begin:
+        if end > begin and self._file.readinto(memoryview(data)) != end - begin:
             raise UnsupportedInputError(f"{self.path}: file ended inside tensor {name!r} (changed while read?)")
         arr = np.frombuffer(data, dtype=words[1]).reshape(shape) if numel else np.zeros(shape, words[1])
         if words[0] is None:
