@@ -82,3 +82,35 @@ def test_write_chunks_refuses_a_tensor_that_is_not_chunked() -> None:
         tf = f._open_file()
         with pytest.raises(ValueError, match="not chunked"):
             chunk_reads.write_chunks(tf, tf.resolve("w"), 0, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pieces=st.lists(st.binary(max_size=300), max_size=8), nest=st.integers(0, 8))
+def test_parts_are_their_joined_bytes(pieces: list[bytes], nest: int) -> None:
+    import zlib
+
+    from nncodec.codecs.base import Parts, payload_crc32
+
+    views = [memoryview(p) if i % 2 else p for i, p in enumerate(pieces)]
+    parts = Parts([Parts(views[:nest]), *views[nest:]])  # nested Parts are flattened
+    want = b"".join(pieces)
+    assert len(parts) == len(want) and bytes(parts.joined()) == want and parts.joined().readonly
+    assert parts.crc32() == payload_crc32(parts) == zlib.crc32(want) == payload_crc32(want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sizes=st.lists(st.integers(0, 4000), min_size=1, max_size=5), chunk=st.sampled_from([256, 1000, 6000]),
+       threads=st.sampled_from([1, 2]))
+def test_streamed_files_with_chunk_pieces_equal_the_in_memory_file(tmp_path_factory: pytest.TempPathFactory,
+                                                                   sizes: list[int], chunk: int, threads: int) -> None:
+    """A chunked tensor's payload reaches the streaming writer in pieces (base.Parts, written one by one to the
+    spool): the file must be byte for byte encode_file's, which joins them."""
+    from nncodec.tensorwriter import encode_to_path
+
+    tensors = {f"t{i}": _values("float32" if i % 2 else "int64", n, i) for i, n in enumerate(sizes)}
+    options = EncodeOptions(threads=threads, chunk_bytes=chunk)
+    path = tmp_path_factory.mktemp("parts") / "a.nnc"
+    encode_to_path(iter(compress_tensors(tensors).items()), path, None, options)
+    assert path.read_bytes() == encode_file(dict(compress_tensors(tensors)), None, options)
+    back = nncodec.load_file(str(path), framework="np")
+    assert all(back[n].tobytes() == v.tobytes() for n, v in tensors.items())

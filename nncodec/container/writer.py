@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..checksum import crc32
 from ..codecs import zstd as zstd_codec
+from ..codecs.base import Parts, payload_crc32
 from ..errors import BadArgumentError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import index, polyglot, strict_json
@@ -43,19 +43,23 @@ class Sections:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def add(self, payload: bytes | bytearray | memoryview, kind: str | None = None) -> int:
-        """Append a section; returns its index."""
+    def add(self, payload: bytes | bytearray | memoryview | Parts, kind: str | None = None) -> int:
+        """Append a section; returns its index. Parts (a chunked tensor's payload) are written and checksummed
+        piece by piece to a spool, and joined into one buffer only when kept in memory."""
         index = len(self.lengths)
         self.lengths.append(len(payload))
-        self.crcs.append(crc32(payload))  # (isal when installed: same value, 3.5x faster)
+        self.crcs.append(payload_crc32(payload))  # (isal when installed: same value, 3.5x faster)
         if kind is not None:
             self.kinds[index] = kind
-        if self._spool is None:  # a read-only view is kept as it is (a chunked tensor's payload: no copy)
+        if self._spool is None:  # a read-only view is kept as it is (a joined chunked payload: no copy)
+            if isinstance(payload, Parts):
+                payload = payload.joined()
             keep = isinstance(payload, bytes) or (isinstance(payload, memoryview) and payload.readonly
                                                    and payload.itemsize == 1 and payload.c_contiguous)
             self._memory.append(payload if keep else bytes(payload))
         else:
-            self._spool.write(payload)
+            for piece in payload.pieces if isinstance(payload, Parts) else (payload,):
+                self._spool.write(piece)
             self._starts.append(self._end)
             self._end += len(payload)
         return index
