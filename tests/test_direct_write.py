@@ -112,5 +112,5 @@ def test_streamed_files_with_chunk_pieces_equal_the_in_memory_file(tmp_path_fact
     path = tmp_path_factory.mktemp("parts") / "a.nnc"
     encode_to_path(iter(compress_tensors(tensors).items()), path, None, options)
     assert path.read_bytes() == encode_file(dict(compress_tensors(tensors)), None, options)
-    back = nncodec.load_file(str(path), framework="np")
-    assert all(back[n].tobytes() == v.tobytes() for n, v in tensors.items())
+    with nncodec.open(str(path), framework="np") as f:
+        assert all(f.get_tensor(n).tobytes() == v.tobytes() for n, v in tensors.items())
