@@ -114,3 +114,45 @@ def test_streamed_files_with_chunk_pieces_equal_the_in_memory_file(tmp_path_fact
     assert path.read_bytes() == encode_file(dict(compress_tensors(tensors)), None, options)
     with nncodec.open(str(path), framework="np") as f:
         assert all(f.get_tensor(n).tobytes() == v.tobytes() for n, v in tensors.items())
+
+
+@settings(max_examples=30, deadline=None)
+@given(payloads=st.lists(st.binary(max_size=5000), max_size=12), ahead=st.sampled_from([1, 3000, 2**20]),
+       split=st.booleans())
+def test_the_spool_writer_thread_keeps_every_section(payloads: list[bytes], ahead: int, split: bool) -> None:
+    """Sections spooled by the writer thread (at most `ahead` bytes waiting) read back exactly, in order."""
+    import tempfile
+
+    from nncodec.codecs.base import Parts
+    from nncodec.container import writer
+
+    saved = writer.SPOOL_AHEAD_BYTES
+    writer.SPOOL_AHEAD_BYTES = ahead
+    try:
+        with tempfile.TemporaryFile() as spool:
+            store = writer.Sections(spool)
+            for p in payloads:
+                store.add(Parts([p[: len(p) // 2], memoryview(p)[len(p) // 2 :]]) if split else p)
+            got = [bytes(store.read(i, 0, len(p))) for i, p in enumerate(payloads)]
+            store.close()
+    finally:
+        writer.SPOOL_AHEAD_BYTES = saved
+    assert got == payloads
+
+
+def test_a_failed_spool_write_is_raised_and_the_writer_stops(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from nncodec.container import writer
+
+    def fail(fd: int, pieces: list, offset: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_pwrite_pieces", fail)
+    with tempfile.TemporaryFile() as spool:
+        store = writer.Sections(spool)
+        store.add(b"abc")
+        with pytest.raises(OSError, match="No space"):
+            store.drain()
+        store.close()
+        assert store._writer is None
