@@ -138,6 +138,8 @@ def write_safetensors(f: Any, names: list[str], out: BinaryIO, metadata: dict[st
 
 def _file_descriptor(out: BinaryIO) -> int | None:
     """The descriptor of `out` if it is a regular file that os.pwrite can write at any offset (not a pipe)."""
+    if not hasattr(os, "pwrite"):  # (not on Windows)
+        return None
     try:
         fd = out.fileno()
         return fd if out.seekable() and stat.S_ISREG(os.fstat(fd).st_mode) else None

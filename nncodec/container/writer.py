@@ -86,13 +86,17 @@ class Sections:
 
     def _spool_write(self, payload: bytes | bytearray | memoryview | Parts, offset: int) -> None:
         size = len(payload)
+        pieces = payload.pieces if isinstance(payload, Parts) else [payload]
+        if not hasattr(os, "pwrite"):  # (not on Windows: written here, in order)
+            for piece in pieces:
+                self._spool.write(piece)
+            return
         while self._pending and self._pending_bytes + size > SPOOL_AHEAD_BYTES:
             done, write = self._pending.popleft()
             self._pending_bytes -= done
             write.result()
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-spool")
-        pieces = payload.pieces if isinstance(payload, Parts) else [payload]
         self._pending.append((size, self._writer.submit(_pwrite_pieces, self._spool.fileno(), pieces, offset)))
         self._pending_bytes += size
 
@@ -102,6 +106,8 @@ class Sections:
             done, write = self._pending.popleft()
             self._pending_bytes -= done
             write.result()
+        if self._spool is not None:
+            self._spool.flush()  # (what the no-pwrite fallback wrote through the buffer)
 
     def close(self) -> None:
         """Stop the spool writer (writes not started are dropped: after an error or a cancellation)."""
