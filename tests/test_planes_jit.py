@@ -260,3 +260,12 @@ def test_the_c_loops_are_the_default_when_built(monkeypatch: pytest.MonkeyPatch)
         assert planes_jit.kernels(1) is planes_jit.NATIVE and planes_jit.provider() == "native"
     monkeypatch.setattr(planes_jit, "NATIVE", None)
     assert planes_jit.kernels(1 << 20) is None and planes_jit.provider() == "numpy"  # native mode never loads numba
+
+
+def test_ci_builds_the_c_extension() -> None:
+    """CI installs with a C compiler: the C loops (the default provider) must be the ones tested there; an
+    install without a compiler still works, on numpy (the other tests here)."""
+    import os
+
+    if os.environ.get("CI") and planes_jit.NATIVE is None:
+        pytest.fail("nncodec/codecs/_planes_c.c was not built (setup.py, optional extension): see the pip install log")
