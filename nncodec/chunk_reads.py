@@ -83,9 +83,9 @@ def write_chunks(tf: TensorFile, e: TensorEntry, fd: int, offset: int, threads: 
     def one(k: int) -> None:
         a, b = table.elements(k)
         data = tf.container.read_range(section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
-        words = _chunk_buffer(e.dtype.storage, b - a)
-        codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole, out=words)
-        view, pos = memoryview(words).cast("B"), offset + a * size
+        words = codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole,
+                                           out=_chunk_buffer(e.dtype.storage, b - a))
+        view, pos = memoryview(np.ascontiguousarray(words)).cast("B"), offset + a * size
         while view:
             done = os.pwrite(fd, view, pos)
             view, pos = view[done:], pos + done
