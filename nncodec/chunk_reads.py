@@ -41,7 +41,7 @@ def decode_elements(tf: TensorFile, e: TensorEntry, start: int, stop: int, threa
 
     def one(k: int) -> None:
         a, b = table.elements(k)
-        data = tf.container.read_range(section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
+        data = read_chunk(tf, section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
         codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole, out=out[a - first : b - first])
 
     try:
@@ -54,6 +54,7 @@ def decode_elements(tf: TensorFile, e: TensorEntry, start: int, stop: int, threa
 
 
 _scratch = threading.local()  # per worker thread: one chunk's words, reused from chunk to chunk and tensor to tensor
+_SCRATCH_KEEP = 1 << 26  # bytes of chunk payload a worker keeps between reads (larger ones get a fresh array)
 
 
 def _chunk_buffer(dtype: np.dtype, n: int) -> np.ndarray:
@@ -61,6 +62,17 @@ def _chunk_buffer(dtype: np.dtype, n: int) -> np.ndarray:
     if buf is None or buf.dtype != dtype or buf.size < n:
         buf = _scratch.words = np.empty(n, dtype=dtype)
     return buf[:n]
+
+
+def read_chunk(tf: TensorFile, offset: int, length: int) -> bytes | memoryview:
+    """A chunk's bytes, read into this worker's reused buffer (Container.read_range_into: cheaper than touching
+    the mapping); valid until this thread reads the next chunk."""
+    if length > _SCRATCH_KEEP:
+        return tf.container.read_range_into(offset, length, np.empty(length, np.uint8))
+    buf = getattr(_scratch, "payload", None)
+    if buf is None or buf.size < length:
+        buf = _scratch.payload = np.empty(max(length, 1 << 20), np.uint8)
+    return tf.container.read_range_into(offset, length, buf)
 
 
 def write_chunks(tf: TensorFile, e: TensorEntry, fd: int, offset: int, threads: int | None = None) -> int:
@@ -82,7 +94,7 @@ def write_chunks(tf: TensorFile, e: TensorEntry, fd: int, offset: int, threads: 
 
     def one(k: int) -> None:
         a, b = table.elements(k)
-        data = tf.container.read_range(section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
+        data = read_chunk(tf, section.offset + table.offsets[k], table.offsets[k + 1] - table.offsets[k])
         words = codecs.chunks.decode_chunk(table, k, data, e.dtype, ctx, codecs.raw.decode_whole,
                                            out=_chunk_buffer(e.dtype.storage, b - a))
         view, pos = memoryview(np.ascontiguousarray(words)).cast("B"), offset + a * size

@@ -156,3 +156,34 @@ def test_a_failed_spool_write_is_raised_and_the_writer_stops(monkeypatch: pytest
             store.drain()
         store.close()
         assert store._writer is None
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 5000), chunk=st.sampled_from([64, 1000, 6000]), threads=st.sampled_from([1, 2]),
+       rows=st.tuples(st.integers(0, 60), st.integers(0, 60)))
+def test_chunks_of_a_mapped_file_are_read_by_pread(tmp_path_factory: pytest.TempPathFactory, n: int, chunk: int,
+                                                   threads: int, rows: tuple[int, int]) -> None:
+    """From a file on disk each chunk is copied into the worker's reused buffer (Container.read_range_into), not
+    read through the mapping: whole tensors, row slices and .safetensors output must be exact, and a damaged
+    chunk still refused."""
+    values = _values("float32", n * 4, 3).reshape(n, 4)
+    data = encode_file(dict(compress_tensors({"w": values})), options=EncodeOptions(chunk_bytes=chunk))
+    folder = tmp_path_factory.mktemp("mapped")
+    (folder / "w.nnc").write_bytes(data)
+    a, b = min(rows), max(rows)
+    with nncodec.open(folder / "w.nnc", framework="np", threads=threads) as f:
+        assert f.get_tensor("w").tobytes() == values.tobytes()
+        assert f.get_slice("w")[a:b].tobytes() == values[a:b].tobytes()
+        safetensors_out.write_file(f, folder / "w.safetensors")
+    assert safetensors.numpy.load_file(str(folder / "w.safetensors"))["w"].tobytes() == values.tobytes()
+    with nncodec.open(data, framework="np") as f:
+        tf = f._open_file()
+        e = tf.resolve("w")
+        table = tf.chunk_table(e)
+        at = None if table is None else tf.container.sections[e.parts["raw"].section].offset + table.offsets[-2]
+    if at is not None and table.offsets[-1] > table.offsets[-2]:
+        bad = bytearray(data)
+        bad[at] ^= 1
+        (folder / "bad.nnc").write_bytes(bytes(bad))
+        with nncodec.open(folder / "bad.nnc", framework="np", threads=threads) as f, pytest.raises(CorruptFileError):
+            f.get_tensor("w")

@@ -304,6 +304,23 @@ class Container:
         CRC the caller checks (tensorfile.decode_elements)."""
         return self._read_at(offset, length)
 
+    def read_range_into(self, offset: int, length: int, scratch: np.ndarray) -> bytes | memoryview:
+        """`length` bytes at file offset `offset`, unchecked (as read_range), copied with one pread into the
+        start of the uint8 array `scratch` (at least `length` long) when the file is mapped: a mapped file's pages
+        cost a page fault and a page-table entry each on first touch (and again at unmapping), ~1.4 us per 4 KiB
+        here, where copying them costs ~0.1 us (the 47 MB lazy read: ~13 ms of ~33 ms of CPU, on one open). An
+        in-memory source is sliced as it is."""
+        if self._map is None or self._file is None or not hasattr(os, "preadv"):
+            return self.read_range(offset, length)
+        view = memoryview(scratch)[:length]
+        done = 0
+        while done < length:
+            got = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if got <= 0:
+                raise CorruptFileError(f"file ended while reading {length} bytes at offset {offset}")
+            done += got
+        return view
+
     def release(self) -> None:
         """Drop the mapped pages read so far from this process (they stay in the page cache): a
         mapping's touched pages count as resident memory until released, so a reader that streams
