@@ -16,10 +16,10 @@ Measured (medians over --repeats, the peers alternating within each repeat; page
 - big: get_tensor of the 46.9 MB tensor (open and close included); its raw read time from the page
   cache is reading its bytes from the safetensors file into a numpy array (f.readinto);
 - rows: get_slice(name)[1000:1100] of the big tensor.
-With `--jit off,on` (the default when numba is installed) every nncodec read is timed twice in each
-repeat: with the numpy planes code (`off`) and with the compiled loops of the optional extra `jit`
-(`on`, loaded before the repeats; nncodec/codecs/planes_jit.py), so `auto`'s switch mid-run cannot mix
-the two in one median. The `off` figures keep the keys they had; the `on` figures are under "jit".
+With `--jit native,off,numba` (the default; a mode whose loops are not there is skipped) every nncodec
+read is timed once per planes_jit mode in each repeat (nncodec/codecs/planes_jit.py): the C loops (what a
+default install runs), numpy only, and numba (the optional extra `jit`, loaded before the repeats). The
+first mode's figures have the main keys, the others are under "modes" (older results: "jit" = numba).
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ def run(args: argparse.Namespace) -> dict:
 
     from nncodec.codecs import planes_jit
 
-    jit = [j for j in getattr(args, "jit", ["off"]) if j == "off" or planes_jit.available()]
-    if "on" in jit:  # loaded before anything is timed (its one-off cost is not a read's)
-        planes_jit.set_mode("on")
+    mode_before = planes_jit.mode()
+    jit = [m for m in getattr(args, "jit", None) or MODES if _usable(m, planes_jit)]
+    if any(m in ("on", "numba") for m in jit):  # loaded before anything is timed (its one-off cost is not a read's)
+        planes_jit.set_mode("numba")
         assert planes_jit.kernels(1 << 20) is not None
 
     def in_mode(fn: Callable[[], object], mode: str) -> Callable[[], object]:
@@ -159,11 +160,12 @@ def run(args: argparse.Namespace) -> dict:
         assert torch.equal(nn_small(), st_small()) and torch.equal(nn_big(), st_big())
         assert torch.equal(nn_rows(), st_rows())
         assert np.array_equal(nn_small_np(), st_small_np())
-    off = jit[0]
-    groups = {"small": (in_mode(nn_small, off), st_small), "small_np": (in_mode(nn_small_np, off), st_small_np),
-              "big": (in_mode(nn_big, off), st_big, raw_big, in_mode(nn_big_1, off)), "rows": (in_mode(nn_rows, off), st_rows)}
-    if "on" in jit:
-        groups["jit"] = tuple(in_mode(fn, "on") for fn in (nn_small, nn_small_np, nn_big, nn_big_1, nn_rows))
+    first = jit[0]
+    groups = {"small": (in_mode(nn_small, first), st_small), "small_np": (in_mode(nn_small_np, first), st_small_np),
+              "big": (in_mode(nn_big, first), st_big, raw_big, in_mode(nn_big_1, first)),
+              "rows": (in_mode(nn_rows, first), st_rows)}
+    for mode in jit[1:]:
+        groups[f"mode:{mode}"] = tuple(in_mode(fn, mode) for fn in (nn_small, nn_small_np, nn_big, nn_big_1, nn_rows))
     samples: dict[str, list[list[float]]] = {k: [[] for _ in fns] for k, fns in groups.items()}
     for fn in [f for fns in groups.values() for f in fns]:
         fn()  # warm the page cache and imports
@@ -178,8 +180,8 @@ def run(args: argparse.Namespace) -> dict:
     small_np = [_median_ms(s) for s in samples["small_np"]]
     big = [_median_ms(s) for s in samples["big"]]
     rows = [_median_ms(s) for s in samples["rows"]]
-    on = [_median_ms(s) for s in samples["jit"]] if "jit" in samples else None
-    planes_jit.set_mode("auto")
+    others = {m: [_median_ms(s) for s in samples[f"mode:{m}"]] for m in jit[1:]}
+    planes_jit.set_mode(mode_before)
     with nncodec.open(paths["big"]) as f:
         table = f._tf.chunk_table(f._tf.resolve(big_name))
         codecs_used = sorted(set(table.codecs)) if table else [f.info()["tensors"][0]["components"][0]["codec"]]
@@ -202,11 +204,24 @@ def run(args: argparse.Namespace) -> dict:
                    "ratio_to_raw": round(big[0] / big[2], 2), "ratio_to_safetensors": round(big[0] / big[1], 2),
                    "target_ratio_to_raw": 2.0},
         "rows_ms": {"nncodec": rows[0], "safetensors": rows[1], "ratio": round(rows[0] / rows[1], 2)},
-        "jit_modes": jit,
-        **({"jit": {"small_ms": on[0], "small_ratio": round(on[0] / small[1], 2), "small_np_ms": on[1],
-                    "small_np_ratio": round(on[1] / small_np[1], 2), "big_ms": on[2], "big_ratio_to_raw": round(on[2] / big[2], 2),
-                    "big_1_thread_ms": on[3], "rows_ms": on[4]}} if on else {}),
+        "jit_modes": jit, "first_mode": first,
+        "modes": {m: {"small_ms": on[0], "small_ratio": round(on[0] / small[1], 2), "small_np_ms": on[1],
+                      "small_np_ratio": round(on[1] / small_np[1], 2), "big_ms": on[2], "big_ratio_to_raw": round(on[2] / big[2], 2),
+                      "big_1_thread_ms": on[3], "rows_ms": on[4]} for m, on in others.items()},
     }
+
+
+# planes_jit modes timed (nncodec/codecs/planes_jit.py): the C loops (the default where the C extension was
+# built), numpy only (what an install without a C compiler gets), numba (the optional extra `jit`)
+MODES = ["native", "off", "numba"]
+MODE_LABELS = {"native": "the C loops (default install)", "off": "numpy only (NNCODEC_JIT=0, or no C compiler at install)",
+               "numba": "numba loops (`jit` extra, NNCODEC_JIT=numba)", "on": "numba loops (`jit` extra)"}
+
+
+def _usable(mode: str, planes_jit: object) -> bool:
+    if mode == "native":
+        return getattr(planes_jit, "NATIVE", None) is not None
+    return mode == "off" or planes_jit.available()
 
 
 def _met(ratio: float, target: float) -> str:
@@ -221,7 +236,8 @@ def table(r: dict) -> str:
         f"Checkpoints from the rapidocr fp32 weights: `many` = {m['tensors']:,} tensors "
         f"({m['safetensors_bytes']:,} B as safetensors, {m['nnc_bytes']:,} B as .nnc, header {m['header_encoding']}); "
         f"`big` = one {b['shape'][0]:,} x {b['shape'][1]} float32 tensor ({b['bytes']:,} B; .nnc {b['nnc_bytes']:,} B, "
-        f"chunks coded {', '.join(b['chunk_codecs'])}). nncodec decodes on {r['threads']} threads; framework pt.",
+        f"chunks coded {', '.join(b['chunk_codecs'])}). nncodec decodes on {r['threads']} threads; framework pt."
+        + (f" Main rows: {MODE_LABELS.get(r['first_mode'], r['first_mode'])}." if "first_mode" in r else ""),
         "",
         "| read | nncodec ms | safetensors ms | ratio | target |",
         "|---|---:|---:|---:|---|",
@@ -236,12 +252,29 @@ def table(r: dict) -> str:
           if "nncodec_1_thread" in g else []),
         f"| open + get_slice(big)[1000:1100] + close | {w['nncodec']:.2f} | {w['safetensors']:.3f} | {w['ratio']:.1f} | – |",
         *(_jit_rows(r) if "jit" in r else []),
+        *[row for mode, j in r.get("modes", {}).items() for row in _mode_rows(r, mode, j)],
         "",
         f"{r['date']}, {r['repeats']} interleaved repeats, medians; load average before {r['load_average_before']}, "
         f"after {r['load_average_after']}. safetensors (pt) maps the file and returns tensors backed by the "
         "mapping (no copy, no checksum); the raw read copies the tensor's bytes from the page cache into memory."
         + (f" CRC-32 from `{r['crc32']}`." if "crc32" in r else ""),
     ])
+
+
+def _mode_rows(r: dict, mode: str, j: dict) -> list[str]:
+    """The same reads in another planes_jit mode, timed in the same repeats."""
+    s, n, g, label = r["small_ms"], r["small_np_ms"], r["big_ms"], MODE_LABELS.get(mode, mode)
+    return [
+        f"| {label}: open + get one small tensor + close | {j['small_ms']:.3f} | {s['safetensors']:.3f} | "
+        f"{j['small_ratio']:.2f} | <= 2x safetensors: {_met(j['small_ratio'], 2.0)} |",
+        f"| {label}, framework np | {j['small_np_ms']:.3f} | {n['safetensors']:.3f} | {j['small_np_ratio']:.2f} | "
+        f"<= 2x safetensors: {_met(j['small_np_ratio'], 2.0)} |",
+        f"| {label}: open + get the 46.9 MB tensor + close | {j['big_ms']:.1f} | {g['safetensors']:.3f} | "
+        f"{j['big_ms'] / g['safetensors']:.0f} | <= 2x raw read ({g['raw_read']:.1f} ms; ratio {j['big_ratio_to_raw']:.2f}): "
+        f"{_met(j['big_ratio_to_raw'], 2.0)} |",
+        f"| {label}, 1 decode thread | {j['big_1_thread_ms']:.1f} | | {j['big_1_thread_ms'] / g['raw_read']:.2f}x raw | – |",
+        f"| {label}: open + get_slice(big)[1000:1100] + close | {j['rows_ms']:.2f} | | | – |",
+    ]
 
 
 def _jit_rows(r: dict) -> list[str]:
@@ -267,8 +300,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=41)
     p.add_argument("--threads", type=int, default=0, help="nncodec decode threads (0: every core)")
     p.add_argument("--rebuild", action="store_true", help="write the .nnc files again with this nncodec (inputs kept)")
-    p.add_argument("--jit", type=lambda v: v.split(","), default=["off", "on"],
-                   help="planes_jit modes of the nncodec reads: off (numpy), on (compiled loops; skipped without numba)")
+    p.add_argument("--jit", type=lambda v: v.split(","), default=list(MODES),
+                   help="planes_jit modes of the nncodec reads, the first in the main rows: native (the C loops), "
+                        "off (numpy), numba (the `jit` extra); a mode whose loops are missing is skipped")
     return p
 
 

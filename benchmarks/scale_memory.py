@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -46,6 +47,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="store_true", help="reuse checkpoints an earlier --keep run built")
     p.add_argument("--build-only", action="store_true", help="only build the checkpoints (with --keep)")
     p.add_argument("--json-out", type=Path, default=None)
+    p.add_argument("--peer", default=None, help="PYTHONPATH of another nncodec (e.g. an export of an older commit) "
+                   "run beside this tree on the real checkpoint, alternating")
+    p.add_argument("--peer-label", default="peer", help="what the peer is (shown in the table)")
+    p.add_argument("--rounds", type=int, default=1, help="runs of each command (per code); medians")
     p.add_argument("--scaling-from", type=Path, default=None,
                    help="a saved result whose size-scaling runs are shown with this one (with their own date and load)")
     return p
@@ -110,9 +115,13 @@ def _nice() -> None:
     os.nice(10)
 
 
-def measure(argv: list[str]) -> dict[str, Any]:
-    """Run `nncodec ARGV` as a child: wall seconds, peak RSS (its own rusage) and CPU %."""
+def measure(argv: list[str], pythonpath: str | None = None) -> dict[str, Any]:
+    """Run `nncodec ARGV` as a child: wall seconds, peak RSS (its own rusage) and CPU %. `pythonpath`: run the
+    nncodec found there (an export of another commit: the peer) instead of the installed one."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     cmd = [sys.executable, "-c", "from nncodec_cli.main import main; main()", *argv]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_nice, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -124,7 +133,17 @@ def measure(argv: list[str]) -> dict[str, Any]:
         raise RuntimeError(f"nncodec {' '.join(argv)} failed ({proc.returncode}): {err.strip()[-500:]}")
     cpu = usage.ru_utime + usage.ru_stime
     return {"seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss * 1024 / MB, 1),
-            "cpu_percent": round(100 * cpu / wall, 0) if wall else None}
+            "cpu_percent": round(100 * cpu / wall, 0) if wall else None, "cpu_seconds": round(cpu, 3)}
+
+
+def _median_row(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over rounds (the single sample when there is one)."""
+    if len(samples) == 1:
+        return samples[0]
+    keys = [k for k in ("seconds", "peak_rss_mb", "cpu_percent", "cpu_seconds") if all(k in s for s in samples)]
+    row = {k: round(statistics.median(s[k] for s in samples), 3) for k in keys}
+    row["samples"] = samples
+    return row
 
 
 def copy_cost(path: Path) -> dict[str, float]:
@@ -151,9 +170,21 @@ COMMANDS = ("encode -> one .nnc", "encode -> sharded .nnc", "decode one .nnc -> 
             "decode sharded .nnc -> HF folder")
 
 
+def _after_startup(row: dict[str, Any], startup: dict[str, Any] | None) -> None:
+    """CPU % once the process has started: (CPU - start-up CPU) / (wall - start-up wall), where start-up is
+    `nncodec --version` (Python, torch and nncodec imported; the same for any nncodec): the share of the
+    run that the coding, reading and writing take, which the whole-run CPU % dilutes."""
+    if startup and "cpu_seconds" in row and "cpu_seconds" in startup and row["seconds"] > startup["seconds"]:
+        busy = (row["cpu_seconds"] - startup["cpu_seconds"]) / (row["seconds"] - startup["seconds"])
+        row["cpu_percent_after_startup"] = round(100 * busy)
+
+
 def run_one(folder: Path, info: dict[str, Any], threads: int, baseline_mb: float, label: str,
-            commands: tuple[str, ...] = COMMANDS) -> dict[str, Any]:
-    """Encode to one .nnc and to sharded .nnc, decode each back (one file; a HF folder): RSS vs bound."""
+            commands: tuple[str, ...] = COMMANDS, peer: str | None = None, rounds: int = 1,
+            startup: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Encode to one .nnc and to sharded .nnc, decode each back (one file; a HF folder): RSS vs bound.
+    With `peer` (a PYTHONPATH holding another nncodec), each command is run `rounds` times by this tree and
+    by the peer, alternating, on the same files (medians; the peer's rows under "peer_rows")."""
     index = folder / "model.safetensors.index.json"
     t = ["--threads", str(threads)]
     one, sharded = folder / "model.nnc", folder / "nnc" / "model.nnc.index.json"
@@ -166,23 +197,37 @@ def run_one(folder: Path, info: dict[str, Any], threads: int, baseline_mb: float
                       "--force", *t],
     }
     rows: dict[str, Any] = {}
+    peer_rows: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for name in commands:
-        rows[name] = measure(argv[name])
+        ours, theirs = [], []
+        for _ in range(rounds):
+            for who, samples in ((None, ours), (peer, theirs)) if peer else ((None, ours),):
+                samples.append(measure(argv[name], who))
+                (folder / "out.safetensors").unlink(missing_ok=True)
+                shutil.rmtree(folder / "hf", ignore_errors=True)
+        rows[name] = _median_row(ours)
+        if theirs:
+            peer_rows[name] = _median_row(theirs)
         if name == COMMANDS[0]:
             extra = copy_cost(one)
-        (folder / "out.safetensors").unlink(missing_ok=True)
-        shutil.rmtree(folder / "hf", ignore_errors=True)
     nnc_shards = sorted(sharded.parent.glob("*.nnc"))
     shard_mb = info["largest_shard_bytes"] / MB
     tensor_mb = info["largest_tensor_bytes"] / MB
     nnc_shard_mb = max((p.stat().st_size for p in nnc_shards), default=0) / MB
     bounds = dict(zip(COMMANDS, (shard_mb, shard_mb, tensor_mb, nnc_shard_mb), strict=True))
+    for row in [*rows.values(), *peer_rows.values()]:
+        _after_startup(row, startup)
     for name, row in rows.items():
         row["bound_mb"] = round(bounds[name] * 1.25 + 200, 1)
         row["within_bound"] = row["peak_rss_mb"] <= row["bound_mb"]
         row["mb_per_s"] = round(info["bytes"] / MB / row["seconds"], 1)
+    for name, row in peer_rows.items():
+        row["bound_mb"] = rows[name]["bound_mb"]
+        row["within_bound"] = row["peak_rss_mb"] <= row["bound_mb"]
+        row["mb_per_s"] = round(info["bytes"] / MB / row["seconds"], 1)
     return {"label": label, "checkpoint": info, "nnc_bytes": one.stat().st_size if one.exists() else None,
+            **({"peer_rows": peer_rows, "rounds": rounds} if peer_rows else {}),
             "sharded_nnc_bytes": _du(nnc_shards) or None, "largest_nnc_shard_bytes": int(nnc_shard_mb * MB) or None,
             "baseline_rss_mb": baseline_mb, "spool_copy": extra, "rows": rows}
 
@@ -196,7 +241,7 @@ def run(args: Any) -> dict[str, Any]:
     work: Path = args.work
     work.mkdir(parents=True, exist_ok=True)
     material = _real_tiles(args.source)
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "peer_label": args.peer_label,
                               "load_average": [round(x, 2) for x in os.getloadavg()], "cores": os.cpu_count(),
                               "threads": args.threads, "source": str(args.source), "runs": []}
     report["baseline"] = measure(["--version"])
@@ -216,7 +261,9 @@ def run(args: Any) -> dict[str, Any]:
             if args.build_only:
                 continue
             commands = COMMANDS if kind == "real" else (COMMANDS[0], COMMANDS[2])
-            report["runs"].append(run_one(folder, info, args.threads, base, f"{kind} {gb:g} GB", commands))
+            peer = args.peer if kind == "real" else None
+            report["runs"].append(run_one(folder, info, args.threads, base, f"{kind} {gb:g} GB", commands, peer, args.rounds,
+                                          report["baseline"]))
             if not args.keep:
                 shutil.rmtree(folder)
             _save(report, args.json_out)  # after each size: a run cut short keeps what it measured
@@ -257,23 +304,33 @@ def table(report: dict[str, Any]) -> str:
 
 def _table(report: dict[str, Any]) -> list[str]:
     lines = [f"Streaming memory ({report['date']}, load {report['load_average']} -> {report.get('load_average_end')}, "
-             f"--threads {report['threads']}, nice 10; baseline RSS of `nncodec --version`: "
-             f"{report['baseline']['peak_rss_mb']} MB; bound = largest input shard (encode) or largest tensor / "
+             f"--threads {report['threads']}, nice 10"
+             + (f", medians of {report['runs'][0]['rounds']} alternating rounds" if report["runs"] and "rounds" in report["runs"][0] else "")
+             + f"; baseline RSS of `nncodec --version`: "
+             f"{report['baseline']['peak_rss_mb']} MB"
+             + (f" (its start-up: {report['baseline']['seconds']} s wall, {report['baseline']['cpu_seconds']} s CPU)"
+                if "cpu_seconds" in report["baseline"] else "") + "; bound = largest input shard (encode) or largest tensor / "
              ".nnc shard (decode) + 25 % + 200 MB)",
-             "", "| checkpoint | command | seconds | MB/s | peak RSS MB | bound MB | within | CPU % |",
-             "|---|---|---:|---:|---:|---:|---|---:|"]
+             "", "| checkpoint | command | seconds | MB/s | peak RSS MB | bound MB | within | CPU % | CPU % after start-up |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for r in report["runs"]:
         c = r["checkpoint"]
         what = (f"{r['label']}: {c['bytes'] / MB:,.0f} MB, {c['shards']} shards (largest {c['largest_shard_bytes'] / MB:,.0f} MB), "
                 f"{c['tensors']} tensors")
         for name, row in r["rows"].items():
             lines.append(f"| {what} | {name} | {row['seconds']} | {row['mb_per_s']} | {row['peak_rss_mb']} | "
-                         f"{row['bound_mb']} | {'yes' if row['within_bound'] else 'NO'} | {row['cpu_percent']} |")
+                         f"{row['bound_mb']} | {'yes' if row['within_bound'] else 'NO'} | {row['cpu_percent']} | "
+                         f"{row.get('cpu_percent_after_startup', '–')} |")
             what = ""
+            p = r.get("peer_rows", {}).get(name)
+            if p:
+                lines.append(f"| | the same, {report.get('peer_label', 'peer')} | {p['seconds']} | {p['mb_per_s']} | "
+                             f"{p['peak_rss_mb']} | {p['bound_mb']} | {'yes' if p['within_bound'] else 'NO'} | {p['cpu_percent']} | "
+                             f"{p.get('cpu_percent_after_startup', '–')} |")
         if r.get("spool_copy"):
             c = r["spool_copy"]
             lines.append(f"| | (streaming's second copy of the {r['nnc_bytes'] / MB:,.0f} MB .nnc: copy_file_range "
-                         f"{c['copy_seconds']} s + fsync {c['fsync_seconds']} s, inside the encode time) | | | | | | |")
+                         f"{c['copy_seconds']} s + fsync {c['fsync_seconds']} s, inside the encode time) | | | | | | | |")
     return lines
 
 

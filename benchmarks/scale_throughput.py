@@ -32,7 +32,9 @@ from typing import Any
 import torch
 
 PREFERS = ("balanced", "speed", "size")
-JIT_SUFFIX = {"off": "", "on": " jit"}  # planes_jit mode -> method-name suffix
+# planes_jit mode -> method-name suffix: "native" = the C loops (the default install where the C extension is built),
+# "off" = numpy only (no C compiler at install, or NNCODEC_JIT=0), "numba"/"on" = the `jit` extra's loops
+JIT_SUFFIX = {"native": "", "off": " numpy", "on": " jit", "numba": " jit"}
 SCALE = Path("/work/artifacts/scale")  # benchmarks/make_scale_checkpoints.py writes the test checkpoints here
 DEFAULT_CHECKPOINTS = [SCALE / f"{n}.safetensors" for n in ("rapidocr_fp32", "rapidocr_bf16", "resemblyzer_fp32",
                                                             "resemblyzer_bf16", "lenet300_fp32", "lenet300_bf16",
@@ -128,7 +130,7 @@ def _targets(rows: dict[str, dict], threads: list[int]) -> list[dict]:
     """Issue 13: default (balanced) ratio <= ZipNN's on the whole file; encode >= 0.5x and decode >= 1.0x ZipNN (whole),
     per thread count; the per-tensor ZipNN figures beside them."""
     out = []
-    for t, j in [(t, j) for j in JIT_SUFFIX for t in threads]:
+    for t, j in [(t, j) for j in ("native", "off", "numba") for t in threads]:
         nn, zw, zp = rows.get(f"nncodec balanced{JIT_SUFFIX[j]} t{t}"), rows.get(f"zipnn whole t{t}"), rows.get(f"zipnn per-tensor t{t}")
         if not (nn and zw):
             continue
@@ -153,11 +155,13 @@ def run(args: Any) -> dict:
     import nncodec.checksum
     from nncodec.codecs import planes_jit
 
-    jit = [j for j in a.get("jit", ("off", "on")) if j == "off" or planes_jit.available()]
-    if "on" in jit:  # loaded before the rounds (its one-off cost is reported apart, measured in a fresh process)
-        planes_jit.set_mode("on")
+    jit = [j for j in a.get("jit", ("native", "off", "numba")) if j == "off" or (j == "native" and planes_jit.NATIVE is not None)
+           or (j in ("on", "numba") and planes_jit.available())]
+    numba = any(j in ("on", "numba") for j in jit)
+    if numba:  # loaded before the rounds (its one-off cost is reported apart, measured in a fresh process)
+        planes_jit.set_mode("numba")
         planes_jit.kernels(1 << 20)
-    report: dict[str, Any] = {"jit": jit, "jit_first_load_s": jit_load_seconds() if "on" in jit else None,
+    report: dict[str, Any] = {"jit": jit, "jit_first_load_s": jit_load_seconds() if numba else None,
                               "crc32": nncodec.checksum.crc32.__module__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                               "load_before": os.getloadavg(), "repeats": a.get("repeats", 5), "checkpoints": {}}
     for path in a["checkpoints"]:
@@ -176,7 +180,7 @@ def jit_load_seconds() -> float:
     cached loops): what `auto` mode pays once, after 2**28 words of numpy work, and NNCODEC_JIT=1 on first use."""
     import subprocess
 
-    code = ("import time, nncodec; from nncodec.codecs import planes_jit; planes_jit.set_mode('on'); "
+    code = ("import time, nncodec; from nncodec.codecs import planes_jit; planes_jit.set_mode('numba'); "
             "t = time.perf_counter(); assert planes_jit.kernels(1 << 20); print(time.perf_counter() - t)")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)  # compiles into the cache if needed
     return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
@@ -185,8 +189,10 @@ def jit_load_seconds() -> float:
 def table(report: dict) -> str:
     lines = []
     if report.get("jit_first_load_s") is not None:
-        lines.append(f"Rows 'jit': the compiled loops of the optional extra `jit` (numba) loaded; the other nncodec rows: numpy "
-                     f"only (the default; no extra, or NNCODEC_JIT unset). Loading them took {report['jit_first_load_s']:.2f} s "
+        default = ("the C loops (the default where the C extension was built); rows 'numpy': numpy only"
+                   if "native" in report.get("jit", []) else "numpy only (the default before the C extension)")
+        lines.append(f"Rows 'jit': the compiled loops of the optional extra `jit` (numba) loaded; nncodec rows without a suffix: "
+                     f"{default}. Loading numba took {report['jit_first_load_s']:.2f} s "
                      "in a fresh process (once per process; not in the rows).")
     for name, ck in report["checkpoints"].items():
         lines += [f"\n{name}: {ck['tensors']} tensors, {ck['raw_bytes']:,} B",
@@ -196,7 +202,7 @@ def table(report: dict) -> str:
             lines.append(f"| {m} | {r['bytes']:,} | {r['ratio']:.4f} | {r['encode_mbs']:,.0f} | {r['decode_mbs']:,.0f} | "
                          f"{r['encode_cpu_mbs']:,.0f} | {r['decode_cpu_mbs']:,.0f} | {'yes' if r['exact'] else 'NO'} |")
         for t in ck["targets"]:
-            lines.append(f"- {t['threads']} thread(s){', jit loops' if t.get('jit') == 'on' else ''}: ratio {t['ratio']:.5f} vs ZipNN whole {t['zipnn_ratio']:.5f} "
+            lines.append(f"- {t['threads']} thread(s){JIT_SUFFIX.get(t.get('jit'), '').replace(' ', ', ')}: ratio {t['ratio']:.5f} vs ZipNN whole {t['zipnn_ratio']:.5f} "
                          f"({'met' if t['ratio_met'] else 'MISSED'}); encode {t['encode_x']:.2f}x ZipNN whole "
                          f"({'met' if t['encode_met'] else 'MISSED'}), decode {t['decode_x']:.2f}x "
                          f"({'met' if t['decode_met'] else 'MISSED'}); vs ZipNN per tensor: encode "
@@ -212,8 +218,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--prefers", type=lambda s: s.split(","), default=list(PREFERS))
     ap.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2])
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--jit", type=lambda s: s.split(","), default=["off", "on"],
-                    help="planes_jit modes for the nncodec rows: off (numpy), on (compiled loops; skipped without numba)")
+    ap.add_argument("--jit", type=lambda s: s.split(","), default=["native", "off", "numba"],
+                    help="planes_jit modes for the nncodec rows: native (the C loops), off (numpy), numba (the `jit` extra); "
+                         "a mode whose loops are missing is skipped")
     ap.add_argument("--json", type=Path, help="also write the results here (with the table as `_table`)")
     return ap
 

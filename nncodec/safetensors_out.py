@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from . import parallel
+from . import chunk_reads, parallel
 from .container.atomic import AtomicFile, StagingDir
 from .errors import BadArgumentError
 
@@ -87,32 +88,77 @@ _AHEAD_BYTES = 64 * 2**20  # a tensor this small is decoded while the one before
 def write_safetensors(f: Any, names: list[str], out: BinaryIO, metadata: dict[str, str] | None,
                       progress: Callable[[str], None] | None = None) -> int:
     """Tensors `names` of the open file `f` (framework 'np') to `out`, one at a time; returns bytes written.
-    The next tensor, if at most _AHEAD_BYTES, is decoded on a helper thread while this one is written
-    (memory: one tensor plus at most _AHEAD_BYTES; `f` is only touched by one thread at a time)."""
+    Into a regular file, a chunked tensor (§23) is written chunk by chunk by the decoding workers themselves
+    (chunk_reads.write_chunks: no array of the whole tensor, the writes beside the decoding on every core).
+    Any other tensor is decoded whole; the next one, if at most _AHEAD_BYTES and not chunked, on a helper
+    thread while this one is written (memory: one tensor plus at most _AHEAD_BYTES; `f` is only touched by
+    one thread at a time)."""
     specs = {n: tensor_spec(f, n) for n in names}
     header, order = layout(specs, metadata)
+    fd = _file_descriptor(out)
+    pos = out.tell() if fd is not None else 0
     out.write(header)
-    size = len(header)
+    pos += len(header)
+    if fd is not None:
+        out.flush()
+    direct = {n: _chunked(f, n) for n in order} if fd is not None else {}
+    threads = _threads_of(f)
 
     def fetch(name: str) -> memoryview:
         data = tensor_bytes(f.get_tensor(name))
         release_pages(f)
         return data
 
-    one_thread = parallel.resolve(_threads_of(f)) == 1
+    one_thread = parallel.resolve(threads) == 1
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-ahead") as pool:
         pending = None
         for i, name in enumerate(order):
-            data = pending.result() if pending is not None else fetch(name)
-            following = order[i + 1] if i + 1 < len(order) else None
-            ahead = not one_thread and following is not None and nbytes(specs[following]) <= _AHEAD_BYTES
-            pending = pool.submit(fetch, following) if ahead else None
-            out.write(data)
-            size += len(data)
-            del data
+            if direct.get(name) is not None:
+                tf, entry = direct[name]
+                chunk_reads.write_chunks(tf, entry, fd, pos, threads)
+                release_pages(f)
+            else:
+                data = pending.result() if pending is not None else fetch(name)
+                following = order[i + 1] if i + 1 < len(order) else None
+                ahead = (not one_thread and following is not None and direct.get(following) is None
+                         and nbytes(specs[following]) <= _AHEAD_BYTES)
+                pending = pool.submit(fetch, following) if ahead else None
+                if fd is not None:
+                    _pwrite_all(fd, data, pos)
+                else:
+                    out.write(data)
+                del data
+            pos += nbytes(specs[name])
             if progress:
                 progress(name)
-    return size
+    if fd is not None:
+        out.seek(pos)
+    return len(header) + sum(nbytes(specs[n]) for n in order)
+
+
+def _file_descriptor(out: BinaryIO) -> int | None:
+    """The descriptor of `out` if it is a regular file that os.pwrite can write at any offset (not a pipe)."""
+    if not hasattr(os, "pwrite"):  # (not on Windows)
+        return None
+    try:
+        fd = out.fileno()
+        return fd if out.seekable() and stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _chunked(f: Any, name: str) -> tuple[Any, Any] | None:
+    """(tensor file, entry) of tensor `name` if it is a chunked raw tensor (§23), else None."""
+    owner = f._shard_of(name) if hasattr(f, "_shard_of") else f
+    tf = owner._open_file()
+    entry = tf.resolve(name)
+    return (tf, entry) if entry.vae_group is None and tf.chunk_table(entry) is not None else None
+
+
+def _pwrite_all(fd: int, data: memoryview, pos: int) -> None:
+    while data:
+        done = os.pwrite(fd, data, pos)
+        data, pos = data[done:], pos + done
 
 
 def _threads_of(f: Any) -> int | None:

@@ -4,7 +4,8 @@ shard's file mapping) at a time instead of the whole checkpoint.
 `open_checkpoint` learns names, dtypes, shapes and metadata from the files' headers only;
 `LazyCheckpoint.items()` then yields the tensors in order. Safetensors files are checked by
 safe_open, then each tensor is read into its own buffer (numpy arrays; bfloat16/float8 as their
-lossless components), one shard open at a time; torch checkpoints are loaded
+lossless components), one shard open at a time, the next tensor on a helper thread while this one is
+coded when both are at most READ_AHEAD_BYTES (memory: one more tensor of at most that size); torch checkpoints are loaded
 with ``torch.load(weights_only=True, mmap=True)`` (the weights stay in the page cache), and .npz
 members are read one by one. The tensors and metadata are exactly those of `io.read_checkpoint`,
 in the same order, so the file written from them is byte-identical.
@@ -16,6 +17,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,8 @@ from .compress.lossless import lossless
 from .dtypes import DTYPES
 from .errors import UnsupportedInputError
 from .io import INDEX_SUFFIX, TORCH_SUFFIXES, read_checkpoint, read_index, split_checkpoint, torch_load
+
+READ_AHEAD_BYTES = 64 * 2**20  # the next tensor is read while this one is coded when both are at most this large
 
 # bytes per element of safetensors' dtype names (what a safetensors header may declare)
 _ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
@@ -57,15 +61,27 @@ class LazyCheckpoint:
             return
         shard_of = {name: shard for shard, members in self.shards.items() for name in members}
         current: _ShardReader | None = None
+
+        def read(name: str) -> Any:  # (never on two threads at once: one read is in flight at most)
+            nonlocal current
+            if current is None or current.path != self._paths[shard_of[name]]:
+                if current is not None:
+                    current.close()
+                current = _ShardReader(self._paths[shard_of[name]])
+            return current.get(name)
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-read")
+        ahead: tuple[str, Future] | None = None
         try:
-            for name in wanted:
-                shard = shard_of[name]
-                if current is None or current.path != self._paths[shard]:
-                    if current is not None:
-                        current.close()
-                    current = _ShardReader(self._paths[shard])
-                yield name, current.get(name)
+            for i, name in enumerate(wanted):
+                value = ahead[1].result() if ahead is not None and ahead[0] == name else read(name)
+                following = wanted[i + 1] if i + 1 < len(wanted) else None
+                small = following is not None and max(self.nbytes.get(name, 0), self.nbytes.get(following, 0)) <= READ_AHEAD_BYTES
+                ahead = (following, pool.submit(read, following)) if small else None
+                yield name, value
+                del value
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             if current is not None:
                 current.close()
 
@@ -100,9 +116,9 @@ class _ShardReader:
         numel = math.prod(shape)
         if end - begin != numel * words[1].itemsize:
             raise UnsupportedInputError(f"{self.path}: tensor {name!r} has {end - begin} bytes for shape {shape}")
-        data = bytearray(end - begin)
+        data = np.empty(end - begin, dtype=np.uint8)  # (not bytearray: no zeroing, and huge pages when large)
         self._file.seek(self._start + begin)
-        if end > begin and self._file.readinto(data) != end - begin:
+        if end > begin and self._file.readinto(memoryview(data)) != end - begin:
             raise UnsupportedInputError(f"{self.path}: file ended inside tensor {name!r} (changed while read?)")
         arr = np.frombuffer(data, dtype=words[1]).reshape(shape) if numel else np.zeros(shape, words[1])
         if words[0] is None:

@@ -201,7 +201,7 @@ def encode_entry(name: str, t: CompressedTensor, options: EncodeOptions, add: Ca
     entry: dict = {"dtype": t.dtype.name, "shape": [int(d) for d in t.shape]}
     if isinstance(t, RawTensor):
         row = math.prod(t.shape[1:]) if len(t.shape) > 1 else 1
-        entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options, row))
+        entry["raw"] = add("raw", codecs.raw.encode(t.words.reshape(-1), t.dtype, options, row, parts=True))
         return entry
     q = {"mode": t.quantizer.mode}
     if t.quantizer.axis is not None:

@@ -1,5 +1,6 @@
-"""The compiled planes split/join (planes_jit.py, optional extra `jit`) must give exactly the streams and
-words of the numpy code, and everything must work the same when numba is missing or switched off."""
+"""The compiled planes loops (planes_jit.py: the C extension nncodec/codecs/_planes_c.c, and numba, the optional
+extra `jit`) must give exactly the streams, words and payloads of the numpy code, and everything must work the
+same when either is missing or switched off."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from nncodec.dtypes import DTYPES
 from nncodec.errors import CorruptFileError
 
 FLOATS = ["float32", "bfloat16"]
+PROVIDERS = ["native", "numba"]
+
+
+def _use(provider: str) -> None:
+    """Switch to the loops of `provider` (skip the test when they are not there)."""
+    if provider == "native":
+        if planes_jit.NATIVE is None:
+            pytest.skip("the C extension is not built")
+        planes_jit.set_mode("native")
+    else:
+        pytest.importorskip("numba")
+        planes_jit.set_mode("numba")
 
 
 @pytest.fixture(autouse=True)
@@ -41,13 +54,13 @@ def _numpy_split_join(words: np.ndarray, name: str) -> tuple[list[bytes], bytes]
     return [s.tobytes() for s in streams], raw._join(split, streams, DTYPES[name]).tobytes()
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
 @settings(max_examples=25, deadline=None)
 @given(name=st.sampled_from(FLOATS), n=st.integers(planes_jit.MIN_WORDS, 3 * planes_jit.MIN_WORDS), seed=st.integers(0, 2**32 - 1))
-def test_compiled_split_and_join_equal_numpy(name: str, n: int, seed: int) -> None:
-    pytest.importorskip("numba")
+def test_compiled_split_and_join_equal_numpy(provider: str, name: str, n: int, seed: int) -> None:
     words = _words(name, n, seed)
     want_streams, want_words = _numpy_split_join(words, name)
-    planes_jit.set_mode("on")
+    _use(provider)
     assert planes_jit.split_float(words) is not None  # the loops are really used here
     split, streams = raw._split(words, DTYPES[name])
     assert [s.tobytes() for s in streams] == want_streams
@@ -60,9 +73,10 @@ def test_compiled_split_and_join_equal_numpy(name: str, n: int, seed: int) -> No
     assert raw._join(split, ro, DTYPES[name]).tobytes() == want_words
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("name", FLOATS)
-def test_files_are_identical_with_and_without_the_loops(name: str) -> None:
-    pytest.importorskip("numba")
+def test_files_are_identical_with_and_without_the_loops(name: str, provider: str) -> None:
+    _use(provider)
     rng = np.random.default_rng(5)
     values = {"w": rng.normal(0, 0.05, 3 * planes_jit.MIN_WORDS).astype(np.float32)}
     if name == "bfloat16":
@@ -71,16 +85,17 @@ def test_files_are_identical_with_and_without_the_loops(name: str) -> None:
 
     t = {"w": torch.from_numpy(values["w"]).view(torch.bfloat16) if name == "bfloat16" else torch.from_numpy(values["w"])}
     files = {}
-    for mode in ("off", "on"):
+    for mode in ("off", provider):
         planes_jit.set_mode(mode)
         files[mode] = nncodec.save(t)
         back = nncodec.load(files[mode])
         assert back["w"].view(torch.int16 if name == "bfloat16" else torch.int32).equal(
             t["w"].view(torch.int16 if name == "bfloat16" else torch.int32))
-    assert files["on"] == files["off"]
+    assert files[provider] == files["off"]
 
 
 def test_without_numba_numpy_does_the_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(planes_jit, "NATIVE", None)  # nor the C extension
     monkeypatch.setitem(planes_jit._state, "kernels", None)
     monkeypatch.setattr(planes_jit, "_load", lambda: False)  # as when `import numba` fails
     planes_jit.set_mode("on")
@@ -93,6 +108,7 @@ def test_without_numba_numpy_does_the_work(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_auto_mode_loads_only_after_enough_numpy_work(monkeypatch: pytest.MonkeyPatch) -> None:
     loads = []
+    monkeypatch.setattr(planes_jit, "NATIVE", None)
     monkeypatch.setitem(planes_jit._state, "kernels", None)
     monkeypatch.setitem(planes_jit._state, "numpy_words", 0)
     monkeypatch.setattr(planes_jit, "_load", lambda: loads.append(1) or False)
@@ -109,18 +125,18 @@ def test_auto_mode_loads_only_after_enough_numpy_work(monkeypatch: pytest.Monkey
         planes_jit.set_mode("fast")
 
 
-@pytest.fixture()
-def loops_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled loops for calls of any size (numba required)."""
-    pytest.importorskip("numba")
+@pytest.fixture(params=PROVIDERS)
+def loops_everywhere(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The compiled loops of each provider for calls of any size (the mode to switch back to after "off")."""
     monkeypatch.setattr(planes_jit, "MIN_WORDS", 1)
-    planes_jit.set_mode("on")
+    _use(request.param)
+    return planes_jit.mode()
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_compiled_pairs_decode_equals_numpy(loops_everywhere: None, data: st.DataObject) -> None:
-    planes_jit.set_mode("on")  # (each example ends with "off")
+def test_compiled_pairs_decode_equals_numpy(loops_everywhere: str, data: st.DataObject) -> None:
+    planes_jit.set_mode(loops_everywhere)  # (each example ends with "off")
     alphabet = data.draw(st.integers(2, 256))
     n = data.draw(st.integers(1, 3000))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
@@ -138,8 +154,8 @@ def test_compiled_pairs_decode_equals_numpy(loops_everywhere: None, data: st.Dat
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 200_000), top=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
-def test_compiled_sample_counts_equal_bincount(loops_everywhere: None, n: int, top: int, seed: int) -> None:
-    planes_jit.set_mode("on")
+def test_compiled_sample_counts_equal_bincount(loops_everywhere: str, n: int, top: int, seed: int) -> None:
+    planes_jit.set_mode(loops_everywhere)
     stream = np.random.default_rng(seed).integers(0, top + 1, n).astype(np.uint8)
     got = raw._sample_counts(stream)
     assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw._sample(stream)))
@@ -158,7 +174,7 @@ def _pairs_payload(k: int, table: bytes, packed: bytes, escapes: bytes = b"") ->
     (_pairs_payload(2, b"\x05\x06", b"\x01", b"\x07"), 2, "escape bytes"),  # a byte no code calls for
     (_pairs_payload(2, b"\x05\x06", b"\x11"), 1, "unused last pairs code"),
 ])
-def test_compiled_pairs_decode_refuses_what_numpy_refuses(loops_everywhere: None, payload: bytes, count: int,
+def test_compiled_pairs_decode_refuses_what_numpy_refuses(loops_everywhere: str, payload: bytes, count: int,
                                                            message: str) -> None:
     with pytest.raises(CorruptFileError, match=message):
         pairs.decode(payload, count, "t")
@@ -166,10 +182,10 @@ def test_compiled_pairs_decode_refuses_what_numpy_refuses(loops_everywhere: None
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(["float32", "bfloat16", "int16", "uint8"]), n=st.integers(1000, 5000), seed=st.integers(0, 2**32 - 1))
-def test_planes_with_reused_stream_buffers_round_trip(loops_everywhere: None, name: str, n: int, seed: int) -> None:
+def test_planes_with_reused_stream_buffers_round_trip(loops_everywhere: str, name: str, n: int, seed: int) -> None:
     """Decoded pairs streams go to per-thread scratch buffers (raw._stream_scratch): two tensors decoded one
     after the other, each with several pairs streams (skewed int16: both byte planes), must both be exact."""
-    planes_jit.set_mode("on")
+    planes_jit.set_mode(loops_everywhere)
     from nncodec.codecs.base import DecodeContext, EncodeOptions
 
     dt = DTYPES[name]
@@ -194,6 +210,7 @@ def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest
 
     import nncodec.codecs
 
+    monkeypatch.setattr(planes_jit, "NATIVE", None)
     monkeypatch.setitem(sys.modules, "nncodec.codecs.planes_loops", None)  # `import` of it raises ImportError
     monkeypatch.delattr(nncodec.codecs, "planes_loops", raising=False)
     monkeypatch.setitem(planes_jit._state, "kernels", None)
@@ -205,3 +222,50 @@ def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest
 @given(n=st.integers(0, 10**7))
 def test_sample_size_is_the_length_of_the_sample(n: int) -> None:
     assert raw._sample_size(n) == len(range(0, n, 1 if n <= raw._SAMPLE else n // raw._SAMPLE))
+
+
+def test_the_c_loops_refuse_buffers_of_the_wrong_size() -> None:
+    """The C loops index raw memory: every length is checked first (a ValueError, never a write out of bounds)."""
+    c = planes_jit.NATIVE
+    if c is None:
+        pytest.skip("the C extension is not built")
+    b = np.zeros(8, np.uint8)
+    with pytest.raises(ValueError):
+        c["join32"](b, b, b, b, np.zeros(7, np.uint32))
+    with pytest.raises(ValueError):
+        c["join16"](b, b[:7], np.zeros(8, np.uint16))
+    with pytest.raises(ValueError):
+        c["split32"](np.zeros(9, np.uint32), b, b, b, b)
+    with pytest.raises(ValueError):
+        c["split16"](np.zeros(8, np.uint16), b, b[:4])
+    with pytest.raises(ValueError):
+        c["unpairs"](b[:3], b, 2, b, np.zeros(8, np.uint8))  # 3 packed bytes for 8 symbols
+    with pytest.raises(ValueError):
+        c["unpairs"](b, b[:1], 2, b, np.zeros(8, np.uint8))  # a table shorter than k
+    with pytest.raises(ValueError):
+        c["pairs"](b, np.zeros(255, np.uint8), b[:4], b)
+    with pytest.raises(ValueError):
+        c["count_bytes"](b, 0, np.zeros(256, np.int64))
+    with pytest.raises((ValueError, TypeError, BufferError)):
+        c["join32"](b, b, b, b, np.zeros(2, np.uint32)[::1].view(np.uint8)[::2])  # not contiguous
+    with pytest.raises(TypeError):
+        c["join16"](b, b, np.zeros(8, np.uint16).tobytes())  # not writable
+
+
+def test_the_c_loops_are_the_default_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    planes_jit.set_mode("native")
+    if planes_jit.NATIVE is None:
+        assert planes_jit.kernels(1 << 20) is None and planes_jit.provider() == "numpy"
+    else:
+        assert planes_jit.kernels(1) is planes_jit.NATIVE and planes_jit.provider() == "native"
+    monkeypatch.setattr(planes_jit, "NATIVE", None)
+    assert planes_jit.kernels(1 << 20) is None and planes_jit.provider() == "numpy"  # native mode never loads numba
+
+
+def test_ci_builds_the_c_extension() -> None:
+    """CI installs with a C compiler: the C loops (the default provider) must be the ones tested there; an
+    install without a compiler still works, on numpy (the other tests here)."""
+    import os
+
+    if os.environ.get("CI") and planes_jit.NATIVE is None:
+        pytest.fail("nncodec/codecs/_planes_c.c was not built (setup.py, optional extension): see the pip install log")

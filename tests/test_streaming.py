@@ -238,3 +238,32 @@ def test_a_signal_during_a_long_encode_acts_within_a_second_and_leaves_nothing(t
     if sig == signal.SIGINT:
         assert err.strip().splitlines()[-1] == "error: interrupted"
     assert not target.exists() and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("ahead", [0, 64 * 2**20])
+def test_reading_ahead_yields_the_eager_tensors_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int) -> None:
+    """The next tensor is read on a helper thread while this one is coded (streaming.READ_AHEAD_BYTES): same
+    tensors, same order, across shards; a consumer that stops early leaves no reader thread behind."""
+    import threading
+
+    import nncodec.streaming
+
+    monkeypatch.setattr(nncodec.streaming, "READ_AHEAD_BYTES", ahead)
+    for path in _checkpoints(tmp_path).values():
+        tensors, _, _ = read_checkpoint(path)
+        got = list(open_checkpoint(path).items())
+        assert [n for n, _ in got] == list(tensors)
+        for (name, value), want in zip(got, tensors.values(), strict=True):
+            assert _raw_bytes(value) == _raw_bytes(want), name
+    it = open_checkpoint(_checkpoints(tmp_path)[".json"]).items()
+    next(it)
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("nncodec-read")]
+
+
+def _raw_bytes(value: object) -> bytes:
+    if hasattr(value, "words"):  # a lossless component (bfloat16, float8 words)
+        return value.words.tobytes()
+    if isinstance(value, torch.Tensor):
+        return value.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return np.ascontiguousarray(value).tobytes()

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from ..checksum import crc32
 from ..errors import BadArgumentError, CorruptFileError
 from ..limits import DEFAULT_LIMITS, Limits
 from .ans import FINAL_STATE, LEGACY_FINAL_STATE
@@ -16,10 +19,51 @@ from .ans import FINAL_STATE, LEGACY_FINAL_STATE
 PREFER_CHOICES = ("size", "balanced", "speed")
 
 
+class Parts:
+    """A payload given as consecutive pieces (bytes or byte views), never joined unless a consumer needs one
+    buffer: a streaming writer writes and checksums the pieces one by one, so a large tensor's coded streams
+    are not copied twice more into fresh memory (the planes join of each chunk, then the chunks' join: on
+    the 1 GB checkpoint ~1.7 GB of copies, each page of fresh memory a page fault). The bytes are those of
+    the joined payload."""
+
+    __slots__ = ("pieces", "nbytes")
+
+    def __init__(self, pieces: Iterable[bytes | memoryview]) -> None:
+        self.pieces: list[bytes | memoryview] = []
+        for p in pieces:
+            self.pieces.extend(p.pieces if isinstance(p, Parts) else [p])
+        self.nbytes = sum(len(p) for p in self.pieces)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def crc32(self, value: int = 0) -> int:
+        for p in self.pieces:
+            value = crc32(p, value)
+        return value
+
+    def joined(self) -> memoryview:
+        """The pieces back to back, as a read-only view of one numpy buffer: a large numpy allocation is backed
+        by huge pages (numpy asks for them), where b"".join's fresh bytes object takes a page fault per 4 KiB
+        (a 54 MB join: ~40 ms against ~10 ms, at load ~6). Writers take any buffer (Sections.add)."""
+        out = np.empty(self.nbytes, dtype=np.uint8)
+        pos = 0
+        for p in self.pieces:
+            out[pos : pos + len(p)] = np.frombuffer(p, dtype=np.uint8)
+            pos += len(p)
+        out.flags.writeable = False
+        return memoryview(out)
+
+
+def payload_crc32(payload: bytes | memoryview | Parts) -> int:
+    """CRC-32 of a payload, whether one buffer or Parts."""
+    return payload.crc32() if isinstance(payload, Parts) else crc32(payload)
+
+
 @dataclass(frozen=True)
 class Encoded:
     codec: str
-    payload: bytes
+    payload: bytes | memoryview | Parts
     params: dict = field(default_factory=dict)
     slow: bool = False  # decodes with ANS (tens of M symbols/s) rather than zstd/copy (GB/s)
 

@@ -19,7 +19,7 @@ from ..checksum import crc32
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
 from ..limits import Limits
-from .base import DecodeContext, Encoded, EncodeOptions, expect_params
+from .base import DecodeContext, Encoded, EncodeOptions, Parts, expect_params, payload_crc32
 
 CODEC = "chunks"
 CHUNK_CODECS = ("copy", "zstd", "planes")  # what one chunk may use (no nesting)
@@ -65,31 +65,19 @@ def chunk_elements(numel: int, row: int, dt: DType, chunk_bytes: int) -> int:
 
 
 def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int, encode_whole: EncodeWhole) -> Encoded:
-    """The chunked coding of flat `words`: every chunk by `encode_whole`, in parallel, in order."""
+    """The chunked coding of flat `words`: every chunk by `encode_whole`, in parallel, in order; the payload is
+    the chunks' pieces (Parts), joined only by a consumer that needs one buffer."""
     n = chunk_elements(words.size, row, dt, options.chunk_bytes)
     starts = range(0, words.size, n)
 
     def one(a: int) -> tuple[Encoded, int]:
         e = encode_whole(words[a : a + n], dt, options)
-        return e, crc32(e.payload)
+        return e, payload_crc32(e.payload)
 
     coded = parallel.map_ordered(one, starts, options.threads)
     table = [[len(e.payload), crc, e.codec] + ([e.params] if e.params else []) for e, crc in coded]
-    return Encoded(CODEC, _concatenate([e.payload for e, _ in coded]), {"n": n, "chunks": table},
+    return Encoded(CODEC, Parts(e.payload for e, _ in coded), {"n": n, "chunks": table},
                    slow=any(e.slow for e, _ in coded))
-
-
-def _concatenate(parts: list) -> memoryview:
-    """The chunk payloads back to back, as a read-only view of one numpy buffer: a large numpy allocation is
-    backed by huge pages (numpy asks for them), where b"".join's fresh bytes object takes a page fault per
-    4 KiB (a 54 MB join: ~40 ms against ~10 ms, at load ~6). Writers take any buffer (Sections.add)."""
-    out = np.empty(sum(len(p) for p in parts), dtype=np.uint8)
-    pos = 0
-    for p in parts:
-        out[pos : pos + len(p)] = np.frombuffer(p, dtype=np.uint8)
-        pos += len(p)
-    out.flags.writeable = False
-    return memoryview(out)
 
 
 def parse(params: object, numel: int, section_length: int, limits: Limits) -> ChunkTable:

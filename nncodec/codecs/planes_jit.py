@@ -1,21 +1,24 @@
-"""The planes split and join of float32 and bfloat16 words, and the `pairs` unpacking, as compiled loops
-(optional extra `jit`: numba), with the numpy code of raw.py and pairs.py as the fallback: both give the
-same streams, symbols and words, and refuse the same malformed payloads (a loop that meets a bad code
-hands over to the numpy path, which raises its exact error).
+"""The planes split and join of float32 and bfloat16 words, and the `pairs` packing and unpacking, as compiled
+loops, with the numpy code of raw.py and pairs.py as the fallback: all give the same streams, symbols and
+words, and refuse the same malformed payloads (a loop that meets a bad code hands over to the numpy path,
+which raises its exact error).
 
 Why: numpy joins four byte planes into float32 words with strided byte stores plus six passes of byte
 math, ~2.3 ms per 2**20 words, the largest per-byte cost of decoding a big tensor (the 47 MB lazy read:
-~42 of ~90 ms of CPU); one fused loop does it in ~0.2 ms and releases the GIL, so chunks join in
+~30 of ~65 ms of CPU); one fused loop does it in ~0.2 ms and releases the GIL, so chunks join in
 parallel. No library on the package index exposes a bare byte interleave (numcodecs' Shuffle is a
 scalar loop as slow as numpy's; blosc and blosc2 apply theirs only inside their own compressed
-frames), so the loops below are compiled by numba, which leaves no C build to the installer.
+frames). Two providers of the same loops:
+- `native`: nncodec/codecs/_planes_c.c, a small C extension built at install time where a C compiler is
+  (setup.py, optional): nothing to load, no memory, so it is the default whenever it was built;
+- `numba` (optional extra `jit`, planes_loops.py): importing numba and loading the cached loops takes
+  ~0.5-2 s and ~135 MB of resident memory per process, most of the streaming decoder's fixed 200 MB
+  allowance (issue 13's bound), so it is opt-in, for installs without the C extension.
 
-The cost is paid once per process: importing numba and loading the cached loops takes ~0.5-2 s
-(more when scipy is installed: numba imports it) and ~130 MB of resident memory, which would take most
-of the streaming decoder's fixed 200 MB allowance (issue 13's bound). So the loops are opt-in:
-NNCODEC_JIT=1 (or set_mode("on")) loads them on first use; NNCODEC_JIT=auto rents before it buys: numpy
-until this process has split or joined AUTO_WORDS words (~0.5 s of numpy work), then the loops; unset
-or 0: numpy only.
+Modes (NNCODEC_JIT, or set_mode): "native" (the default, unset): the C loops if built, else numpy;
+"off" or 0: numpy only; "on" or 1: the C loops if built, else numba loaded on first use; "auto": the C
+loops if built, else numpy until this process has split or joined AUTO_WORDS words, then numba; "numba":
+numba even where the C loops are built (tests and benchmarks).
 """
 
 from __future__ import annotations
@@ -27,18 +30,30 @@ from collections.abc import Callable
 
 import numpy as np
 
-MODES = ("auto", "on", "off")
-MIN_WORDS = 1 << 12  # below this a call is too short for the loops to matter (numpy's ~10 us)
-AUTO_WORDS = 1 << 28  # numpy words (split + joined) after which `auto` loads the loops (~0.6 s of numpy)
+MODES = ("native", "auto", "on", "off", "numba")
+MIN_WORDS = 1 << 12  # below this a call is too short for numba's loops to matter (numpy's ~10 us)
+NATIVE_MIN_WORDS = 1  # the C loops cost ~1 us a call, less than one numpy operation: every size
+AUTO_WORDS = 1 << 28  # numpy words (split + joined) after which `auto` loads numba (~0.6 s of numpy)
 
+
+def _native_kernels() -> dict[str, Callable] | None:
+    try:
+        from . import _planes_c
+    except ImportError:  # not built (no C compiler at install time): numpy, or numba if asked
+        return None
+    names = ("join32", "join16", "split32", "split16", "unpairs", "pairs", "count_bytes")
+    return {name: getattr(_planes_c, name) for name in names}
+
+
+NATIVE = _native_kernels()
 _lock = threading.Lock()
-_state: dict = {"mode": os.environ.get("NNCODEC_JIT", "off").lower(), "kernels": None, "numpy_words": 0}
+_state: dict = {"mode": os.environ.get("NNCODEC_JIT", "native").lower(), "kernels": None, "numpy_words": 0}
 if _state["mode"] not in MODES:
-    _state["mode"] = {"1": "on", "true": "on", "0": "off", "false": "off"}.get(_state["mode"], "off")
+    _state["mode"] = {"1": "on", "true": "on", "0": "off", "false": "off", "": "native"}.get(_state["mode"], "native")
 
 
 def set_mode(mode: str) -> None:
-    """"off" (the default: numpy only), "on" (load numba on the first large split or join) or "auto"."""
+    """One of MODES (see the module's docstring)."""
     if mode not in MODES:
         raise ValueError(f"jit mode must be one of {MODES}, got {mode!r}")
     _state["mode"] = mode
@@ -46,6 +61,16 @@ def set_mode(mode: str) -> None:
 
 def mode() -> str:
     return _state["mode"]
+
+
+def provider() -> str:
+    """Which loops a large call uses in the current mode: "native", "numba" (if it loads) or "numpy"."""
+    m = _state["mode"]
+    if m == "off":
+        return "numpy"
+    if m != "numba" and NATIVE is not None:
+        return "native"
+    return "numpy" if m == "native" or not available() else "numba"
 
 
 def available() -> bool:
@@ -56,14 +81,19 @@ def available() -> bool:
 
 
 def kernels(words: int) -> dict[str, Callable] | None:
-    """The compiled loops (planes_loops.KERNELS) if a call over `words` words or symbols should use them,
-    loading them if the mode says it is time; else None (numpy)."""
-    if words < MIN_WORDS or _state["mode"] == "off":
+    """The compiled loops (the C ones, or planes_loops.KERNELS) if a call over `words` words or symbols
+    should use them, loading numba if the mode says it is time; else None (numpy)."""
+    m = _state["mode"]
+    if m == "off":
+        return None
+    if NATIVE is not None and m != "numba":
+        return NATIVE if words >= NATIVE_MIN_WORDS else None
+    if words < MIN_WORDS or m == "native":
         return None
     k = _state["kernels"]
     if k is not None:
         return k or None
-    if _state["mode"] == "auto":
+    if m == "auto":
         _state["numpy_words"] += words  # (a racy count is fine: it only decides when to load)
         if _state["numpy_words"] < AUTO_WORDS:
             return None

@@ -11,6 +11,7 @@ Candidates, smallest kept:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import threading
@@ -20,7 +21,7 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
 from . import ans, chunks, pairs, planes_jit, zstd
-from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, expect_params, smallest
+from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, Parts, expect_params, smallest
 
 _U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
 _B1, _B7, _B7F, _B80 = np.uint8(1), np.uint8(7), np.uint8(0x7F), np.uint8(0x80)
@@ -329,22 +330,26 @@ def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx
     return np.frombuffer(data, dtype=_U2_LE).astype(_U2, copy=False)
 
 
-def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int = 1) -> Encoded:
+def encode(words: np.ndarray, dt: DType, options: EncodeOptions, row: int = 1, parts: bool = False) -> Encoded:
     """The lossless encoding of `words` (flat storage words of dtype `dt`; rows of `row` elements):
-    cut into chunks coded in parallel when larger than `options.chunk_bytes` (§23), else whole."""
+    cut into chunks coded in parallel when larger than `options.chunk_bytes` (§23), else whole.
+    `parts`: a chunked payload may stay in pieces (base.Parts: for a writer that takes them, Sections.add)."""
     if words.size * dt.itemsize > options.chunk_bytes:
         # no `pairs` in the chunks of a large tensor: its decode costs ~1 ms more per 1M-symbol chunk than
         # the zstd frame it replaces (rapidocr_x4 decode 0.82x, the 47 MB lazy read ~10 ms more CPU) for
         # ~0.07 % of the tensor; small tensors keep it (LeNet-300: what puts the default below ZipNN)
-        return chunks.encode(words, dt, options, row, functools.partial(encode_whole, try_pairs=False))
+        enc = chunks.encode(words, dt, options, row, functools.partial(encode_whole, try_pairs=False, joined=False))
+        return enc if parts else dataclasses.replace(enc, payload=enc.payload.joined())
     return encode_whole(words, dt, options)
 
 
-def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions, try_pairs: bool = True) -> Encoded:
+def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions, try_pairs: bool = True,
+                 joined: bool = True) -> Encoded:
     """The smallest lossless encoding of `words` as one copy, zstd or planes payload. balanced and speed
     skip the whole-tensor zstd candidate for floats, and for other dtypes over 64 KiB: on the real-weight
     checkpoints it never beat planes, and a pass of zstd over the whole tensor cost more than the planes.
-    The copy candidate is a view of the words, turned into bytes only if it is chosen."""
+    The copy candidate is a view of the words, turned into bytes only if it is chosen. `joined=False`: a
+    planes payload is given as its streams' payloads (Parts, for a chunk of a large tensor)."""
     words = np.ascontiguousarray(words, dtype=dt.storage)
     raw = memoryview(words).cast("B")
 
@@ -353,7 +358,8 @@ def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions, try_pairs
             return None
         split, streams = _split(words, dt)
         chosen = _encode_streams(streams, options, try_pairs)
-        return Encoded("planes", b"".join(e.payload for e in chosen),
+        payload = b"".join(e.payload for e in chosen) if joined else Parts(e.payload for e in chosen)
+        return Encoded("planes", payload,
                        {"split": split, "streams": [[e.codec, len(e.payload)] for e in chosen]},
                        slow=any(e.slow for e in chosen))
 

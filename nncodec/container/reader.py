@@ -309,6 +309,24 @@ class Container:
         CRC the caller checks (tensorfile.decode_elements)."""
         return self._read_at(offset, length)
 
+    def read_range_into(self, offset: int, length: int, scratch: np.ndarray) -> bytes | memoryview:
+        """`length` bytes at file offset `offset`, unchecked (as read_range), copied with one pread into the
+        start of the uint8 array `scratch` (at least `length` long) when the file is mapped, instead of a view of
+        the mapping. Measured end to end (the 47 MB lazy read, one decode thread, load 0.4, indicative): 48 -> 29 ms
+        of CPU. Where the mapping's extra cost went was not isolated: a CRC alone over a fresh mapping costs about
+        what pread + CRC cost; the decoders then read a buffer that is hot in cache. An in-memory source is sliced
+        as it is."""
+        if self._map is None or self._file is None or not hasattr(os, "preadv"):
+            return self.read_range(offset, length)
+        view = memoryview(scratch)[:length]
+        done = 0
+        while done < length:
+            got = os.preadv(self._file.fileno(), [view[done:]], offset + done)
+            if got <= 0:
+                raise CorruptFileError(f"file ended while reading {length} bytes at offset {offset}")
+            done += got
+        return view
+
     def release(self) -> None:
         """Drop the mapped pages read so far from this process (they stay in the page cache): a
         mapping's touched pages count as resident memory until released, so a reader that streams

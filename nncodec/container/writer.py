@@ -12,12 +12,14 @@ import errno
 import os
 import tempfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from ..checksum import crc32
 from ..codecs import zstd as zstd_codec
+from ..codecs.base import Parts, payload_crc32
 from ..errors import BadArgumentError
 from ..limits import DEFAULT_LIMITS, Limits
 from . import index, polyglot, strict_json
@@ -27,9 +29,25 @@ from .format import HEADER_INDEXED, HEADER_JSON, HEADER_ZSTD, MAJOR, MAX_ALIGN, 
 COPY_BLOCK = 1 << 24  # bytes per copy step from the spool (bounds the fallback's buffer)
 
 
+SPOOL_AHEAD_BYTES = 64 * 2**20  # section bytes handed to the spool writer thread and not yet written, at most
+
+
+def _pwrite_pieces(fd: int, pieces: list, offset: int) -> None:
+    for piece in pieces:
+        view = memoryview(piece).cast("B") if not isinstance(piece, bytes) else memoryview(piece)
+        while view:
+            done = os.pwrite(fd, view, offset)
+            view, offset = view[done:], offset + done
+
+
 class Sections:
     """Section payloads in coding order with their lengths, CRCs and kinds. With a `spool` file
-    the bytes go there as they come (streaming); otherwise they are kept in memory."""
+    the bytes go there as they come (streaming); otherwise they are kept in memory.
+
+    Spool writes are done by a writer thread of their own (os.pwrite at each section's reserved offset),
+    so the thread that adds sections goes on reading input and handing out coding work meanwhile (the
+    spool write was the largest single cost of that thread); at most SPOOL_AHEAD_BYTES wait to be
+    written, and a failed write is raised by the next `add`, `read`, `copy_to` or `drain`."""
 
     def __init__(self, spool: BinaryIO | None = None) -> None:
         self.lengths: list[int] = []
@@ -39,32 +57,73 @@ class Sections:
         self._spool = spool
         self._starts: list[int] = []
         self._end = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: deque[tuple[int, Future]] = deque()  # (bytes, write) in submission order
+        self._pending_bytes = 0
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def add(self, payload: bytes | bytearray | memoryview, kind: str | None = None) -> int:
-        """Append a section; returns its index."""
+    def add(self, payload: bytes | bytearray | memoryview | Parts, kind: str | None = None) -> int:
+        """Append a section; returns its index. Parts (a chunked tensor's payload) are written and checksummed
+        piece by piece to a spool, and joined into one buffer only when kept in memory."""
         index = len(self.lengths)
         self.lengths.append(len(payload))
-        self.crcs.append(crc32(payload))  # (isal when installed: same value, 3.5x faster)
+        self.crcs.append(payload_crc32(payload))  # (isal when installed: same value, 3.5x faster)
         if kind is not None:
             self.kinds[index] = kind
-        if self._spool is None:  # a read-only view is kept as it is (a chunked tensor's payload: no copy)
+        if self._spool is None:  # a read-only view is kept as it is (a joined chunked payload: no copy)
+            if isinstance(payload, Parts):
+                payload = payload.joined()
             keep = isinstance(payload, bytes) or (isinstance(payload, memoryview) and payload.readonly
                                                    and payload.itemsize == 1 and payload.c_contiguous)
             self._memory.append(payload if keep else bytes(payload))
         else:
-            self._spool.write(payload)
             self._starts.append(self._end)
             self._end += len(payload)
+            self._spool_write(payload, self._starts[-1])
         return index
+
+    def _spool_write(self, payload: bytes | bytearray | memoryview | Parts, offset: int) -> None:
+        size = len(payload)
+        pieces = payload.pieces if isinstance(payload, Parts) else [payload]
+        if not hasattr(os, "pwrite"):  # (not on Windows: written here, in order)
+            for piece in pieces:
+                self._spool.write(piece)
+            return
+        while self._pending and self._pending_bytes + size > SPOOL_AHEAD_BYTES:
+            done, write = self._pending.popleft()
+            self._pending_bytes -= done
+            write.result()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncodec-spool")
+        self._pending.append((size, self._writer.submit(_pwrite_pieces, self._spool.fileno(), pieces, offset)))
+        self._pending_bytes += size
+
+    def drain(self) -> None:
+        """Wait until every section added is in the spool (raising a write's error)."""
+        while self._pending:
+            done, write = self._pending.popleft()
+            self._pending_bytes -= done
+            write.result()
+        if self._spool is not None:
+            self._spool.flush()  # (what the no-pwrite fallback wrote through the buffer)
+
+    def close(self) -> None:
+        """Stop the spool writer (writes not started are dropped: after an error or a cancellation)."""
+        for _, write in self._pending:
+            write.cancel()
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self._writer is not None:
+            self._writer.shutdown(wait=True, cancel_futures=True)
+            self._writer = None
 
     def read(self, index: int, start: int, stop: int) -> bytes | memoryview:
         """Bytes [start, stop) of section `index` (a view for a section kept as a view)."""
         if self._spool is None:
             return self._memory[index][start:stop]
-        self._spool.flush()
+        self.drain()
         return os.pread(self._spool.fileno(), stop - start, self._starts[index] + start)
 
     def copy_to(self, index: int, out: BinaryIO, offset: int) -> None:
@@ -74,7 +133,7 @@ class Sections:
             out.seek(offset)
             out.write(self._memory[index])
             return
-        self._spool.flush()
+        self.drain()
         out.flush()
         src, dst, done = self._spool.fileno(), out.fileno(), 0
         while done < length:
@@ -257,6 +316,7 @@ class StreamingFile:
                minor: int = MINOR) -> int:
         """Write the file; `check(path)` may refuse the laid-out temporary file before it is moved
         into place (the writer's re-open with default limits). Returns the file size."""
+        self.sections.drain()
         plan = lay_out(body, self.sections, align=align, min_file_bytes=min_file_bytes, minor=minor)
         with self._out as f:
             plan.write(self.sections, f)
@@ -267,6 +327,7 @@ class StreamingFile:
         return self.size
 
     def close(self) -> None:
+        self.sections.close()
         self._spool.close()
         self._out.discard()
 

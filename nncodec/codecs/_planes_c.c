@@ -1,0 +1,236 @@
+/* The planes loops of planes_loops.py (numba) as a small C extension, built at install time when a C
+ * compiler is there (setup.py: optional; without it numpy, or numba when asked, does the work).
+ *
+ * Why C as well as numba: numba costs ~1-2 s and ~135 MB of resident memory per process to load (LLVM),
+ * which is why its loops are opt-in; these cost nothing to load, so they are the default. Same streams,
+ * words and return codes as planes_loops.py (tests/test_planes_jit.py checks both against numpy).
+ * Every loop runs with the GIL released, so the chunks of a tensor join and split on all cores.
+ * Words are little-endian (the storage dtypes of nncodec/dtypes.py): byte k of a word is its bits 8k..8k+7.
+ * Every buffer length is checked before a loop runs: the inputs come from files.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* x86-64: the loops are also compiled for AVX2 and picked at load time (the baseline has SSE2 only: the
+ * byte-to-word widening takes twice as long there) */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef MULTIVERSION
+#define MULTIVERSION
+#endif
+
+#define GIL_FREE_BYTES 16384 /* shorter loops keep the GIL (releasing it costs more than they take) */
+
+static int size_error(const char *fn, const char *what) {
+    PyErr_Format(PyExc_ValueError, "%s: %s", fn, what);
+    return -1;
+}
+
+static void release(Py_buffer *b, int n) {
+    for (int i = 0; i < n; i++) PyBuffer_Release(&b[i]);
+}
+
+MULTIVERSION static void join32_loop(const uint8_t *restrict e, const uint8_t *restrict l0, const uint8_t *restrict l1,
+                                     const uint8_t *restrict t, uint8_t *restrict o, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) { /* (byte stores: vectorised as unpacks, faster than widening to words) */
+        o[4 * i] = l0[i];
+        o[4 * i + 1] = l1[i];
+        o[4 * i + 2] = (uint8_t)((t[i] & 0x7F) | (e[i] << 7));
+        o[4 * i + 3] = (uint8_t)((t[i] & 0x80) | (e[i] >> 1));
+    }
+}
+
+MULTIVERSION static void join16_loop(const uint8_t *restrict e, const uint8_t *restrict t, uint8_t *restrict o,
+                                     Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        o[2 * i] = (uint8_t)((t[i] & 0x7F) | (e[i] << 7));
+        o[2 * i + 1] = (uint8_t)((t[i] & 0x80) | (e[i] >> 1));
+    }
+}
+
+MULTIVERSION static void split32_loop(const uint8_t *restrict w, uint8_t *restrict e, uint8_t *restrict l0,
+                                      uint8_t *restrict l1, uint8_t *restrict t, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint8_t *x = w + 4 * i;
+        l0[i] = x[0];
+        l1[i] = x[1];
+        e[i] = (uint8_t)((x[3] << 1) | (x[2] >> 7));
+        t[i] = (uint8_t)((x[2] & 0x7F) | (x[3] & 0x80));
+    }
+}
+
+MULTIVERSION static void split16_loop(const uint8_t *restrict w, uint8_t *restrict e, uint8_t *restrict t,
+                                      Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        e[i] = (uint8_t)((w[2 * i + 1] << 1) | (w[2 * i] >> 7));
+        t[i] = (uint8_t)((w[2 * i] & 0x7F) | (w[2 * i + 1] & 0x80));
+    }
+}
+
+/* join32(exp, l0, l1, top, out): float32 words from their four fast-split streams. */
+static PyObject *join32(PyObject *self, PyObject *args) {
+    Py_buffer b[5];
+    if (!PyArg_ParseTuple(args, "y*y*y*y*w*", &b[0], &b[1], &b[2], &b[3], &b[4])) return NULL;
+    Py_ssize_t n = b[0].len;
+    if (b[1].len != n || b[2].len != n || b[3].len != n || b[4].len != 4 * n) {
+        release(b, 5);
+        size_error("join32", "streams of n bytes and an output of 4n bytes expected");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    join32_loop(b[0].buf, b[1].buf, b[2].buf, b[3].buf, b[4].buf, n);
+    Py_END_ALLOW_THREADS
+    release(b, 5);
+    Py_RETURN_NONE;
+}
+
+/* join16(exp, top, out): bfloat16 words from their two streams. */
+static PyObject *join16(PyObject *self, PyObject *args) {
+    Py_buffer b[3];
+    if (!PyArg_ParseTuple(args, "y*y*w*", &b[0], &b[1], &b[2])) return NULL;
+    Py_ssize_t n = b[0].len;
+    if (b[1].len != n || b[2].len != 2 * n) {
+        release(b, 3);
+        size_error("join16", "streams of n bytes and an output of 2n bytes expected");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    join16_loop(b[0].buf, b[1].buf, b[2].buf, n);
+    Py_END_ALLOW_THREADS
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+/* split32(w, exp, l0, l1, top): the four streams of float32 words. */
+static PyObject *split32(PyObject *self, PyObject *args) {
+    Py_buffer b[5];
+    if (!PyArg_ParseTuple(args, "y*w*w*w*w*", &b[0], &b[1], &b[2], &b[3], &b[4])) return NULL;
+    Py_ssize_t n = b[1].len;
+    if (b[0].len != 4 * n || b[2].len != n || b[3].len != n || b[4].len != n) {
+        release(b, 5);
+        size_error("split32", "4n bytes of words and streams of n bytes expected");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    split32_loop(b[0].buf, b[1].buf, b[2].buf, b[3].buf, b[4].buf, n);
+    Py_END_ALLOW_THREADS
+    release(b, 5);
+    Py_RETURN_NONE;
+}
+
+/* split16(w, exp, top): the two streams of bfloat16 words. */
+static PyObject *split16(PyObject *self, PyObject *args) {
+    Py_buffer b[3];
+    if (!PyArg_ParseTuple(args, "y*w*w*", &b[0], &b[1], &b[2])) return NULL;
+    Py_ssize_t n = b[1].len;
+    if (b[0].len != 2 * n || b[2].len != n) {
+        release(b, 3);
+        size_error("split16", "2n bytes of words and streams of n bytes expected");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    split16_loop(b[0].buf, b[1].buf, b[2].buf, n);
+    Py_END_ALLOW_THREADS
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+/* unpairs(packed, symbols, k, escapes, out) -> escapes used, -1 for a code in k..14, -2 when the escapes
+ * run out (the caller's numpy path then raises its exact error). */
+static PyObject *unpairs(PyObject *self, PyObject *args) {
+    Py_buffer b[4];
+    Py_ssize_t k;
+    if (!PyArg_ParseTuple(args, "y*y*ny*w*", &b[0], &b[1], &k, &b[2], &b[3])) return NULL;
+    Py_ssize_t n = b[3].len, ne = b[2].len, e = 0, result = 0;
+    if (k < 0 || k > 15 || b[1].len < k || b[0].len < (n + 1) / 2) {
+        release(b, 4);
+        size_error("unpairs", "a table of k <= 15 symbols and (n + 1) // 2 packed bytes expected");
+        return NULL;
+    }
+    const uint8_t *packed = b[0].buf, *symbols = b[1].buf, *escapes = b[2].buf;
+    uint8_t *out = b[3].buf;
+    PyThreadState *ts = n >= GIL_FREE_BYTES ? PyEval_SaveThread() : NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int c = (i & 1) ? (packed[i >> 1] & 15) : (packed[i >> 1] >> 4);
+        if (c < k) {
+            out[i] = symbols[c];
+        } else if (c == 15) {
+            if (e >= ne) { result = -2; break; }
+            out[i] = escapes[e++];
+        } else {
+            result = -1;
+            break;
+        }
+    }
+    if (ts) PyEval_RestoreThread(ts);
+    release(b, 4);
+    return PyLong_FromSsize_t(result < 0 ? result : e);
+}
+
+/* pairs(stream, code, packed, escapes) -> escapes written: packed[j] = code[s[2j]] << 4 | code[s[2j+1]]
+ * (0 for the missing second symbol of an odd stream); symbols whose code is 15 go to escapes in order. */
+static PyObject *pairs(PyObject *self, PyObject *args) {
+    Py_buffer b[4];
+    if (!PyArg_ParseTuple(args, "y*y*w*w*", &b[0], &b[1], &b[2], &b[3])) return NULL;
+    Py_ssize_t n = b[0].len, np_ = b[2].len, ne = b[3].len, e = 0;
+    if (b[1].len != 256 || np_ != (n + 1) / 2 || ne < n) {
+        release(b, 4);
+        size_error("pairs", "a 256-entry code, (n + 1) // 2 packed bytes and room for n escapes expected");
+        return NULL;
+    }
+    const uint8_t *s = b[0].buf, *code = b[1].buf;
+    uint8_t *packed = b[2].buf, *esc = b[3].buf;
+    PyThreadState *ts = n >= GIL_FREE_BYTES ? PyEval_SaveThread() : NULL;
+    for (Py_ssize_t j = 0; j < np_; j++) {
+        uint8_t s0 = s[2 * j], c0 = code[s0], c1 = 0;
+        if (c0 == 15) esc[e++] = s0;
+        if (2 * j + 1 < n) {
+            uint8_t s1 = s[2 * j + 1];
+            c1 = code[s1];
+            if (c1 == 15) esc[e++] = s1;
+        }
+        packed[j] = (uint8_t)((c0 << 4) | c1);
+    }
+    if (ts) PyEval_RestoreThread(ts);
+    release(b, 4);
+    return PyLong_FromSsize_t(e);
+}
+
+/* count_bytes(stream, step, counts): counts[v] += the number of values v in stream[::step] (int64 counts). */
+static PyObject *count_bytes(PyObject *self, PyObject *args) {
+    Py_buffer b[2];
+    Py_ssize_t step;
+    if (!PyArg_ParseTuple(args, "y*nw*", &b[0], &step, &b[1])) return NULL;
+    if (step < 1 || b[1].len != 256 * (Py_ssize_t)sizeof(int64_t)) {
+        release(b, 2);
+        size_error("count_bytes", "a step >= 1 and 256 int64 counts expected");
+        return NULL;
+    }
+    const uint8_t *s = b[0].buf;
+    int64_t counts[256];
+    memcpy(counts, b[1].buf, sizeof counts);
+    for (Py_ssize_t i = 0; i < b[0].len; i += step) counts[s[i]]++;
+    memcpy(b[1].buf, counts, sizeof counts);
+    release(b, 2);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"join32", join32, METH_VARARGS, "float32 words from their four streams"},
+    {"join16", join16, METH_VARARGS, "bfloat16 words from their two streams"},
+    {"split32", split32, METH_VARARGS, "the four streams of float32 words"},
+    {"split16", split16, METH_VARARGS, "the two streams of bfloat16 words"},
+    {"unpairs", unpairs, METH_VARARGS, "pairs codes to symbols"},
+    {"pairs", pairs, METH_VARARGS, "symbols to pairs codes"},
+    {"count_bytes", count_bytes, METH_VARARGS, "histogram of every step-th byte"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_planes_c", "nncodec's compiled planes loops", -1, methods};
+
+PyMODINIT_FUNC PyInit__planes_c(void) { return PyModule_Create(&module); }
