@@ -42,7 +42,7 @@ DATASET_LIMITS = dataclasses.replace(
     max_total_decoded_bytes=1 << 17,  # at most 16,384 symbols
     max_dataset_model_parameters=1 << 16,
     max_dataset_cm_bytes=1 << 26,
-    max_dataset_work_per_byte=1 << 23,  # every vector needs at most ~5e6 per coded byte
+    max_dataset_work_per_byte=1 << 25,  # every vector needs at most ~2e7 per coded byte
 )
 
 CPU_CAP_S = 10.0
