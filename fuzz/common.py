@@ -67,7 +67,7 @@ def prepare(data: bytes) -> bytes:
 def fix_checksums(data: bytes) -> bytes:
     """`data` with every CRC recomputed: the section table's CRCs (when the header parses), the
     header CRC, the preamble's file length and CRC. Layout and everything else stay as mutated."""
-    from nncodec.container.format import HEADER_INDEXED, HEADER_ZSTD, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
+    from nncodec.container.format import HEADER_INDEXED, MAGIC, PREAMBLE, PREAMBLE_SIZE, Preamble, align_up
 
     if len(data) < PREAMBLE_SIZE or data[:8] != MAGIC:
         return data
@@ -104,7 +104,7 @@ def fix_checksums(data: bytes) -> bytes:
                 for entry, crc in zip(good, crcs([e[0] for e in good]), strict=True):
                     entry[1] = crc
             text = json.dumps(header, separators=(",", ":")).encode()  # its length may change: relayout
-        stored = _zstd(text) if encoding & HEADER_ZSTD else text
+        stored = _compress(text, encoding)
         rest = b"\0" * (align_up(PREAMBLE_SIZE + len(stored), align) - PREAMBLE_SIZE - len(stored)) + body
     length = PREAMBLE_SIZE + len(stored) + len(rest)
     pre = Preamble(major, minor, encoding, len(stored), length, zlib.crc32(stored), reserved[:3].ljust(3, b"\0"))
@@ -112,14 +112,39 @@ def fix_checksums(data: bytes) -> bytes:
 
 
 def _plain(stored: bytes, encoding: int) -> bytes | None:
+    """The header text under `encoding` (bit 0: a zstd frame; bit 2: against header dictionary 1), or
+    None when it does not decompress. Output is capped, as the reader caps it."""
     import zstandard
 
     if not encoding & 1:
         return stored
     try:
-        return zstandard.ZstdDecompressor().decompressobj().decompress(stored[:1 << 20])[:1 << 22]
+        return _dctx(encoding).decompressobj().decompress(stored[:1 << 20])[:1 << 22]
     except zstandard.ZstdError:
         return None
+
+
+def _dctx(encoding: int):
+    import zstandard
+
+    if encoding & 4:
+        from nncodec.container.header_dict import _dict
+
+        return zstandard.ZstdDecompressor(dict_data=_dict())
+    return zstandard.ZstdDecompressor()
+
+
+def _compress(text: bytes, encoding: int) -> bytes:
+    """`text` stored as `encoding` stores a header: plain, a zstd frame, or one against dictionary 1."""
+    import zstandard
+
+    if not encoding & 1:
+        return text
+    if encoding & 4:
+        from nncodec.container import header_dict
+
+        return header_dict.compress(text)
+    return zstandard.ZstdCompressor(level=1, write_content_size=True).compress(text)
 
 
 def _indexed_top(plain: bytes) -> dict | None:
@@ -152,22 +177,13 @@ def _fix_indexed(plain: bytes, crcs) -> bytes:
 
 
 def _header(stored: bytes, encoding: int) -> object:
-    import zstandard
-
-    try:
-        if encoding == 1:
-            text = zstandard.ZstdDecompressor().decompressobj().decompress(stored[:1 << 20])[:1 << 22]
-        else:
-            text = stored
-        return json.loads(text)
-    except (ValueError, zstandard.ZstdError, RecursionError):
+    plain = _plain(stored, encoding)
+    if plain is None:
         return None
-
-
-def _zstd(text: bytes) -> bytes:
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=1, write_content_size=True).compress(text)
+    try:
+        return json.loads(plain)
+    except (ValueError, RecursionError):
+        return None
 
 
 def side_inputs() -> dict:

@@ -473,3 +473,33 @@ def test_fuzz_valid_crc_mode_lets_mutations_past_every_crc() -> None:
                 _decoded(fix_checksums(bytes(mutated)))
             except NNCodecError as e:
                 assert "checksum mismatch" not in str(e), (i, e)
+
+
+def test_fuzz_valid_crc_mode_reaches_sections_behind_a_dictionary_header() -> None:
+    """fix_checksums on files whose header is compressed against header dictionary 1 (encoding 5):
+    an untouched file comes back byte for byte, and a mutated section gets its CRC recomputed, so
+    the fuzzers' valid-CRC mode reaches the dataset decoder behind such a header too."""
+    from script_modules import load_script
+
+    from nncodec.container.format import HEADER_DICT, PREAMBLE, PREAMBLE_SIZE
+    from nncodec.container.reader import Container
+
+    fix_checksums = load_script("fuzz/common.py").fix_checksums
+    folder = Path(__file__).resolve().parent.parent / "spec" / "vectors" / "dataset"
+    seen = 0
+    for path in sorted(folder.glob("*.nnc")):
+        data = path.read_bytes()
+        fields = PREAMBLE.unpack(data[:PREAMBLE_SIZE])
+        encoding, h_len = fields[3], fields[5]
+        if not encoding & HEADER_DICT:
+            continue
+        seen += 1
+        assert fix_checksums(data) == data, path.name
+        body = PREAMBLE_SIZE + h_len
+        for i in range(body, len(data), max(1, (len(data) - body) // 7)):
+            mutated = bytearray(data)
+            mutated[i] ^= 0x10
+            with Container(fix_checksums(bytes(mutated))) as c:
+                for k in range(len(c.sections)):
+                    c.read_section(k)  # raises CorruptFileError("... checksum mismatch") if not recomputed
+    assert seen >= 3
