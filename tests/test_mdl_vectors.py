@@ -21,27 +21,35 @@ MANIFEST = json.loads((DIR / "manifest.json").read_text(encoding="utf-8"))
 SAME_ENV = MANIFEST["env"] == env.current()
 
 
-def _same_env(data: bytes) -> bool:
-    """The environment matches in what the file's model depends on (a `cm` model: constriction only)."""
+def _same_env(data: bytes, recorded: dict) -> bool:
+    """The environment matches the `recorded` one in what the file's model depends on (a `cm` model:
+    constriction only)."""
     from nncodec.container.reader import Container
 
     with Container(data) as c:
         model = c.header["dataset"]["model"]
     keys = env.CM_KEYS if model.get("arch") == "cm" else tuple(env.current())
-    return all(MANIFEST["env"].get(k) == env.current()[k] for k in keys)
+    return all(recorded.get(k) == env.current()[k] for k in keys)
+
+
+def _check_vector(folder: Path, manifest: dict, entry: dict) -> bytes:
+    """The vector's file (its sha256 checked); it decodes to the recorded data in the recorded
+    environment, and anywhere else it is refused with EnvironmentMismatchError."""
+    data = (folder / entry["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+    side = SideInfo.from_idx_bytes((folder / entry["side"]).read_bytes()) if "side" in entry else None
+    if not _same_env(data, manifest["env"]):
+        with pytest.raises(mdl.EnvironmentMismatchError):
+            mdl.decode(data, side)
+        return data
+    out = mdl.decode(data, side)
+    assert len(out) == entry["data_bytes"] and hashlib.sha256(out).hexdigest() == entry["data_sha256"]
+    return data
 
 
 @pytest.mark.parametrize("entry", MANIFEST["vectors"], ids=lambda e: e["file"])
 def test_dataset_vector_decodes_to_its_data(entry: dict) -> None:
-    data = (DIR / entry["file"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-    side = SideInfo.from_idx_bytes((DIR / entry["side"]).read_bytes()) if "side" in entry else None
-    if not _same_env(data):
-        with pytest.raises(mdl.EnvironmentMismatchError):
-            mdl.decode(data, side)
-        return
-    out = mdl.decode(data, side)
-    assert len(out) == entry["data_bytes"] and hashlib.sha256(out).hexdigest() == entry["data_sha256"]
+    _check_vector(DIR, MANIFEST, entry)
 
 
 def test_dataset_vectors_encode_identically() -> None:
@@ -59,19 +67,11 @@ LEGACY_MANIFEST = json.loads((LEGACY / "manifest.json").read_text(encoding="utf-
 @pytest.mark.parametrize("entry", LEGACY_MANIFEST["vectors"], ids=lambda e: e["file"])
 def test_dataset_files_written_before_the_header_dictionary_still_decode(entry: dict) -> None:
     """Format 2.0 dataset files (JSON or zstd headers, no `average`, doubling blocks) read as before."""
-    data = (LEGACY / entry["file"]).read_bytes()
-    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
     from nncodec.container.reader import Container
 
+    data = _check_vector(LEGACY, LEGACY_MANIFEST, entry)
     with Container(data) as c:
         assert c.preamble.minor == 0 and c.preamble.header_encoding in (0, 1)
-    side = SideInfo.from_idx_bytes((LEGACY / entry["side"]).read_bytes()) if "side" in entry else None
-    if not _same_env(data):
-        with pytest.raises(mdl.EnvironmentMismatchError):
-            mdl.decode(data, side)
-        return
-    out = mdl.decode(data, side)
-    assert len(out) == entry["data_bytes"] and hashlib.sha256(out).hexdigest() == entry["data_sha256"]
 
 
 def test_current_dataset_vectors_use_header_dictionary_1() -> None:
