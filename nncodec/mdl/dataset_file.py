@@ -148,6 +148,7 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
                            settings.seed, env.current(), settings.streams or auto_streams(n),
                            side_info.describe() if side_info else None)
     check_spec(member)
+    cost = work.estimate(member, work.model_costs(model, member.kind, inputs))  # the architecture's: every level's
     best: tuple[bytes, EncodeReport] | None = None
     curve = []
     for level in levels:
@@ -157,8 +158,7 @@ def encode(data: bytes, settings: EncodeSettings, side_info: SideInfo | None = N
         side = EncodeSide(symbols)
         code_block(decoded, member, side, 0, n, inputs, progress)
         payload = side.coder.finish()
-        work.check_encoded(work.estimate(member, work.model_costs(decoded, member.kind, inputs)), len(payload),
-                           DEFAULT_LIMITS)
+        work.check_encoded(cost, len(payload), DEFAULT_LIMITS)
         out = assemble_file(model_part, member, payload)
         row = {"level": level, "model_bytes": len(out) - len(payload), "data_bytes": len(payload), "file_bytes": len(out)}
         curve.append(row)
