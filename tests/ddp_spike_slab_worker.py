@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from ddp_worker import (  # tests/ is on sys.path (pytest; torchrun: the script's folder)
     GLOBAL_BATCH,
     STEPS_PER_EPOCH,
+    finish,
+    main,
     setup,
 )
 
@@ -65,17 +65,8 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
     size = ss.save(Path(out_dir) / "model.nnc", steps=steps, keep_pip=True)
     state = {"params": {k: v.detach().clone() for k, v in model.state_dict().items()}, "masks": dict(masks),
              "pips": pips, "slab_sd": {n: ss.sd(n).detach().clone() for n in pips}, "size": torch.tensor(size)}
-    torch.save(state, Path(out_dir) / f"state{rank}.pt")
-    if distributed:
-        dist.barrier()  # every rank is past its last collective before either one tears gloo down
-        dist.destroy_process_group()
+    finish(state, out_dir, rank, distributed)
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], distributed="WORLD_SIZE" in os.environ)
-    # Every output is written and closed and the process group destroyed: leave without the interpreter's
-    # teardown, where a rank once aborted in CI ("terminate called without an active exception", a C++
-    # thread of torch's still joinable). The test checks the outputs; a failure before this point still fails it.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    main(run)

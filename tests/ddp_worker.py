@@ -74,13 +74,19 @@ def run(out_dir: str | os.PathLike, distributed: bool) -> None:
              "gamma": {k: v.detach().clone() for k, v in pruner.regularizer.gamma.items()},
              "threshold": torch.tensor(report.tamade.threshold, dtype=torch.float64),
              "size": torch.tensor(size)}
+    finish(state, out_dir, rank, distributed)
+
+
+def finish(state: dict, out_dir: str, rank: int, distributed: bool) -> None:
+    """Write this rank's state{rank}.pt, then leave the process group once every rank is done."""
     torch.save(state, Path(out_dir) / f"state{rank}.pt")
     if distributed:
         dist.barrier()  # every rank is past its last collective before either one tears gloo down
         dist.destroy_process_group()
 
 
-if __name__ == "__main__":
+def main(run) -> None:
+    """Run `run(out_dir, distributed)` and leave without the interpreter's teardown."""
     run(sys.argv[1], distributed="WORLD_SIZE" in os.environ)
     # Every output is written and closed and the process group destroyed: leave without the interpreter's
     # teardown, where a rank once aborted in CI ("terminate called without an active exception", a C++
@@ -88,3 +94,7 @@ if __name__ == "__main__":
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+if __name__ == "__main__":
+    main(run)
