@@ -195,3 +195,37 @@ def test_dataloader_loop_with_pmmp_penalty_route_sparsifies():
     gamma = torch.cat([g.detach().reshape(-1) for g in pruner.regularizer.gamma.values()])
     assert gamma.min() >= 0 and gamma.max() <= 1
     assert float((gamma < 0.05).float().mean()) > 0.3  # most of 8->16->1 is not needed for a 3-input sum
+
+
+def test_drr_normalize_layers_weighs_every_tensor_alike() -> None:
+    """With normalize_layers each tensor's penalty is its mean term times total/tensors: two tensors of
+    very different sizes with the same weight value contribute the same penalty."""
+    import torch
+    from torch import nn
+
+    from nncodec.compress.training.penalties import DRR
+
+    big, small = nn.Parameter(torch.full((1000,), 0.3)), nn.Parameter(torch.full((10,), 0.3))
+    plain = DRR({"big": big, "small": small}, alpha=1e-2, beta=3.0)
+    norm = DRR({"big": big, "small": small}, alpha=1e-2, beta=3.0, normalize_layers=True)
+    term = 1e-2 * (1 - torch.exp(torch.tensor(-0.9))).item()
+    assert abs(plain.value() / (1010 * term) - 1) < 1e-5  # float32 sums
+    assert abs(norm.value() / (1010 * term) - 1) < 1e-5  # total unchanged at equal weights...
+    assert abs(norm.scales["small"] / norm.scales["big"] - 100) < 1e-9  # ...but per weight the small tensor pulls 100x harder
+    norm.add_gradients()
+    assert abs(small.grad[0].item() / big.grad[0].item() - 100) < 1e-4
+
+
+def test_method_defaults_never_set_the_run_length(monkeypatch) -> None:
+    """`--epochs` / `--finetune-epochs` are the caller's: a DEFAULTS entry that set them would silently
+    win over the command line (compress_classifier only fills them in when absent), so it is refused."""
+    import pytest
+
+    from nncodec.compress.training import recipes
+
+    for arch in recipes.DEFAULTS:
+        for method in recipes.DEFAULTS[arch]:
+            assert not recipes.RUN_LENGTH & recipes.method_options(arch, method).keys()
+    monkeypatch.setitem(recipes.DEFAULTS["lenet300"], "drr", {**recipes.DEFAULTS["lenet300"]["drr"], "epochs": 3})
+    with pytest.raises(AssertionError, match="run lengths"):
+        recipes.method_options("lenet300", "drr")

@@ -2,8 +2,11 @@
 
 DRR:  alpha * sum(1 - exp(-beta*|theta|)),  gradient alpha*beta*sign(theta)*exp(-beta*|theta|).
       Near zero it pulls like L1 with strength alpha*beta; far from zero it lets go, so large
-      weights are not shrunk (the bias L1 is known for). With `normalize_layers`, layer l's
-      penalty is scaled by total/(size_l * layers), so small layers are not pruned away first.
+      weights are not shrunk (the bias L1 is known for). With `normalize_layers`, tensor t's
+      penalty is scaled by total/(size_t * tensors): each tensor's penalty becomes its mean over
+      its weights times total/tensors, so every tensor weighs the same in the sum whatever its
+      size. Per weight, that pulls small tensors (biases, the last layer) harder than large ones,
+      which a large first layer would otherwise dominate.
 L1:   alpha * sum(|theta|), gradient alpha*sign(theta).
 """
 

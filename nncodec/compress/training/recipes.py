@@ -43,6 +43,7 @@ BATCH_SIZE = 256
 #   1.15 pt (> 1.0), so the rule chose nothing; it replaces a setting tuned on test.
 # - every other entry: tuned on TEST by an earlier session (10 + 5 epochs for LeNet-300, 4 + 2 for
 #   LeNet-5); no validation sweep stands behind them yet.
+RUN_LENGTH = frozenset(("epochs", "finetune_epochs"))  # set by the caller, never by DEFAULTS
 DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "lenet300": {
         "pmmp": {"alpha": 1e-3},
@@ -137,7 +138,11 @@ def method_options(arch: str, method: str, overrides: Mapping[str, Any] | None =
         raise BadArgumentError(f"unknown architecture {arch!r}; choose one of {', '.join(DEFAULTS)}")
     if method not in METHODS:
         raise BadArgumentError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    opts = {"targets": TARGETS, **DEFAULTS[arch][method]}
+    defaults = DEFAULTS[arch][method]
+    if RUN_LENGTH & defaults.keys():  # the caller's epochs would be silently overridden
+        raise AssertionError(f"DEFAULTS[{arch!r}][{method!r}] sets {sorted(RUN_LENGTH & defaults.keys())}; "
+                             "run lengths are the caller's (compress_classifier's epochs / finetune_epochs)")
+    opts = {"targets": TARGETS, **defaults}
     opts.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return opts
 
