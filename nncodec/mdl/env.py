@@ -2,14 +2,17 @@
 
 The model's probabilities are computed in float arithmetic by torch, so bit-identical tables on
 both sides need the same code path (one function computes them for the encoder and the decoder),
-the same thread count (1, set while coding and training), the same library versions and the same
-platform. The encoder records them in the header; the decoder compares before doing any work and
+the same thread count (1, set while coding and training), the same library versions, the same
+platform and the same CPU kernel family: torch, oneDNN and MKL pick their float kernels by the CPU's
+instruction set (and MKL by its vendor), and an AVX2 and an AVX-512 machine round differently, so a
+file coded on one does not decode on the other. The encoder records them in the header; the decoder compares before doing any work and
 stops with EnvironmentMismatchError on a difference, unless told to try anyway (then a wrong
 table still cannot pass silently: the stream check and the data hash catch it).
 """
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +23,12 @@ THREADS = 1
 # A cm model (cm.py) computes in integers: only constriction's quantisation of its float64
 # probabilities (p / 4096, exact) depends on the environment, so only its version is compared.
 CM_KEYS = ("constriction",)
+# Keys added after files were first written: a file that lacks one is compared on the others (the
+# exact-end and sha256 checks still refuse a wrong table), so older files keep decoding where they did.
+LATER_KEYS = ("cpu",)
+# Variables that override the kernel choice of torch (ATen), oneDNN and MKL: part of the kernel family.
+ISA_OVERRIDES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS",
+                 "MKL_DEBUG_CPU_TYPE")
 
 
 class EnvironmentMismatchError(NNCodecError):
@@ -37,7 +46,33 @@ def current() -> dict[str, str]:
         "numpy": numpy.__version__,
         "platform": f"{platform.system()}-{platform.machine()}",
         "threads": str(THREADS),
+        "cpu": cpu_kernels(),
     }
+
+
+def cpu_kernels() -> str:
+    """The CPU kernel family float results depend on: torch's dispatch level (e.g. `avx2`, `avx512`), the
+    CPU vendor (MKL takes vendor-specific paths) and any variable that overrides either choice."""
+    import torch
+
+    parts = [torch.backends.cpu.get_cpu_capability().lower(), _cpu_vendor()]
+    parts += [f"{k}={os.environ[k]}" for k in ISA_OVERRIDES if k in os.environ]
+    return "-".join(p for p in parts if p)
+
+
+VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}  # short names: every dataset header carries one
+
+
+def _cpu_vendor() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("vendor_id", "CPU implementer")):
+                    vendor = line.split(":", 1)[1].strip()
+                    return VENDORS.get(vendor, vendor)
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def _version(name: str, module: object) -> str:
@@ -56,7 +91,8 @@ def check(recorded: object, override: bool = False, keys: tuple[str, ...] | None
     if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in recorded.items()):
         raise FormatError("dataset env must map strings to strings")
     here = current()
-    diffs = [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in (keys or here) if recorded.get(k) != here[k]]
+    compared = [k for k in (keys or here) if k in recorded or k not in LATER_KEYS]
+    diffs = [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in compared if recorded.get(k) != here[k]]
     if diffs and not override:
         raise EnvironmentMismatchError("decoding needs the environment the data was coded in (" + "; ".join(diffs)
                                        + "); pass --allow-env-mismatch to try anyway")
