@@ -126,7 +126,7 @@ def encode(data: Path, output: Path, prequential: bool, labels_for: Path | None,
 @click.option("--labels-for", "labels_for", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The IDX inputs the labels were coded given.")
 @click.option("--allow-env-mismatch", is_flag=True,
-              help="Try even if torch/constriction/platform differ from the encoder's (the result is still checked).")
+              help="Try even if torch/constriction/platform/CPU kernels differ from the encoder's (the result is still checked).")
 @click.option("--max-work-per-byte", type=click.IntRange(1), default=None,
               help="Multiply-adds of decoding allowed per coded byte [default: 2^33]; a file that asks for more "
                    "is refused before any training (FORMAT §21.6).")
