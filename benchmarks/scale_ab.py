@@ -4,7 +4,7 @@ working tree's `nncodec` in ONE process; every round calls both, alternating whi
 figures are medians of process CPU time (a loaded machine distorts CPU time less than wall time, and
 both versions see the same load, caches and allocator state).
 
-    python benchmarks/scale_ab.py --old wip4-speed [--rounds 21] [--threads 1] [--jit off] \
+    python benchmarks/scale_ab.py --old wip4-speed [--rounds 21] [--threads 1] [--jit native] \
         [--json benchmarks/results/scale_small_ab.json] [CKPT ...]
 
 Each checkpoint is saved by both versions; each version's file is decoded by nncodec and compared with
@@ -39,9 +39,22 @@ def extract_old(commit: str, into: Path) -> str:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(into, filter="data")
     (into / "nncodec").rename(into / "nncodec_old")
+    _build_c_extension(into)
     rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", commit], check=True,
                          capture_output=True, text=True).stdout.strip()
     return rev
+
+
+def _build_c_extension(into: Path) -> None:
+    """Build the old package's C planes loops in place (git archive has the source only: without this the old
+    version would run on numpy, and the A/B would compare the C loops with numpy)."""
+    src = into / "nncodec_old" / "codecs" / "_planes_c.c"
+    if not src.exists():
+        return
+    code = ("from setuptools import setup, Extension; setup(name='nncodec_old_c', ext_modules=[Extension("
+            "'nncodec_old.codecs._planes_c', ['nncodec_old/codecs/_planes_c.c'], extra_compile_args=['-O3'])])")
+    subprocess.run([sys.executable, "-c", code, "build_ext", "--inplace", "-q"], cwd=into, check=True,
+                   capture_output=True)
 
 
 def _same(tensors: dict, decoded: dict) -> bool:
@@ -74,8 +87,10 @@ def run(args: argparse.Namespace) -> dict:
     new_rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], check=True,
                              capture_output=True, text=True).stdout.strip()
     versions = {"old": nncodec_old, "new": nncodec}
+    providers = {k: m.codecs.planes_jit.provider() for k, m in versions.items() if hasattr(m.codecs, "planes_jit")}
+    print(f"planes loops: {providers}", file=sys.stderr)
     out: dict = {"old": f"{args.old} ({old_rev})", "new": f"working tree at {new_rev}", "threads": args.threads,
-                 "jit": args.jit, "rounds": args.rounds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "jit": args.jit, "providers": providers, "rounds": args.rounds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "load_before": os.getloadavg(), "checkpoints": {}}
     for name in args.checkpoints:
         path = Path(name) if name.endswith(".safetensors") else SCALE / f"{name}.safetensors"
@@ -126,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--old", required=True, help="git commit or branch of the old version")
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--jit", choices=("off", "on", "auto"), default="off",
-                    help="planes_jit mode of both versions (where they have it)")
+    ap.add_argument("--jit", choices=("native", "off", "on", "auto"), default="native",
+                    help="planes_jit mode of both versions (where they have it); native = the C loops, the default install")
     ap.add_argument("--load-own", action="store_true", help="each version loads its own file (format changed)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
