@@ -360,6 +360,10 @@ class TensorFile(EntryParsing):
         try:
             if e.vae_group is not None:
                 return e.dtype, e.shape, self.vae.decode_tensor(e)
+            p = e.parts.get("raw")
+            if p is not None and p.codec != codecs.chunks.CODEC:  # (what components_of does, without a RawTensor)
+                return e.dtype, e.shape, codecs.raw.decode_whole(p.codec, p.params, self._payload(p), e.dtype, e.numel,
+                                                                 self.ctx)
             t = self.components_of(e, threads)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:

@@ -1,0 +1,96 @@
+"""The fast paths of opening a file of many tensors must give what the plain paths give: the bulk parse of
+an indexed header's entries (strict_json.loads_each) equals `loads` record by record, including the error
+of the first bad record, and entries built without the dataclass constructor equal constructed ones."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nncodec
+from nncodec.container import strict_json
+from nncodec.dtypes import DTYPES
+from nncodec.entries import Part, TensorEntry, _new_part, _new_raw_entry
+from nncodec.errors import NNCodecError
+
+_scalars = st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.text(max_size=6)
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=12)
+# what a hostile or damaged index may hold instead of a canonical entry
+_MUTATIONS = [b" ", b"\n", b"{", b"}", b"[", b"]", b'"', b"\\", b",", b"1", b"NaN", b"-Infinity", b'"\\ud800"',
+              b'{"a":1,"a":2}', b"\xc3\xa9", b"\xff", b'"\\u00e9"', b"[" * 40 + b"]" * 40, b"tru", b"1e400"]
+
+
+def _outcome(records: list[bytes], use_bulk: bool, depth: int) -> list:
+    """The parsed records up to the first error, then that error's type and message."""
+    got: list = []
+    try:
+        if use_bulk:
+            ends = np.cumsum([len(r) for r in records]).tolist() if records else []
+            for obj in strict_json.loads_each(b"".join(records), ends, depth):
+                got.append(obj)
+        else:
+            for i, r in enumerate(records):
+                got.append(strict_json.loads(r, depth, f"tensor entry {i}"))
+    except NNCodecError as exc:
+        got.append((type(exc).__name__, str(exc)))
+    return got
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(_values, max_size=8), data=st.data())
+def test_bulk_entry_parse_equals_loads_record_by_record(values: list, data: st.DataObject) -> None:
+    records = [json.dumps(v, separators=(",", ":")).encode() for v in values]
+    for _ in range(data.draw(st.integers(0, 3))):  # damage: insert, cut or move a boundary
+        if not records:
+            break
+        i = data.draw(st.integers(0, len(records) - 1))
+        r = records[i]
+        at = data.draw(st.integers(0, len(r)))
+        how = data.draw(st.sampled_from(["insert", "cut", "split"]))
+        if how == "insert":
+            records[i] = r[:at] + data.draw(st.sampled_from(_MUTATIONS)) + r[at:]
+        elif how == "cut":
+            records[i] = r[:at]
+        elif i + 1 < len(records):  # the boundary between two records moves
+            records[i], records[i + 1] = r[:at], r[at:] + records[i + 1]
+    depth = data.draw(st.sampled_from([0, 1, 3, 30]))
+    assert _outcome(records, True, depth) == _outcome(records, False, depth)
+
+
+def test_bulk_entry_parse_refuses_a_deep_record_like_loads() -> None:
+    records = [b'{"a":1}', b"[" * 50 + b"]" * 50]
+    assert _outcome(records, True, 30) == _outcome(records, False, 30)
+    assert _outcome(records, True, 30)[-1][0] == "LimitExceededError"
+
+
+def test_fast_entries_equal_constructed_ones() -> None:
+    dt = DTYPES["bfloat16"]
+    part = _new_part("raw", 3, "planes", {"split": "float"})
+    assert part == Part("raw", 3, "planes", {"split": "float"})
+    e = _new_raw_entry("w", dt, (4, 0, 5), 0, part)
+    ref = TensorEntry("w", dt, (4, 0, 5), {"raw": part})
+    assert e == ref and (e.numel, e.nbytes) == (ref.numel, ref.nbytes)
+    e = _new_raw_entry("w", dt, (4, 5), 20, part)
+    assert (e.numel, e.nbytes, e.quant_mode, e.vae_group) == (20, 40, None, None)
+    with pytest.raises(AttributeError):
+        e.name = "x"  # still frozen
+
+
+def test_a_file_of_many_tensors_opens_and_loads_exactly() -> None:
+    """Over index.MIN_TENSORS tensors (an indexed header: the bulk parse) of mixed sizes and dtypes."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    tensors = {f"t{i}": torch.from_numpy((rng.standard_normal(int(rng.integers(1, 3000))) * 0.05).astype(np.float32))
+               for i in range(200)}
+    tensors["b"] = tensors["t0"].to(torch.bfloat16)
+    tensors["i"] = torch.arange(7, dtype=torch.int16)
+    out = nncodec.load(nncodec.save(tensors))
+    assert list(out) == list(tensors)
+    for k, v in tensors.items():
+        assert out[k].dtype == v.dtype and torch.equal(out[k].view(-1).view(torch.uint8), v.view(-1).view(torch.uint8))
