@@ -98,21 +98,27 @@ def run(args: argparse.Namespace) -> dict:
         files = {k: m.save(tensors, threads=args.threads) for k, m in versions.items()}
         exact = {k: _same(tensors, nncodec.load(b)) for k, b in files.items()}
         cpu: dict[str, list[float]] = {f"{op}_{k}": [] for op in ("save", "load") for k in versions}
+        wall: dict[str, list[float]] = {k: [] for k in cpu}
         for r in range(args.rounds):
             for k in (("old", "new") if r % 2 else ("new", "old")):
                 m = versions[k]
-                c = time.process_time()
+                c, w = time.process_time(), time.perf_counter()
                 m.save(tensors, threads=args.threads)
                 cpu[f"save_{k}"].append(time.process_time() - c)
+                wall[f"save_{k}"].append(time.perf_counter() - w)
                 data = files[k] if args.load_own else files["new"]
-                c = time.process_time()
+                c, w = time.process_time(), time.perf_counter()
                 m.load(data, threads=args.threads)
                 cpu[f"load_{k}"].append(time.process_time() - c)
+                wall[f"load_{k}"].append(time.perf_counter() - w)
         med = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+        wmed = {k: statistics.median(v) * 1e3 for k, v in wall.items()}
         out["checkpoints"][path.stem] = {
             "tensors": len(tensors), "bytes": {k: len(b) for k, b in files.items()}, "exact": exact,
             "save_cpu_ms": {"old": med["save_old"], "new": med["save_new"], "speedup": med["save_old"] / med["save_new"]},
-            "load_cpu_ms": {"old": med["load_old"], "new": med["load_new"], "speedup": med["load_old"] / med["load_new"]}}
+            "load_cpu_ms": {"old": med["load_old"], "new": med["load_new"], "speedup": med["load_old"] / med["load_new"]},
+            "save_wall_ms": {"old": wmed["save_old"], "new": wmed["save_new"], "speedup": wmed["save_old"] / wmed["save_new"]},
+            "load_wall_ms": {"old": wmed["load_old"], "new": wmed["load_new"], "speedup": wmed["load_old"] / wmed["load_new"]}}
         print(line(path.stem, out["checkpoints"][path.stem]), file=sys.stderr, flush=True)
     out["load_after"] = os.getloadavg()
     return out
@@ -120,17 +126,20 @@ def run(args: argparse.Namespace) -> dict:
 
 def line(name: str, c: dict) -> str:
     s, lo, b = c["save_cpu_ms"], c["load_cpu_ms"], c["bytes"]
+    sw, lw = c["save_wall_ms"], c["load_wall_ms"]
     return (f"| {name} | {c['tensors']} | {s['old']:.2f} -> {s['new']:.2f} ({s['speedup']:.2f}x) | "
-            f"{lo['old']:.2f} -> {lo['new']:.2f} ({lo['speedup']:.2f}x) | {b['old']:,} -> {b['new']:,} ({b['new'] - b['old']:+,}) | "
-            f"{'yes' if all(c['exact'].values()) else 'NO'} |")
+            f"{lo['old']:.2f} -> {lo['new']:.2f} ({lo['speedup']:.2f}x) | "
+            f"{sw['old']:.2f} -> {sw['new']:.2f} ({sw['speedup']:.2f}x) | {lw['old']:.2f} -> {lw['new']:.2f} ({lw['speedup']:.2f}x) | "
+            f"{b['old']:,} -> {b['new']:,} ({b['new'] - b['old']:+,}) | {'yes' if all(c['exact'].values()) else 'NO'} |")
 
 
 def table(report: dict) -> str:
     lines = [f"Same-run A/B, old = {report['old']}, new = {report['new']}; {report['rounds']} alternating rounds in one "
-             f"process, medians of process CPU ms, threads={report['threads']}, planes jit {report['jit']}; "
+             f"process, medians of process CPU ms (and wall ms), threads={report['threads']}, planes jit {report['jit']}; "
              f"{report['date']}, load {report['load_before'][0]:.2f} -> {report['load_after'][0]:.2f}.", "",
-             "| checkpoint | tensors | save CPU ms old -> new | load CPU ms old -> new | bytes old -> new | exact |",
-             "|---|---:|---|---|---|:---:|"]
+             "| checkpoint | tensors | save CPU ms old -> new | load CPU ms old -> new | save wall ms | load wall ms | "
+             "bytes old -> new | exact |",
+             "|---|---:|---|---|---|---|---|:---:|"]
     lines += [line(n, c) for n, c in report["checkpoints"].items()]
     return "\n".join(lines)
 

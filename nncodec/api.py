@@ -250,7 +250,8 @@ class NncFile:
             except MemoryError:
                 raise LimitExceededError(f"out of memory while decoding {e.name!r}") from None
 
-        values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads),
+        values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads,
+                                                          shared=True),
                           strict=True))
         return {name: values[aliases.get(name, name)] for name in names}
 

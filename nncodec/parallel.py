@@ -74,25 +74,39 @@ def _finish(futures: Sequence[Future], pool: ThreadPoolExecutor, own: bool) -> N
         wait(futures)
 
 
-def map_sized(fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], threads: int | None) -> list[R]:
+def map_sized(fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], threads: int | None,
+              shared: bool = False) -> list[R]:
     """[fn(x) for x in items], in order, where sizes[i] is item i's bytes: the items of at least MIN_BYTES
     go to up to `threads` threads while the calling thread does the small ones (tiny tasks in a pool
     mostly fight over the GIL: on a file of 470 mostly tiny tensors, pooling all of them made 2 threads
-    ~1.4x slower than 1). With fewer than two large items everything runs in the calling thread."""
+    ~1.4x slower than 1). With fewer than two large items everything runs in the calling thread.
+    `shared`: on the process's kept pool (_pool), as the decoders of a whole file do (a fresh pool per call
+    starts its threads and their zstd contexts and scratch buffers anew: resemblyzer's 2-thread load took
+    2.4x its 1-thread time); the encoders keep a pool per call (the shared pools made rapidocr's 2-thread
+    encode slower: 366 -> 418 ms).
+    The calling thread is one of the `threads`: the pool has one thread fewer, and once the small items are
+    done the caller takes the large items no pool thread has started yet, last first (so `threads` threads
+    run, not `threads` + 1 on as many cores)."""
     large = [i for i, n in enumerate(sizes) if n >= MIN_BYTES]
     workers = min(resolve(threads), len(large))
     if workers <= 1:
         return [fn(x) for x in items]
     out: list = [None] * len(items)
-    pool, own = _pool(workers, shared=False)  # (the shared pools made rapidocr's 2-thread encode slower: 366 -> 418 ms)
+    pool, own = _pool(workers - 1, shared)
     futures: dict[int, Future] = {}
     try:
         futures = {i: pool.submit(fn, items[i]) for i in large}
         for i, x in enumerate(items):
             if i not in futures:
                 out[i] = fn(x)
+        mine = set()
+        for i in reversed(large):
+            if futures[i].cancel():  # (True only for an item no pool thread has started)
+                mine.add(i)
+                out[i] = fn(items[i])
         for i, f in futures.items():
-            out[i] = f.result()
+            if i not in mine:
+                out[i] = f.result()
     finally:
         _finish(list(futures.values()), pool, own)
     return out

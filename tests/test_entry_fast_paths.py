@@ -94,3 +94,12 @@ def test_a_file_of_many_tensors_opens_and_loads_exactly() -> None:
     assert list(out) == list(tensors)
     for k, v in tensors.items():
         assert out[k].dtype == v.dtype and torch.equal(out[k].view(-1).view(torch.uint8), v.view(-1).view(torch.uint8))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b'"', b"\\", b"a", b",", b":", b"1"]), max_size=80))
+def test_nesting_depth_short_path_equals_the_chunked_scan(text: list) -> None:
+    blob = b"".join(text)
+    assert strict_json.nesting_depth(blob) == strict_json._nesting_depth_chunked(blob)
+    plain = blob.replace(b"\\", b"")  # (the short path: no backslash)
+    assert strict_json.nesting_depth(plain) == strict_json._nesting_depth_chunked(plain)

