@@ -103,3 +103,43 @@ def test_nesting_depth_short_path_equals_the_chunked_scan(text: list) -> None:
     assert strict_json.nesting_depth(blob) == strict_json._nesting_depth_chunked(blob)
     plain = blob.replace(b"\\", b"")  # (the short path: no backslash)
     assert strict_json.nesting_depth(plain) == strict_json._nesting_depth_chunked(plain)
+
+
+def _payloads(coded: list) -> list:
+    return [(e.codec, bytes(e.payload), e.params, e.slow) for e in coded]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_lazy_stream_statistics_choose_what_the_eager_ones_chose(data: st.DataObject) -> None:
+    """raw._encode_streams (entropies only where a choice needs them; short streams by their distinct-symbol
+    count) codes every stream as the eager reference does, in every mode: the file bytes do not change."""
+    from nncodec.codecs import raw
+    from nncodec.codecs.base import EncodeOptions
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    streams = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        n = data.draw(st.sampled_from([0, 1, 5, 100, 249, 250, 251, 255, 256, 300, 1000, 5000]))
+        kind = data.draw(st.sampled_from(["uniform", "skewed", "few", "wide16"]))
+        if kind == "uniform":
+            s = rng.integers(0, 256, n).astype(np.uint8)
+        elif kind == "skewed":
+            s = np.clip(rng.normal(120, data.draw(st.sampled_from([0.5, 2.0, 20.0])), n), 0, 255).astype(np.uint8)
+        elif kind == "few":
+            s = rng.choice(np.arange(data.draw(st.integers(1, 20)), dtype=np.uint8), n)
+        else:
+            s = rng.integers(0, data.draw(st.sampled_from([3, 300, 65536])), n).astype(np.uint16)
+        streams.append(s)
+    prefer = data.draw(st.sampled_from(["balanced", "speed", "size"]))
+    pairs_ok = data.draw(st.booleans())
+    opts = EncodeOptions(prefer=prefer)
+    assert _payloads(raw._encode_streams(streams, opts, pairs_ok)) == \
+        _payloads(raw._encode_streams_reference(streams, opts, pairs_ok))
+
+
+def test_short_streams_are_never_pairs_candidates() -> None:
+    """The short-stream path skips `pairs`, which is only tried from PAIRS_MIN_STREAM symbols on."""
+    from nncodec.codecs import raw
+
+    assert raw._FEW_SYMBOLS < raw.PAIRS_MIN_STREAM

@@ -287,6 +287,20 @@ static PyObject *count_bytes(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* distinct_bytes(stream) -> how many different byte values the stream holds (the encoder's cheap statistic for
+ * short streams: it decides whether their entropy is needed at all, raw.py). */
+static PyObject *distinct_bytes(PyObject *self, PyObject *args) {
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "y*", &b)) return NULL;
+    const uint8_t *s = b.buf;
+    uint8_t seen[256] = {0};
+    for (Py_ssize_t i = 0; i < b.len; i++) seen[s[i]] = 1;
+    PyBuffer_Release(&b);
+    int k = 0;
+    for (int v = 0; v < 256; v++) k += seen[v];
+    return PyLong_FromLong(k);
+}
+
 static PyMethodDef methods[] = {
     {"join32", join32, METH_VARARGS, "float32 words from their four streams"},
     {"join16", join16, METH_VARARGS, "bfloat16 words from their two streams"},
@@ -295,6 +309,7 @@ static PyMethodDef methods[] = {
     {"unpairs", unpairs, METH_VARARGS, "pairs codes to symbols"},
     {"pairs", pairs, METH_VARARGS, "symbols to pairs codes"},
     {"count_bytes", count_bytes, METH_VARARGS, "histogram of every step-th byte"},
+    {"distinct_bytes", distinct_bytes, METH_VARARGS, "how many different byte values"},
     {NULL, NULL, 0, NULL},
 };
 
