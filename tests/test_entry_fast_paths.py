@@ -143,3 +143,26 @@ def test_short_streams_are_never_pairs_candidates() -> None:
     from nncodec.codecs import raw
 
     assert raw._FEW_SYMBOLS < raw.PAIRS_MIN_STREAM
+
+
+@pytest.mark.parametrize("name", ["float32", "bfloat16"])
+def test_planes_with_a_constant_ans_stream_decode_like_numpy(name: str) -> None:
+    """A constant stream decodes to a broadcast (not contiguous) array: the C join, which takes the copy
+    streams as slices of the payload, must hand over to the numpy join with the same words."""
+    from nncodec.codecs import ans, planes_jit, raw
+    from nncodec.codecs.base import DecodeContext
+
+    dt, n = DTYPES[name], 300
+    rng = np.random.default_rng(1)
+    const = ans.encode_with_table(np.full(n, 0x3F, dtype=np.int64))  # (the last stream: sign + top mantissa)
+    rest = [rng.integers(100, 130, n, dtype=np.uint8).tobytes() for _ in range(dt.itemsize - 1)]
+    params = {"split": "float", "streams": [["copy", n]] * len(rest) + [["ans", len(const)]]}
+    payload = memoryview(b"".join(rest) + const)
+    before = planes_jit.mode()
+    try:
+        got = raw.decode_whole("planes", params, payload, dt, n, DecodeContext())
+        planes_jit.set_mode("off")
+        want = raw.decode_whole("planes", params, payload, dt, n, DecodeContext())
+    finally:
+        planes_jit.set_mode(before)
+    assert got.dtype == want.dtype and np.array_equal(got, want)

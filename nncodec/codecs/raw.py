@@ -524,10 +524,12 @@ def _decode_planes(params: dict, payload: memoryview, dt: DType, count: int, ctx
         pos += length
     if pos != end:
         raise CorruptFileError(f"{what}: {end - pos} bytes after the last stream")
-    if join is not None and all(type(x) is not np.ndarray or x.flags.c_contiguous for x in streams):
-        out = np.empty(count, dtype=dt.storage) if out is None else out
-        join(*streams, out)
-        return out
+    if join is not None:
+        if all(type(x) is not np.ndarray or x.flags.c_contiguous for x in streams):
+            out = np.empty(count, dtype=dt.storage) if out is None else out
+            join(*streams, out)
+            return out
+        streams = [np.frombuffer(x, dtype=_U1) if type(x) is not np.ndarray else x for x in streams]
     return _join(split, streams, dt, out)
 
 
