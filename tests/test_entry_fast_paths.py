@@ -166,3 +166,22 @@ def test_planes_with_a_constant_ans_stream_decode_like_numpy(name: str) -> None:
     finally:
         planes_jit.set_mode(before)
     assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(0, 70_000), step=st.integers(1, 40), top=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
+def test_c_count_bytes_adds_the_histogram_of_every_step_th_byte(n: int, step: int, top: int, seed: int) -> None:
+    """count_bytes (four interleaved histograms from 4096 samples on) adds np.bincount(stream[::step]) to the
+    counts it is given, for any length and step."""
+    from nncodec.codecs import planes_jit
+
+    if planes_jit.NATIVE is None:
+        pytest.skip("the C extension is not built")
+    rng = np.random.default_rng(seed)
+    stream = rng.integers(0, top + 1, n).astype(np.uint8)
+    counts = rng.integers(0, 1000, 256).astype(np.int64)
+    want = counts + np.bincount(stream[::step], minlength=256)
+    planes_jit.NATIVE["count_bytes"](stream, step, counts)
+    assert np.array_equal(counts, want)
+    k = planes_jit.NATIVE["distinct_bytes"](stream)
+    assert k == np.count_nonzero(np.bincount(stream, minlength=256))
