@@ -4,7 +4,6 @@ save / load and load_into for a torch module."""
 from __future__ import annotations
 
 import errno
-import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from .codecs.base import EncodeOptions, check_threads
 from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
-from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
+from .convert import storage_key, to_numpy, torch_converter, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
 from .sharded import ShardedFile, is_index
@@ -248,7 +247,7 @@ class NncFile:
         names, aliases, by_name = list(self), tf.aliases, tf.entries  # (validated: every alias names an entry)
         targets = list(dict.fromkeys(aliases.get(n, n) for n in names))  # tied names: decoded once
         entries = [by_name[t] for t in targets]
-        convert = words_to_numpy if self._numpy else functools.partial(words_to_torch, device=self._device)
+        convert = words_to_numpy if self._numpy else torch_converter(self._device)
 
         def one(e: TensorEntry) -> Any:
             try:

@@ -185,3 +185,23 @@ def test_c_count_bytes_adds_the_histogram_of_every_step_th_byte(n: int, step: in
     assert np.array_equal(counts, want)
     k = planes_jit.NATIVE["distinct_bytes"](stream)
     assert k == np.count_nonzero(np.bincount(stream, minlength=256))
+
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "int8", "bool", "float8_e4m3fn", "uint16"])
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0), (5,), (2, 3, 4)])
+def test_the_load_converter_equals_words_to_torch(dtype: str, shape: tuple) -> None:
+    import torch
+
+    from nncodec.convert import torch_converter, words_to_torch
+
+    if not hasattr(torch, dtype):
+        pytest.skip(f"this torch has no {dtype}")
+    dt = DTYPES[dtype]
+    n = int(np.prod(shape))
+    words = np.random.default_rng(0).integers(0, 2, n).astype(dt.storage)
+    for w in (words, words.copy()[::1], np.frombuffer(words.tobytes(), dtype=dt.storage)):  # (the last: read-only)
+        a, b = torch_converter("cpu")(dt, shape, w), words_to_torch(dt, shape, w)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.stride() == b.stride()
+        if n:
+            assert torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
