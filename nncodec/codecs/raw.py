@@ -509,23 +509,28 @@ def _decode_planes(params: dict, payload: memoryview, dt: DType, count: int, ctx
         expect_params(params, {"split": str, "streams": list}, what)
         raise CorruptFileError(f"{what}: {len(entries)} streams where {dt.name} has {len(widths)}")
     join = _native_join(dt, count, out)
-    streams, pos, end = [], 0, len(payload)
+    streams, pos, end, strided = [], 0, len(payload), False
     for k, entry in enumerate(entries):
         if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not int or entry[1] < 0:
             raise CorruptFileError(f"{what}: stream {k} must be [method, length]")
         method, length = entry
         if length > end - pos:
             raise CorruptFileError(f"{what}: stream {k} runs past the end of the payload")
-        if join is not None and method == "copy" and length == count:  # (1-byte symbols: the C join reads them in place)
+        name = _STREAM_WHAT[k] if k < len(_STREAM_WHAT) else f"{what} stream {k}"
+        if join is None:
+            streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx, name))
+        elif method == "copy" and length == count:  # (1-byte symbols: the C join reads them in place)
             streams.append(payload[pos : pos + length])
-        else:
-            streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx,
-                                          _STREAM_WHAT[k] if k < len(_STREAM_WHAT) else f"{what} stream {k}"))
+        elif method == "zstd":  # (its bytes, as _decode_stream's, without an array view)
+            streams.append(zstd.decompress(payload[pos : pos + length], count, name))
+        else:  # (pairs: a contiguous array; ans: perhaps a broadcast one, checked below)
+            streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx, name))
+            strided = strided or not streams[-1].flags.c_contiguous
         pos += length
     if pos != end:
         raise CorruptFileError(f"{what}: {end - pos} bytes after the last stream")
     if join is not None:
-        if all(type(x) is not np.ndarray or x.flags.c_contiguous for x in streams):
+        if not strided:
             out = np.empty(count, dtype=dt.storage) if out is None else out
             join(*streams, out)
             return out
