@@ -84,9 +84,12 @@ def map_sized(fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], th
     starts its threads and their zstd contexts and scratch buffers anew: resemblyzer's 2-thread load took
     2.4x its 1-thread time); the encoders keep a pool per call (the shared pools made rapidocr's 2-thread
     encode slower: 366 -> 418 ms).
-    The calling thread is one of the `threads`: the pool has one thread fewer, and once the small items are
-    done the caller takes the large items no pool thread has started yet, last first (so `threads` threads
-    run, not `threads` + 1 on as many cores)."""
+    The calling thread is one of the `threads`: the pool has one thread fewer (so `threads` threads run, not
+    `threads` + 1 on as many cores). The caller first takes the large items no pool thread has started yet,
+    last first, and does the small ones after: the large items are mostly C code that releases the GIL, the
+    small ones mostly Python that holds it, and a thread coding a large item beside one running Python waits
+    up to the 5 ms switch interval each time it needs the GIL back (rapidocr fp32: 2 threads encoded at half
+    the speed of 1)."""
     large = [i for i, n in enumerate(sizes) if n >= MIN_BYTES]
     workers = min(resolve(threads), len(large))
     if workers <= 1:
@@ -96,14 +99,14 @@ def map_sized(fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], th
     futures: dict[int, Future] = {}
     try:
         futures = {i: pool.submit(fn, items[i]) for i in large}
-        for i, x in enumerate(items):
-            if i not in futures:
-                out[i] = fn(x)
         mine = set()
         for i in reversed(large):
             if futures[i].cancel():  # (True only for an item no pool thread has started)
                 mine.add(i)
                 out[i] = fn(items[i])
+        for i, x in enumerate(items):
+            if i not in futures:
+                out[i] = fn(x)
         for i, f in futures.items():
             if i not in mine:
                 out[i] = f.result()
