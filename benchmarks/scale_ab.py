@@ -87,10 +87,16 @@ def run(args: argparse.Namespace) -> dict:
     new_rev = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"], check=True,
                              capture_output=True, text=True).stdout.strip()
     versions = {"old": nncodec_old, "new": nncodec}
+    if args.no_gc_pause and hasattr(nncodec, "gc_pause"):
+        # the pause defers the collector's work to the next call, which in one alternating process is often the
+        # other version's: compare the rest without it (its own effect: count collections, gc.callbacks)
+        import contextlib
+
+        nncodec.gc_pause.paused = contextlib.nullcontext
     providers = {k: m.codecs.planes_jit.provider() for k, m in versions.items() if hasattr(m.codecs, "planes_jit")}
     print(f"planes loops: {providers}", file=sys.stderr)
     out: dict = {"old": f"{args.old} ({old_rev})", "new": f"working tree at {new_rev}", "threads": args.threads,
-                 "jit": args.jit, "providers": providers, "rounds": args.rounds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "jit": args.jit, "providers": providers, "no_gc_pause": args.no_gc_pause, "rounds": args.rounds, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "load_before": os.getloadavg(), "checkpoints": {}}
     for name in args.checkpoints:
         path = Path(name) if name.endswith(".safetensors") else SCALE / f"{name}.safetensors"
@@ -135,7 +141,8 @@ def line(name: str, c: dict) -> str:
 
 def table(report: dict) -> str:
     lines = [f"Same-run A/B, old = {report['old']}, new = {report['new']}; {report['rounds']} alternating rounds in one "
-             f"process, medians of process CPU ms (and wall ms), threads={report['threads']}, planes jit {report['jit']}; "
+             f"process, medians of process CPU ms (and wall ms), threads={report['threads']}, planes jit {report['jit']}"
+             f"{', new without the GC pause' if report.get('no_gc_pause') else ''}; "
              f"{report['date']}, load {report['load_before'][0]:.2f} -> {report['load_after'][0]:.2f}.", "",
              "| checkpoint | tensors | save CPU ms old -> new | load CPU ms old -> new | save wall ms | load wall ms | "
              "bytes old -> new | exact |",
@@ -153,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jit", choices=("native", "off", "on", "auto"), default="native",
                     help="planes_jit mode of both versions (where they have it); native = the C loops, the default install")
     ap.add_argument("--load-own", action="store_true", help="each version loads its own file (format changed)")
+    ap.add_argument("--no-gc-pause", action="store_true",
+                    help="the new version without nncodec.gc_pause (whose deferred collections land in the other version's calls)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     report = run(args)
