@@ -256,7 +256,7 @@ class NncFile:
                 raise LimitExceededError(f"out of memory while decoding {e.name!r}") from None
 
         values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads,
-                                                          shared=True),
+                                                          shared=True, min_bytes=parallel.DECODE_MIN_BYTES),
                           strict=True))
         return {name: values[aliases.get(name, name)] for name in names}
 
