@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nncodec
-from nncodec.codecs import pairs, planes_jit, raw, zstd
+from nncodec.codecs import pairs, planes_jit, raw, raw_streams, zstd
 from nncodec.codecs.binary import write_uvarint
 from nncodec.dtypes import DTYPES
 from nncodec.errors import CorruptFileError
@@ -157,8 +157,8 @@ def test_compiled_pairs_decode_equals_numpy(loops_everywhere: str, data: st.Data
 def test_compiled_sample_counts_equal_bincount(loops_everywhere: str, n: int, top: int, seed: int) -> None:
     planes_jit.set_mode(loops_everywhere)
     stream = np.random.default_rng(seed).integers(0, top + 1, n).astype(np.uint8)
-    got = raw._sample_counts(stream)
-    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw._sample(stream)))
+    got = raw_streams._sample_counts(stream)
+    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw_streams._sample(stream)))
 
 
 def _unpairs_reference(packed: bytes, table: bytes, k: int, escapes: bytes, n: int) -> tuple[int, bytes]:
@@ -264,7 +264,7 @@ def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(0, 10**7))
 def test_sample_size_is_the_length_of_the_sample(n: int) -> None:
-    assert raw._sample_size(n) == len(range(0, n, 1 if n <= raw._SAMPLE else n // raw._SAMPLE))
+    assert raw_streams._sample_size(n) == len(range(0, n, 1 if n <= raw_streams._SAMPLE else n // raw_streams._SAMPLE))
 
 
 def test_the_c_loops_refuse_buffers_of_the_wrong_size() -> None:
