@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-BASELINE = Path("/work/artifacts/baselines/lenet300_seed0.safetensors")
+# NNCODEC_BASELINES as in benchmarks/protocol.py (a session without the converged baselines trains its own)
+BASELINE = Path(os.environ.get("NNCODEC_BASELINES", "/work/artifacts/baselines")) / "lenet300_seed0.safetensors"
 RAPIDOCR_MODELS = ("det", "ch_PP-OCRv4_det_infer.onnx"), ("rec", "ch_PP-OCRv4_rec_infer.onnx"), \
     ("cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx")
 

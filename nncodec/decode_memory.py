@@ -86,7 +86,10 @@ def tensor_peak_bytes(e: TensorEntry, section_length: Callable[[int], int], comp
     """An upper bound on the bytes decoding `e` allocates at once (output included)."""
     if e.numel == 0:
         return 0
-    payload = sum(section_length(p.section) for p in e.parts.values())
+    parts = e.parts
+    if len(parts) == 1 and e.vae_group is None and "raw" in parts:  # (the common case, without the sum below)
+        return _raw_peak(e, section_length(parts["raw"].section)) + WORKING_SET
+    payload = sum(section_length(p.section) for p in parts.values())
     if getattr(e, "vae_group", None) is not None:  # float64 decoder output and float32 residual, then the words
         return payload + (8 + 4 + 4 + e.dtype.itemsize) * e.numel + WORKING_SET
     peak = _raw_peak(e, payload) if "raw" in e.parts else _quant_peak(e, payload, components)

@@ -48,6 +48,23 @@ class TensorEntry:
         object.__setattr__(self, "nbytes", numel * self.dtype.itemsize)
 
 
+def _new_part(kind: str, section: int, codec: str, params: dict) -> Part:
+    """Part(kind, section, codec, params) without the frozen dataclass's per-field object.__setattr__ calls
+    (the same object: fields in its __dict__): a file of many tensors makes one per entry when it is opened."""
+    part = object.__new__(Part)
+    part.__dict__.update(kind=kind, section=section, codec=codec, params=params)
+    return part
+
+
+def _new_raw_entry(name: str, dt: DType, shape: tuple[int, ...], numel: int, part: Part) -> TensorEntry:
+    """TensorEntry(name, dt, shape, {"raw": part}) the same way (`numel`: the product of `shape`, known
+    from the shape check): ~1.3 -> ~0.4 us per entry."""
+    e = object.__new__(TensorEntry)
+    e.__dict__.update(name=name, dtype=dt, shape=shape, parts={"raw": part}, quant_mode=None, quant_axis=None,
+                      vae_group=None, numel=numel, nbytes=numel * dt.itemsize)
+    return e
+
+
 # ----------------------------------------------------------------------------------- reading
 
 
@@ -90,9 +107,13 @@ class EntryParsing:
         params = raw.get("p", _NO_PARAMS)
         if not isinstance(params, dict):
             raise FormatError(f"tensor {name!r} {kind}: p must be an object")
-        return Part(kind, section, codec, params)
+        return _new_part(kind, section, codec, params)
 
     def _parse_dtype_shape(self, name: str, raw: dict) -> tuple[DType, tuple[int, ...]]:
+        dt, shape, _ = self._parse_dtype_shape_numel(name, raw)
+        return dt, shape
+
+    def _parse_dtype_shape_numel(self, name: str, raw: dict) -> tuple[DType, tuple[int, ...], int]:
         limits = self.limits
         dt = DTYPES.get(raw.get("dtype")) if isinstance(raw.get("dtype"), str) else None
         if dt is None:
@@ -113,14 +134,14 @@ class EntryParsing:
             limits.check(f"tensor {name!r} elements", numel, limits.max_elements_per_tensor)
         if extent > limits.max_elements_per_tensor:
             limits.check(f"tensor {name!r} product of non-zero dimensions", extent, limits.max_elements_per_tensor)
-        return dt, shape
+        return dt, shape, numel
 
     def _parse_entry(self, name: str, raw: dict) -> TensorEntry:
-        dt, shape = self._parse_dtype_shape(name, raw)
+        dt, shape, numel = self._parse_dtype_shape_numel(name, raw)
         if "raw" in raw:
             if not raw.keys() <= _RAW_KEYS:
                 check_unknown_keys(raw, tuple(_RAW_KEYS), f"tensor {name!r}")
-            return TensorEntry(name, dt, shape, {"raw": self._parse_part(name, "raw", raw["raw"])})
+            return _new_raw_entry(name, dt, shape, numel, self._parse_part(name, "raw", raw["raw"]))
         if "levels" not in raw or "quantizer" not in raw or "q" not in raw:
             raise FormatError(f"tensor {name!r}: needs either a raw part or q, levels and quantizer parts")
         check_unknown_keys(raw, ("dtype", "shape", "q") + QUANT_PARTS, f"tensor {name!r}")

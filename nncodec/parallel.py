@@ -15,6 +15,11 @@ from typing import TypeVar
 
 MIN_BYTES = 256 * 2**10  # a tensor smaller than this is not worth a thread: spreading a file's tensors over
 # threads pays only when at least two are this large (tiny tasks mostly fight over the GIL)
+# Decoding whole tensors on threads did not pay below a chunk (4 MiB, §23; larger tensors are chunked and their
+# chunks decoded on threads anyway): the 2-thread load of rapidocr fp32 (12 tensors of 256 kB-3.2 MB) took 33 ms
+# with them on threads, 21 ms without, 20 ms on one thread; resemblyzer fp32 (6 of ~1 MB) 10.2 / 6.8 / 6.9 ms
+# (one process, alternating, 21 rounds, load 3.4; sessions 4 and 6 saw 2 threads lose in quiet slots too)
+DECODE_MIN_BYTES = 4 * 2**20
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -74,25 +79,43 @@ def _finish(futures: Sequence[Future], pool: ThreadPoolExecutor, own: bool) -> N
         wait(futures)
 
 
-def map_sized(fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], threads: int | None) -> list[R]:
-    """[fn(x) for x in items], in order, where sizes[i] is item i's bytes: the items of at least MIN_BYTES
-    go to up to `threads` threads while the calling thread does the small ones (tiny tasks in a pool
+def map_sized(fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], threads: int | None,
+              shared: bool = False, min_bytes: int = MIN_BYTES) -> list[R]:
+    """[fn(x) for x in items], in order, where sizes[i] is item i's bytes: the items of at least `min_bytes`
+    are spread over up to `threads` threads, the small ones run in the calling thread (tiny tasks in a pool
     mostly fight over the GIL: on a file of 470 mostly tiny tensors, pooling all of them made 2 threads
-    ~1.4x slower than 1). With fewer than two large items everything runs in the calling thread."""
-    large = [i for i, n in enumerate(sizes) if n >= MIN_BYTES]
+    ~1.4x slower than 1). With fewer than two large items everything runs in the calling thread.
+    `shared`: on the process's kept pool (_pool), as the decoders of a whole file do (a fresh pool per call
+    starts its threads and their zstd contexts and scratch buffers anew: resemblyzer's 2-thread load took
+    2.4x its 1-thread time); the encoders keep a pool per call (the shared pools made rapidocr's 2-thread
+    encode slower: 366 -> 418 ms).
+    The calling thread is one of the `threads`: the pool has one thread fewer (so `threads` threads run, not
+    `threads` + 1 on as many cores). The caller does the small items first and only then submits the large
+    ones, taking its share of them (those no pool thread has started, last first): a thread coding a large item
+    (mostly C that releases the GIL) beside one running Python (the small items) waits up to the 5 ms switch
+    interval each time it needs the GIL back. Measured in one process, alternating, 41 rounds, load ~3: rapidocr
+    fp32 2-thread save 161 -> 136 ms wall against submitting the large items first; loads alike (33 ms)."""
+    large = [i for i, n in enumerate(sizes) if n >= min_bytes]
     workers = min(resolve(threads), len(large))
     if workers <= 1:
         return [fn(x) for x in items]
     out: list = [None] * len(items)
-    pool, own = _pool(workers, shared=False)  # (the shared pools made rapidocr's 2-thread encode slower: 366 -> 418 ms)
+    pool, own = _pool(workers - 1, shared)
     futures: dict[int, Future] = {}
     try:
-        futures = {i: pool.submit(fn, items[i]) for i in large}
+        big = set(large)
         for i, x in enumerate(items):
-            if i not in futures:
+            if i not in big:
                 out[i] = fn(x)
+        futures = {i: pool.submit(fn, items[i]) for i in large}
+        mine = set()
+        for i in reversed(large):
+            if futures[i].cancel():  # (True only for an item no pool thread has started)
+                mine.add(i)
+                out[i] = fn(items[i])
         for i, f in futures.items():
-            out[i] = f.result()
+            if i not in mine:
+                out[i] = f.result()
     finally:
         _finish(list(futures.values()), pool, own)
     return out

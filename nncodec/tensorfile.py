@@ -277,11 +277,12 @@ class TensorFile(EntryParsing):
         plus the largest single decode's extra working memory, must fit the cap and free memory."""
         kept, extra = 0, 0
         aliases, entries = self.aliases, self.entries  # (validated: every alias names an entry)
+        section_length = self.container.sections.lengths.tolist().__getitem__  # (Python ints, no numpy per entry)
         for name in dict.fromkeys(aliases.get(n, n) for n in names):
             e = entries[name] if name in entries else self.resolve(name)  # (resolve: KeyError for an unknown name)
             out = e.nbytes
             kept += out
-            extra = max(extra, decode_memory.tensor_peak_bytes(e, self._section_length) - out)
+            extra = max(extra, decode_memory.tensor_peak_bytes(e, section_length) - out)
         decode_memory.check(f"{len(names)} tensors", kept + extra, self.limits)
 
     def components_of(self, e: TensorEntry, threads: int | None = None) -> CompressedTensor:
@@ -360,6 +361,10 @@ class TensorFile(EntryParsing):
         try:
             if e.vae_group is not None:
                 return e.dtype, e.shape, self.vae.decode_tensor(e)
+            p = e.parts.get("raw")
+            if p is not None and p.codec != codecs.chunks.CODEC:  # (what components_of does, without a RawTensor)
+                return e.dtype, e.shape, codecs.raw.decode_whole(p.codec, p.params, self._payload(p), e.dtype, e.numel,
+                                                                 self.ctx)
             t = self.components_of(e, threads)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import nncodec
 from nncodec import safetensors_out, tensorwriter
 from nncodec.api import compress_tensors
-from nncodec.codecs import raw
+from nncodec.codecs import raw, raw_streams
 from nncodec.codecs.base import EncodeOptions
 from nncodec.dtypes import DTYPES
 from nncodec.tensorwriter import Alias, encode_file
@@ -81,6 +81,6 @@ def test_balanced_takes_ans_only_where_it_saves_the_floor(monkeypatch) -> None:
     balanced = raw.encode(words, dt, EncodeOptions(threads=1))
     assert "ans" not in _stream_methods(balanced)
     assert len(raw.encode(words, dt, EncodeOptions(prefer="size", threads=1)).payload) <= len(balanced.payload)
-    monkeypatch.setattr(raw, "ANS_MIN_SAVING", 0)  # without the floor, the relative margin alone takes ANS
+    monkeypatch.setattr(raw_streams, "ANS_MIN_SAVING", 0)  # without the floor, the relative margin alone takes ANS
     unfloored = raw.encode(words, dt, EncodeOptions(threads=1))
     assert "ans" in _stream_methods(unfloored) and len(unfloored.payload) < len(balanced.payload)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nncodec
-from nncodec.codecs import pairs, planes_jit, raw, zstd
+from nncodec.codecs import pairs, planes_jit, raw, raw_streams, zstd
 from nncodec.codecs.binary import write_uvarint
 from nncodec.dtypes import DTYPES
 from nncodec.errors import CorruptFileError
@@ -157,8 +157,51 @@ def test_compiled_pairs_decode_equals_numpy(loops_everywhere: str, data: st.Data
 def test_compiled_sample_counts_equal_bincount(loops_everywhere: str, n: int, top: int, seed: int) -> None:
     planes_jit.set_mode(loops_everywhere)
     stream = np.random.default_rng(seed).integers(0, top + 1, n).astype(np.uint8)
-    got = raw._sample_counts(stream)
-    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw._sample(stream)))
+    got = raw_streams._sample_counts(stream)
+    assert got.dtype == np.int64 and np.array_equal(got, np.bincount(raw_streams._sample(stream)))
+
+
+def _unpairs_reference(packed: bytes, table: bytes, k: int, escapes: bytes, n: int) -> tuple[int, bytes]:
+    """The plain symbol-by-symbol loop unpairs stands for: (escapes used or -1 / -2, the symbols)."""
+    out, e = bytearray(n), 0
+    for i in range(n):
+        c = packed[i >> 1] & 15 if i & 1 else packed[i >> 1] >> 4
+        if c < k:
+            out[i] = table[c]
+        elif c != 15:
+            return -1, bytes(out)
+        elif e >= len(escapes):
+            return -2, bytes(out)
+        else:
+            out[i] = escapes[e]
+            e += 1
+    return e, bytes(out)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_compiled_unpairs_equals_the_plain_loop_on_any_codes(loops_everywhere: str, data: st.DataObject) -> None:
+    """unpairs (the C one: 16 packed bytes per SIMD step, blocks holding an escape or a bad code redone symbol
+    by symbol) returns what the plain loop returns for any codes, escapes and table size, valid or not, and the
+    same symbols when it succeeds."""
+    n = data.draw(st.integers(0, 400))
+    k = data.draw(st.integers(1, 15))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    rare = data.draw(st.sampled_from([0.0, 0.002, 0.02, 0.3]))  # share of codes >= k (escapes, bad codes)
+    codes = np.where(rng.random(n + 1) < rare, rng.integers(k, 16, n + 1), rng.integers(0, k, n + 1)).astype(np.uint8)
+    if n % 2 and data.draw(st.booleans()):
+        codes[n] = 0
+    packed = ((codes[0::2][: (n + 1) // 2] << 4) | np.resize(codes[1::2], (n + 1) // 2)).astype(np.uint8)
+    table = rng.integers(0, 256, 15, dtype=np.uint8).tobytes()
+    want_escapes = int(np.count_nonzero(codes[:n] == 15))
+    escapes = rng.integers(0, 256, max(0, want_escapes + data.draw(st.integers(-2, 2))), dtype=np.uint8).tobytes()
+    want, symbols = _unpairs_reference(packed.tobytes(), table, k, escapes, n)
+    out = np.zeros(n, np.uint8)
+    got = planes_jit.kernels(max(n, 1))["unpairs"](packed, np.frombuffer(table, np.uint8), k,
+                                                    np.frombuffer(escapes, np.uint8), out)
+    assert got == want
+    if got >= 0:
+        assert out.tobytes() == symbols
 
 
 def _pairs_payload(k: int, table: bytes, packed: bytes, escapes: bytes = b"") -> bytes:
@@ -221,7 +264,7 @@ def test_a_numba_that_does_not_import_leaves_numpy_in_charge(monkeypatch: pytest
 @settings(max_examples=200, deadline=None)
 @given(n=st.integers(0, 10**7))
 def test_sample_size_is_the_length_of_the_sample(n: int) -> None:
-    assert raw._sample_size(n) == len(range(0, n, 1 if n <= raw._SAMPLE else n // raw._SAMPLE))
+    assert raw_streams._sample_size(n) == len(range(0, n, 1 if n <= raw_streams._SAMPLE else n // raw_streams._SAMPLE))
 
 
 def test_the_c_loops_refuse_buffers_of_the_wrong_size() -> None:

@@ -140,36 +140,103 @@ static PyObject *split16(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* One symbol of code c (the slow path: an escape, or a code outside the table); -1 / -2 as unpairs returns. */
+static inline int unpair_one(int c, Py_ssize_t k, const uint8_t *symbols, const uint8_t *escapes, Py_ssize_t ne,
+                             Py_ssize_t *e, uint8_t *out) {
+    if (c < k) {
+        *out = symbols[c];
+        return 0;
+    }
+    if (c != 15) return -1;
+    if (*e >= ne) return -2;
+    *out = escapes[(*e)++];
+    return 0;
+}
+
+/* Symbols j0 .. of the plain loop below, from packed byte j0 on (the scalar tail, and any block of 16 bytes
+ * that holds an escape or a code outside the table). */
+static Py_ssize_t unpairs_scalar(const uint8_t *packed, const uint8_t *symbols, Py_ssize_t k, const uint8_t *escapes,
+                                 Py_ssize_t ne, Py_ssize_t *e, uint8_t *out, Py_ssize_t j0, Py_ssize_t j1) {
+    for (Py_ssize_t j = j0; j < j1; j++) {
+        uint8_t b = packed[j];
+        int r = unpair_one(b >> 4, k, symbols, escapes, ne, e, out + 2 * j);
+        if (!r) r = unpair_one(b & 15, k, symbols, escapes, ne, e, out + 2 * j + 1);
+        if (r) return r;
+    }
+    return 0;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_SSSE3_UNPAIRS 1
+/* 16 packed bytes (32 symbols) per step: the two nibbles of each byte interleaved, then a 16-entry table lookup
+ * (pshufb); a block holding a code >= k (an escape or a code outside the table) is done by the scalar loop. */
+__attribute__((target("ssse3"))) static Py_ssize_t unpairs_ssse3(const uint8_t *packed, const uint8_t *symbols,
+                                                                Py_ssize_t k, const uint8_t *escapes, Py_ssize_t ne,
+                                                                uint8_t *out, Py_ssize_t half) {
+    uint8_t table[16] = {0};
+    memcpy(table, symbols, (size_t)k);
+    const __m128i tab = _mm_loadu_si128((const __m128i *)table), low = _mm_set1_epi8(15),
+                  last = _mm_set1_epi8((char)(k - 1));
+    Py_ssize_t e = 0, j = 0;
+    for (; j + 16 <= half; j += 16) {
+        __m128i p = _mm_loadu_si128((const __m128i *)(packed + j));
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(p, 4), low), lo = _mm_and_si128(p, low);
+        __m128i c0 = _mm_unpacklo_epi8(hi, lo), c1 = _mm_unpackhi_epi8(hi, lo);
+        __m128i bad = _mm_or_si128(_mm_cmpgt_epi8(c0, last), _mm_cmpgt_epi8(c1, last));
+        if (_mm_movemask_epi8(bad)) {
+            Py_ssize_t r = unpairs_scalar(packed, symbols, k, escapes, ne, &e, out, j, j + 16);
+            if (r) return r;
+            continue;
+        }
+        _mm_storeu_si128((__m128i *)(out + 2 * j), _mm_shuffle_epi8(tab, c0));
+        _mm_storeu_si128((__m128i *)(out + 2 * j + 16), _mm_shuffle_epi8(tab, c1));
+    }
+    Py_ssize_t r = unpairs_scalar(packed, symbols, k, escapes, ne, &e, out, j, half);
+    return r ? r : e;
+}
+#endif
+
+/* The symbols of n codes, two per packed byte, in order, so the result (and which error comes first) is the
+ * plain symbol-by-symbol loop's: escapes used, -1 for a code in k..14, -2 when the escapes run out. */
+static Py_ssize_t unpairs_loop(const uint8_t *packed, const uint8_t *symbols, Py_ssize_t k, const uint8_t *escapes,
+                               Py_ssize_t ne, uint8_t *out, Py_ssize_t n) {
+    Py_ssize_t e = 0, half = n / 2, r;
+#ifdef HAVE_SSSE3_UNPAIRS
+    if (k >= 1 && __builtin_cpu_supports("ssse3")) {
+        r = unpairs_ssse3(packed, symbols, k, escapes, ne, out, half);
+        if (r < 0) return r;
+        e = r;
+    } else
+#endif
+    {
+        r = unpairs_scalar(packed, symbols, k, escapes, ne, &e, out, 0, half);
+        if (r) return r;
+    }
+    if (n & 1) {
+        r = unpair_one(packed[half] >> 4, k, symbols, escapes, ne, &e, out + n - 1);
+        if (r) return r;
+    }
+    return e;
+}
+
 /* unpairs(packed, symbols, k, escapes, out) -> escapes used, -1 for a code in k..14, -2 when the escapes
  * run out (the caller's numpy path then raises its exact error). */
 static PyObject *unpairs(PyObject *self, PyObject *args) {
     Py_buffer b[4];
     Py_ssize_t k;
     if (!PyArg_ParseTuple(args, "y*y*ny*w*", &b[0], &b[1], &k, &b[2], &b[3])) return NULL;
-    Py_ssize_t n = b[3].len, ne = b[2].len, e = 0, result = 0;
+    Py_ssize_t n = b[3].len, ne = b[2].len, result;
     if (k < 0 || k > 15 || b[1].len < k || b[0].len < (n + 1) / 2) {
         release(b, 4);
         size_error("unpairs", "a table of k <= 15 symbols and (n + 1) // 2 packed bytes expected");
         return NULL;
     }
-    const uint8_t *packed = b[0].buf, *symbols = b[1].buf, *escapes = b[2].buf;
-    uint8_t *out = b[3].buf;
     PyThreadState *ts = n >= GIL_FREE_BYTES ? PyEval_SaveThread() : NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int c = (i & 1) ? (packed[i >> 1] & 15) : (packed[i >> 1] >> 4);
-        if (c < k) {
-            out[i] = symbols[c];
-        } else if (c == 15) {
-            if (e >= ne) { result = -2; break; }
-            out[i] = escapes[e++];
-        } else {
-            result = -1;
-            break;
-        }
-    }
+    result = unpairs_loop(b[0].buf, b[1].buf, k, b[2].buf, ne, b[3].buf, n);
     if (ts) PyEval_RestoreThread(ts);
     release(b, 4);
-    return PyLong_FromSsize_t(result < 0 ? result : e);
+    return PyLong_FromSsize_t(result);
 }
 
 /* pairs(stream, code, packed, escapes) -> escapes written: packed[j] = code[s[2j]] << 4 | code[s[2j+1]]
@@ -214,10 +281,38 @@ static PyObject *count_bytes(PyObject *self, PyObject *args) {
     const uint8_t *s = b[0].buf;
     int64_t counts[256];
     memcpy(counts, b[1].buf, sizeof counts);
-    for (Py_ssize_t i = 0; i < b[0].len; i += step) counts[s[i]]++;
+    Py_ssize_t n = b[0].len, i = 0;
+    if (n / step >= 4096 && n / step <= ((Py_ssize_t)1 << 32)) {
+        /* four histograms, one per sample in a group of four: a run of one symbol does not wait on its own
+         * increments (uint32 counts: each histogram sees at most a quarter of <= 2**32 samples) */
+        uint32_t part[4][256];
+        memset(part, 0, sizeof part);
+        for (; i + 3 * step < n; i += 4 * step) {
+            part[0][s[i]]++;
+            part[1][s[i + step]]++;
+            part[2][s[i + 2 * step]]++;
+            part[3][s[i + 3 * step]]++;
+        }
+        for (int v = 0; v < 256; v++) counts[v] += (int64_t)part[0][v] + part[1][v] + part[2][v] + part[3][v];
+    }
+    for (; i < n; i += step) counts[s[i]]++;
     memcpy(b[1].buf, counts, sizeof counts);
     release(b, 2);
     Py_RETURN_NONE;
+}
+
+/* distinct_bytes(stream) -> how many different byte values the stream holds (the encoder's cheap statistic for
+ * short streams: it decides whether their entropy is needed at all, raw.py). */
+static PyObject *distinct_bytes(PyObject *self, PyObject *args) {
+    Py_buffer b;
+    if (!PyArg_ParseTuple(args, "y*", &b)) return NULL;
+    const uint8_t *s = b.buf;
+    uint8_t seen[256] = {0};
+    for (Py_ssize_t i = 0; i < b.len; i++) seen[s[i]] = 1;
+    PyBuffer_Release(&b);
+    int k = 0;
+    for (int v = 0; v < 256; v++) k += seen[v];
+    return PyLong_FromLong(k);
 }
 
 static PyMethodDef methods[] = {
@@ -228,6 +323,7 @@ static PyMethodDef methods[] = {
     {"unpairs", unpairs, METH_VARARGS, "pairs codes to symbols"},
     {"pairs", pairs, METH_VARARGS, "symbols to pairs codes"},
     {"count_bytes", count_bytes, METH_VARARGS, "histogram of every step-th byte"},
+    {"distinct_bytes", distinct_bytes, METH_VARARGS, "how many different byte values"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,7 +41,7 @@ def _native_kernels() -> dict[str, Callable] | None:
         from . import _planes_c
     except ImportError:  # not built (no C compiler at install time): numpy, or numba if asked
         return None
-    names = ("join32", "join16", "split32", "split16", "unpairs", "pairs", "count_bytes")
+    names = ("join32", "join16", "split32", "split16", "unpairs", "pairs", "count_bytes", "distinct_bytes")
     return {name: getattr(_planes_c, name) for name in names}
 
 

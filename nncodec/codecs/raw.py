@@ -15,37 +15,20 @@ import dataclasses
 import functools
 import math
 import threading
+from collections.abc import Callable
 
 import numpy as np
 
 from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
 from . import ans, chunks, pairs, planes_jit, zstd
-from .base import BALANCED_MARGIN, DecodeContext, Encoded, EncodeOptions, Parts, expect_params, smallest
+from .base import DecodeContext, Encoded, EncodeOptions, Parts, expect_params, smallest
+from .raw_streams import _encode_streams, zstd_level
+
+__all__ = ["decode", "decode_whole", "encode", "encode_whole", "zstd_level"]  # (zstd_level: for levels, mask, pip)
 
 _U1, _U2_LE, _U2 = np.dtype("u1"), np.dtype("<u2"), np.dtype("=u2")
 _B1, _B7, _B7F, _B80 = np.uint8(1), np.uint8(7), np.uint8(0x7F), np.uint8(0x80)
-_NEAR_RANDOM_BITS = 7.98  # a byte stream with this much entropy is not worth entropy-coding
-# balanced takes ANS for a tensor's streams only where it saves at least BALANCED_MARGIN of the all-fast
-# size AND this many bytes: an ANS stream costs ~50-100 us to decode whatever its length (count table,
-# model, coder) against ~3 us for a zstd frame, so on a file of many tiny tensors the few bytes it saved
-# each (rapidocr: 141 tensors < 4 KB, 2.8 KB in all, 0.02 %) cost a quarter of the decode time.
-ANS_MIN_SAVING = 128
-# likewise `pairs` replaces the zstd frame of a stream only where it saves this many bytes: its decode
-# costs ~130 us more per stream than a zstd frame's on small tensors (rapidocr fp32: 85 of its 117
-# pairs tensors were < 64 kB; with the floor 14 are, for +510 B of 13.4 MB; lenet300 and resemblyzer
-# unchanged)
-PAIRS_MIN_SAVING = 32
-# and is not tried on streams shorter than this: rapidocr has ~300 tiny exponent streams where trying it
-# cost 30 % of the encode (fp32: 362 -> 248 ms CPU, indicative) to save 106 B of 13.4 MB
-PAIRS_MIN_STREAM = 256
-
-
-def zstd_level(nbytes: int, options: EncodeOptions) -> int:
-    """Slow high levels only where they are affordable (an encoder choice, not part of the format)."""
-    return options.zstd_level if nbytes <= 2**16 else min(options.zstd_level, 3)
-
-
 def _sign_exponent_byte_aligned(dt: DType) -> bool:
     """float32 and bfloat16: an 8-bit exponent whose top 7 bits fill the top byte after the sign, so
     every stream is a byte-wise function of the word's bytes (the fast paths below)."""
@@ -184,130 +167,6 @@ def _join_block(split: str, streams: list[np.ndarray], dt: DType, out: np.ndarra
     out[...] = rest.view(dt.storage)
 
 
-def _entropy_bits(used: np.ndarray) -> float:
-    """Bits per symbol of the histogram `used` (its nonzero counts): H = log2 m - sum(c log2 c) / m."""
-    m = int(used.sum())
-    return max(0.0, math.log2(m) - float(np.dot(used, np.log2(used))) / m)
-
-
-_SAMPLE = 1 << 16  # symbols whose histogram stands for a larger stream's (entropy bias < 0.003 bits)
-
-
-def _sample(stream: np.ndarray) -> np.ndarray:
-    return stream if stream.size <= _SAMPLE else stream[:: stream.size // _SAMPLE]
-
-
-def _sample_size(n: int) -> int:
-    """len(_sample(stream)) of a stream of n symbols, without a pass over the counts."""
-    return n if n <= _SAMPLE else -(-n // (n // _SAMPLE))
-
-
-def _sample_counts(stream: np.ndarray) -> np.ndarray:
-    """np.bincount(_sample(stream)) (a compiled count of a 1-byte stream's sample when the loops are loaded)."""
-    loops = planes_jit.kernels(stream.size) if stream.itemsize == 1 else None
-    if loops is None:
-        return np.bincount(_sample(stream))
-    counts = np.zeros(256, dtype=np.int64)
-    loops["count_bytes"](stream, 1 if stream.size <= _SAMPLE else stream.size // _SAMPLE, counts)
-    nz = counts.nonzero()[0]
-    return counts[: nz[-1] + 1]  # (bincount's length: the largest value + 1)
-
-
-def _nonzero(counts: np.ndarray) -> np.ndarray:
-    return counts[counts.nonzero()]
-
-
-def _encode_streams(streams: list[np.ndarray], options: EncodeOptions, try_pairs: bool = True) -> list[Encoded]:
-    """The coding of every stream of a planes split, by `options.prefer` (spec §16.1); `try_pairs`: whether
-    balanced and speed may use `pairs` (not in the chunks of a large tensor, see `encode`)."""
-    if options.prefer == "size":
-        return _choose_streams([_encode_stream_exhaustive(s, options) for s in streams], options)
-    cheap = [_encode_stream_cheap(s, try_pairs) for s in streams]
-    fast = [f for f, _ in cheap]
-    if options.prefer == "speed":
-        return fast
-    # balanced: ANS is computed only where the entropy estimates say the tensor could save the margin
-    fast_total = sum(len(f.payload) for f in fast)
-    gains = [len(f.payload) - est for f, est in cheap]
-    if sum(g for g in gains if g > 0) < max(BALANCED_MARGIN * fast_total, ANS_MIN_SAVING):
-        return fast
-    coded = [(f, Encoded("ans", ans.encode_with_table(s.astype(np.int64)), slow=True) if g > 0 else None)
-             for s, (f, _), g in zip(streams, cheap, gains, strict=True)]
-    return _choose_streams(coded, options)
-
-
-def _encode_stream_exhaustive(stream: np.ndarray, options: EncodeOptions) -> tuple[Encoded, Encoded | None]:
-    """prefer="size": (the smallest fast-decoding coding, the ANS coding or None) of one symbol stream."""
-    raw = _le_bytes(stream)
-    fast = [lambda: Encoded("copy", raw)]
-    slow = None
-    if not (stream.itemsize == 1 and stream.size and _entropy_bits(_nonzero(np.bincount(stream))) >= _NEAR_RANDOM_BITS):
-        fast.append(lambda: Encoded("zstd", zstd.compress(raw, zstd_level(len(raw), options))))
-        fast.append(lambda: Encoded("zstd", zstd.compress_literal_heavy(raw)))
-        fast.append(lambda: Encoded("zstd", zstd.compress_fast(raw)))
-        if stream.itemsize == 1:
-            fast.append(lambda: _pairs(stream))
-        if stream.size and options.allow_slow:
-            slow = Encoded("ans", ans.encode_with_table(stream.astype(np.int64)), slow=True)
-    return smallest(fast, EncodeOptions(prefer="speed")), slow
-
-
-def _le_bytes(stream: np.ndarray) -> memoryview:
-    """The `copy` bytes of a symbol stream (1-byte symbols, or 2-byte little-endian), as a view: the planes
-    payload is joined from the chosen streams anyway, and `tobytes` would copy every stream once more
-    holding the GIL (the join lets it go for large payloads)."""
-    le = stream if stream.itemsize == 1 else stream.astype(_U2_LE, copy=False)
-    return memoryview(np.ascontiguousarray(le)).cast("B")
-
-
-def _encode_stream_cheap(stream: np.ndarray, try_pairs: bool = True) -> tuple[Encoded, float]:
-    """balanced / speed: (the coding chosen from the histogram of a sample instead of trying every coder,
-    the estimated size of its ANS coding: n H / 8 plus a count table). A near-random stream is copied;
-    any other is zstd with Huffman literals and (almost) no matches, zstd.compress_fast (or copied, if
-    that is not smaller; a 1-byte stream whose 15 commonest symbols hold _PAIRS_MASS of the sample also
-    tries `pairs`). Few numpy calls: this runs for every stream of every tensor."""
-    raw = _le_bytes(stream)
-    n = stream.size
-    if not n:
-        return Encoded("copy", raw), 0.0
-    counts = _sample_counts(stream)
-    used = _nonzero(counts)
-    m = _sample_size(n)
-    bits = _entropy_bits(used)
-    estimate = n * bits / 8 + 2 * used.size + 8
-    if bits >= _NEAR_RANDOM_BITS and stream.itemsize == 1:
-        return Encoded("copy", raw), estimate
-    z = Encoded("zstd", zstd.compress_fast(raw))
-    if try_pairs and stream.itemsize == 1 and n >= PAIRS_MIN_STREAM and (used.size <= pairs.MAX_TABLE
-                                 or np.sort(used)[-pairs.MAX_TABLE:].sum() >= _PAIRS_MASS * m):
-        p = _pairs(stream, counts)
-        z = p if p is not None and len(p.payload) < len(z.payload) - PAIRS_MIN_SAVING else z
-    return (z if len(z.payload) < len(raw) else Encoded("copy", raw)), estimate
-
-
-_PAIRS_MASS = 0.9  # try `pairs` on a stream whose 15 commonest symbols hold this much of the sample
-
-
-def _pairs(stream: np.ndarray, counts: np.ndarray | None = None) -> Encoded | None:
-    payload = pairs.encode(stream, counts)
-    return None if payload is None else Encoded(pairs.METHOD, payload)
-
-
-def _choose_streams(coded: list[tuple[Encoded, Encoded | None]], options: EncodeOptions) -> list[Encoded]:
-    """Per stream, the fast coding or ANS. "balanced" takes ANS only where, over the whole tensor,
-    it saves at least BALANCED_MARGIN of the all-fast size: on float weights ANS shaves ~0.2 %
-    off the exponents at a several-fold slower decode, which a default should not buy."""
-    smallest_each = [s if s is not None and len(s.payload) < len(f.payload) else f for f, s in coded]
-    if options.prefer == "size":
-        return smallest_each
-    all_fast = [f for f, _ in coded]
-    if options.prefer == "speed":
-        return all_fast
-    fast_total = sum(len(e.payload) for e in all_fast)
-    mixed_total = sum(len(e.payload) for e in smallest_each)
-    return smallest_each if fast_total - mixed_total >= max(BALANCED_MARGIN * fast_total, ANS_MIN_SAVING) else all_fast
-
-
 def _decode_stream(method: str, payload: memoryview, count: int, width: int, ctx: DecodeContext, what: str) -> np.ndarray:
     """One stream's `count` symbols; a copy stream is a read-only view of the payload (_join only reads)."""
     if method == "copy":
@@ -420,18 +279,53 @@ def _decode_planes(params: dict, payload: memoryview, dt: DType, count: int, ctx
     if type(entries) is not list or len(entries) != len(widths):
         expect_params(params, {"split": str, "streams": list}, what)
         raise CorruptFileError(f"{what}: {len(entries)} streams where {dt.name} has {len(widths)}")
-    streams, pos, end = [], 0, len(payload)
+    join = _native_join(dt, count, out)
+    streams, pos, end, strided = [], 0, len(payload), False
     for k, entry in enumerate(entries):
         if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not int or entry[1] < 0:
             raise CorruptFileError(f"{what}: stream {k} must be [method, length]")
         method, length = entry
         if length > end - pos:
             raise CorruptFileError(f"{what}: stream {k} runs past the end of the payload")
-        streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx, f"{what} stream {k}"))
+        name = _STREAM_WHAT[k] if k < len(_STREAM_WHAT) else f"{what} stream {k}"
+        if join is None:
+            streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx, name))
+        elif method == "copy" and length == count:  # (1-byte symbols: the C join reads them in place)
+            streams.append(payload[pos : pos + length])
+        elif method == "zstd":  # (its bytes, as _decode_stream's, without an array view)
+            streams.append(zstd.decompress(payload[pos : pos + length], count, name))
+        else:  # (pairs: a contiguous array; ans: perhaps a broadcast one, checked below)
+            streams.append(_decode_stream(method, payload[pos : pos + length], count, widths[k], ctx, name))
+            strided = strided or not streams[-1].flags.c_contiguous
         pos += length
     if pos != end:
         raise CorruptFileError(f"{what}: {end - pos} bytes after the last stream")
+    if join is not None:
+        if not strided:
+            out = np.empty(count, dtype=dt.storage) if out is None else out
+            join(*streams, out)
+            return out
+        streams = [np.frombuffer(x, dtype=_U1) if type(x) is not np.ndarray else x for x in streams]
     return _join(split, streams, dt, out)
+
+
+_STREAM_WHAT = tuple(f"raw/planes stream {k}" for k in range(8))  # (error texts and scratch keys, made once)
+_FAST_JOIN: dict[str, bool] = {}  # dtype name -> _sign_exponent_byte_aligned
+
+
+def _native_join(dt: DType, count: int, out: np.ndarray | None) -> Callable | None:
+    """The C join of float32 / bfloat16 streams when the C loops are in use (it takes any buffer: copy streams
+    are passed as slices of the payload, no array made), else None: on a file of many small tensors the
+    general path's array views and checks cost as much as the join (rapidocr: 355 tensors under 4 kB)."""
+    fast = _FAST_JOIN.get(dt.name)
+    if fast is None:
+        fast = _FAST_JOIN[dt.name] = _sign_exponent_byte_aligned(dt)
+    if not fast or (out is not None and not out.flags.c_contiguous):
+        return None
+    k = planes_jit.kernels(max(count, 1))
+    if k is None or k is not planes_jit.NATIVE:
+        return None
+    return k["join32"] if dt.itemsize == 4 else k["join16"]
 
 
 def _into(words: np.ndarray, out: np.ndarray | None) -> np.ndarray:

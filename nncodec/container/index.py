@@ -104,10 +104,7 @@ class Index:
 
     def each_entry(self) -> Iterator[object]:
         """`entry(i)` for every i in order, without the per-entry offset lookups (validate_all)."""
-        blob, start, depth = bytes(self.entries), 0, self.depth
-        for i, end in enumerate(self.entry_ends.tolist()):
-            yield strict_json.loads(blob[start:end], depth, f"tensor entry {i}")
-            start = end
+        return strict_json.loads_each(bytes(self.entries), self.entry_ends.tolist(), self.depth, "tensor entry")
 
     def find(self, name: str) -> int | None:
         """The position of tensor `name`, or None; a name stored twice is refused [FormatError].

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -41,12 +42,31 @@ def _no_constants(name: str) -> object:
     raise FormatError(f"header JSON contains {name}, which is not valid JSON")
 
 
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_STEPS = bytes(1 if c in b"[{" else 255 if c in b"]}" else 0 for c in range(256))  # +1 / -1 (int8) / 0
+
+
 def nesting_depth(text: bytes) -> int:
     """Deepest bracket nesting outside string literals, in one linear pass.
 
     A quote is escaped when an odd run of backslashes precedes it; brackets count only outside
     strings. (Backslashes outside strings are not JSON; the parser refuses them afterwards.)
+    A text of at most _CHUNK bytes without a backslash (every header nncodec writes for a small file)
+    takes a shorter path, same result: its strings are exactly the spans between consecutive quotes (the
+    odd pieces of a split at the quotes; an unterminated last string is an odd piece too), and the depth
+    is the highest running sum of the brackets outside them (~37 -> ~15 us on a 1 kB header, which every
+    open parses).
     """
+    if len(text) <= _CHUNK and b"\\" not in text:
+        brackets = b"".join(text.split(b'"')[0::2]).translate(None, _NOT_BRACKETS)
+        if not brackets:
+            return 0
+        return max(0, int(np.frombuffer(brackets.translate(_STEPS), dtype=np.int8).cumsum(dtype=np.int64).max()))
+    return _nesting_depth_chunked(text)
+
+
+def _nesting_depth_chunked(text: bytes) -> int:
+    """nesting_depth of any text, in vectorised steps of _CHUNK bytes (memory bounded by the chunk)."""
     view = memoryview(text)
     in_string, run, depth, deepest = False, 0, 0, 0  # run: backslashes just before the chunk
     for start in range(0, len(view), _CHUNK):
@@ -108,6 +128,48 @@ def loads(text: bytes, max_depth: int, what: str = "header") -> object:
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def loads_each(blob: bytes, ends: list[int], max_depth: int, what: str = "tensor entry") -> Iterator[object]:
+    """`loads(blob[start:end], max_depth, f"{what} {i}")` for each consecutive record of `blob` ending at
+    `ends[i]`, in order (the tensor entries of an indexed header, §4.5), with the per-text work done once for
+    the whole blob where it can be: the UTF-8 check (an ASCII blob), the surrogate-escape search and each
+    record's bracket count (its depth bound, one numpy pass), then one C scan per record starting at its first
+    byte, with the same strict hooks. A record is taken from the scan only if the scan ends exactly at its
+    end (the scanner looks no further back than the record's start, and a value read past the record's end
+    is not this record); any other record (leading or trailing whitespace, more brackets than the limit,
+    anything malformed) goes through `loads` itself, so every error is the one `loads` raises. Why: ~2 us
+    less per entry on a file of many tensors (rapidocr, 470 entries)."""
+    if not ends:
+        return
+    if not blob.isascii() or _SURROGATE_ESCAPE.search(blob):  # (byte offsets = str offsets only for ASCII)
+        start = 0
+        for i, end in enumerate(ends):
+            yield loads(blob[start:end], max_depth, f"{what} {i}")
+            start = end
+        return
+    a = np.frombuffer(blob, dtype=np.uint8)
+    opens = np.zeros(a.size + 1, dtype=np.int64)  # opens[j]: brackets opened in blob[:j]
+    np.cumsum((a == _OPEN[0]) | (a == _OPEN[1]), out=opens[1:])
+    counts = np.diff(opens[np.asarray(ends, dtype=np.int64)], prepend=0).tolist()
+    text = blob.decode("ascii")
+    scan = _decoder().scan_once
+    start = 0
+    for i, end in enumerate(ends):
+        obj = _UNSCANNED
+        if counts[i] <= max_depth and end > start:
+            try:
+                obj, stop = scan(text, start)
+            except (StopIteration, ValueError, RecursionError, FormatError):
+                obj = _UNSCANNED
+            else:
+                if stop != end:
+                    obj = _UNSCANNED
+        yield loads(blob[start:end], max_depth, f"{what} {i}") if obj is _UNSCANNED else obj
+        start = end
+
+
+_UNSCANNED = object()
 
 
 def _check_unicode(obj: object, what: str) -> None:
