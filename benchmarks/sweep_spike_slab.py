@@ -205,7 +205,7 @@ def score_swept(r: dict, arch: str, data, out: Path, dense_c: np.ndarray, confid
         row["bytes_pip"] = row["pip_bytes"] = row["pip_bits_per_weight"] = None
         print(json.dumps(row), flush=True)
         return row
-    state = torch.load(saved)
+    state = torch.load(saved, weights_only=True)
     m.spike_slab_pips, m.spike_slab_threshold = state["pips"], r["tau"]
     pip_path = out / (Path(r["file"]).stem + "-pip.nnc")
     row["bytes_pip"] = save_spike_slab(m, pip_path, steps=steps, keep_pip=True)
