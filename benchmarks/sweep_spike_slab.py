@@ -19,7 +19,9 @@ on the EVEN samples is within `--budget` points; the eligible files are put, sma
 test on the ODD samples, at most 1 + RECONFIRMATIONS of them (as the budget search does); the first that
 passes is chosen, the smallest file that passes both halves (`--previous` sweeps' files included: an
 extended grid is one choice, with one count of confirmations). Test is never scored in `sweep`; `final`
-reruns the chosen setting on each seed and scores test once per file.
+reruns the chosen setting on each seed and scores test once per file. `choose` applies the rule to
+sweeps of one seed run side by side in separate processes (`--previous A.json B.json --json C.json`);
+`final --choice C.json` then reads its choice.
 """
 
 from __future__ import annotations
@@ -251,6 +253,22 @@ def sweep(args: argparse.Namespace, data, out: Path) -> dict:
     return result
 
 
+def choose_only(args: argparse.Namespace) -> dict:
+    """The rule over sweep JSONs run side by side (one per setting, in parallel processes): one choice over
+    all their files, as `sweep --previous` makes it after the fact. Their training lengths must agree."""
+    sweeps = [json.loads(Path(p).read_text()) for p in args.previous]
+    lengths = {tuple(s["args"].get(k) for k in ("epochs", "finetune_epochs", "cosine", "arch", "seed")) for s in sweeps}
+    if len(lengths) != 1:
+        raise SystemExit(f"the sweeps differ in training lengths, arch or seed: {sorted(map(str, lengths))}")
+    rows = [r for s in sweeps for r in s["rows"]]
+    chosen, tried = choose(rows, args.budget)
+    result = {"args": {**sweeps[0]["args"], "combined_from": list(args.previous)}, "dense_val": sweeps[0]["dense_val"],
+              "rows": rows, "chosen": chosen, "tried": tried}
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"chosen": chosen, "tried": tried}), flush=True)
+    return result
+
+
 def final(args: argparse.Namespace, data, out: Path) -> dict:
     chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
     earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
@@ -298,7 +316,7 @@ def final(args: argparse.Namespace, data, out: Path) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("sweep", "final"))
+    ap.add_argument("mode", choices=("sweep", "final", "choose"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--arch", default="lenet300")
     ap.add_argument("--seed", type=int, default=0, help="sweep: the baseline seed")
@@ -332,6 +350,9 @@ def main() -> None:
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     args.test = False
+    if args.mode == "choose":  # no data, no training: the rule over --previous sweeps, written to --json
+        choose_only(args)
+        return
     if args.mode == "sweep":
         args.epochs = 10 if args.epochs is None else args.epochs
         args.finetune_epochs = 10 if args.finetune_epochs is None else args.finetune_epochs

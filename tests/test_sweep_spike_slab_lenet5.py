@@ -5,8 +5,10 @@ Session 8 ran the script on `--arch lenet5` for the first time; this checks the 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+import pytest
 import torch
 from nncodec_cli.presets import lenet
 from script_modules import load_script
@@ -62,3 +64,32 @@ def test_lenet5_sweep_file_is_rescored_with_its_saved_pips(tmp_path: Path) -> No
     assert "test" not in row  # a sweep never scores test
     scored = S.score_swept(row, "lenet5", data, tmp_path, dense_c, 0.95)
     assert scored["from_sweep"] and scored["bytes_pip"] > scored["bytes"] == row["bytes"]
+
+
+def _sweep(path: Path, rows: list[dict], epochs: int = 15) -> str:
+    path.write_text(json.dumps({"args": {"epochs": epochs, "finetune_epochs": 5, "cosine": True, "arch": "lenet5",
+                                         "seed": 0}, "dense_val": 92.0, "rows": rows}))
+    return str(path)
+
+
+def _row(kl: float, nbytes: int, even: float, odd: float) -> dict:
+    return {"kl_weight": kl, "lam": 1e-3, "sigma0": 0.1, "tau": 0.5, "qtol": 0.1, "distill": 0.0, "bytes": nbytes,
+            "even_upper": even, "odd_upper": odd}
+
+
+def test_choose_applies_one_rule_over_sweeps_run_side_by_side(tmp_path: Path) -> None:
+    a = _sweep(tmp_path / "a.json", [_row(0.05, 9000, 0.8, 0.9), _row(0.05, 7000, 1.2, 0.5)])
+    b = _sweep(tmp_path / "b.json", [_row(0.15, 6000, 0.9, 1.4), _row(0.15, 6500, 0.7, 0.95)])
+    out = tmp_path / "c.json"
+    S.choose_only(argparse.Namespace(previous=[a, b], budget=1.0, json=str(out)))
+    result = json.loads(out.read_text())
+    # even-eligible smallest first: 6000 (fails odd), 6500 (passes) -> chosen across the two files
+    assert result["chosen"]["bytes"] == 6500 and [t["bytes"] for t in result["tried"]] == [6000, 6500]
+    assert result["args"]["epochs"] == 15 and len(result["rows"]) == 4
+
+
+def test_choose_refuses_sweeps_of_different_lengths(tmp_path: Path) -> None:
+    a = _sweep(tmp_path / "a.json", [_row(0.05, 9000, 0.8, 0.9)])
+    b = _sweep(tmp_path / "b.json", [_row(0.15, 6000, 0.9, 0.9)], epochs=10)
+    with pytest.raises(SystemExit):
+        S.choose_only(argparse.Namespace(previous=[a, b], budget=1.0, json=str(tmp_path / "c.json")))
