@@ -269,19 +269,26 @@ def choose_only(args: argparse.Namespace) -> dict:
     return result
 
 
+def least_bound(rows: list[dict], ratio: float, seed: int) -> dict | None:
+    """NOT confirmed: the file of ratio >= `ratio` with the smallest even-half bound, among the swept seed's
+    files only (the rows may hold other seeds' sweeps of the same grid, run to stand in for the final)."""
+    at = [r for r in rows if r["ratio"] >= ratio and r["seed"] == seed]
+    if not at:
+        return None
+    best = min(at, key=lambda r: (r["even_upper"], r["bytes"]))
+    return {**best, "not_confirmed": f"no file passed both halves; smallest even-half bound among >= x{ratio:g}"}
+
+
 def final(args: argparse.Namespace, data, out: Path) -> dict:
     chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
     earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
-    if chosen is None and args.if_none_at:  # NOT confirmed: the even half's smallest bound among files >= x RATIO
-        at = [r for r in earlier if r["ratio"] >= args.if_none_at]
-        chosen = min(at, key=lambda r: (r["even_upper"], r["bytes"])) if at else None
-        if chosen is not None:
-            chosen = {**chosen, "not_confirmed": f"no file passed both halves; smallest even-half bound among >= x{args.if_none_at:g}"}
+    swept = json.loads(Path(args.choice).read_text())["args"]
+    if chosen is None and args.if_none_at:
+        chosen = least_bound(earlier, args.if_none_at, swept.get("seed", 0))
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
     print(json.dumps({"setting": {k: chosen.get(k) for k in (*KEYS, "bytes", "even_upper", "odd_upper", "not_confirmed")}}),
           flush=True)
-    swept = json.loads(Path(args.choice).read_text())["args"]
     for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr", "cosine"):
         if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
             setattr(args, key, swept.get(key, False))
@@ -336,7 +343,8 @@ def main() -> None:
                     help="fine-tuning: weights of distillation from the dense model (T = 2) to try [0: plain cross-entropy]")
     ap.add_argument("--budget", type=float, default=1.0)
     ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the "
-                    "choice; final: sweep JSONs whose file of the chosen setting is taken for its seed (not retrained)")
+                    "choice; final: sweep JSONs whose file of the chosen setting is taken for its seed (not retrained; "
+                    "a `sweep --seed S` of the same grid thus stands in for the final's retraining of seed S)")
     ap.add_argument("--confidence", type=float, default=0.95)
     ap.add_argument("--epochs", type=int, default=None, help="variational epochs [10; final: the sweep's]")
     ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")

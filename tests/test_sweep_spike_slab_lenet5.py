@@ -93,3 +93,13 @@ def test_choose_refuses_sweeps_of_different_lengths(tmp_path: Path) -> None:
     b = _sweep(tmp_path / "b.json", [_row(0.15, 6000, 0.9, 0.9)], epochs=10)
     with pytest.raises(SystemExit):
         S.choose_only(argparse.Namespace(previous=[a, b], budget=1.0, json=str(tmp_path / "c.json")))
+
+
+def test_least_bound_reads_the_swept_seed_only() -> None:
+    rows = [{**_row(0.15, 6000, 1.3, 1.5), "ratio": 287.0, "seed": 0},
+            {**_row(0.15, 8000, 1.1, 1.2), "ratio": 215.0, "seed": 0},
+            {**_row(0.15, 6200, 0.4, 0.9), "ratio": 278.0, "seed": 1}]  # another seed's sweep: never the choice
+    assert S.least_bound(rows, 250, seed=0)["bytes"] == 6000
+    assert S.least_bound(rows, 1, seed=0)["bytes"] == 8000
+    assert "not_confirmed" in S.least_bound(rows, 1, seed=0)
+    assert S.least_bound(rows, 300, seed=0) is None
