@@ -103,3 +103,9 @@ def test_least_bound_reads_the_swept_seed_only() -> None:
     assert S.least_bound(rows, 1, seed=0)["bytes"] == 8000
     assert "not_confirmed" in S.least_bound(rows, 1, seed=0)
     assert S.least_bound(rows, 300, seed=0) is None
+
+
+def test_plot_score_reads_the_architecture_and_seed_of_each_sweep() -> None:
+    P = load_script("benchmarks/plot_spike_slab.py")
+    assert P.sweep_model({"args": {"arch": "lenet5", "seed": 2}, "rows": []}) == ("lenet5", 2)
+    assert P.sweep_model({"rows": []}) == ("lenet300", 0)  # sweeps of sessions 2-6 recorded no arch
