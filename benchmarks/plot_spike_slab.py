@@ -43,20 +43,27 @@ def file_of(r: dict, folder: str | None) -> Path:
     return Path(folder or ".") / (f"{tag}-q{r['qtol']:g}-seed{r['seed']}.nnc" if "qtol" in r else f"{tag}.nnc")
 
 
+def sweep_model(sweep: dict) -> tuple[str, int]:
+    """The architecture and baseline seed a sweep JSON ran on (sweeps before `--arch` was recorded: LeNet-300-100)."""
+    args = sweep.get("args", {})
+    return args.get("arch", "lenet300"), int(args.get("seed", 0))
+
+
 def score(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     data = protocol.load(args.data)
-    dense_test = protocol.accuracy("lenet300", protocol.load_baseline("lenet300", 0), data.test)
     rows = []
     for spec in args.sweep:
         js, _, folder = spec.partition(":")
         sweep = json.loads(Path(js).read_text())
         epochs = sweep.get("args", {})
+        arch, seed = sweep_model(sweep)
+        dense_test = protocol.accuracy(arch, protocol.load_baseline(arch, seed), data.test)
         for r in sweep["rows"]:
             path = file_of(r, folder or None)
-            test = protocol.accuracy("lenet300", nncodec.load_file(path), data.test)
+            test = protocol.accuracy(arch, nncodec.load_file(path), data.test)
             rows.append({**r, "file": str(path), "test": test, "dense_test": dense_test, "test_drop": dense_test - test,
-                         "label": args.label, "epochs": [epochs.get("epochs"), epochs.get("finetune_epochs")],
+                         "label": args.label, "arch": arch, "epochs": [epochs.get("epochs"), epochs.get("finetune_epochs")],
                          "cosine": epochs.get("cosine", False)})
             print(json.dumps(rows[-1]), flush=True)
     Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")

@@ -19,7 +19,9 @@ on the EVEN samples is within `--budget` points; the eligible files are put, sma
 test on the ODD samples, at most 1 + RECONFIRMATIONS of them (as the budget search does); the first that
 passes is chosen, the smallest file that passes both halves (`--previous` sweeps' files included: an
 extended grid is one choice, with one count of confirmations). Test is never scored in `sweep`; `final`
-reruns the chosen setting on each seed and scores test once per file.
+reruns the chosen setting on each seed and scores test once per file. `choose` applies the rule to
+sweeps of one seed run side by side in separate processes (`--previous A.json B.json --json C.json`);
+`final --choice C.json` then reads its choice.
 """
 
 from __future__ import annotations
@@ -205,7 +207,7 @@ def score_swept(r: dict, arch: str, data, out: Path, dense_c: np.ndarray, confid
         row["bytes_pip"] = row["pip_bytes"] = row["pip_bits_per_weight"] = None
         print(json.dumps(row), flush=True)
         return row
-    state = torch.load(saved)
+    state = torch.load(saved, weights_only=True)
     m.spike_slab_pips, m.spike_slab_threshold = state["pips"], r["tau"]
     pip_path = out / (Path(r["file"]).stem + "-pip.nnc")
     row["bytes_pip"] = save_spike_slab(m, pip_path, steps=steps, keep_pip=True)
@@ -251,19 +253,42 @@ def sweep(args: argparse.Namespace, data, out: Path) -> dict:
     return result
 
 
+def choose_only(args: argparse.Namespace) -> dict:
+    """The rule over sweep JSONs run side by side (one per setting, in parallel processes): one choice over
+    all their files, as `sweep --previous` makes it after the fact. Their training lengths must agree."""
+    sweeps = [json.loads(Path(p).read_text()) for p in args.previous]
+    lengths = {tuple(s["args"].get(k) for k in ("epochs", "finetune_epochs", "cosine", "arch", "seed")) for s in sweeps}
+    if len(lengths) != 1:
+        raise SystemExit(f"the sweeps differ in training lengths, arch or seed: {sorted(map(str, lengths))}")
+    rows = [r for s in sweeps for r in s["rows"]]
+    chosen, tried = choose(rows, args.budget)
+    result = {"args": {**sweeps[0]["args"], "combined_from": list(args.previous)}, "dense_val": sweeps[0]["dense_val"],
+              "rows": rows, "chosen": chosen, "tried": tried}
+    Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"chosen": chosen, "tried": tried}), flush=True)
+    return result
+
+
+def least_bound(rows: list[dict], ratio: float, seed: int) -> dict | None:
+    """NOT confirmed: the file of ratio >= `ratio` with the smallest even-half bound, among the swept seed's
+    files only (the rows may hold other seeds' sweeps of the same grid, run to stand in for the final)."""
+    at = [r for r in rows if r["ratio"] >= ratio and r["seed"] == seed]
+    if not at:
+        return None
+    best = min(at, key=lambda r: (r["even_upper"], r["bytes"]))
+    return {**best, "not_confirmed": f"no file passed both halves; smallest even-half bound among >= x{ratio:g}"}
+
+
 def final(args: argparse.Namespace, data, out: Path) -> dict:
     chosen = json.loads(args.setting) if args.setting else json.loads(Path(args.choice).read_text())["chosen"]
     earlier = [r for path in args.previous for r in json.loads(Path(path).read_text())["rows"]]
-    if chosen is None and args.if_none_at:  # NOT confirmed: the even half's smallest bound among files >= x RATIO
-        at = [r for r in earlier if r["ratio"] >= args.if_none_at]
-        chosen = min(at, key=lambda r: (r["even_upper"], r["bytes"])) if at else None
-        if chosen is not None:
-            chosen = {**chosen, "not_confirmed": f"no file passed both halves; smallest even-half bound among >= x{args.if_none_at:g}"}
+    swept = json.loads(Path(args.choice).read_text())["args"]
+    if chosen is None and args.if_none_at:
+        chosen = least_bound(earlier, args.if_none_at, swept.get("seed", 0))
     if chosen is None:
         raise SystemExit("the sweep chose nothing: no file passed both halves")
     print(json.dumps({"setting": {k: chosen.get(k) for k in (*KEYS, "bytes", "even_upper", "odd_upper", "not_confirmed")}}),
           flush=True)
-    swept = json.loads(Path(args.choice).read_text())["args"]
     for key in ("epochs", "finetune_epochs", "anneal", "init_phi", "init_sd", "ema", "lr", "cosine"):
         if getattr(args, key) is None or key not in ("epochs", "finetune_epochs"):  # lengths: given ones win
             setattr(args, key, swept.get(key, False))
@@ -298,7 +323,7 @@ def final(args: argparse.Namespace, data, out: Path) -> dict:
 def main() -> None:
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("sweep", "final"))
+    ap.add_argument("mode", choices=("sweep", "final", "choose"))
     ap.add_argument("--data", required=True)
     ap.add_argument("--arch", default="lenet300")
     ap.add_argument("--seed", type=int, default=0, help="sweep: the baseline seed")
@@ -318,7 +343,8 @@ def main() -> None:
                     help="fine-tuning: weights of distillation from the dense model (T = 2) to try [0: plain cross-entropy]")
     ap.add_argument("--budget", type=float, default=1.0)
     ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the "
-                    "choice; final: sweep JSONs whose file of the chosen setting is taken for its seed (not retrained)")
+                    "choice; final: sweep JSONs whose file of the chosen setting is taken for its seed (not retrained; "
+                    "a `sweep --seed S` of the same grid thus stands in for the final's retraining of seed S)")
     ap.add_argument("--confidence", type=float, default=0.95)
     ap.add_argument("--epochs", type=int, default=None, help="variational epochs [10; final: the sweep's]")
     ap.add_argument("--finetune-epochs", type=int, default=None, help="[10; final: the sweep's]")
@@ -332,6 +358,9 @@ def main() -> None:
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     args.test = False
+    if args.mode == "choose":  # no data, no training: the rule over --previous sweeps, written to --json
+        choose_only(args)
+        return
     if args.mode == "sweep":
         args.epochs = 10 if args.epochs is None else args.epochs
         args.finetune_epochs = 10 if args.finetune_epochs is None else args.finetune_epochs

@@ -29,7 +29,8 @@ from .procedure import spike_slab
 # was 1.44 pt. Session 3's confirmed rule (benchmarks/sweep_spike_slab.py: choose on the even validation
 # samples, confirm on the odd ones) chose nothing within 1.0 pt, so these are NOT confirmed settings
 # (benchmarks/RESULTS.md, "Spike-and-slab"); session 6's sweep (40 + 10 epochs, cosine, with and without
-# distillation in the fine-tuning) chose nothing either, so they stay. LeNet-5: not swept, the same values carried over.
+# distillation in the fine-tuning) chose nothing either, so they stay. LeNet-5: session 8's sweep (KL 0.05 and 0.15, 15 + 5 epochs)
+# chose nothing either (RESULTS.md, "LeNet-5-Caffe (session 8)"), so the same values stay.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "lenet300": {"prior_inclusion": 1e-3, "prior_sd": 0.1, "init_phi": 0.9, "init_sd": 1e-3, "ema": 0.99,
                  "kl_weight": 0.02, "threshold": 0.9},
