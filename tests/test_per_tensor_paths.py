@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from concurrently import run_concurrently
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -92,24 +92,15 @@ def test_strict_loads_refuses_a_key_given_twice_at_any_depth(value, depth):
 
 def test_strict_loads_from_many_threads():
     texts = [json.dumps({"k": list(range(i)), "n": {"x": i}}).encode() for i in range(50)]
-    errors: list[BaseException] = []
 
     def work() -> None:
-        try:
-            for _ in range(20):
-                for i, text in enumerate(texts):
-                    assert strict_json.loads(text, 32) == {"k": list(range(i)), "n": {"x": i}}
-                with pytest.raises(FormatError):
-                    strict_json.loads(b'{"a":1,"a":2}', 32)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for _ in range(20):
+            for i, text in enumerate(texts):
+                assert strict_json.loads(text, 32) == {"k": list(range(i)), "n": {"x": i}}
+            with pytest.raises(FormatError):
+                strict_json.loads(b'{"a":1,"a":2}', 32)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors
+    assert not run_concurrently(work)
 
 
 @given(shape=st.lists(st.integers(0, 2**20), max_size=4).map(tuple), dtype=st.sampled_from(sorted(DTYPES)))
