@@ -5,8 +5,8 @@ both sides need the same code path (one function computes them for the encoder a
 the same thread count (1, set while coding and training), the same library versions, the same
 platform and the same CPU kernel family: torch, oneDNN and MKL pick their float kernels by the CPU's
 instruction set (and MKL by its vendor), and an AVX2 and an AVX-512 machine round differently, so a
-file coded on one does not decode on the other. The encoder records them in the header; the decoder compares before doing any work and
-stops with EnvironmentMismatchError on a difference, unless told to try anyway (then a wrong
+file coded on one does not decode on the other. The encoder records them in the header; the decoder
+compares before doing any work and stops with EnvironmentMismatchError on a difference, unless told to try anyway (then a wrong
 table still cannot pass silently: the stream check and the data hash catch it).
 """
 
@@ -16,6 +16,7 @@ import os
 import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from ..errors import NNCodecError
 
@@ -63,6 +64,7 @@ def cpu_kernels() -> str:
 VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}  # short names: every dataset header carries one
 
 
+@cache
 def _cpu_vendor() -> str:
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
@@ -84,15 +86,21 @@ def _version(name: str, module: object) -> str:
     return version(name)
 
 
+def differences(recorded: dict[str, str], keys: tuple[str, ...] | None = None) -> list[str]:
+    """What differs between `recorded` and this environment in `keys` (default all); a key added after a
+    file was written (LATER_KEYS) is compared only when the file has it."""
+    here = current()
+    compared = [k for k in (keys or here) if k in recorded or k not in LATER_KEYS]
+    return [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in compared if recorded.get(k) != here[k]]
+
+
 def check(recorded: object, override: bool = False, keys: tuple[str, ...] | None = None) -> list[str]:
     """The differences between `recorded` and this environment (in `keys`: default all); raises unless `override`."""
     from ..errors import FormatError
 
     if not isinstance(recorded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in recorded.items()):
         raise FormatError("dataset env must map strings to strings")
-    here = current()
-    compared = [k for k in (keys or here) if k in recorded or k not in LATER_KEYS]
-    diffs = [f"{k}: file {recorded.get(k)!r}, here {here[k]!r}" for k in compared if recorded.get(k) != here[k]]
+    diffs = differences(recorded, keys)
     if diffs and not override:
         raise EnvironmentMismatchError("decoding needs the environment the data was coded in (" + "; ".join(diffs)
                                        + "); pass --allow-env-mismatch to try anyway")
