@@ -115,25 +115,25 @@ def torch_converter(device: str = "cpu") -> Callable[[DType, tuple[int, ...], np
         got = views.get(dt.name)
         if got is None:
             got = views[dt.name] = _torch_view(dt)
-        arr = words.view(got[0]).reshape(shape)
-        if not (arr.flags.writeable and arr.flags.c_contiguous):
-            arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
-        t = from_numpy(arr)
-        return t if got[1] is None else t.view(got[1])
+        return _as_cpu_torch(from_numpy, got, shape, words)
 
     return convert
 
 
 def words_to_torch(dt: DType, shape: tuple[int, ...], words: np.ndarray, device: str = "cpu") -> Any:
-    torch = _torch()
-    view, torch_dtype = _torch_view(dt)
-    arr = words.view(view).reshape(shape)
+    t = _as_cpu_torch(_torch().from_numpy, _torch_view(dt), shape, words)
+    return t.to(device) if device != "cpu" else t
+
+
+def _as_cpu_torch(from_numpy: Callable[[np.ndarray], Any], view: tuple[np.dtype, Any], shape: tuple[int, ...],
+                  words: np.ndarray) -> Any:
+    """The words as a CPU torch tensor of `shape` through `view` (numpy dtype, torch dtype or None), sharing
+    memory when they are writable and contiguous."""
+    arr = words.view(view[0]).reshape(shape)
     if not (arr.flags.writeable and arr.flags.c_contiguous):
         arr = arr.copy()  # (np.ascontiguousarray would turn a 0-d array into 1-d)
-    t = torch.from_numpy(arr)
-    if torch_dtype is not None:
-        t = t.view(torch_dtype)
-    return t.to(device) if device != "cpu" else t
+    t = from_numpy(arr)
+    return t if view[1] is None else t.view(view[1])
 
 
 def storage_key(x: Any) -> tuple | None:
