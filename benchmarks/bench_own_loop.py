@@ -341,7 +341,7 @@ def main() -> None:
     kwargs = {"beta": a.beta} if a.method == "drr" else {"companion_lr": a.companion_lr}
     ps = a.seed if a.pipeline_seed is None else a.pipeline_seed
     hp = f"alpha{alpha:g}-" + (f"beta{a.beta:g}" if a.method == "drr" else f"clr{a.companion_lr:g}")
-    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, **kwargs)
+    pruner = make_pruner(a.method, net, alpha=alpha, delta=a.delta, seed=ps, targets=L.targets(a), **kwargs)
     lr = a.lr if a.pipe_lr is None else a.pipe_lr
     teacher = L.frozen(model_dense(bench, out)) if a.kd > 0 else None  # distillation from the dense model
     t_reg = bench.train(net, a.reg_steps, 10 * ps + 2, lr, pruner, teacher=teacher, kd=a.kd)
@@ -387,7 +387,8 @@ def main() -> None:
         "seconds": {"pipeline": round(seconds, 1), "regularised": round(t_reg, 1), "prune": round(t_prune, 1),
                     "finetune": round(t_ft, 1), "quant_search": round(t_quant, 1)},
         "tamade_threshold": report.tamade.threshold, "reg_steps": a.reg_steps, "ft_steps": a.ft_steps,
-        "pipe_lr": lr, "ft_schedule": a.ft_schedule, "kd": a.kd, "quant_small": a.quant_small, **qat, **confirm, **info,
+        "pipe_lr": lr, "ft_schedule": a.ft_schedule, "kd": a.kd, "quant_small": a.quant_small,
+        "prune_emb": a.prune_emb, "qat_shrink_enabled": a.qat_shrink, **qat, **confirm, **info,
     }
     if D.is_main():
         (out / f"result-{a.method}-{hp}-s{ps}-world{bench.world}.json").write_text(json.dumps(result, indent=2))

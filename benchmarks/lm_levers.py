@@ -37,6 +37,11 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="--qat-budget relative to the model's validation loss before QAT (not to the reference)")
     p.add_argument("--qat-lr", type=float, default=None, help="Adam learning rate of the QAT phase [--pipe-lr]")
     p.add_argument("--skip-test", action="store_true", help="do not score the test split (sweep runs)")
+    p.add_argument("--prune-emb", action="store_true",
+                   help="prune every matrix, the token and position embeddings too (default: Linear weights)")
+    p.add_argument("--qat-shrink", action="store_true",
+                   help="a QAT phase that ends over the budget keeps its weights and refines its steps "
+                        "(x0.9, x0.8, ...) before falling back to the plain path")
 
 
 def tag(a: argparse.Namespace) -> str:
@@ -45,7 +50,16 @@ def tag(a: argparse.Namespace) -> str:
     out += "-small" if a.quant_small else ""
     if a.qat_steps:
         out += f"-qat{a.qat_steps}{'r' if getattr(a, 'qat_relative', False) else 'b'}{a.qat_budget:g}" + (f"lr{a.qat_lr:g}" if a.qat_lr is not None else "")
+    out += "-emb" if getattr(a, "prune_emb", False) else ""
+    out += "-shrink" if getattr(a, "qat_shrink", False) else ""
     return out
+
+
+def targets(a: argparse.Namespace):
+    """The pruner's targets: every matrix (embeddings included) with --prune-emb, else its default."""
+    if getattr(a, "prune_emb", False):
+        return lambda name, param, module: param.dim() >= 2
+    return None
 
 
 def frozen(model: nn.Module) -> nn.Module:
@@ -94,6 +108,15 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
               f"(limit {limit:.4f}; {'used' if after <= limit else 'over: plain search'})", flush=True)
     if after <= limit:
         return qsteps, record
+    if getattr(a, "qat_shrink", False):  # just over: the QAT'd weights at slightly finer steps
+        for f in (0.9, 0.8, 0.7, 0.6, 0.5):
+            trial = {n: s * f for n, s in qsteps.items()}
+            val = metric(pruner.to_state_dict(steps=trial))
+            if bench.rank == 0:
+                print(f"QAT shrink x{f}: validation {val:.4f} (limit {limit:.4f})", flush=True)
+            if val <= limit:
+                record.update(qat_used=True, qat_shrink=f, qat_val_shrunk=val)
+                return trial, record
     model.load_state_dict(finetuned)  # the same mask: QAT keeps pruned weights at zero
     return search_steps(model, metric, limit, names=names), record
 

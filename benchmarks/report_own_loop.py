@@ -36,7 +36,8 @@ def levers(r: dict) -> dict:
         kd = float(name.split("-kd")[1].split("-")[0]) if "-kd" in name else 0.0
     small = r.get("quant_small", "-small-" in name)
     return {"kd": kd, "quant_small": small, "qat_steps": r.get("qat_steps", 0), "qat_budget": r.get("qat_budget"),
-            "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr")}
+            "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr"),
+            "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False)}
 
 
 def hp(r: dict) -> str:
@@ -53,7 +54,10 @@ def hp(r: dict) -> str:
     if lv["qat_steps"]:
         text += (f", QAT {lv['qat_steps']} steps at steps for +{100 * lv['qat_budget']:g} %"
                  + (" over the pre-QAT model" if lv["qat_relative"] else "")
-                 + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else ""))
+                 + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else "")
+                 + (", finer steps if over" if lv["qat_shrink"] else ""))
+    if lv["prune_emb"]:
+        text += ", embeddings pruned"
     return text
 
 
@@ -70,6 +74,8 @@ def pipeline_args(r: dict) -> list[str]:
         extra += ["--qat-steps", str(lv["qat_steps"]), "--qat-budget", f"{lv['qat_budget']:g}"]
         extra += ["--qat-relative"] if lv["qat_relative"] else []
         extra += ["--qat-lr", f"{lv['qat_lr']:g}"] if lv["qat_lr"] is not None else []
+        extra += ["--qat-shrink"] if lv["qat_shrink"] else []
+    extra += ["--prune-emb"] if lv["prune_emb"] else []
     return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
 
 
