@@ -74,3 +74,24 @@ def test_distillation_mix_is_cross_entropy_without_a_teacher_and_zero_kl_against
     assert torch.isclose(L.kd_mix(ce, logits, net, x, 0.5), torch.tensor(0.625), atol=1e-6)  # KL(p || p) = 0
     a = argparse.Namespace(kd=0.5, quant_small=True, qat_steps=400, qat_budget=0.08, qat_lr=None)
     assert L.tag(a) == "-kd0.5-small-qat400b0.08"
+
+
+def test_pruning_the_embeddings_is_an_option_that_a_rerun_of_the_result_repeats() -> None:
+    L = load_script("benchmarks/lm_levers.py")
+    R = load_script("benchmarks/report_own_loop.py")
+    from nncodec.compress.training.targets import select_parameters
+
+    bench = argparse.Namespace(vocab=20, ctx=8)
+    model = B.TinyLM(bench.vocab, bench.ctx, d=8, layers=1, heads=2, ff=16)
+    plain = argparse.Namespace(prune_emb=False, qat_shrink=False)
+    emb = argparse.Namespace(prune_emb=True, qat_shrink=True)
+    assert "tok.weight" not in select_parameters(model, L.targets(plain))
+    chosen = select_parameters(model, L.targets(emb))
+    assert {"tok.weight", "pos", "head.weight", "blocks.0.fc.weight"} <= set(chosen)
+    assert all(p.dim() >= 2 for p in chosen.values())  # no bias or LayerNorm vector
+    result = {"method": "drr", "alpha": 2e-5, "beta": 20.0, "kd": 0.5, "quant_small": True, "qat_steps": 600,
+              "qat_budget": 0.05, "qat_relative": True, "prune_emb": True, "qat_shrink_enabled": True}
+    args = R.pipeline_args(result)
+    assert "--prune-emb" in args and "--qat-shrink" in args
+    assert "embeddings pruned" in R.hp(result) and "finer steps if over" in R.hp(result)
+    assert "--prune-emb" not in R.pipeline_args({**result, "prune_emb": False})
