@@ -236,11 +236,8 @@ class NncFile:
         """Every tensor, after checking the whole file (every entry and reference) and that all of
         them together fit in memory (they are all kept). That one check covers each tensor's own, so
         the tensors are decoded straight from their entries (no per-tensor re-check: files hold
-        thousands of small tensors)."""
-        with gc_pause.paused():
-            return self._load_all_unpaused()
-
-    def _load_all_unpaused(self) -> dict[str, Any]:
+        thousands of small tensors). Its callers, load and load_file, pause the garbage collector around
+        the open and this call."""
         tf = self._open_file()
         tf.validate_all()
         self.check_memory()
