@@ -81,8 +81,7 @@ def test_pruning_the_embeddings_is_an_option_that_a_rerun_of_the_result_repeats(
     R = load_script("benchmarks/report_own_loop.py")
     from nncodec.compress.training.targets import select_parameters
 
-    bench = argparse.Namespace(vocab=20, ctx=8)
-    model = B.TinyLM(bench.vocab, bench.ctx, d=8, layers=1, heads=2, ff=16)
+    model = B.TinyLM(20, 8, d=8, layers=1, heads=2, ff=16)
     plain = argparse.Namespace(prune_emb=False, qat_shrink=False)
     emb = argparse.Namespace(prune_emb=True, qat_shrink=True)
     assert "tok.weight" not in select_parameters(model, L.targets(plain))
