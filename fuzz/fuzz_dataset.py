@@ -26,12 +26,18 @@ SIDES = side_inputs()
 
 def warm_up() -> None:
     """Decode one seed before fuzzing: the first training step imports torch's optimizer machinery
-    (torch._dynamo, seconds of CPU), which must not count against the first fuzzed input's caps."""
+    (torch._dynamo, seconds of CPU), which must not count against the first fuzzed input's caps.
+    The seed was coded on one CPU kernel family (its header's `env`); on another one the float model's
+    tables differ and the decoder refuses the stream as damaged (CorruptFileError, FORMAT §21). That is
+    the reader's documented answer, not a finding, and the training step has run either way."""
     from pathlib import Path
 
     seed = Path(__file__).resolve().parent.parent / "spec" / "vectors" / "dataset" / "bytes-prequential.nnc"
     if seed.is_file():
-        mdl.decode(seed.read_bytes(), allow_env_mismatch=True)
+        try:
+            mdl.decode(seed.read_bytes(), allow_env_mismatch=True)
+        except NNCodecError:
+            pass
 
 
 def named_side(data: bytes):
