@@ -68,7 +68,7 @@ def decode(payload: bytes | memoryview, count: int, what: str,
     if not 1 <= k <= MAX_TABLE:
         raise CorruptFileError(f"{what}: pairs table of {k} symbols (1 to {MAX_TABLE} allowed)")
     table = np.frombuffer(r.take(k), dtype=np.uint8)
-    if np.unique(table).size != k:
+    if len(set(table.tobytes())) != k:  # (not np.unique: its first call imports numpy.ma, ~10 ms of a first load)
         raise CorruptFileError(f"{what}: pairs table lists a symbol twice")
     frame = r.take(r.uvarint())
     packed = np.frombuffer(zstd.decompress(frame, (count + 1) // 2, what), dtype=np.uint8)
