@@ -1,4 +1,4 @@
-"""Issue 13 (checkpoints at real scale): the three measurements in one driver, and the issue-13
+"""Issue 13 (checkpoints at real scale): the measurements in one driver, and the issue-13
 section of benchmarks/RESULTS.md.
 
     python benchmarks/bench_scale.py                        # every part present, then RESULTS.md
@@ -13,7 +13,9 @@ not present is reported as missing, nothing is invented for it):
   checkpoint (stream);
 - lazy: benchmarks/scale_lazy.py — nncodec.open against safetensors.safe_open (lazy);
 - ratio: benchmarks/scale_ratio.py — the default file's size against ZipNN's on all seven test checkpoints,
-  and where its bytes go (sizes only: it may run at any load).
+  and where its bytes go (sizes only: it may run at any load);
+- fresh: benchmarks/scale_fresh.py — the first encode and decode in a fresh process (a checkpoint is
+  usually loaded once per process), nncodec beside ZipNN and safetensors.
 Every part measures its peers interleaved in its own run. The parts can run in separate slots of the
 quiet window: each run's results are saved to benchmarks/results/scale_<part>.json, and the RESULTS.md
 section is written from the newest saved result of every part (with its own date and load average).
@@ -48,6 +50,7 @@ PARTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "memory": ("scale_memory", {}, {"quick": True}),
     "lazy": ("scale_lazy", {"repeats": 41}, {"repeats": 15}),
     "ratio": ("scale_ratio", {}, {"checkpoints": [SCALE / "lenet300_fp32.safetensors"]}),
+    "fresh": ("scale_fresh", {}, {"checkpoints": [SCALE / "lenet300_fp32.safetensors"], "rounds": 3}),
 }
 
 
