@@ -33,6 +33,7 @@ import protocol  # noqa: E402
 import nncodec  # noqa: E402
 
 F32 = {"lenet300": 4 * 266_610, "lenet5": 4 * 431_080}
+NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 RATIOS = (25, 50, 100, 150, 200, 300, 500, 750, 1000)
 
 
@@ -106,14 +107,25 @@ def points(args: argparse.Namespace) -> dict[str, list[dict]]:
                 out["spike-slab"].append({"bytes": r["bytes"], "drop": r["drop"], "label": "final"})
     for path in args.peers or []:
         for r in json.loads(Path(path).read_text()):
-            if r["arch"] == "lenet300" and r["seed"] == 0:
+            if r["arch"] == args.arch and r["seed"] == 0:
                 out.setdefault(r["method"], []).append({"bytes": r["file_bytes"], "drop": r["test_drop"],
                                                         "label": f"{r['epochs'][0]}+{r['epochs'][1]} epochs"})
     return out
 
 
+def final_groups(paths: list[str] | None) -> dict[tuple, list[dict]]:
+    """The runs of `sweep_spike_slab.py final` JSON files pooled by chosen setting: one file may hold every
+    seed (LeNet-300-100, session 6) or one seed each (LeNet-5, session 8); a setting's seeds make one mean ± sd."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in paths or []:
+        fin = json.loads(Path(path).read_text())
+        key = tuple((k, fin["chosen"][k]) for k in ("kl_weight", "tau", "qtol") if k in fin["chosen"])
+        groups.setdefault(key, []).extend(fin["runs"])
+    return groups
+
+
 def verdict(args: argparse.Namespace) -> list[dict]:
-    f32 = F32["lenet300"]
+    f32 = F32[args.arch]
     fronts = {m: frontier([(p["bytes"], p["drop"]) for p in ps]) for m, ps in points(args).items()}
     rows = []
     for ratio in RATIOS:
@@ -139,7 +151,7 @@ def plot(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    f32 = F32["lenet300"]
+    f32 = F32[args.arch]
     markers = iter(("o", "h", "p", "*"))
     labels = list(args.curve_labels or [])
     for i, path in enumerate(args.curve or []):
@@ -147,22 +159,20 @@ def plot(args: argparse.Namespace) -> None:
         label = labels[i] if i < len(labels) else rows[0].get("label", Path(path).name)
         ax.plot([r["bytes"] for r in rows], [-r["test_drop"] for r in rows], next(markers), color=("C0", "C5", "C7", "C8")[i],
                 ms=4 if i else 5, alpha=0.8, mfc="none" if i else None, label=f"spike-slab, seed 0, validation sweep: {label}")
-    for path in args.final or []:
-        fin = json.loads(Path(path).read_text())
-        runs = fin["runs"]
+    for c, runs in final_groups(args.final).items():
+        c = dict(c)
         for key, marker, color, what in (("bytes", "D", "C0", ""), ("bytes_pip", "s", "C1", " + PIPs stored")):
             b = [r[key] for r in runs]
             d = [r["drop"] for r in runs]
             mb, md = sum(b) / len(b), sum(d) / len(d)
             sb = (sum((x - mb) ** 2 for x in b) / max(len(b) - 1, 1)) ** 0.5
             sd = (sum((x - md) ** 2 for x in d) / max(len(d) - 1, 1)) ** 0.5
-            c = fin["chosen"]
             ax.errorbar(mb, -md, xerr=sb, yerr=sd, fmt=marker, color=color, ms=9, capsize=3, mec="k",
                         label=f"spike-slab {args.final_label} (KL {c['kl_weight']}, τ {c['tau']}){what}, "
                               f"seeds {[r['seed'] for r in runs]}, mean ± sd")
     styles = {"drr": ("^", "C2"), "pmmp": ("v", "C3"), "rl1": ("<", "C4")}
     for path in args.peers or []:
-        rows = [r for r in json.loads(Path(path).read_text()) if r["arch"] == "lenet300"]
+        rows = [r for r in json.loads(Path(path).read_text()) if r["arch"] == args.arch]
         for method, (marker, color) in styles.items():
             for ep in sorted({tuple(r["epochs"]) for r in rows if r["method"] == method}):
                 rs = [r for r in rows if r["method"] == method and tuple(r["epochs"]) == ep]
@@ -180,9 +190,9 @@ def plot(args: argparse.Namespace) -> None:
             ax.text(0.01, 0.02, "off scale (seed 0): " + "; ".join(f"{m} {b:,} B at −{d:.1f}" for m, b, d in off),
                     fontsize=6.5, transform=ax.transAxes)
     ax.set_xscale("log")
-    ax.set_xlabel("whole .nnc file bytes (LeNet-300-100, float32 = 1,066,440 B)")
+    ax.set_xlabel(f"whole .nnc file bytes ({NAMES[args.arch]}, float32 = {f32:,} B)")
     ax.set_ylabel("test accuracy − dense baseline of the same seed (points)")
-    ax.set_title("Fashion-MNIST LeNet-300-100: test accuracy vs file size")
+    ax.set_title(f"Fashion-MNIST {NAMES[args.arch]}: test accuracy vs file size")
     ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(args.png, dpi=120)
@@ -210,6 +220,7 @@ def main() -> None:
         b.add_argument("--png", default="benchmarks/spike_slab_accuracy_bytes.png")
         b.add_argument("--json", default=None, help="plot: the verdict table as JSON")
         b.add_argument("--ymin", type=float, default=None, help="plot: lower limit of the y axis (points below are listed)")
+        b.add_argument("--arch", choices=sorted(F32), default="lenet300", help="the model whose peers and sizes are drawn")
     args = ap.parse_args()
     {"score": score, "plot": plot, "table": verdict}[args.cmd](args)
 

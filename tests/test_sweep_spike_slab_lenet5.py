@@ -109,3 +109,31 @@ def test_plot_score_reads_the_architecture_and_seed_of_each_sweep() -> None:
     P = load_script("benchmarks/plot_spike_slab.py")
     assert P.sweep_model({"args": {"arch": "lenet5", "seed": 2}, "rows": []}) == ("lenet5", 2)
     assert P.sweep_model({"rows": []}) == ("lenet300", 0)  # sweeps of sessions 2-6 recorded no arch
+
+
+def test_plot_pools_final_files_of_one_setting_and_reads_the_chosen_arch(tmp_path) -> None:
+    """LeNet-5's finals are one file per seed: one setting's seeds make one mean ± sd, and the peers and
+    sizes are the --arch model's (a LeNet-300-100 row must not appear in a LeNet-5 verdict)."""
+    import json
+
+    P = load_script("benchmarks/plot_spike_slab.py")
+    chosen = {"kl_weight": 0.15, "tau": 0.9, "qtol": 0.1}
+    finals = []
+    for seed, size in ((0, 4000), (1, 3500), (2, 5200)):
+        finals.append(tmp_path / f"final{seed}.json")
+        finals[-1].write_text(json.dumps({"chosen": {**chosen, "seed": 0}, "runs": [{"seed": seed, "bytes": size, "drop": 5.0}]}))
+    groups = P.final_groups([str(f) for f in finals])
+    assert list(groups) == [(("kl_weight", 0.15), ("tau", 0.9), ("qtol", 0.1))]
+    assert [r["seed"] for r in next(iter(groups.values()))] == [0, 1, 2]
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps([
+        {"arch": "lenet5", "method": "drr", "seed": 0, "file_bytes": 12000, "test_drop": 0.8, "epochs": [15, 5]},
+        {"arch": "lenet300", "method": "pmmp", "seed": 0, "file_bytes": 3000, "test_drop": 0.1, "epochs": [10, 5]}]))
+    args = argparse.Namespace(arch="lenet5", curve=None, final=[str(f) for f in finals], peers=[str(peers)])
+    pts = P.points(args)
+    assert set(pts) == {"spike-slab", "drr"} and pts["spike-slab"] == [{"bytes": 4000, "drop": 5.0, "label": "final"}]
+    rows = {r["ratio"]: r for r in P.verdict(args)}
+    assert rows[200]["bytes"] == round(4 * 431_080 / 200)  # LeNet-5's float32 bytes, not LeNet-300-100's
+    assert rows[100]["ahead"] == "drr"  # 0.8 at 12,000 B beats 5.0 at 4,000 B at 17,243 B
+    assert rows[200]["ahead"] == "spike-slab"  # DRR made no file of 8,622 B or less
+    assert rows[500]["ahead"] is None  # nobody made one of 3,449 B
