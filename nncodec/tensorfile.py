@@ -290,11 +290,7 @@ class TensorFile(EntryParsing):
         checked against each other (levels as int32); a chunked tensor's chunks on `threads` threads."""
         ctx = self.ctx if threads is None else replace(self.ctx, threads=threads)
         if "raw" in e.parts:
-            p = e.parts["raw"]
-            if p.codec == codecs.chunks.CODEC:  # §23: chunk CRCs, checked by the workers, stand for the section's
-                return RawTensor(e.dtype, e.shape, chunk_reads.decode_elements(self, e, 0, e.numel, threads, checked=True))
-            words = codecs.raw.decode(p.codec, p.params, self._payload(p), e.dtype, e.numel, ctx)
-            return RawTensor(e.dtype, e.shape, words)
+            return RawTensor(e.dtype, e.shape, self._raw_words(e, threads))
         mask, pip = None, None
         survivors = e.numel
         if "pip" in e.parts:
@@ -356,15 +352,21 @@ class TensorFile(EntryParsing):
         decode_memory.check(f"tensor {name!r}", need, self.limits)
         return self.decode_entry(e)
 
+    def _raw_words(self, e: TensorEntry, threads: int | None = None) -> np.ndarray:
+        """The flat storage words of a raw entry: a chunked tensor's chunks on `threads` threads (§23: the chunk
+        CRCs, checked by the workers, stand for the section's), any other payload by its codec."""
+        p = e.parts["raw"]
+        if p.codec == codecs.chunks.CODEC:
+            return chunk_reads.decode_elements(self, e, 0, e.numel, threads, checked=True)
+        return codecs.raw.decode_whole(p.codec, p.params, self._payload(p), e.dtype, e.numel, self.ctx)
+
     def decode_entry(self, e: TensorEntry, threads: int | None = None) -> tuple[DType, tuple[int, ...], np.ndarray]:
         """(dtype, shape, flat storage words) of a resolved entry, after the memory check."""
         try:
             if e.vae_group is not None:
                 return e.dtype, e.shape, self.vae.decode_tensor(e)
-            p = e.parts.get("raw")
-            if p is not None and p.codec != codecs.chunks.CODEC:  # (what components_of does, without a RawTensor)
-                return e.dtype, e.shape, codecs.raw.decode_whole(p.codec, p.params, self._payload(p), e.dtype, e.numel,
-                                                                 self.ctx)
+            if "raw" in e.parts:  # (components_of's raw tensor, without making a RawTensor: files of many tiny ones)
+                return e.dtype, e.shape, self._raw_words(e, threads)
             t = self.components_of(e, threads)
             words = t.words if isinstance(t, RawTensor) else dequantize(t)
         except MemoryError:

@@ -144,7 +144,7 @@ def test_raw_stream_encoder_choices_decode(data, options):
     hi = data.draw(st.sampled_from([1, 4, 256 ** width]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     stream = rng.integers(0, hi, size=n).astype(np.uint8 if width == 1 else np.uint16)
-    (enc,) = raw._encode_streams([stream], options)
+    (enc,) = raw.encode_streams([stream], options)
     assert enc.codec != "ans" or options.prefer != "speed"
     got = raw._decode_stream(enc.codec, memoryview(enc.payload), n, width, CTX, "test")
     assert got.tobytes() == stream.tobytes()

@@ -115,7 +115,7 @@ def _payloads(coded: list) -> list:
 @settings(max_examples=300, deadline=None)
 @given(data=st.data())
 def test_lazy_stream_statistics_choose_what_the_eager_ones_chose(data: st.DataObject) -> None:
-    """raw_streams._encode_streams (entropies only where a choice needs them; short streams by their distinct-symbol
+    """raw_streams.encode_streams (entropies only where a choice needs them; short streams by their distinct-symbol
     count) codes every stream as the eager reference does, in every mode: the file bytes do not change."""
     from nncodec.codecs.base import EncodeOptions
 
@@ -136,7 +136,7 @@ def test_lazy_stream_statistics_choose_what_the_eager_ones_chose(data: st.DataOb
     prefer = data.draw(st.sampled_from(["balanced", "speed", "size"]))
     pairs_ok = data.draw(st.booleans())
     opts = EncodeOptions(prefer=prefer)
-    assert _payloads(rs._encode_streams(streams, opts, pairs_ok)) == \
+    assert _payloads(rs.encode_streams(streams, opts, pairs_ok)) == \
         _payloads(_encode_streams_eager(streams, opts, pairs_ok))
 
 
@@ -210,7 +210,7 @@ def test_the_load_converter_equals_words_to_torch(dtype: str, shape: tuple) -> N
 
 # --- the eager stream coding of the session start (the reference the lazy one must equal) -------------------------
 def _encode_streams_eager(streams: list[np.ndarray], options: EncodeOptions, try_pairs: bool = True) -> list[Encoded]:
-    """raw_streams._encode_streams as it was before session 8: every stream's entropy estimate computed."""
+    """raw_streams.encode_streams as it was before session 8: every stream's entropy estimate computed."""
     if options.prefer == "size":
         return rs._choose_streams([rs._encode_stream_exhaustive(s, options) for s in streams], options)
     cheap = [_encode_stream_cheap(s, try_pairs) for s in streams]

@@ -23,7 +23,7 @@ from ..dtypes import DType
 from ..errors import CorruptFileError, UnsupportedVersionError
 from . import ans, chunks, pairs, planes_jit, zstd
 from .base import DecodeContext, Encoded, EncodeOptions, Parts, expect_params, smallest
-from .raw_streams import _encode_streams, zstd_level
+from .raw_streams import encode_streams, zstd_level
 
 __all__ = ["decode", "decode_whole", "encode", "encode_whole", "zstd_level"]  # (zstd_level: for levels, mask, pip)
 
@@ -216,7 +216,7 @@ def encode_whole(words: np.ndarray, dt: DType, options: EncodeOptions, try_pairs
         if words.size == 0:
             return None
         split, streams = _split(words, dt)
-        chosen = _encode_streams(streams, options, try_pairs)
+        chosen = encode_streams(streams, options, try_pairs)
         payload = b"".join(e.payload for e in chosen) if joined else Parts(e.payload for e in chosen)
         return Encoded("planes", payload,
                        {"split": split, "streams": [[e.codec, len(e.payload)] for e in chosen]},

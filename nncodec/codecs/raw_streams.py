@@ -69,7 +69,7 @@ def _nonzero(counts: np.ndarray) -> np.ndarray:
     return counts[counts.nonzero()]
 
 
-def _encode_streams(streams: list[np.ndarray], options: EncodeOptions, try_pairs: bool = True) -> list[Encoded]:
+def encode_streams(streams: list[np.ndarray], options: EncodeOptions, try_pairs: bool = True) -> list[Encoded]:
     """The coding of every stream of a planes split, by `options.prefer` (spec §16.1); `try_pairs`: whether
     balanced and speed may use `pairs` (not in the chunks of a large tensor, see `encode`)."""
     if options.prefer == "size":
@@ -133,7 +133,7 @@ _FEW_SYMBOLS = 250
 def _encode_stream_quick(stream: np.ndarray, try_pairs: bool = True) -> tuple[Encoded, _Stats | None]:
     """_encode_stream_cheap's coding of `stream` (the same bytes), with the entropy computed only where the
     choice needs it: a 1-byte stream of more than _FEW_SYMBOLS distinct symbols (near-random or not), or
-    balanced's exact gains (_encode_streams). On a file of many tiny tensors (rapidocr: 355 under 4 kB, each
+    balanced's exact gains (encode_streams). On a file of many tiny tensors (rapidocr: 355 under 4 kB, each
     4 streams) the entropies were a fifth of the encode. None for an empty stream (its estimate is 0)."""
     n = stream.size
     raw = _le_bytes(stream)
