@@ -41,6 +41,9 @@ BATCH_SIZE = 256
 # - lenet5 drr: the candidate with the smaller 95 % bound of benchmarks/prune_grid_s5_lenet5.json on
 #   VALIDATION (seed 0, 15 + 5 epochs, cosine; session 5). It is NOT confirmed: its even-half bound was
 #   1.15 pt (> 1.0), so the rule chose nothing; it replaces a setting tuned on test.
+# - lenet300 pmmp: tuned on TEST by session 2 (10 + 5 epochs). Session 10's even/odd validation sweep
+#   (benchmarks/prune_grid_s10_pmmp.json, 30 + 10 epochs, cosine) confirmed no candidate; it measured this
+#   alpha at 11,634 B with validation drops 0.60 / 0.44 pt (95 % bounds 1.34 / 1.13), so it is kept, unconfirmed.
 # - every other entry: tuned on TEST by an earlier session (10 + 5 epochs for LeNet-300, 4 + 2 for
 #   LeNet-5); no validation sweep stands behind them yet.
 RUN_LENGTH = frozenset(("epochs", "finetune_epochs"))  # set by the caller, never by DEFAULTS
