@@ -37,7 +37,8 @@ def levers(r: dict) -> dict:
     small = r.get("quant_small", "-small-" in name)
     return {"kd": kd, "quant_small": small, "qat_steps": r.get("qat_steps", 0), "qat_budget": r.get("qat_budget"),
             "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr"),
-            "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False)}
+            "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False),
+            "lsq": r.get("lsq", False), "qat_rate": r.get("qat_rate", 0.0), "step_lr": r.get("step_lr")}
 
 
 def hp(r: dict) -> str:
@@ -55,7 +56,10 @@ def hp(r: dict) -> str:
         text += (f", QAT {lv['qat_steps']} steps at steps for +{100 * lv['qat_budget']:g} %"
                  + (" over the pre-QAT model" if lv["qat_relative"] else "")
                  + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else "")
-                 + (", finer steps if over" if lv["qat_shrink"] else ""))
+                 + (", finer steps if over" if lv["qat_shrink"] else "")
+                 + (f", learned steps (LSQ, step lr {lv['step_lr']:g}" if lv["lsq"] else "")
+                 + (f", rate {lv['qat_rate']:g} nats/kB" if lv["lsq"] and lv["qat_rate"] else "")
+                 + (")" if lv["lsq"] else ""))
     if lv["prune_emb"]:
         text += ", embeddings pruned"
     return text
@@ -75,6 +79,8 @@ def pipeline_args(r: dict) -> list[str]:
         extra += ["--qat-relative"] if lv["qat_relative"] else []
         extra += ["--qat-lr", f"{lv['qat_lr']:g}"] if lv["qat_lr"] is not None else []
         extra += ["--qat-shrink"] if lv["qat_shrink"] else []
+        extra += ["--lsq", "--step-lr", f"{lv['step_lr']:g}"] if lv["lsq"] else []
+        extra += ["--qat-rate", f"{lv['qat_rate']:g}"] if lv["lsq"] and lv["qat_rate"] else []
     extra += ["--prune-emb"] if lv["prune_emb"] else []
     return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
 
