@@ -160,11 +160,12 @@ class Bench:
 
     def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None, on_step=None,
               schedule: str = "constant", teacher: nn.Module | None = None, kd: float = 0.0, quant=None,
-              learned=None, rate: float = 0.0, step_lr: float = 1e-3) -> float:
+              learned=None, rate: float = 0.0, step_lr: float = 1e-3, rate_kind: str = "log") -> float:
         """Adam steps; `teacher`/`kd`: distillation term (lm_levers.kd_mix); `quant`: name -> step, the
         forward and backward at the quantized weights (quantization-aware fine-tuning); `learned`: a
         LearnedSteps whose steps train too (Adam at `step_lr`, same schedule), with `rate` nats per
-        kilobyte of its code-length proxy added to the loss."""
+        kilobyte of its code-length proxy added to the loss (`rate_kind` "log": code_length, "entropy":
+        entropy_bits)."""
         groups = [{"params": list(net.parameters()), "base": lr}]
         if learned is not None:
             groups.append({"params": list(learned.parameters()), "base": step_lr})
@@ -180,7 +181,8 @@ class Bench:
                 if pruner is not None:
                     loss = loss + pruner.penalty()
                 if learned is not None and rate:
-                    loss = loss + rate * learned.code_length(net) / 8192
+                    bits = learned.entropy_bits(net) if rate_kind == "entropy" else learned.code_length(net)
+                    loss = loss + rate * bits / 8192
                 loss.backward()
             opt.step()
             if pruner is not None:

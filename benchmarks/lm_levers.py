@@ -13,8 +13,9 @@ All of them are things the user's own loop does with the composable pieces; choi
   path; files of before 08:10 UTC searched the QAT'd float weights instead, which always failed);
 - learned steps in the QAT phase (--lsq, session 10): the steps `search_steps` picked are the start of
   a `LearnedSteps` (LSQ: trainable log-steps, Adam at --step-lr, the QAT schedule); --qat-rate R adds R
-  nats per kilobyte of its code-length proxy (sum of log2(1 + |w| / s) over nonzero weights) to the loss,
-  pulling the steps up and small levels to zero. The file uses the learned steps as they end (the grid the
+  nats per kilobyte of its code-length proxy (sum of log2(1 + |w| / s) over nonzero weights, or with
+  --rate-kind entropy -log2 of each level's frequency in its tensor) to the loss, pulling the steps up and
+  small levels to zero. The file uses the learned steps as they end (the grid the
   last step trained on), under the same 2 % check and fallback as fixed-step QAT;
 - confirmation: the final file is also scored on validation windows 512-1023, never used for a choice.
 The N steps count against the peer's extra steps like the other phases (bench_own_loop.dense_phase).
@@ -24,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +53,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lsq", action="store_true", help="QAT learns its steps (LSQ), starting from the searched ones")
     p.add_argument("--qat-rate", type=float, default=0.0,
                    help="with --lsq: nats per kilobyte of the code-length proxy added to the QAT loss")
+    p.add_argument("--rate-kind", choices=("log", "entropy"), default="log",
+                   help="with --qat-rate: log2(1 + |w| / s) per weight, or -log2 of the level's frequency")
     p.add_argument("--step-lr", type=float, default=1e-3, help="with --lsq: Adam learning rate of the log-steps")
 
 
@@ -63,6 +68,7 @@ def tag(a: argparse.Namespace) -> str:
     out += "-shrink" if getattr(a, "qat_shrink", False) else ""
     if getattr(a, "lsq", False):
         out += f"-lsq{a.step_lr:g}" + (f"rate{a.qat_rate:g}" if a.qat_rate else "")
+        out += "H" if a.qat_rate and getattr(a, "rate_kind", "log") == "entropy" else ""
     return out
 
 
@@ -111,18 +117,21 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
     learned = LearnedSteps(qsteps) if getattr(a, "lsq", False) else None
     bench.train(net, a.qat_steps, 10 * ps + 4, lr if a.qat_lr is None else a.qat_lr, pruner, schedule=a.ft_schedule,
                 teacher=teacher, kd=a.kd, quant=qsteps, learned=learned, rate=getattr(a, "qat_rate", 0.0),
-                step_lr=getattr(a, "step_lr", 1e-3))
+                step_lr=getattr(a, "step_lr", 1e-3), rate_kind=getattr(a, "rate_kind", "log"))
     t_qat = time.perf_counter() - t0
     lsq = {}
     if learned is not None:
         start, qsteps = qsteps, learned.steps()
         growth = {n: qsteps[n] / start[n] for n in start}
-        lsq = {"lsq": True, "qat_rate": a.qat_rate, "step_lr": a.step_lr, "lsq_growth": growth,
+        lsq = {"lsq": True, "qat_rate": a.qat_rate, "rate_kind": a.rate_kind, "step_lr": a.step_lr, "lsq_growth": growth,
                "lsq_growth_geomean": float(torch.tensor(list(growth.values())).log().mean().exp())}
         if bench.rank == 0:
             print(f"LSQ: steps x{lsq['lsq_growth_geomean']:.3f} (geometric mean; "
                   f"{min(growth.values()):.3f}-{max(growth.values()):.3f})", flush=True)
     after = metric(pruner.to_state_dict(steps=qsteps))
+    with tempfile.TemporaryDirectory() as tmp:  # the QAT file's size, also when it misses the budget
+        lsq["qat_file_bytes"] = pruner.save(Path(tmp) / "qat.nnc", steps=qsteps,
+                                            metadata={"model": "TinyLM", "data": "debian fortunes"})
     record = {**lsq, "qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_relative": a.qat_relative, "qat_lr": a.qat_lr, "qat_val_before": before,
               "qat_val_after": after, "qat_seconds": round(t_qat, 1), "qat_used": after <= limit}
     if bench.rank == 0:

@@ -38,7 +38,8 @@ def levers(r: dict) -> dict:
     return {"kd": kd, "quant_small": small, "qat_steps": r.get("qat_steps", 0), "qat_budget": r.get("qat_budget"),
             "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr"),
             "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False),
-            "lsq": r.get("lsq", False), "qat_rate": r.get("qat_rate", 0.0), "step_lr": r.get("step_lr")}
+            "lsq": r.get("lsq", False), "qat_rate": r.get("qat_rate", 0.0), "step_lr": r.get("step_lr"),
+            "rate_kind": r.get("rate_kind", "log")}
 
 
 def hp(r: dict) -> str:
@@ -59,6 +60,7 @@ def hp(r: dict) -> str:
                  + (", finer steps if over" if lv["qat_shrink"] else "")
                  + (f", learned steps (LSQ, step lr {lv['step_lr']:g}" if lv["lsq"] else "")
                  + (f", rate {lv['qat_rate']:g} nats/kB" if lv["lsq"] and lv["qat_rate"] else "")
+                 + (" of level entropy" if lv["lsq"] and lv["qat_rate"] and lv["rate_kind"] == "entropy" else "")
                  + (")" if lv["lsq"] else ""))
     if lv["prune_emb"]:
         text += ", embeddings pruned"
@@ -81,6 +83,7 @@ def pipeline_args(r: dict) -> list[str]:
         extra += ["--qat-shrink"] if lv["qat_shrink"] else []
         extra += ["--lsq", "--step-lr", f"{lv['step_lr']:g}"] if lv["lsq"] else []
         extra += ["--qat-rate", f"{lv['qat_rate']:g}"] if lv["lsq"] and lv["qat_rate"] else []
+        extra += ["--rate-kind", "entropy"] if lv["lsq"] and lv["qat_rate"] and lv["rate_kind"] == "entropy" else []
     extra += ["--prune-emb"] if lv["prune_emb"] else []
     return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
 

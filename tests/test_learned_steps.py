@@ -106,3 +106,19 @@ def test_refuses_bad_input() -> None:
         LearnedSteps({"0.weight": -1.0})
     with pytest.raises(BadArgumentError, match="does not have"), LearnedSteps({"nope": 0.1}).quantized(_net(0)):
         pass
+
+
+def test_entropy_bits_is_the_histogram_code_length_and_pulls_towards_frequent_levels() -> None:
+    net = _net(4)
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([0.0] * 100 + [0.1] * 20 + [0.2] * 8).reshape(16, 8))
+    learned = LearnedSteps({"0.weight": 0.1})
+    bits = learned.entropy_bits(net)
+    counts = torch.tensor([100.0, 20.0, 8.0])
+    # levels -1..3 get a histogram slot each (the neighbours with count 0 too), add-half smoothed
+    p = (counts + 0.5) / (128 + 0.5 * 5)
+    assert torch.allclose(bits, -(counts * torch.log2(p)).sum(), rtol=1e-5)
+    bits.backward()
+    g = net[0].weight.grad.reshape(-1)
+    assert (g[100:128] > 0).all()  # level 1 and 2 weights: towards the more frequent smaller levels
+    assert float(learned.log_step.grad[0]) < 0  # and a larger step: the levels shrink

@@ -18,6 +18,7 @@ gradient scale is left out: the steps are meant for Adam, which is invariant to 
 `code_length` is a differentiable stand-in for the levels' bits, sum over nonzero weights of
 log2(1 + |w| / s): it pulls the steps up and the small levels to zero. Whatever the block's backward
 puts on the (quantized) weights, a rate term included, reaches the steps through q = s * round(w / s).
+`entropy_bits` is a closer stand-in: each level priced at -log2 of its frequency in the tensor.
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ class LearnedSteps(nn.Module):
         for i, name in enumerate(self.names):
             w = params[name]
             total = total + torch.log2(1 + w.abs() / s[i]).sum()
+        return total
+
+    def entropy_bits(self, model: nn.Module) -> torch.Tensor:
+        """Bits of the levels round(w / s) under each tensor's own level histogram (zeros included, so
+        the mask is priced too): sum of -log2 p(level). Differentiable through a central difference of
+        that code length between neighbouring levels: it pulls weights towards the cheaper neighbour."""
+        params = dict(_unwrap(model).named_parameters())
+        s = self._step_tensor()
+        total = s.new_zeros(())
+        for i, name in enumerate(self.names):
+            x = params[name].reshape(-1) / s[i]
+            k = torch.round(x.detach()).long()
+            lo = int(k.min()) - 1
+            counts = torch.bincount(k - lo, minlength=int(k.max()) - lo + 2).to(x.dtype)
+            cost = -torch.log2((counts + 0.5) / (counts.sum() + 0.5 * len(counts)))  # bits per level
+            slope = torch.zeros_like(cost)
+            slope[1:-1] = 0.5 * (cost[2:] - cost[:-2])
+            idx = k - lo
+            total = total + (cost[idx] + slope[idx] * (x - x.detach())).sum()
         return total
 
     @contextmanager
