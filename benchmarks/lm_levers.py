@@ -15,8 +15,9 @@ All of them are things the user's own loop does with the composable pieces; choi
   a `LearnedSteps` (LSQ: trainable log-steps, Adam at --step-lr, the QAT schedule); --qat-rate R adds R
   nats per kilobyte of its code-length proxy (sum of log2(1 + |w| / s) over nonzero weights, or with
   --rate-kind entropy -log2 of each level's frequency in its tensor) to the loss, pulling the steps up and
-  small levels to zero. The file uses the learned steps as they end (the grid the
-  last step trained on), under the same 2 % check and fallback as fixed-step QAT;
+  small levels to zero (--step-lr 0: the steps stay fixed, only the rate term acts). The file uses the
+  steps and weights as the last update left them (`learned.steps()`; the validation check scores exactly
+  that decoded state), under the same 2 % check and fallback as fixed-step QAT;
 - confirmation: the final file is also scored on validation windows 512-1023, never used for a choice.
 The N steps count against the peer's extra steps like the other phases (bench_own_loop.dense_phase).
 """

@@ -58,7 +58,8 @@ def hp(r: dict) -> str:
                  + (" over the pre-QAT model" if lv["qat_relative"] else "")
                  + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else "")
                  + (", finer steps if over" if lv["qat_shrink"] else "")
-                 + (f", learned steps (LSQ, step lr {lv['step_lr']:g}" if lv["lsq"] else "")
+                 + ((f", learned steps (LSQ, step lr {lv['step_lr']:g}" if lv["step_lr"] else ", steps fixed (LSQ machinery, step lr 0")
+                    if lv["lsq"] else "")
                  + (f", rate {lv['qat_rate']:g} nats/kB" if lv["lsq"] and lv["qat_rate"] else "")
                  + (" of level entropy" if lv["lsq"] and lv["qat_rate"] and lv["rate_kind"] == "entropy" else "")
                  + (")" if lv["lsq"] else ""))
@@ -116,15 +117,16 @@ def stages(rows: list[dict]) -> None:
     """Where the validation budget goes, per stage (relative to the reference), for the session-6 runs."""
     print("\nValidation loss after each stage, relative to the reference (pipeline seed 0):\n")
     print("| method | hyper-parameters | regularised | pruned | fine-tuned | quantized at the QAT steps, before QAT "
-          "| after QAT | file | windows 512-1023 (never chosen on) | ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| after QAT | QAT file bytes (also when over) | file | windows 512-1023 (never chosen on) | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if r["pipeline_seed"] != 0 or "confirm_increase" not in r:
             continue
         ref = min(r["dense_val"], r["peer_val"])
         rel = [r.get(k) / ref - 1 if r.get(k) is not None else None
                for k in ("reg_val", "pruned_val", "finetuned_val", "qat_val_before", "qat_val_after", "compressed_val")]
-        print(f"| {r['method'].upper()} | {hp(r)} | " + " | ".join(pct(x) for x in rel)
+        qat_bytes = f"{r['qat_file_bytes']:,}" if "qat_file_bytes" in r else "—"
+        print(f"| {r['method'].upper()} | {hp(r)} | " + " | ".join(pct(x) for x in rel[:5]) + f" | {qat_bytes} | {pct(rel[5])}"
               + f" | {pct(r['confirm_increase'])} | ×{r['ratio']:.2f} |")
 
 

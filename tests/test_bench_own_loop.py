@@ -111,6 +111,7 @@ def test_learned_steps_are_an_option_that_a_rerun_of_the_result_repeats() -> Non
     plain = R.pipeline_args({**result, "lsq": False})
     assert "--lsq" not in plain and "--qat-rate" not in plain
     assert "--rate-kind" not in args  # results of before the option: the log proxy
+    assert "steps fixed" in R.hp({**result, "step_lr": 0.0}) and "learned steps" not in R.hp({**result, "step_lr": 0.0})
     entropy = {**result, "rate_kind": "entropy"}
     assert R.pipeline_args(entropy)[-2:] == ["--rate-kind", "entropy"] and "of level entropy" in R.hp(entropy)
     assert L.tag(argparse.Namespace(**vars(a), rate_kind="entropy")).endswith("-lsq0.003rate0.01H")
