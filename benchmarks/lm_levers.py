@@ -56,6 +56,8 @@ def add_options(p: argparse.ArgumentParser) -> None:
                    help="with --lsq: nats per kilobyte of the code-length proxy added to the QAT loss")
     p.add_argument("--rate-kind", choices=("log", "entropy"), default="log",
                    help="with --qat-rate: log2(1 + |w| / s) per weight, or -log2 of the level's frequency")
+    p.add_argument("--qat-scale", type=float, default=1.0,
+                   help="the QAT grid: the searched steps times this factor (the control for LSQ's finer end)")
     p.add_argument("--step-lr", type=float, default=1e-3, help="with --lsq: Adam learning rate of the log-steps")
 
 
@@ -70,6 +72,7 @@ def tag(a: argparse.Namespace) -> str:
     if getattr(a, "lsq", False):
         out += f"-lsq{a.step_lr:g}" + (f"rate{a.qat_rate:g}" if a.qat_rate else "")
         out += "H" if a.qat_rate and getattr(a, "rate_kind", "log") == "entropy" else ""
+    out += f"-scale{a.qat_scale:g}" if getattr(a, "qat_scale", 1.0) != 1.0 else ""
     return out
 
 
@@ -112,6 +115,7 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
         return search_steps(model, metric, limit, names=names), {}
     base = bench.loss(model, bench.val) if a.qat_relative else reference
     qsteps = search_steps(model, metric, base * (1 + a.qat_budget), names=names)
+    qsteps = {n: s * getattr(a, "qat_scale", 1.0) for n, s in qsteps.items()}
     before = metric(pruner.to_state_dict(steps=qsteps))
     finetuned = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
@@ -133,7 +137,7 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
     with tempfile.TemporaryDirectory() as tmp:  # the QAT file's size, also when it misses the budget
         lsq["qat_file_bytes"] = pruner.save(Path(tmp) / "qat.nnc", steps=qsteps,
                                             metadata={"model": "TinyLM", "data": "debian fortunes"})
-    record = {**lsq, "qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_relative": a.qat_relative, "qat_lr": a.qat_lr, "qat_val_before": before,
+    record = {**lsq, "qat_scale": getattr(a, "qat_scale", 1.0), "qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_relative": a.qat_relative, "qat_lr": a.qat_lr, "qat_val_before": before,
               "qat_val_after": after, "qat_seconds": round(t_qat, 1), "qat_used": after <= limit}
     if bench.rank == 0:
         print(f"QAT: validation at the chosen steps {before:.4f} -> {after:.4f} after {a.qat_steps} steps "

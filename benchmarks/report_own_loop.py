@@ -39,7 +39,7 @@ def levers(r: dict) -> dict:
             "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr"),
             "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False),
             "lsq": r.get("lsq", False), "qat_rate": r.get("qat_rate", 0.0), "step_lr": r.get("step_lr"),
-            "rate_kind": r.get("rate_kind", "log")}
+            "rate_kind": r.get("rate_kind", "log"), "qat_scale": r.get("qat_scale", 1.0)}
 
 
 def hp(r: dict) -> str:
@@ -56,6 +56,7 @@ def hp(r: dict) -> str:
     if lv["qat_steps"]:
         text += (f", QAT {lv['qat_steps']} steps at steps for +{100 * lv['qat_budget']:g} %"
                  + (" over the pre-QAT model" if lv["qat_relative"] else "")
+                 + (f" x{lv['qat_scale']:g}" if lv["qat_scale"] != 1.0 else "")
                  + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else "")
                  + (", finer steps if over" if lv["qat_shrink"] else "")
                  + ((f", learned steps (LSQ, step lr {lv['step_lr']:g}" if lv["step_lr"] else ", steps fixed (LSQ machinery, step lr 0")
@@ -82,6 +83,7 @@ def pipeline_args(r: dict) -> list[str]:
         extra += ["--qat-relative"] if lv["qat_relative"] else []
         extra += ["--qat-lr", f"{lv['qat_lr']:g}"] if lv["qat_lr"] is not None else []
         extra += ["--qat-shrink"] if lv["qat_shrink"] else []
+        extra += ["--qat-scale", f"{lv['qat_scale']:g}"] if lv["qat_scale"] != 1.0 else []
         extra += ["--lsq", "--step-lr", f"{lv['step_lr']:g}"] if lv["lsq"] else []
         extra += ["--qat-rate", f"{lv['qat_rate']:g}"] if lv["lsq"] and lv["qat_rate"] else []
         extra += ["--rate-kind", "entropy"] if lv["lsq"] and lv["qat_rate"] and lv["rate_kind"] == "entropy" else []

@@ -115,3 +115,9 @@ def test_learned_steps_are_an_option_that_a_rerun_of_the_result_repeats() -> Non
     entropy = {**result, "rate_kind": "entropy"}
     assert R.pipeline_args(entropy)[-2:] == ["--rate-kind", "entropy"] and "of level entropy" in R.hp(entropy)
     assert L.tag(argparse.Namespace(**vars(a), rate_kind="entropy")).endswith("-lsq0.003rate0.01H")
+    fixed = argparse.Namespace(**{**vars(a), "lsq": False}, qat_scale=0.985)  # the control: a finer fixed grid
+    assert L.tag(fixed) == "-kd0.5-small-qat600r0.04-scale0.985"
+    scaled = {**result, "lsq": False, "qat_scale": 0.985}
+    args = R.pipeline_args(scaled)
+    assert args[args.index("--qat-scale") + 1] == "0.985" and "--qat-scale" not in R.pipeline_args(result)
+    assert "+4 % over the pre-QAT model x0.985" in R.hp(scaled)
