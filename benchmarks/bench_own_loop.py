@@ -159,20 +159,30 @@ class Bench:
         return D.all_reduce_mean(*self.loss_sum(model, data, state))
 
     def train(self, net: nn.Module, steps: int, seed: int, lr: float, pruner=None, on_step=None,
-              schedule: str = "constant", teacher: nn.Module | None = None, kd: float = 0.0, quant=None) -> float:
+              schedule: str = "constant", teacher: nn.Module | None = None, kd: float = 0.0, quant=None,
+              learned=None, rate: float = 0.0, step_lr: float = 1e-3, rate_kind: str = "log") -> float:
         """Adam steps; `teacher`/`kd`: distillation term (lm_levers.kd_mix); `quant`: name -> step, the
-        forward and backward at the quantized weights (quantization-aware fine-tuning)."""
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        forward and backward at the quantized weights (quantization-aware fine-tuning); `learned`: a
+        LearnedSteps whose steps train too (Adam at `step_lr`, same schedule), with `rate` nats per
+        kilobyte of its code-length proxy added to the loss (`rate_kind` "log": code_length, "entropy":
+        entropy_bits)."""
+        groups = [{"params": list(net.parameters()), "base": lr}]
+        if learned is not None:
+            groups.append({"params": list(learned.parameters()), "base": step_lr})
+        opt = torch.optim.Adam(groups, lr=lr)
         t0 = time.perf_counter()
         for i, (x, y) in enumerate(self.batches(steps, seed)):
             for group in opt.param_groups:
-                group["lr"] = lr_at(i, steps, lr, schedule)
+                group["lr"] = lr_at(i, steps, group["base"], schedule)
             opt.zero_grad(set_to_none=True)
-            with quantized_weights(net, quant):
+            with learned.quantized(net) if learned is not None else quantized_weights(net, quant):
                 logits = net(x)
                 loss = L.kd_mix(lm_loss(logits, y), logits, teacher, x, kd)
                 if pruner is not None:
                     loss = loss + pruner.penalty()
+                if learned is not None and rate:
+                    bits = learned.entropy_bits(net) if rate_kind == "entropy" else learned.code_length(net)
+                    loss = loss + rate * bits / 8192
                 loss.backward()
             opt.step()
             if pruner is not None:

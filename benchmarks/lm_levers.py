@@ -11,6 +11,13 @@ All of them are things the user's own loop does with the composable pieces; choi
   mask frozen; the file uses exactly those steps if the decoded model is within the 2 % budget on
   validation, else `search_steps` at 2 % on the fine-tuned weights as they were before QAT (the plain
   path; files of before 08:10 UTC searched the QAT'd float weights instead, which always failed);
+- learned steps in the QAT phase (--lsq, session 10): the steps `search_steps` picked are the start of
+  a `LearnedSteps` (LSQ: trainable log-steps, Adam at --step-lr, the QAT schedule); --qat-rate R adds R
+  nats per kilobyte of its code-length proxy (sum of log2(1 + |w| / s) over nonzero weights, or with
+  --rate-kind entropy -log2 of each level's frequency in its tensor) to the loss, pulling the steps up and
+  small levels to zero (--step-lr 0: the steps stay fixed, only the rate term acts). The file uses the
+  steps and weights as the last update left them (`learned.steps()`; the validation check scores exactly
+  that decoded state), under the same 2 % check and fallback as fixed-step QAT;
 - confirmation: the final file is also scored on validation windows 512-1023, never used for a choice.
 The N steps count against the peer's extra steps like the other phases (bench_own_loop.dense_phase).
 """
@@ -19,13 +26,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nncodec.compress.training import search_steps
+from nncodec.compress.training import LearnedSteps, search_steps
 
 
 def add_options(p: argparse.ArgumentParser) -> None:
@@ -42,6 +51,14 @@ def add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qat-shrink", action="store_true",
                    help="a QAT phase that ends over the budget keeps its weights and refines its steps "
                         "(x0.9, x0.8, ...) before falling back to the plain path")
+    p.add_argument("--lsq", action="store_true", help="QAT learns its steps (LSQ), starting from the searched ones")
+    p.add_argument("--qat-rate", type=float, default=0.0,
+                   help="with --lsq: nats per kilobyte of the code-length proxy added to the QAT loss")
+    p.add_argument("--rate-kind", choices=("log", "entropy"), default="log",
+                   help="with --qat-rate: log2(1 + |w| / s) per weight, or -log2 of the level's frequency")
+    p.add_argument("--qat-scale", type=float, default=1.0,
+                   help="the QAT grid: the searched steps times this factor (the control for LSQ's finer end)")
+    p.add_argument("--step-lr", type=float, default=1e-3, help="with --lsq: Adam learning rate of the log-steps")
 
 
 def tag(a: argparse.Namespace) -> str:
@@ -52,6 +69,10 @@ def tag(a: argparse.Namespace) -> str:
         out += f"-qat{a.qat_steps}{'r' if getattr(a, 'qat_relative', False) else 'b'}{a.qat_budget:g}" + (f"lr{a.qat_lr:g}" if a.qat_lr is not None else "")
     out += "-emb" if getattr(a, "prune_emb", False) else ""
     out += "-shrink" if getattr(a, "qat_shrink", False) else ""
+    if getattr(a, "lsq", False):
+        out += f"-lsq{a.step_lr:g}" + (f"rate{a.qat_rate:g}" if a.qat_rate else "")
+        out += "H" if a.qat_rate and getattr(a, "rate_kind", "log") == "entropy" else ""
+    out += f"-scale{a.qat_scale:g}" if getattr(a, "qat_scale", 1.0) != 1.0 else ""
     return out
 
 
@@ -94,14 +115,29 @@ def quantize(bench, net, model, pruner, a, ps: int, lr: float, reference: float,
         return search_steps(model, metric, limit, names=names), {}
     base = bench.loss(model, bench.val) if a.qat_relative else reference
     qsteps = search_steps(model, metric, base * (1 + a.qat_budget), names=names)
+    qsteps = {n: s * getattr(a, "qat_scale", 1.0) for n, s in qsteps.items()}
     before = metric(pruner.to_state_dict(steps=qsteps))
     finetuned = copy.deepcopy(model.state_dict())
     t0 = time.perf_counter()
+    learned = LearnedSteps(qsteps) if getattr(a, "lsq", False) else None
     bench.train(net, a.qat_steps, 10 * ps + 4, lr if a.qat_lr is None else a.qat_lr, pruner, schedule=a.ft_schedule,
-                teacher=teacher, kd=a.kd, quant=qsteps)
+                teacher=teacher, kd=a.kd, quant=qsteps, learned=learned, rate=getattr(a, "qat_rate", 0.0),
+                step_lr=getattr(a, "step_lr", 1e-3), rate_kind=getattr(a, "rate_kind", "log"))
     t_qat = time.perf_counter() - t0
+    lsq = {}
+    if learned is not None:
+        start, qsteps = qsteps, learned.steps()
+        growth = {n: qsteps[n] / start[n] for n in start}
+        lsq = {"lsq": True, "qat_rate": a.qat_rate, "rate_kind": a.rate_kind, "step_lr": a.step_lr, "lsq_growth": growth,
+               "lsq_growth_geomean": float(torch.tensor(list(growth.values())).log().mean().exp())}
+        if bench.rank == 0:
+            print(f"LSQ: steps x{lsq['lsq_growth_geomean']:.3f} (geometric mean; "
+                  f"{min(growth.values()):.3f}-{max(growth.values()):.3f})", flush=True)
     after = metric(pruner.to_state_dict(steps=qsteps))
-    record = {"qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_relative": a.qat_relative, "qat_lr": a.qat_lr, "qat_val_before": before,
+    with tempfile.TemporaryDirectory() as tmp:  # the QAT file's size, also when it misses the budget
+        lsq["qat_file_bytes"] = pruner.save(Path(tmp) / "qat.nnc", steps=qsteps,
+                                            metadata={"model": "TinyLM", "data": "debian fortunes"})
+    record = {**lsq, "qat_scale": getattr(a, "qat_scale", 1.0), "qat_steps": a.qat_steps, "qat_budget": a.qat_budget, "qat_relative": a.qat_relative, "qat_lr": a.qat_lr, "qat_val_before": before,
               "qat_val_after": after, "qat_seconds": round(t_qat, 1), "qat_used": after <= limit}
     if bench.rank == 0:
         print(f"QAT: validation at the chosen steps {before:.4f} -> {after:.4f} after {a.qat_steps} steps "

@@ -37,7 +37,9 @@ def levers(r: dict) -> dict:
     small = r.get("quant_small", "-small-" in name)
     return {"kd": kd, "quant_small": small, "qat_steps": r.get("qat_steps", 0), "qat_budget": r.get("qat_budget"),
             "qat_relative": r.get("qat_relative", False), "qat_lr": r.get("qat_lr"),
-            "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False)}
+            "prune_emb": r.get("prune_emb", False), "qat_shrink": r.get("qat_shrink_enabled", False),
+            "lsq": r.get("lsq", False), "qat_rate": r.get("qat_rate", 0.0), "step_lr": r.get("step_lr"),
+            "rate_kind": r.get("rate_kind", "log"), "qat_scale": r.get("qat_scale", 1.0)}
 
 
 def hp(r: dict) -> str:
@@ -54,8 +56,14 @@ def hp(r: dict) -> str:
     if lv["qat_steps"]:
         text += (f", QAT {lv['qat_steps']} steps at steps for +{100 * lv['qat_budget']:g} %"
                  + (" over the pre-QAT model" if lv["qat_relative"] else "")
+                 + (f" x{lv['qat_scale']:g}" if lv["qat_scale"] != 1.0 else "")
                  + (f", QAT lr {lv['qat_lr']:g}" if lv["qat_lr"] is not None else "")
-                 + (", finer steps if over" if lv["qat_shrink"] else ""))
+                 + (", finer steps if over" if lv["qat_shrink"] else "")
+                 + ((f", learned steps (LSQ, step lr {lv['step_lr']:g}" if lv["step_lr"] else ", steps fixed (LSQ machinery, step lr 0")
+                    if lv["lsq"] else "")
+                 + (f", rate {lv['qat_rate']:g} nats/kB" if lv["lsq"] and lv["qat_rate"] else "")
+                 + (" of level entropy" if lv["lsq"] and lv["qat_rate"] and lv["rate_kind"] == "entropy" else "")
+                 + (")" if lv["lsq"] else ""))
     if lv["prune_emb"]:
         text += ", embeddings pruned"
     return text
@@ -75,6 +83,10 @@ def pipeline_args(r: dict) -> list[str]:
         extra += ["--qat-relative"] if lv["qat_relative"] else []
         extra += ["--qat-lr", f"{lv['qat_lr']:g}"] if lv["qat_lr"] is not None else []
         extra += ["--qat-shrink"] if lv["qat_shrink"] else []
+        extra += ["--qat-scale", f"{lv['qat_scale']:g}"] if lv["qat_scale"] != 1.0 else []
+        extra += ["--lsq", "--step-lr", f"{lv['step_lr']:g}"] if lv["lsq"] else []
+        extra += ["--qat-rate", f"{lv['qat_rate']:g}"] if lv["lsq"] and lv["qat_rate"] else []
+        extra += ["--rate-kind", "entropy"] if lv["lsq"] and lv["qat_rate"] and lv["rate_kind"] == "entropy" else []
     extra += ["--prune-emb"] if lv["prune_emb"] else []
     return ["--method", r["method"], "--alpha", f"{r['alpha']:g}", *extra]
 
@@ -107,15 +119,16 @@ def stages(rows: list[dict]) -> None:
     """Where the validation budget goes, per stage (relative to the reference), for the session-6 runs."""
     print("\nValidation loss after each stage, relative to the reference (pipeline seed 0):\n")
     print("| method | hyper-parameters | regularised | pruned | fine-tuned | quantized at the QAT steps, before QAT "
-          "| after QAT | file | windows 512-1023 (never chosen on) | ratio |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| after QAT | QAT file bytes (also when over) | file | windows 512-1023 (never chosen on) | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         if r["pipeline_seed"] != 0 or "confirm_increase" not in r:
             continue
         ref = min(r["dense_val"], r["peer_val"])
         rel = [r.get(k) / ref - 1 if r.get(k) is not None else None
                for k in ("reg_val", "pruned_val", "finetuned_val", "qat_val_before", "qat_val_after", "compressed_val")]
-        print(f"| {r['method'].upper()} | {hp(r)} | " + " | ".join(pct(x) for x in rel)
+        qat_bytes = f"{r['qat_file_bytes']:,}" if "qat_file_bytes" in r else "—"
+        print(f"| {r['method'].upper()} | {hp(r)} | " + " | ".join(pct(x) for x in rel[:5]) + f" | {qat_bytes} | {pct(rel[5])}"
               + f" | {pct(r['confirm_increase'])} | ×{r['ratio']:.2f} |")
 
 

@@ -94,3 +94,30 @@ def test_pruning_the_embeddings_is_an_option_that_a_rerun_of_the_result_repeats(
     assert "--prune-emb" in args and "--qat-shrink" in args
     assert "embeddings pruned" in R.hp(result) and "finer steps if over" in R.hp(result)
     assert "--prune-emb" not in R.pipeline_args({**result, "prune_emb": False})
+
+
+def test_learned_steps_are_an_option_that_a_rerun_of_the_result_repeats() -> None:
+    L = load_script("benchmarks/lm_levers.py")
+    R = load_script("benchmarks/report_own_loop.py")
+    a = argparse.Namespace(kd=0.5, quant_small=True, qat_steps=600, qat_budget=0.04, qat_relative=True, qat_lr=None,
+                           lsq=True, step_lr=3e-3, qat_rate=0.01)
+    assert L.tag(a) == "-kd0.5-small-qat600r0.04-lsq0.003rate0.01"
+    assert L.tag(argparse.Namespace(**{**vars(a), "qat_rate": 0.0})).endswith("-lsq0.003")
+    result = {"method": "drr", "alpha": 2e-5, "beta": 20.0, "kd": 0.5, "quant_small": True, "qat_steps": 600,
+              "qat_budget": 0.04, "qat_relative": True, "lsq": True, "step_lr": 3e-3, "qat_rate": 0.01}
+    args = R.pipeline_args(result)
+    assert args[args.index("--step-lr") + 1] == "0.003" and args[args.index("--qat-rate") + 1] == "0.01"
+    assert "--lsq" in args and "learned steps (LSQ" in R.hp(result) and "rate 0.01 nats/kB" in R.hp(result)
+    plain = R.pipeline_args({**result, "lsq": False})
+    assert "--lsq" not in plain and "--qat-rate" not in plain
+    assert "--rate-kind" not in args  # results of before the option: the log proxy
+    assert "steps fixed" in R.hp({**result, "step_lr": 0.0}) and "learned steps" not in R.hp({**result, "step_lr": 0.0})
+    entropy = {**result, "rate_kind": "entropy"}
+    assert R.pipeline_args(entropy)[-2:] == ["--rate-kind", "entropy"] and "of level entropy" in R.hp(entropy)
+    assert L.tag(argparse.Namespace(**vars(a), rate_kind="entropy")).endswith("-lsq0.003rate0.01H")
+    fixed = argparse.Namespace(**{**vars(a), "lsq": False}, qat_scale=0.985)  # the control: a finer fixed grid
+    assert L.tag(fixed) == "-kd0.5-small-qat600r0.04-scale0.985"
+    scaled = {**result, "lsq": False, "qat_scale": 0.985}
+    args = R.pipeline_args(scaled)
+    assert args[args.index("--qat-scale") + 1] == "0.985" and "--qat-scale" not in R.pipeline_args(result)
+    assert "+4 % over the pre-QAT model x0.985" in R.hp(scaled)

@@ -19,11 +19,12 @@ Methods (each: model, loader of (inputs, targets), mean loss -> the pruned, fine
 pmmp, drr, rl1, tamade_prune, layerwise; `prune(..., method=...)` dispatches by name.
 Building blocks: PMMP/DRR/L1 regularisers, tamade_threshold, random_gradient_pruning,
 layerwise_prune. Export: pruned_compressor, quantized_state_dict, search_steps, save_pruned;
-quantization-aware fine-tuning: quantized_weights.
+quantization-aware fine-tuning: quantized_weights; steps learned with the weights: LearnedSteps.
 """
 
 from .export import pruned_compressor, quantized_state_dict, save_pruned, search_steps, steps_for_levels
 from .layerwise import expected_squared_error, layerwise_objective, layerwise_prune
+from .learned_steps import LearnedSteps
 from .loop import Regularizer, Runtime
 from .penalties import DRR, L1, drr_gradient, drr_penalty
 from .pieces import CompressionPiece, Pruner, PruneReport
@@ -43,5 +44,5 @@ __all__ = [
     "drr_penalty", "drr_gradient", "tamade", "tamade_threshold", "TamadeResult", "random_gradient_pruning",
     "layerwise_prune", "layerwise_objective", "expected_squared_error", "select_parameters", "masks_from_weights",
     "pruned_compressor", "quantized_state_dict", "save_pruned", "search_steps", "steps_for_levels",
-    "quantized_weights",
+    "quantized_weights", "LearnedSteps",
 ]
