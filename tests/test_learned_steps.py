@@ -10,16 +10,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
+from test_quantize_aware import _net  # the same tiny network as quantized_weights' tests
 
 from nncodec.api import load_file
 from nncodec.compress.training import LearnedSteps, make_pruner, quantized_state_dict
 from nncodec.errors import BadArgumentError
-
-
-def _net(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
 
 
 @settings(max_examples=25, deadline=None)
