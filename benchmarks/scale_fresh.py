@@ -75,24 +75,18 @@ print(dt, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 PEERS = ("nncodec", "zipnn", "safetensors")
 
 
-def _zipnn_dtype(path: Path) -> str:
-    from safetensors import safe_open
-
-    with safe_open(str(path), "np") as f:
-        dtypes = {str(f.get_slice(k).get_dtype()).lower() for k in f.keys()}
-    return "bfloat16" if dtypes == {"bf16"} else "float32"
-
-
 def measure(path: Path, rounds: int, work: Path) -> dict:
     """Median wall seconds and page faults of each peer's first encode and decode of `path`."""
     import zipnn
     from safetensors.torch import load_file
+    from scale_throughput import _zipnn_dtype  # the same ZipNN dtype as the warm-loop benchmark
 
     import nncodec
 
-    dtype = _zipnn_dtype(path)
+    tensors = load_file(str(path))
+    dtype = _zipnn_dtype(tensors)
     coded = {"nncodec": work / "fresh.nnc", "zipnn": work / "fresh.znn", "safetensors": path}
-    coded["nncodec"].write_bytes(nncodec.save(load_file(str(path)), threads=1))
+    coded["nncodec"].write_bytes(nncodec.save(tensors, threads=1))
     coded["zipnn"].write_bytes(zipnn.ZipNN(input_format="byte", bytearray_dtype=dtype, threads=1)
                                .compress(path.read_bytes()))
     runs: dict[str, list[tuple[float, int]]] = {f"{p} {op}": [] for p in PEERS for op in ("encode", "decode")}
@@ -103,7 +97,7 @@ def measure(path: Path, rounds: int, work: Path) -> dict:
                                      capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
                 seconds, faults = out.stdout.split()
                 runs[f"{peer} {op}"].append((float(seconds), int(faults)))
-    raw = sum(t.numel() * t.element_size() for t in load_file(str(path)).values())
+    raw = sum(t.numel() * t.element_size() for t in tensors.values())
     rows = {k: {"seconds": statistics.median(s for s, _ in v), "faults": statistics.median(f for _, f in v),
                 "all_seconds": [s for s, _ in v]} for k, v in runs.items()}
     for row in rows.values():
