@@ -78,6 +78,44 @@ UNCONFIRMED = "NOT confirmed (least bound)"
 NO_SWEEP = "no sweep (setting given)"
 
 
+def bits_hex(correct: np.ndarray) -> str:
+    """Per-sample 0/1 correctness, packed for a JSON row (the pooled rule needs the samples, not only a mean)."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def hex_bits(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(np.float64)
+
+
+def pooled_halves(rows: list[dict]) -> dict[str, float]:
+    """The paired drop of one candidate over several seeds, per validation half: for each validation image
+    the mean over the seeds of (dense of seed s correct) - (candidate of seed s correct), in points; its
+    mean is the mean over the seeds of the drops, and the bound treats images (not seed-image pairs) as the
+    independent units, so the images every seed gets wrong are not counted as independent evidence."""
+    n = rows[0]["val_n"]
+    d = np.mean([hex_bits(r["dense_val_correct"], n) - hex_bits(r["val_correct"], n) for r in rows], axis=0)
+    out = {}
+    for name, h in zip(("even", "odd"), half_drops(100.0 * d, np.zeros_like(d)), strict=True):
+        out[f"val_{name}_drop"], out[f"val_{name}_bound"] = h.drop, h.upper
+    return out
+
+
+def pooled_candidates(sweeps: list[dict], seeds: list[int]) -> list[dict]:
+    """One summary per candidate that ran on every one of `seeds` (with per-sample scores): the seeds'
+    rows, the mean file bytes and the pooled halves."""
+    groups: dict[str, dict[int, dict]] = {}
+    for r in sweeps:
+        if "val_correct" in r:
+            groups.setdefault(json.dumps(r["overrides"], sort_keys=True), {})[r["seed"]] = r
+    out = []
+    for key, by_seed in groups.items():
+        if all(s in by_seed for s in seeds):
+            rows = [by_seed[s] for s in seeds]
+            out.append({"overrides": json.loads(key), "rows": rows,
+                        "file_bytes": statistics.mean(r["file_bytes"] for r in rows), **pooled_halves(rows)})
+    return out
+
+
 def least_bound(sweeps: list[dict]) -> dict | None:
     """The fallback when no candidate is confirmed: the one whose larger bound of the two halves is smallest."""
     return min(sweeps, key=lambda r: max(r["val_even_bound"], r["val_odd_bound"]), default=None)
@@ -91,6 +129,22 @@ def choose(sweeps: list[dict], max_drop: float = MAX_DROP, reconfirmations: int 
     for r in steered[:1 + reconfirmations]:
         if r["val_odd_bound"] <= max_drop + 1e-9:
             return r
+    return None
+
+
+POOLED = "pooled 3-seed bound"
+
+
+def choose_pooled(sweeps: list[dict], seeds: list[int], max_drop: float = MAX_DROP,
+                  reconfirmations: int = RECONFIRMATIONS) -> dict | None:
+    """`choose` on the seeds' pooled halves (PROTOCOL.md, "pooled rule"): the target is a mean over seeds,
+    so the bound is the bound of that mean. Candidates must have run on every seed; the smallest mean file
+    whose pooled even bound is within max_drop is put to the pooled odd half first; None if none passes."""
+    cands = pooled_candidates(sweeps, seeds)
+    steered = sorted((c for c in cands if c["val_even_bound"] <= max_drop + 1e-9), key=lambda c: c["file_bytes"])
+    for c in steered[:1 + reconfirmations]:
+        if c["val_odd_bound"] <= max_drop + 1e-9:
+            return c
     return None
 
 
@@ -122,6 +176,8 @@ def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.P
     return {"arch": arch, "method": method, "seed": seed, "overrides": overrides,
             "dense_val": 100.0 * float(dense_val_correct.mean()), "dense_test": dense_test,
             "val_accuracy": 100.0 * float(val_correct.mean()), **val_halves(dense_val_correct, val_correct),
+            "val_n": int(val_correct.size), "dense_val_correct": bits_hex(dense_val_correct),
+            "val_correct": bits_hex(val_correct),
             "selection": "even/odd bound", "early_stopping": early_stopping,
             "finetune_best_epoch": max(selected, key=lambda e: e["score"])["epoch"] if selected else None,
             "test_accuracy": r["compressed_test_accuracy"], "test_drop": dense_test - r["compressed_test_accuracy"],
@@ -175,7 +231,7 @@ def summarise(rows: list[dict]) -> str:
 
 def sweep_table(rows: list[dict]) -> str:
     """The validation sweeps (seed 0) of the even/odd rule: every candidate with its bounds, the chosen one marked."""
-    sweeps = [r for r in rows if r.get("sweep") and r.get("selection") == "even/odd bound"]
+    sweeps = [r for r in rows if r.get("sweep") and r.get("selection") == "even/odd bound" and r["seed"] == 0]
     lines = ["| model | method | candidate | epochs | .nnc bytes | ratio | val even drop (95 % bound) | "
              "val odd drop (95 % bound) | chosen |", "|---|---|---|---|---:|---:|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -193,6 +249,30 @@ def sweep_table(rows: list[dict]) -> str:
     return "\n".join(lines) if groups else ""
 
 
+def pooled_table(rows: list[dict], seeds: list[int]) -> str:
+    """The candidates that ran on every seed, with the bounds of their mean drop (the pooled rule). Rows of
+    one (arch, method) must share their baselines: pass only today's rows."""
+    sweeps = [r for r in rows if r.get("sweep") and r.get("selection") == "even/odd bound"]
+    lines = ["| model | method | candidate | epochs | mean .nnc bytes | mean ratio | pooled val even drop (95 % bound) | "
+             "pooled val odd drop (95 % bound) | chosen |", "|---|---|---|---|---:|---:|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in sweeps:
+        groups.setdefault((r["arch"], r["method"]), []).append(r)
+    for (arch, method), rs in sorted(groups.items()):
+        cands = pooled_candidates(rs, seeds)
+        best = choose_pooled(rs, seeds)
+        for c in sorted(cands, key=lambda c: c["file_bytes"]):
+            r0 = c["rows"][0]
+            lines.append(f"| {protocol.NAMES[arch]} | {method} | {json.dumps(c['overrides'], sort_keys=True)} | "
+                         f"{r0['epochs'][0]}+{r0['epochs'][1]} | {c['file_bytes']:,.0f} | "
+                         f"×{statistics.mean(r['ratio'] for r in c['rows']):.1f} | "
+                         f"{c['val_even_drop']:.2f} ({c['val_even_bound']:.2f}) | {c['val_odd_drop']:.2f} "
+                         f"({c['val_odd_bound']:.2f}) | {'**chosen**' if best and c['overrides'] == best['overrides'] else ''} |")
+        if cands and best is None:
+            lines.append(f"| {protocol.NAMES[arch]} | {method} | no candidate confirmed | | | | | | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=protocol.DATA_DIR)
@@ -201,6 +281,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=list(protocol.SEEDS))
     ap.add_argument("--grid", type=Path, default=None,
                     help='JSON {"arch": {"method": [{overrides}, ...]}}: chosen on validation with seed 0')
+    ap.add_argument("--rule", choices=["single", "pooled"], default="single",
+                    help="single: the bounds of seed 0's run (default); pooled: every candidate runs on --sweep-seeds "
+                         "and the bounds are those of the mean drop over them (PROTOCOL.md)")
+    ap.add_argument("--sweep-seeds", type=int, nargs="+", default=None, metavar="S",
+                    help="seeds every grid candidate runs on (default: 0; with --rule pooled: 0 1 2)")
     ap.add_argument("--max-drop", type=float, default=MAX_DROP,
                     help="selection: bound of the paired validation drop allowed on each half (pt)")
     ap.add_argument("--if-none", choices=["stop", "least-bound"], default="stop",
@@ -228,6 +313,7 @@ def main() -> None:
     data = protocol.load(a.data)
     cdata = classifier_data(data)
     grid = json.loads(a.grid.read_text()) if a.grid else {}
+    sweep_seeds = a.sweep_seeds or (list(protocol.SEEDS) if a.rule == "pooled" else [0])
     for arch in a.archs:
         epochs = tuple(a.epochs) if a.epochs else EPOCHS[arch]
         for method in a.methods:
@@ -236,27 +322,32 @@ def main() -> None:
             if a.sweep_only and a.candidate is not None:
                 candidates = candidates[a.candidate:a.candidate + 1]
             sweeps = []
-            if a.sweep_only or arch in grid and method in grid[arch]:  # selection on validation, seed 0
+            if a.sweep_only or arch in grid and method in grid[arch]:  # selection on validation
                 for ov in candidates:
-                    r = run_one(arch, method, 0, ov, data, cdata, a.out, epochs, not a.no_early_stopping)
-                    r["sweep"] = True
-                    append(a.json, r)
-                    sweeps.append(r)
-                    print(f"[sweep {arch} {method}] {ov}: {r['file_bytes']:,} B, val drop even {r['val_even_drop']:.2f} "
-                          f"(bound {r['val_even_bound']:.2f}), odd {r['val_odd_drop']:.2f} (bound {r['val_odd_bound']:.2f}), "
-                          f"{r['seconds']:.0f} s", file=sys.stderr, flush=True)
+                    for sweep_seed in sweep_seeds:
+                        r = run_one(arch, method, sweep_seed, ov, data, cdata, a.out, epochs, not a.no_early_stopping)
+                        r["sweep"] = True
+                        append(a.json, r)
+                        sweeps.append(r)
+                        print(f"[sweep {arch} {method} seed {sweep_seed}] {ov}: {r['file_bytes']:,} B, val drop even "
+                              f"{r['val_even_drop']:.2f} "
+                              f"(bound {r['val_even_bound']:.2f}), odd {r['val_odd_drop']:.2f} "
+                              f"(bound {r['val_odd_bound']:.2f}), {r['seconds']:.0f} s", file=sys.stderr, flush=True)
             if a.sweep_only:
                 continue
-            if a.from_sweeps:  # only sweeps of today's seed-0 baseline (a retrained baseline makes older ones stale)
-                base = dense_val(arch, 0, data)
+            if a.from_sweeps:  # only sweeps of today's baselines (a retrained baseline makes older ones stale)
+                base = {s: dense_val(arch, s, data) for s in sweep_seeds}
                 sweeps = [r for r in json.loads(a.json.read_text()) if r.get("sweep") and r["arch"] == arch
                           and r["method"] == method and r.get("selection") == "even/odd bound"
-                          and abs(r["dense_val"] - base) < 1e-6]
+                          and r["seed"] in base and abs(r["dense_val"] - base[r["seed"]]) < 1e-6]
             if sweeps:
-                best = choose(sweeps, a.max_drop)
-                selection = "even/odd bound"
+                if a.rule == "pooled":
+                    best, selection = choose_pooled(sweeps, sweep_seeds, a.max_drop), POOLED
+                else:
+                    best, selection = choose([r for r in sweeps if r["seed"] == 0], a.max_drop), "even/odd bound"
                 if best is None and a.if_none == "least-bound":
-                    best = least_bound(sweeps)
+                    best = least_bound(pooled_candidates(sweeps, sweep_seeds) if a.rule == "pooled"
+                                       else [r for r in sweeps if r["seed"] == 0])
                     selection = UNCONFIRMED
                 if best is None:
                     print(f"[{arch} {method}] no candidate confirmed on validation: nothing run on the seeds",
@@ -275,7 +366,10 @@ def main() -> None:
                 print(f"[{arch} {method} seed {seed}] {r['file_bytes']:,} B (x{r['ratio']:.1f}), test drop "
                       f"{r['test_drop']:.2f}, method nnz {r['method_nonzero']}, {r['seconds']:.0f} s",
                       file=sys.stderr, flush=True)
-    print(summarise(json.loads(a.json.read_text())))
+    rows = json.loads(a.json.read_text())
+    if a.rule == "pooled":
+        print(pooled_table([r for r in rows if r.get("val_correct")], sweep_seeds))
+    print(summarise(rows))
 
 
 if __name__ == "__main__":
