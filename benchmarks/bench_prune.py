@@ -231,7 +231,7 @@ def summarise(rows: list[dict]) -> str:
 
 def sweep_table(rows: list[dict]) -> str:
     """The validation sweeps (seed 0) of the even/odd rule: every candidate with its bounds, the chosen one marked."""
-    sweeps = [r for r in rows if r.get("sweep") and r.get("selection") == "even/odd bound" and r["seed"] == 0]
+    sweeps = [r for r in rows if r.get("sweep") and r.get("selection") == "even/odd bound" and r.get("seed", 0) == 0]
     lines = ["| model | method | candidate | epochs | .nnc bytes | ratio | val even drop (95 % bound) | "
              "val odd drop (95 % bound) | chosen |", "|---|---|---|---|---:|---:|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}

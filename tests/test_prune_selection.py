@@ -133,3 +133,50 @@ def test_least_bound_fallback_takes_the_smallest_worse_half():
     assert bench_prune.choose(rows) is None
     assert bench_prune.least_bound(rows)["overrides"]["name"] == "both a bit over"
     assert bench_prune.least_bound([]) is None
+
+
+def seed_row(seed: int, dense: np.ndarray, cand: np.ndarray, nbytes: int, name: str) -> dict:
+    return {"arch": "lenet300", "method": "rl1", "sweep": True, "selection": "even/odd bound", "seed": seed,
+            "epochs": [100, 20], "file_bytes": nbytes, "ratio": 1066440 / nbytes, "overrides": {"name": name},
+            "val_n": dense.size, "dense_val_correct": bench_prune.bits_hex(dense),
+            "val_correct": bench_prune.bits_hex(cand)}
+
+
+def test_pooled_halves_average_the_seeds_per_image():
+    n = 4001  # odd length: the packed bits carry padding that must not count
+    dense = np.ones(n, bool)
+    cands = []
+    for s in range(3):  # seed s loses 2 * (s + 1) % of the even images and nothing on the odd ones
+        c = dense.copy()
+        c[0:2 * 40 * (s + 1):2] = False
+        cands.append(c)
+    rows = [seed_row(s, dense, cands[s], 9000, "x") for s in range(3)]
+    h = bench_prune.pooled_halves(rows)
+    assert h["val_even_drop"] == pytest.approx(100 * (40 + 80 + 120) / 3 / 2001)
+    assert h["val_odd_drop"] == 0.0 and h["val_odd_bound"] == 0.0
+    # the same images wrong on every seed are one unit each: the bound equals one seed's bound on them
+    same = [seed_row(s, dense, cands[0], 9000, "x") for s in range(3)]
+    one = bench_prune.val_halves(dense, cands[0])
+    assert bench_prune.pooled_halves(same)["val_even_bound"] == pytest.approx(one["val_even_bound"])
+
+
+def test_choose_pooled_needs_every_seed_and_bounds_the_mean():
+    rng = np.random.default_rng(0)
+    dense = rng.random(5000) < 0.9
+
+    def cand(drop_pt: float, seed: int) -> np.ndarray:  # wrong on drop_pt % more images, different per seed
+        c = dense.copy()
+        right = np.flatnonzero(c)
+        c[np.random.default_rng(seed).choice(right, int(drop_pt / 100 * 5000), replace=False)] = False
+        return c
+
+    rows = [seed_row(s, dense, cand(0.3, s), 8000, "small drop") for s in range(3)]
+    rows += [seed_row(s, dense, cand(2.0, s), 6000, "big drop") for s in range(3)]
+    rows += [seed_row(s, dense, cand(0.1, s), 5000, "two seeds") for s in range(2)]
+    best = bench_prune.choose_pooled(rows, [0, 1, 2])
+    assert best["overrides"]["name"] == "small drop"
+    assert [r["seed"] for r in best["rows"]] == [0, 1, 2] and best["file_bytes"] == 8000
+    assert bench_prune.choose_pooled(rows, [0, 1]) ["overrides"]["name"] == "two seeds"
+    assert bench_prune.choose_pooled(rows, [0, 1, 2], max_drop=0.2) is None
+    table = bench_prune.pooled_table(rows, [0, 1, 2])
+    assert sum("**chosen**" in ln for ln in table.splitlines()) == 1 and "two seeds" not in table
