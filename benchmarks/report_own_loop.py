@@ -133,6 +133,11 @@ def stages(rows: list[dict]) -> None:
 
 
 def ms(xs: list[float], fmt: str) -> str:
+    """Mean ± sd of the figures that exist (a seed not yet scored on test has NaN: left out, and said so)."""
+    missing = sum(1 for x in xs if math.isnan(x))
+    xs = [x for x in xs if not math.isnan(x)]
+    if missing:
+        return (ms(xs, fmt) if xs else "—") + f" ({missing} not scored)"
     if len(xs) < 2:
         return format(xs[0], fmt) + " (1 seed)" if xs else "—"
     return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt.lstrip('+')}}"

@@ -121,3 +121,11 @@ def test_learned_steps_are_an_option_that_a_rerun_of_the_result_repeats() -> Non
     args = R.pipeline_args(scaled)
     assert args[args.index("--qat-scale") + 1] == "0.985" and "--qat-scale" not in R.pipeline_args(result)
     assert "+4 % over the pre-QAT model x0.985" in R.hp(scaled)
+
+
+def test_the_seed_summary_leaves_out_seeds_not_yet_scored_and_says_so() -> None:
+    R = load_script("benchmarks/report_own_loop.py")
+    nan = float("nan")
+    assert R.ms([1.0, 2.0, 3.0], ".2f") == "2.00 ± 1.00"
+    assert R.ms([1.0, nan, 3.0], ".2f") == "2.00 ± 1.41 (1 not scored)"
+    assert R.ms([nan, nan], ".2f") == "— (2 not scored)"

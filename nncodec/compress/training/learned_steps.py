@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from ...errors import BadArgumentError
-from .quantize_aware import _unwrap, quantized_weights
+from .quantize_aware import quantized_weights
+from .targets import unwrap
 
 
 class LearnedSteps(nn.Module):
@@ -58,7 +59,7 @@ class LearnedSteps(nn.Module):
 
     def code_length(self, model: nn.Module) -> torch.Tensor:
         """sum over the nonzero weights of log2(1 + |w| / s), in bits; differentiable in w and s."""
-        params = dict(_unwrap(model).named_parameters())
+        params = dict(unwrap(model).named_parameters())
         s = self._step_tensor()
         total = s.new_zeros(())
         for i, name in enumerate(self.names):
@@ -70,7 +71,7 @@ class LearnedSteps(nn.Module):
         """Bits of the levels round(w / s) under each tensor's own level histogram (zeros included, so
         the mask is priced too): sum of -log2 p(level). Differentiable through a central difference of
         that code length between neighbouring levels: it pulls weights towards the cheaper neighbour."""
-        params = dict(_unwrap(model).named_parameters())
+        params = dict(unwrap(model).named_parameters())
         s = self._step_tensor()
         total = s.new_zeros(())
         for i, name in enumerate(self.names):
@@ -89,7 +90,7 @@ class LearnedSteps(nn.Module):
     def quantized(self, model: nn.Module) -> Iterator[dict[str, float]]:
         """`quantized_weights(model, self.steps())`; on a normal exit each step's `.grad` gains LSQ's
         gradient from what the block's backward added to the parameters' `.grad`."""
-        params = dict(_unwrap(model).named_parameters())
+        params = dict(unwrap(model).named_parameters())
         unknown = sorted(set(self.names) - set(params))
         if unknown:
             raise BadArgumentError(f"steps name parameters the model does not have: {', '.join(unknown)}")

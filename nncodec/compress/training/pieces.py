@@ -45,7 +45,7 @@ from .export import quantized_state_dict, save_pruned, steps_for_levels
 from .loop import Regularizer
 from .rgp import random_gradient_pruning
 from .tamade import TamadeResult, prune_at_threshold
-from .targets import Targets, apply_masks, count_nonzero, count_total, masks_from_weights, select_parameters
+from .targets import Targets, apply_masks, count_nonzero, count_total, masks_from_weights, select_parameters, unwrap
 
 Evaluate = Callable[[], Any]
 
@@ -77,13 +77,6 @@ class PruneReport:
     rgp_after: int
     nonzero: int  # surviving weights in the pruned parameters
     total: int
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel (masks and names refer to it)."""
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
 
 
 def global_loss(evaluate: Evaluate) -> Callable[[], float]:

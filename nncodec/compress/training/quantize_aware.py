@@ -26,12 +26,7 @@ import torch
 from torch import nn
 
 from ...errors import BadArgumentError
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-        model = model.module
-    return model
+from .targets import unwrap
 
 
 def quantize_(param: torch.Tensor, step: float) -> None:
@@ -46,7 +41,7 @@ def quantize_(param: torch.Tensor, step: float) -> None:
 def quantized_weights(model: nn.Module, steps: Mapping[str, float] | None) -> Iterator[None]:
     """Parameters named in `steps` hold their quantized values inside the block (None or {}: no-op)."""
     steps = dict(steps or {})
-    params = dict(_unwrap(model).named_parameters())
+    params = dict(unwrap(model).named_parameters())
     unknown = sorted(set(steps) - set(params))
     if unknown:
         raise BadArgumentError(f"steps name parameters the model does not have: {', '.join(unknown)}")

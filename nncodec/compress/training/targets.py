@@ -14,6 +14,13 @@ from torch import nn
 
 from ...errors import BadArgumentError
 
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel (masks and names refer to it)."""
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model
+
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 Targets = str | Iterable[str] | Callable[[str, nn.Parameter, nn.Module], bool] | None
