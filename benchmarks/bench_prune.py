@@ -52,6 +52,8 @@ TARGETS = {"lenet300": 100, "lenet5": 200}  # ratio float32 bytes / file bytes, 
 EPOCHS = {"lenet300": (10, 5), "lenet5": (4, 2)}  # (regularised, fine-tuning) epochs unless a candidate sets them
 MAX_DROP = 1.0  # selection: the bound of the paired validation drop on each half must be within this (pt)
 RECONFIRMATIONS = 3  # candidates put to the odd half after the first one failed it
+QAT_KEYS = ("qat_epochs", "qat_tolerance", "qat_lr")  # candidate keys for compress_classifier's QAT candidate
+QAT_RESULT = ("qat_val_accuracy", "qat_landed", "plain_file_bytes", "qat_file_bytes", "qat_used")
 QUANT_TOLERANCE = 0.3  # validation points the quantization search may lose (a candidate may set "quant_tolerance")
 
 
@@ -164,11 +166,12 @@ def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.P
     events: list[dict] = []
     path = out / f"{arch}-{method}-seed{seed}.nnc"
     t0 = time.perf_counter()
-    method_overrides = {k: v for k, v in overrides.items() if k != "quant_tolerance"}
+    method_overrides = {k: v for k, v in overrides.items() if k != "quant_tolerance" and k not in QAT_KEYS}
     r = recipes.compress_classifier(dense, arch, cdata, method, path, epochs=epochs[0], finetune_epochs=epochs[1],
                                     seed=seed, progress=False, callback=events.append, overrides=method_overrides,
                                     dense_accuracy=dense_test, early_stopping=early_stopping,
-                                    quant_tolerance=overrides.get("quant_tolerance", QUANT_TOLERANCE))
+                                    quant_tolerance=overrides.get("quant_tolerance", QUANT_TOLERANCE),
+                                    **{k: v for k, v in overrides.items() if k in QAT_KEYS})
     decoded = nncodec.load_file(path)
     val_correct = protocol.correct(arch, decoded, data.val)
     method_nnz = next((e["nonzero"] for e in reversed(events) if "nonzero" in e), None)
@@ -185,7 +188,7 @@ def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.P
             "nonzero_after_quantizer": r["nonzero"], "method_nonzero": method_nnz,
             "paper_estimate_ratio": r["parameters"] / method_nnz if method_nnz else None,
             "epochs": [overrides.get("epochs", epochs[0]), overrides.get("finetune_epochs", epochs[1])],
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1), **{k: r[k] for k in QAT_RESULT if k in r}}
 
 
 def append(path: Path, row: dict) -> None:

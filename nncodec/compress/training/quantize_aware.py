@@ -18,15 +18,16 @@ the quantized values are too; only local tensors change, nothing is communicated
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from ...errors import BadArgumentError
-from .targets import unwrap
+from .targets import Targets, apply_masks, mask_gradients, masks_from_weights, select_parameters, unwrap
 
 
 def quantize_(param: torch.Tensor, step: float) -> None:
@@ -57,3 +58,42 @@ def quantized_weights(model: nn.Module, steps: Mapping[str, float] | None) -> It
         with torch.no_grad():
             for name, value in saved.items():
                 params[name].copy_(value)
+
+
+def finetune_quantized(model: nn.Module, loader: Iterable, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                       steps: Mapping[str, float], *, epochs: int, lr: float = 1e-3, cosine: bool = True,
+                       select: Callable[[nn.Module], float] | None = None, targets: Targets = None) -> list[float]:
+    """Quantization-aware fine-tuning at fixed `steps` (the loop of the module docstring), for a pruned
+    model: the weights of the pruned parameters (`targets`) that are zero now stay zero. Adam, the
+    learning rate decayed to 0 along a cosine over all steps when `cosine`. With `select` (higher is
+    better, e.g. validation accuracy; never the test set) the model is scored at its quantized point after
+    every epoch and the float weights of the best epoch are kept. Returns the scores per epoch."""
+    if epochs < 0 or not (math.isfinite(lr) and lr > 0):
+        raise BadArgumentError("epochs must be >= 0 and lr positive")
+    params = select_parameters(unwrap(model), targets)
+    masks = masks_from_weights(params)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    total = epochs * len(loader) if hasattr(loader, "__len__") else 0
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total) if cosine and total else None
+    scores: list[float] = []
+    best: dict = {}
+    for _ in range(epochs):
+        model.train()
+        for x, y in loader:
+            opt.zero_grad(set_to_none=True)
+            with quantized_weights(model, steps):
+                loss_fn(model(x), y).backward()
+            mask_gradients(params, masks)
+            opt.step()
+            apply_masks(params, masks)
+            if sched is not None:
+                sched.step()
+        model.eval()
+        if select is not None:
+            with quantized_weights(model, steps):
+                scores.append(float(select(model)))
+            if not best or scores[-1] > best["score"]:
+                best = {"score": scores[-1], "state": copy.deepcopy(model.state_dict())}
+    if best:
+        model.load_state_dict(best["state"])
+    return scores

@@ -28,6 +28,7 @@ from ...errors import BadArgumentError, UnsupportedInputError
 from .export import quantized_state_dict, save_pruned, search_steps
 from .loop import Callback
 from .procedure import METHODS
+from .quantize_aware import finetune_quantized
 
 VALIDATION = 5000
 TARGETS = "weights+biases"  # the paper counts (and prunes) every parameter
@@ -159,11 +160,18 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
                         batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "cpu", progress: bool = True,
                         callback: Callback | None = None, overrides: Mapping[str, Any] | None = None,
                         dense_accuracy: float | None = None, early_stopping: bool = False,
-                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                        log: Callable[[str], None] | None = None, qat_epochs: int = 0, qat_tolerance: float = 1.0,
+                        qat_lr: float = 3e-4) -> dict[str, Any]:
     """Prune a copy of `dense` with `method`, quantize the survivors as coarsely as validation accuracy
     allows (at most `quant_tolerance` points below the pruned model), write `output`, decode it and
     report its test accuracy next to the dense model's. With `early_stopping` the fine-tuning keeps
-    the weights of its epoch with the best validation accuracy (`data.val`, never the test split)."""
+    the weights of its epoch with the best validation accuracy (`data.val`, never the test split).
+
+    With `qat_epochs` > 0 a second candidate is made: the steps the search finds for `qat_tolerance`
+    points (coarser), then that many epochs of quantization-aware fine-tuning at them (`finetune_quantized`,
+    the best epoch on `data.val` kept). It must meet the same limit as the plain file (`quant_tolerance`
+    below the pruned model, at its quantized point; if it does not, the steps are searched again on the
+    fine-tuned weights), and the smaller of the two files is kept."""
     say = log or (lambda _msg: None)
     opts = method_options(arch, method, overrides)
     if method in ("tamade", "layerwise"):
@@ -188,6 +196,30 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
                          names=names, targets=targets)
     meta = {"arch": arch, "method": method, "nncodec.training": "pruned"}
     nbytes = save_pruned(model, output, steps=steps, targets=targets, metadata=meta)
+    qat: dict[str, Any] = {}
+    if qat_epochs > 0:
+        qmodel = copy.deepcopy(model)
+        limit = pruned_val - quant_tolerance
+        qsteps = search_steps(qmodel, lambda s: -accuracy(qmodel, data.val, s), -(pruned_val - qat_tolerance),
+                              names=names, targets=targets)
+        if qsteps:
+            finetune_quantized(qmodel, make_loader(data.train, batch_size, seed + 1), F.cross_entropy, qsteps,
+                               epochs=qat_epochs, lr=qat_lr, select=lambda m: accuracy(m, data.val), targets=targets)
+            landed = accuracy(qmodel, data.val, quantized_state_dict(qmodel, qsteps, targets))
+            qat = {"qat_val_accuracy": landed, "qat_landed": landed >= limit - 1e-9}
+            if not qat["qat_landed"]:
+                qsteps = search_steps(qmodel, lambda s: -accuracy(qmodel, data.val, s), -limit, names=names,
+                                      targets=targets)
+        if qsteps:
+            tmp = Path(f"{output}.qat-candidate")
+            qbytes = save_pruned(qmodel, tmp, steps=qsteps, targets=targets, metadata=meta)
+            qat.update(plain_file_bytes=nbytes, qat_file_bytes=qbytes, qat_used=qbytes < nbytes)
+            if qbytes < nbytes:
+                os.replace(tmp, output)
+                model, steps, nbytes = qmodel, qsteps, qbytes
+            else:
+                tmp.unlink()
+        say(f"{method}: quantization-aware fine-tuning {qat}")
     decoded = load_file(output)
     expected = quantized_state_dict(model, steps, targets)
     if any(not torch.equal(decoded[k], expected[k]) for k in expected):
@@ -204,4 +236,5 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
         "file_bytes": nbytes, "float32_bytes": 4 * params, "ratio": 4 * params / nbytes,
         "parameters": params, "nonzero": nonzero, "paper_estimate_bytes": 4 * nonzero,
         "paper_estimate_ratio": params / max(nonzero, 1), "steps": steps, "train_seconds": round(train_seconds, 1),
+        **qat,
     }
