@@ -62,3 +62,67 @@ def test_refuses_unknown_names_and_bad_steps() -> None:
         pass
     with quantized_weights(net, None):
         pass
+
+
+def _batches(n: int = 256, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    y = (x[:, :3] * torch.tensor([1.0, -1.0, 0.5])).argmax(1)
+    return [(x[i : i + 32], y[i : i + 32]) for i in range(0, n, 32)]
+
+
+def test_finetune_quantized_keeps_the_mask_and_the_best_epoch_at_its_quantized_point() -> None:
+    from nncodec.compress.training.quantize_aware import finetune_quantized
+
+    net = _net(0)
+    with torch.no_grad():
+        net[0].weight[:, ::2] = 0.0  # pruned: half of the first layer's inputs
+    steps = {"0.weight": 0.05, "2.weight": 0.05}
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    seen, scripted = [], iter([1.0, 3.0, 2.0])
+
+    def select(m: nn.Module) -> float:
+        seen.append({k: v.clone() for k, v in m.state_dict().items()})
+        return next(scripted)
+
+    scores = finetune_quantized(net, _batches(), nn.functional.cross_entropy, steps, epochs=3, lr=1e-2, select=select,
+                                targets="weights")
+    assert scores == [1.0, 3.0, 2.0]
+    kept = quantized_state_dict(net, steps)
+    for k in kept:  # the model is epoch 2's, and select saw it at its quantized point
+        assert torch.equal(kept[k], seen[1][k]), k
+    assert not torch.equal(net[0].weight, start["0.weight"])  # it trained
+    assert torch.all(net[0].weight[:, ::2] == 0)  # and the pruned weights stayed zero
+    with pytest.raises(BadArgumentError):
+        finetune_quantized(net, _batches(), nn.functional.cross_entropy, steps, epochs=1, lr=0.0)
+
+
+def test_compress_classifier_keeps_the_smaller_of_the_plain_and_the_quantization_aware_file(tmp_path) -> None:
+    from nncodec_cli.presets import lenet
+
+    from nncodec.compress.training import recipes
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(784, 10, generator=g)
+
+    def split(n: int) -> recipes.Split:
+        x = torch.randn(n, 784, generator=g)
+        return recipes.Split(x, (x @ w).argmax(1))
+
+    data = recipes.ClassifierData(split(2048), split(400), split(200))
+    torch.manual_seed(0)
+    dense = lenet.build("lenet300")
+    out = tmp_path / "m.nnc"
+    r = recipes.compress_classifier(dense, "lenet300", data, "rl1", out, epochs=2, finetune_epochs=1, progress=False,
+                                    quant_tolerance=0.5, qat_epochs=2, qat_tolerance=3.0, overrides={"alpha": 1e-4})
+    assert {"plain_file_bytes", "qat_file_bytes", "qat_used"} <= r.keys()
+    assert r["file_bytes"] == min(r["plain_file_bytes"], r["qat_file_bytes"]) == out.stat().st_size
+    assert r["qat_used"] and r["qat_landed"]  # coarse steps + QAT win by far on this learnable problem (86 vs 32 kB)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.nnc"]  # the losing candidate is not left behind
+    decoded = load_file(out)
+    # the file holds exactly the model QAT scored at its quantized point
+    assert recipes.accuracy(lenet.build("lenet300"), data.val, decoded) == pytest.approx(r["qat_val_accuracy"])
+    plain = recipes.compress_classifier(dense, "lenet300", data, "rl1", tmp_path / "p.nnc", epochs=2,
+                                        finetune_epochs=1, progress=False, quant_tolerance=0.5,
+                                        overrides={"alpha": 1e-4})
+    assert "qat_used" not in plain and plain["file_bytes"] == r["plain_file_bytes"]
