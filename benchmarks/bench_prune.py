@@ -53,7 +53,7 @@ EPOCHS = {"lenet300": (10, 5), "lenet5": (4, 2)}  # (regularised, fine-tuning) e
 MAX_DROP = 1.0  # selection: the bound of the paired validation drop on each half must be within this (pt)
 RECONFIRMATIONS = 3  # candidates put to the odd half after the first one failed it
 QAT_KEYS = ("qat_epochs", "qat_tolerance", "qat_lr")  # candidate keys for compress_classifier's QAT candidate
-QAT_RESULT = ("qat_val_accuracy", "qat_landed", "plain_file_bytes", "qat_file_bytes", "qat_used")
+QAT_RESULT = ("qat_tries", "plain_file_bytes", "qat_file_bytes", "qat_used")
 QUANT_TOLERANCE = 0.3  # validation points the quantization search may lose (a candidate may set "quant_tolerance")
 
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from nncodec_cli.presets import lenet
 from torch import nn
 
 from nncodec.api import load_file
-from nncodec.compress.training import make_pruner, quantized_state_dict, quantized_weights
+from nncodec.compress.training import make_pruner, quantized_state_dict, quantized_weights, recipes
 from nncodec.errors import BadArgumentError
 
 
@@ -98,10 +99,6 @@ def test_finetune_quantized_keeps_the_mask_and_the_best_epoch_at_its_quantized_p
 
 
 def test_compress_classifier_keeps_the_smaller_of_the_plain_and_the_quantization_aware_file(tmp_path) -> None:
-    from nncodec_cli.presets import lenet
-
-    from nncodec.compress.training import recipes
-
     g = torch.Generator().manual_seed(0)
     w = torch.randn(784, 10, generator=g)
 
@@ -115,14 +112,42 @@ def test_compress_classifier_keeps_the_smaller_of_the_plain_and_the_quantization
     out = tmp_path / "m.nnc"
     r = recipes.compress_classifier(dense, "lenet300", data, "rl1", out, epochs=2, finetune_epochs=1, progress=False,
                                     quant_tolerance=0.5, qat_epochs=2, qat_tolerance=3.0, overrides={"alpha": 1e-4})
-    assert {"plain_file_bytes", "qat_file_bytes", "qat_used"} <= r.keys()
+    assert {"plain_file_bytes", "qat_file_bytes", "qat_used", "qat_tries"} <= r.keys()
     assert r["file_bytes"] == min(r["plain_file_bytes"], r["qat_file_bytes"]) == out.stat().st_size
-    assert r["qat_used"] and r["qat_landed"]  # coarse steps + QAT win by far on this learnable problem (86 vs 32 kB)
+    assert r["qat_used"]  # coarse steps + QAT win by far on this learnable problem (86 vs 32 kB)
     assert [p.name for p in tmp_path.iterdir()] == ["m.nnc"]  # the losing candidate is not left behind
     decoded = load_file(out)
     # the file holds exactly the model QAT scored at its quantized point
-    assert recipes.accuracy(lenet.build("lenet300"), data.val, decoded) == pytest.approx(r["qat_val_accuracy"])
+    assert recipes.accuracy(lenet.build("lenet300"), data.val, decoded) == pytest.approx(r["qat_tries"][-1]["val_accuracy"])
     plain = recipes.compress_classifier(dense, "lenet300", data, "rl1", tmp_path / "p.nnc", epochs=2,
                                         finetune_epochs=1, progress=False, quant_tolerance=0.5,
                                         overrides={"alpha": 1e-4})
     assert "qat_used" not in plain and plain["file_bytes"] == r["plain_file_bytes"]
+
+
+def test_a_qat_rung_that_misses_is_tried_again_with_a_finer_grid(monkeypatch) -> None:
+    monkeypatch.setattr(recipes, "finetune_quantized", lambda *a, **k: [])  # QAT that recovers nothing
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(784, 10, generator=g)
+    x = torch.randn(600, 784, generator=g)
+    data = recipes.ClassifierData(*(recipes.Split(x[a:b], (x[a:b] @ w).argmax(1)) for a, b in ((0, 400), (400, 600), (0, 1))))
+    torch.manual_seed(0)
+    model = lenet.build("lenet300")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(30):  # a model whose accuracy quantization can hurt
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(data.train.x), data.train.y).backward()
+        opt.step()
+    reference = recipes.accuracy(model, data.val)
+    names = [n for n, _ in model.named_parameters()]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    qmodel, steps, tries = recipes.qat_candidate(model, data, reference - 0.3, reference, 1.2, epochs=1, lr=1e-3,
+                                                 names=names, targets="weights+biases", loader=None)
+    assert 1 <= len(tries) <= recipes.QAT_RUNGS
+    assert [t["tolerance"] for t in tries] == [1.2 / 2**i for i in range(len(tries))]
+    assert all(t["val_accuracy"] < reference - 0.3 for t in tries[:-1])  # every rung before the last missed
+    if qmodel is not None:
+        assert tries[-1]["val_accuracy"] >= reference - 0.3 and steps
+    else:
+        assert len(tries) == recipes.QAT_RUNGS and tries[-1]["val_accuracy"] < reference - 0.3
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the model itself is untouched

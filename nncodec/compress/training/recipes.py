@@ -29,6 +29,7 @@ from .export import quantized_state_dict, save_pruned, search_steps
 from .loop import Callback
 from .procedure import METHODS
 from .quantize_aware import finetune_quantized
+from .targets import Targets
 
 VALIDATION = 5000
 TARGETS = "weights+biases"  # the paper counts (and prunes) every parameter
@@ -155,6 +156,34 @@ def method_options(arch: str, method: str, overrides: Mapping[str, Any] | None =
     return opts
 
 
+QAT_RUNGS = 3  # quantization-aware attempts: at qat_tolerance, then half, then a quarter of it
+
+
+def qat_candidate(model: nn.Module, data: ClassifierData, limit: float, reference: float, tolerance: float, *,
+                  epochs: int, lr: float, names: list[str], targets: Targets, loader: Any
+                  ) -> tuple[nn.Module | None, dict[str, float], list[dict[str, float]]]:
+    """A quantization-aware candidate that lands: steps searched for `tolerance` points below `reference`
+    (validation accuracy of the pruned model), `epochs` of `finetune_quantized` at them, kept if the model
+    at those steps scores >= `limit` on `data.val`. A rung that misses is tried again from `model` with half
+    the tolerance (QAT_RUNGS rungs at most), so a near miss costs a finer grid, not the candidate.
+    Returns (model, steps, tries) or (None, {}, tries); `model` itself is not changed."""
+    tries: list[dict[str, float]] = []
+    for rung in range(QAT_RUNGS):
+        tol = tolerance / 2**rung
+        qmodel = copy.deepcopy(model)
+        qsteps = search_steps(qmodel, lambda s, m=qmodel: -accuracy(m, data.val, s), -(reference - tol),
+                              names=names, targets=targets)
+        if not qsteps:
+            continue
+        finetune_quantized(qmodel, loader, F.cross_entropy, qsteps, epochs=epochs, lr=lr,
+                           select=lambda m: accuracy(m, data.val), targets=targets)
+        landed = accuracy(qmodel, data.val, quantized_state_dict(qmodel, qsteps, targets))
+        tries.append({"tolerance": tol, "val_accuracy": landed})
+        if landed >= limit - 1e-9:
+            return qmodel, qsteps, tries
+    return None, {}, tries
+
+
 def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, method: str, output: str | os.PathLike, *,
                         epochs: int = 10, finetune_epochs: int = 5, quant_tolerance: float = 0.3,
                         batch_size: int = BATCH_SIZE, seed: int = 0, device: str = "cpu", progress: bool = True,
@@ -167,11 +196,10 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     report its test accuracy next to the dense model's. With `early_stopping` the fine-tuning keeps
     the weights of its epoch with the best validation accuracy (`data.val`, never the test split).
 
-    With `qat_epochs` > 0 a second candidate is made: the steps the search finds for `qat_tolerance`
-    points (coarser), then that many epochs of quantization-aware fine-tuning at them (`finetune_quantized`,
-    the best epoch on `data.val` kept). It must meet the same limit as the plain file (`quant_tolerance`
-    below the pruned model, at its quantized point; if it does not, the steps are searched again on the
-    fine-tuned weights), and the smaller of the two files is kept."""
+    With `qat_epochs` > 0 a second candidate is made (`qat_candidate`): coarser steps (searched for
+    `qat_tolerance` points), then that many epochs of quantization-aware fine-tuning at them. It must meet
+    the plain file's limit (`quant_tolerance` below the pruned model, at its quantized point), and the
+    smaller of the two files is kept."""
     say = log or (lambda _msg: None)
     opts = method_options(arch, method, overrides)
     if method in ("tamade", "layerwise"):
@@ -198,19 +226,11 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
     nbytes = save_pruned(model, output, steps=steps, targets=targets, metadata=meta)
     qat: dict[str, Any] = {}
     if qat_epochs > 0:
-        qmodel = copy.deepcopy(model)
-        limit = pruned_val - quant_tolerance
-        qsteps = search_steps(qmodel, lambda s: -accuracy(qmodel, data.val, s), -(pruned_val - qat_tolerance),
-                              names=names, targets=targets)
-        if qsteps:
-            finetune_quantized(qmodel, make_loader(data.train, batch_size, seed + 1), F.cross_entropy, qsteps,
-                               epochs=qat_epochs, lr=qat_lr, select=lambda m: accuracy(m, data.val), targets=targets)
-            landed = accuracy(qmodel, data.val, quantized_state_dict(qmodel, qsteps, targets))
-            qat = {"qat_val_accuracy": landed, "qat_landed": landed >= limit - 1e-9}
-            if not qat["qat_landed"]:
-                qsteps = search_steps(qmodel, lambda s: -accuracy(qmodel, data.val, s), -limit, names=names,
-                                      targets=targets)
-        if qsteps:
+        found = qat_candidate(model, data, pruned_val - quant_tolerance, pruned_val, qat_tolerance, epochs=qat_epochs,
+                              lr=qat_lr, names=names, targets=targets, loader=make_loader(data.train, batch_size, seed + 1))
+        qat = {"qat_tries": found[2]}
+        if found[0] is not None:
+            qmodel, qsteps = found[0], found[1]
             tmp = Path(f"{output}.qat-candidate")
             qbytes = save_pruned(qmodel, tmp, steps=qsteps, targets=targets, metadata=meta)
             qat.update(plain_file_bytes=nbytes, qat_file_bytes=qbytes, qat_used=qbytes < nbytes)
