@@ -42,6 +42,7 @@ Examples:
   nncodec prune --method pmmp --arch lenet5 --data fashion-mnist/ --epochs 20 -o lenet5.nnc --report r.json
   nncodec prune --method tamade --arch lenet300 --data fashion-mnist/ --dense dense.safetensors -o t.nnc
   nncodec prune --method rl1 --arch lenet300 --data mnist/ -o small.nnc --quiet --json > result.json
+  nncodec prune --method pmmp --arch lenet300 --data fashion-mnist/ --epochs 30 --qat-epochs 10 -o smaller.nnc
 \b
 Your own model and data loader: see examples/prune_your_model.py (the Python API).
 """
@@ -78,6 +79,9 @@ Your own model and data loader: see examples/prune_your_model.py (the Python API
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, no phase lines, no summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the summary line.")
+@click.option("--qat-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="With --arch (not spike-slab): epochs of quantization-aware fine-tuning at coarser steps; the "
+                   "smaller of that file and the plain one is kept, both held to the same validation limit (0: off).")
 @click.option("--keep-pip", is_flag=True, help="spike-slab: store the inclusion probabilities (the mask is derived from them).")
 @click.option("--prior-inclusion", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="spike-slab: prior inclusion probability lambda (architecture default if omitted).")
@@ -86,8 +90,8 @@ Your own model and data loader: see examples/prune_your_model.py (the Python API
 def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str | None, loss: str,
           quant_tolerance: float, data_dir: str, epochs: int, finetune_epochs: int | None, dense_epochs: int | None,
           dense_path: str | None, alpha: float | None, delta: float | None, batch_size: int, seed: int, device: str,
-          output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool, keep_pip: bool,
-          prior_inclusion: float | None, kl_weight: float | None) -> None:
+          output: str, report_path: str | None, force: bool, quiet: bool, as_json: bool, qat_epochs: int,
+          keep_pip: bool, prior_inclusion: float | None, kl_weight: float | None) -> None:
     """Train ARCH densely (or load your --model and --checkpoint), prune it with METHOD, store it as
     a .nnc file and report its real size.
 
@@ -99,6 +103,8 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
         _check_output(Path(report_path), force, "report")
     if (arch is None) == (model_spec is None):
         raise PruneError("give either --arch (a built-in preset) or --model PKG.MODULE:FACTORY")
+    if qat_epochs and (model_spec is not None or method == "spike-slab"):
+        raise PruneError("--qat-epochs goes with --arch and the methods other than spike-slab")
     if model_spec is not None:
         if method == "spike-slab":
             if alpha is not None or delta is not None:
@@ -149,7 +155,7 @@ def prune(method: str, arch: str | None, model_spec: str | None, checkpoint: str
             report = recipes.compress_classifier(
                 dense, arch, data, method, out, epochs=epochs, finetune_epochs=finetune,
                 batch_size=batch_size, seed=seed, device=device, progress=progress, dense_accuracy=dense_acc,
-                overrides={"alpha": alpha, "delta": delta}, log=say)
+                overrides={"alpha": alpha, "delta": delta}, log=say, qat_epochs=qat_epochs)
         report["output"] = os.fspath(out)
         if report_path is not None:
             Path(report_path).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -58,3 +58,23 @@ def test_cli_prune_refuses_to_overwrite(tmp_path, tiny_idx):
                                     "-o", str(tmp_path / "x.nnc")])
     assert res.exit_code == 1 and "already exists" in res.output
     assert (tmp_path / "x.nnc").read_bytes() == b"keep"
+
+
+def test_cli_prune_qat_epochs_reports_both_candidates_and_keeps_the_smaller(tiny_idx, tmp_path):
+    out, report = tmp_path / "q.nnc", tmp_path / "q.json"
+    res = CliRunner().invoke(cli_main, ["prune", "--method", "tamade", "--arch", "lenet300", "--data", str(tiny_idx),
+                                    "--epochs", "3", "--finetune-epochs", "1", "--batch-size", "50", "--quiet",
+                                    "--qat-epochs", "1", "-o", str(out), "--report", str(report)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(report.read_text())
+    assert r["qat_tries"] and r["file_bytes"] == out.stat().st_size
+    if "qat_file_bytes" in r:
+        assert r["file_bytes"] == min(r["plain_file_bytes"], r["qat_file_bytes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.json", "q.nnc"]
+
+
+def test_cli_prune_qat_epochs_is_refused_where_it_does_not_apply(tmp_path, tiny_idx):
+    res = CliRunner().invoke(cli_main, ["prune", "--method", "spike-slab", "--arch", "lenet300", "--data", str(tiny_idx),
+                                    "--qat-epochs", "2", "-o", str(tmp_path / "x.nnc")])
+    assert res.exit_code == 1 and "--qat-epochs goes with --arch" in res.output
+    assert not (tmp_path / "x.nnc").exists()
