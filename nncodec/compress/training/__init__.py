@@ -19,7 +19,7 @@ Methods (each: model, loader of (inputs, targets), mean loss -> the pruned, fine
 pmmp, drr, rl1, tamade_prune, layerwise; `prune(..., method=...)` dispatches by name.
 Building blocks: PMMP/DRR/L1 regularisers, tamade_threshold, random_gradient_pruning,
 layerwise_prune. Export: pruned_compressor, quantized_state_dict, search_steps, save_pruned;
-quantization-aware fine-tuning: quantized_weights; steps learned with the weights: LearnedSteps.
+quantization-aware fine-tuning: quantized_weights (in your loop), finetune_quantized (a loop for a pruned model); steps learned with the weights: LearnedSteps.
 """
 
 from .export import pruned_compressor, quantized_state_dict, save_pruned, search_steps, steps_for_levels
@@ -31,7 +31,7 @@ from .pieces import CompressionPiece, Pruner, PruneReport
 from .pmmp import PMMP, pmmp_bracket, pmmp_gradients, pmmp_penalty
 from .procedure import METHODS, Options, drr, layerwise, pmmp, prune, random_gradient_prune, rl1, tamade_prune
 from .pruners import PRUNERS, DRRPruner, LayerwisePruner, PMMPPruner, RL1Pruner, TamadePruner, make_pruner
-from .quantize_aware import quantized_weights
+from .quantize_aware import finetune_quantized, quantized_weights
 from .rgp import random_gradient_pruning
 from .tamade import TamadeResult, tamade, tamade_threshold
 from .targets import masks_from_weights, select_parameters
@@ -44,5 +44,5 @@ __all__ = [
     "drr_penalty", "drr_gradient", "tamade", "tamade_threshold", "TamadeResult", "random_gradient_pruning",
     "layerwise_prune", "layerwise_objective", "expected_squared_error", "select_parameters", "masks_from_weights",
     "pruned_compressor", "quantized_state_dict", "save_pruned", "search_steps", "steps_for_levels",
-    "quantized_weights", "LearnedSteps",
+    "quantized_weights", "finetune_quantized", "LearnedSteps",
 ]
