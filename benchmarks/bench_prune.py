@@ -80,28 +80,6 @@ UNCONFIRMED = "NOT confirmed (least bound)"
 NO_SWEEP = "no sweep (setting given)"
 
 
-def bits_hex(correct: np.ndarray) -> str:
-    """Per-sample 0/1 correctness, packed for a JSON row (the pooled rule needs the samples, not only a mean)."""
-    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
-
-
-def hex_bits(text: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(np.float64)
-
-
-def pooled_halves(rows: list[dict]) -> dict[str, float]:
-    """The paired drop of one candidate over several seeds, per validation half: for each validation image
-    the mean over the seeds of (dense of seed s correct) - (candidate of seed s correct), in points; its
-    mean is the mean over the seeds of the drops, and the bound treats images (not seed-image pairs) as the
-    independent units, so the images every seed gets wrong are not counted as independent evidence."""
-    n = rows[0]["val_n"]
-    d = np.mean([hex_bits(r["dense_val_correct"], n) - hex_bits(r["val_correct"], n) for r in rows], axis=0)
-    out = {}
-    for name, h in zip(("even", "odd"), half_drops(100.0 * d, np.zeros_like(d)), strict=True):
-        out[f"val_{name}_drop"], out[f"val_{name}_bound"] = h.drop, h.upper
-    return out
-
-
 def pooled_candidates(sweeps: list[dict], seeds: list[int]) -> list[dict]:
     """One summary per candidate that ran on every one of `seeds` (with per-sample scores): the seeds'
     rows, the mean file bytes and the pooled halves."""
@@ -114,7 +92,7 @@ def pooled_candidates(sweeps: list[dict], seeds: list[int]) -> list[dict]:
         if all(s in by_seed for s in seeds):
             rows = [by_seed[s] for s in seeds]
             out.append({"overrides": json.loads(key), "rows": rows,
-                        "file_bytes": statistics.mean(r["file_bytes"] for r in rows), **pooled_halves(rows)})
+                        "file_bytes": statistics.mean(r["file_bytes"] for r in rows), **protocol.pooled_halves(rows)})
     return out
 
 
@@ -179,8 +157,8 @@ def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.P
     return {"arch": arch, "method": method, "seed": seed, "overrides": overrides,
             "dense_val": 100.0 * float(dense_val_correct.mean()), "dense_test": dense_test,
             "val_accuracy": 100.0 * float(val_correct.mean()), **val_halves(dense_val_correct, val_correct),
-            "val_n": int(val_correct.size), "dense_val_correct": bits_hex(dense_val_correct),
-            "val_correct": bits_hex(val_correct),
+            "val_n": int(val_correct.size), "dense_val_correct": protocol.bits_hex(dense_val_correct),
+            "val_correct": protocol.bits_hex(val_correct),
             "selection": "even/odd bound", "early_stopping": early_stopping,
             "finetune_best_epoch": max(selected, key=lambda e: e["score"])["epoch"] if selected else None,
             "test_accuracy": r["compressed_test_accuracy"], "test_drop": dense_test - r["compressed_test_accuracy"],

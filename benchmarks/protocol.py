@@ -26,7 +26,7 @@ import torch
 from nncodec_cli.presets import lenet
 from nncodec_cli.presets.fashion_mnist import VALIDATION_SIZE, load_protocol_splits, preprocess
 
-from nncodec.confidence import DEFAULT_CONFIDENCE, PairedDrop, paired_drop
+from nncodec.confidence import DEFAULT_CONFIDENCE, PairedDrop, half_drops, paired_drop
 
 TRAIN_SIZE, TEST_SIZE = 55_000, 10_000
 DATA_DIR = os.environ.get("NNCODEC_DATA", "/work/shared/data/fashion-mnist")
@@ -37,7 +37,7 @@ NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5-Caffe"}
 
 __all__ = ["ARCHS", "BASELINES", "DATA_DIR", "DEFAULT_CONFIDENCE", "NAMES", "SEEDS", "Split", "ProtocolData",
            "load", "correct", "accuracy", "val_evaluator", "test_accuracy", "paired_drop", "PairedDrop",
-           "baseline_path", "load_baseline", "baseline_info"]
+           "baseline_path", "load_baseline", "baseline_info", "bits_hex", "hex_bits", "pooled_halves"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,28 @@ def val_evaluator(arch: str, data: ProtocolData) -> Callable[[Mapping[str, Any]]
 def test_accuracy(arch: str, state: Mapping[str, Any], data: ProtocolData) -> float:
     """Test accuracy in % of a finished model: call once per reported model, never inside a choice."""
     return accuracy(arch, state, data.test)
+
+
+def bits_hex(correct: np.ndarray) -> str:
+    """Per-sample 0/1 correctness, packed for a JSON row (the pooled rule needs the samples, not only a mean)."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def hex_bits(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(np.float64)
+
+
+def pooled_halves(rows: list[dict], confidence: float = DEFAULT_CONFIDENCE) -> dict[str, float]:
+    """The paired drop of one setting over several seeds, per validation half (PROTOCOL.md, the pooled rule):
+    for each validation image the mean over the seeds of (dense of seed s correct) - (file of seed s correct),
+    in points; its mean is the mean over the seeds of the drops, and the bound treats images (not seed-image
+    pairs) as the independent units. Rows carry val_n, dense_val_correct and val_correct (`bits_hex`)."""
+    n = rows[0]["val_n"]
+    d = np.mean([hex_bits(r["dense_val_correct"], n) - hex_bits(r["val_correct"], n) for r in rows], axis=0)
+    out = {}
+    for name, h in zip(("even", "odd"), half_drops(100.0 * d, np.zeros_like(d), confidence), strict=True):
+        out[f"val_{name}_drop"], out[f"val_{name}_bound"] = h.drop, h.upper
+    return out
 
 
 def baseline_path(arch: str, seed: int) -> Path:

@@ -40,9 +40,11 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
 from nncodec_cli.presets import classifier_runs  # noqa: E402
 from nncodec_cli.presets import lenet as models  # noqa: E402
+from protocol import bits_hex  # noqa: E402
 
 from nncodec.api import load_file  # noqa: E402
 from nncodec.api import open as nnc_open  # noqa: E402
@@ -115,6 +117,27 @@ def finetune(m: torch.nn.Module, masks: dict, data, even: recipes.Split, epochs:
     return curve
 
 
+def qat_file(m: torch.nn.Module, steps: dict, nbytes: int, path: Path, data, even: recipes.Split, ft_even: float,
+             qtol: float, names: list[str], seed: int, args) -> tuple[torch.nn.Module, dict, dict]:
+    """The quantization-aware candidate of a fine-tuned spike-and-slab model, held to the plain file's limit
+    (within `qtol` of the fine-tuned model on the even half): `recipes.qat_candidate` (the mask, derived from
+    the PIPs, stays frozen). Writes it over `path` if it is smaller; returns the model and steps in the file."""
+    cdata = recipes.ClassifierData(data.train, even, data.test)
+    qm, qsteps, tries = recipes.qat_candidate(m, cdata, ft_even - qtol, ft_even, args.qat_tolerance,
+                                              epochs=args.qat_epochs, lr=args.qat_lr, names=names,
+                                              targets=recipes.TARGETS, loader=recipes.make_loader(data.train, 256, seed + 2000))
+    info: dict = {"tries": tries, "plain_bytes": nbytes}
+    if qm is None:
+        return m, steps, info
+    tmp = path.with_suffix(".qat-candidate")
+    info["candidate_bytes"] = qbytes = save_spike_slab(qm, tmp, steps=qsteps)
+    if qbytes >= nbytes:
+        tmp.unlink()
+        return m, steps, info
+    tmp.replace(path)
+    return qm, qsteps, {**info, "bytes": qbytes, "used": True}
+
+
 def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path, dense_c: np.ndarray) -> list[dict]:
     """One variational run, then per tau a fine-tuned model and per quantization tolerance a file."""
     model = copy.deepcopy(dense)
@@ -170,17 +193,23 @@ def run_config(dense, data, arch, seed, cfg: dict, taus, qtols, args, out: Path,
             tag += f"-kd{distill:g}" if distill else ""
             path = out / f"sweep-{tag}.nnc"
             nbytes = save_spike_slab(m, path, steps=steps)
+            fm, qat = m, {}
+            if getattr(args, "qat_epochs", 0):  # the quantization-aware candidate (recipes.qat_candidate), kept if smaller
+                fm, steps, qat = qat_file(m, steps, nbytes, path, data, even, ft_even, qtol, names, seed, args)
+                nbytes = qat.get("bytes", nbytes)
             decoded = load_file(path)
-            c = correct(m, data.val, decoded)
+            c = correct(fm, data.val, decoded)
             row = {**cfg, "tau": tau, "qtol": qtol, "distill": distill, "seed": seed, "kept": int(sum(int(k.sum()) for k in masks.values())),
                    "finetune_even_curve": curve, "val": round(100.0 * float(c.mean()), 2), "bytes": nbytes,
                    "ratio": 4 * sum(p.numel() for p in m.parameters()) / nbytes, "file": str(path),
                    **bounds(dense_c, c, args.confidence), "epoch_seconds": epoch_s,
-                   "seconds": round(time.perf_counter() - t0, 1)}
+                   "seconds": round(time.perf_counter() - t0, 1), "val_n": int(c.size),
+                   "dense_val_correct": bits_hex(dense_c), "val_correct": bits_hex(c),
+                   **{f"qat_{k}": v for k, v in qat.items()}}
             if args.test:  # `final` only: scored once per file, after the choice
-                row["test"] = recipes.accuracy(m, data.test, decoded)
+                row["test"] = recipes.accuracy(fm, data.test, decoded)
                 pip_path = out / f"sweep-{tag}-pip.nnc"
-                row["bytes_pip"] = save_spike_slab(m, pip_path, steps=steps, keep_pip=True)
+                row["bytes_pip"] = save_spike_slab(fm, pip_path, steps=steps, keep_pip=True)
                 assert all(torch.equal(v, decoded[k]) for k, v in load_file(pip_path).items()), "PIP file decodes differently"
                 with nnc_open(pip_path) as f:
                     row["pip_bytes"] = sum(t.get("pip_bytes", 0) for t in f.info()["tensors"])
@@ -341,6 +370,9 @@ def main() -> None:
     ap.add_argument("--qtols", type=float, nargs="+", default=[0.3])
     ap.add_argument("--distill", type=float, nargs="+", default=[0.0],
                     help="fine-tuning: weights of distillation from the dense model (T = 2) to try [0: plain cross-entropy]")
+    ap.add_argument("--qat-epochs", type=int, default=0, help="quantization-aware candidate per file: epochs [0: off]")
+    ap.add_argument("--qat-tolerance", type=float, default=1.0, help="its first rung: points below the fine-tuned model")
+    ap.add_argument("--qat-lr", type=float, default=3e-4)
     ap.add_argument("--budget", type=float, default=1.0)
     ap.add_argument("--previous", nargs="*", default=[], help="sweep: earlier sweep JSONs whose files take part in the "
                     "choice; final: sweep JSONs whose file of the chosen setting is taken for its seed (not retrained; "

@@ -138,8 +138,8 @@ def test_least_bound_fallback_takes_the_smallest_worse_half():
 def seed_row(seed: int, dense: np.ndarray, cand: np.ndarray, nbytes: int, name: str) -> dict:
     return {"arch": "lenet300", "method": "rl1", "sweep": True, "selection": "even/odd bound", "seed": seed,
             "epochs": [100, 20], "file_bytes": nbytes, "ratio": 1066440 / nbytes, "overrides": {"name": name},
-            "val_n": dense.size, "dense_val_correct": bench_prune.bits_hex(dense),
-            "val_correct": bench_prune.bits_hex(cand)}
+            "val_n": dense.size, "dense_val_correct": bench_prune.protocol.bits_hex(dense),
+            "val_correct": bench_prune.protocol.bits_hex(cand)}
 
 
 def test_pooled_halves_average_the_seeds_per_image():
@@ -151,13 +151,13 @@ def test_pooled_halves_average_the_seeds_per_image():
         c[0:2 * 40 * (s + 1):2] = False
         cands.append(c)
     rows = [seed_row(s, dense, cands[s], 9000, "x") for s in range(3)]
-    h = bench_prune.pooled_halves(rows)
+    h = bench_prune.protocol.pooled_halves(rows)
     assert h["val_even_drop"] == pytest.approx(100 * (40 + 80 + 120) / 3 / 2001)
     assert h["val_odd_drop"] == 0.0 and h["val_odd_bound"] == 0.0
     # the same images wrong on every seed are one unit each: the bound equals one seed's bound on them
     same = [seed_row(s, dense, cands[0], 9000, "x") for s in range(3)]
     one = bench_prune.val_halves(dense, cands[0])
-    assert bench_prune.pooled_halves(same)["val_even_bound"] == pytest.approx(one["val_even_bound"])
+    assert bench_prune.protocol.pooled_halves(same)["val_even_bound"] == pytest.approx(one["val_even_bound"])
 
 
 def test_choose_pooled_needs_every_seed_and_bounds_the_mean():

@@ -137,3 +137,21 @@ def test_plot_pools_final_files_of_one_setting_and_reads_the_chosen_arch(tmp_pat
     assert rows[100]["ahead"] == "drr"  # 0.8 at 12,000 B beats 5.0 at 4,000 B at 17,243 B
     assert rows[200]["ahead"] == "spike-slab"  # DRR made no file of 8,622 B or less
     assert rows[500]["ahead"] is None  # nobody made one of 3,449 B
+
+
+def test_run_config_with_a_qat_candidate_keeps_the_smaller_file_and_the_per_sample_scores(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    data = tiny_data()
+    dense = lenet.build("lenet300").eval()
+    dense_c = S.correct(dense, data.val)
+    cfg = {"kl_weight": 1e-4, "lam": 1e-3, "sigma0": 0.1}
+    a = argparse.Namespace(**{**vars(args(test=True)), "qat_epochs": 1, "qat_tolerance": 2.0, "qat_lr": 3e-4})
+    (row,) = S.run_config(dense, data, "lenet300", 0, cfg, [0.5], [0.3], a, tmp_path, dense_c)
+    assert row["bytes"] == Path(row["file"]).stat().st_size
+    assert row["qat_tries"] and row["qat_plain_bytes"] >= row["bytes"]
+    if row.get("qat_used"):
+        assert row["bytes"] == row["qat_candidate_bytes"] < row["qat_plain_bytes"]
+    assert not list(tmp_path.glob("*.qat-candidate"))
+    c = S.correct(dense, data.val, load_file(row["file"]))  # the per-sample scores are the file's
+    assert row["val_n"] == 100 and row["val_correct"] == S.bits_hex(c)
+    assert row["dense_val_correct"] == S.bits_hex(dense_c)
