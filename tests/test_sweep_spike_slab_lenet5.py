@@ -35,14 +35,19 @@ def args(test: bool) -> argparse.Namespace:
                               cosine=True, distill=[0.0], confidence=0.95, test=test)
 
 
-def test_lenet5_run_config_writes_a_file_that_decodes_and_a_pip_twin_that_decodes_the_same(tmp_path: Path) -> None:
-    torch.manual_seed(0)
+def one_run(arch: str, tau: float, a: argparse.Namespace, out: Path, seed: int = 0):
+    """One tiny variational run of `arch` at one tau and tolerance 0.3: (row, dense model, data, dense correctness)."""
+    torch.manual_seed(seed)
     data = tiny_data()
-    dense = lenet.build("lenet5").eval()
+    dense = lenet.build(arch).eval()
     dense_c = S.correct(dense, data.val)
     cfg = {"kl_weight": 1e-4, "lam": 1e-3, "sigma0": 0.1}
-    rows = S.run_config(dense, data, "lenet5", 0, cfg, [0.5], [0.3], args(test=True), tmp_path, dense_c)
-    (row,) = rows
+    (row,) = S.run_config(dense, data, arch, 0, cfg, [tau], [0.3], a, out, dense_c)
+    return row, dense, data, dense_c
+
+
+def test_lenet5_run_config_writes_a_file_that_decodes_and_a_pip_twin_that_decodes_the_same(tmp_path: Path) -> None:
+    row, dense, _, _ = one_run("lenet5", 0.5, args(test=True), tmp_path)
     assert row["kept"] > 0
     params = sum(p.numel() for p in dense.parameters())
     assert params == 431_080
@@ -55,12 +60,7 @@ def test_lenet5_run_config_writes_a_file_that_decodes_and_a_pip_twin_that_decode
 
 
 def test_lenet5_sweep_file_is_rescored_with_its_saved_pips(tmp_path: Path) -> None:
-    torch.manual_seed(1)
-    data = tiny_data()
-    dense = lenet.build("lenet5").eval()
-    dense_c = S.correct(dense, data.val)
-    cfg = {"kl_weight": 1e-4, "lam": 1e-3, "sigma0": 0.1}
-    (row,) = S.run_config(dense, data, "lenet5", 0, cfg, [0.9], [0.3], args(test=False), tmp_path, dense_c)
+    row, _, data, dense_c = one_run("lenet5", 0.9, args(test=False), tmp_path, seed=1)
     assert "test" not in row  # a sweep never scores test
     scored = S.score_swept(row, "lenet5", data, tmp_path, dense_c, 0.95)
     assert scored["from_sweep"] and scored["bytes_pip"] > scored["bytes"] == row["bytes"]
@@ -140,13 +140,8 @@ def test_plot_pools_final_files_of_one_setting_and_reads_the_chosen_arch(tmp_pat
 
 
 def test_run_config_with_a_qat_candidate_keeps_the_smaller_file_and_the_per_sample_scores(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    data = tiny_data()
-    dense = lenet.build("lenet300").eval()
-    dense_c = S.correct(dense, data.val)
-    cfg = {"kl_weight": 1e-4, "lam": 1e-3, "sigma0": 0.1}
     a = argparse.Namespace(**{**vars(args(test=True)), "qat_epochs": 1, "qat_tolerance": 2.0, "qat_lr": 3e-4})
-    (row,) = S.run_config(dense, data, "lenet300", 0, cfg, [0.5], [0.3], a, tmp_path, dense_c)
+    row, dense, data, dense_c = one_run("lenet300", 0.5, a, tmp_path)
     assert row["bytes"] == Path(row["file"]).stat().st_size
     assert row["qat_tries"] and row["qat_plain_bytes"] >= row["bytes"]
     if row.get("qat_used"):
