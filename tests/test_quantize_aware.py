@@ -80,7 +80,7 @@ def test_finetune_quantized_keeps_the_mask_and_the_best_epoch_at_its_quantized_p
         net[0].weight[:, ::2] = 0.0  # pruned: half of the first layer's inputs
     steps = {"0.weight": 0.05, "2.weight": 0.05}
     start = {k: v.clone() for k, v in net.state_dict().items()}
-    seen, scripted = [], iter([1.0, 3.0, 2.0])
+    seen, scripted = [], iter([0.5, 1.0, 3.0, 2.0])  # before training, then after epochs 1, 2, 3
 
     def select(m: nn.Module) -> float:
         seen.append({k: v.clone() for k, v in m.state_dict().items()})
@@ -88,14 +88,20 @@ def test_finetune_quantized_keeps_the_mask_and_the_best_epoch_at_its_quantized_p
 
     scores = finetune_quantized(net, _batches(), nn.functional.cross_entropy, steps, epochs=3, lr=1e-2, select=select,
                                 targets="weights")
-    assert scores == [1.0, 3.0, 2.0]
+    assert scores == [0.5, 1.0, 3.0, 2.0]
     kept = quantized_state_dict(net, steps)
     for k in kept:  # the model is epoch 2's, and select saw it at its quantized point
-        assert torch.equal(kept[k], seen[1][k]), k
+        assert torch.equal(kept[k], seen[2][k]), k
     assert not torch.equal(net[0].weight, start["0.weight"])  # it trained
     assert torch.all(net[0].weight[:, ::2] == 0)  # and the pruned weights stayed zero
     with pytest.raises(BadArgumentError):
         finetune_quantized(net, _batches(), nn.functional.cross_entropy, steps, epochs=1, lr=0.0)
+    # when no epoch beats the start, the start is kept
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    worse = iter([5.0, 1.0, 2.0])
+    assert finetune_quantized(net, _batches(), nn.functional.cross_entropy, steps, epochs=2, lr=1e-2,
+                              select=lambda m: next(worse), targets="weights") == [5.0, 1.0, 2.0]
+    assert all(torch.equal(v, start[k]) for k, v in net.state_dict().items())
 
 
 def test_compress_classifier_keeps_the_smaller_of_the_plain_and_the_quantization_aware_file(tmp_path) -> None:

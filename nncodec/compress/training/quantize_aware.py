@@ -66,8 +66,9 @@ def finetune_quantized(model: nn.Module, loader: Iterable, loss_fn: Callable[[to
     """Quantization-aware fine-tuning at fixed `steps` (the loop of the module docstring), for a pruned
     model: the weights of the pruned parameters (`targets`) that are zero now stay zero. Adam, the
     learning rate decayed to 0 along a cosine over all steps when `cosine`. With `select` (higher is
-    better, e.g. validation accuracy; never the test set) the model is scored at its quantized point after
-    every epoch and the float weights of the best epoch are kept. Returns the scores per epoch."""
+    better, e.g. validation accuracy; never the test set) the model is scored at its quantized point before
+    training and after every epoch, and the float weights of the best of these are kept (so QAT never ends
+    worse than it started). Returns the scores: [before, after epoch 1, ...] ([] without `select`)."""
     if epochs < 0 or not (math.isfinite(lr) and lr > 0):
         raise BadArgumentError("epochs must be >= 0 and lr positive")
     params = select_parameters(unwrap(model), targets)
@@ -77,6 +78,17 @@ def finetune_quantized(model: nn.Module, loader: Iterable, loss_fn: Callable[[to
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total) if cosine and total else None
     scores: list[float] = []
     best: dict = {}
+
+    def score() -> None:
+        if select is None:
+            return
+        model.eval()
+        with quantized_weights(model, steps):
+            scores.append(float(select(model)))
+        if not best or scores[-1] > best["score"]:
+            best.update(score=scores[-1], state=copy.deepcopy(model.state_dict()))
+
+    score()
     for _ in range(epochs):
         model.train()
         for x, y in loader:
@@ -88,12 +100,8 @@ def finetune_quantized(model: nn.Module, loader: Iterable, loss_fn: Callable[[to
             apply_masks(params, masks)
             if sched is not None:
                 sched.step()
-        model.eval()
-        if select is not None:
-            with quantized_weights(model, steps):
-                scores.append(float(select(model)))
-            if not best or scores[-1] > best["score"]:
-                best = {"score": scores[-1], "state": copy.deepcopy(model.state_dict())}
+        score()
+    model.eval()
     if best:
         model.load_state_dict(best["state"])
     return scores
