@@ -50,6 +50,8 @@ BATCH_SIZE = 256
 #   benchmarks/prune_grid_s10_lenet5.json, seed 0, 15 + 5 epochs, cosine, quantization tolerance 0.1 pt):
 #   the smallest confirmed file of each grid (pmmp: the earlier test-tuned alpha, now with the cosine
 #   schedule; rl1: a third of the earlier alpha, whose 3e-4 failed both halves).
+#   Session 11's pooled rule (3 seeds, PROTOCOL.md) chose rl1 alpha 3e-4 WITH --qat-epochs 5 (x175.2 at 0.66 pt test
+#   drop); without QAT that alpha is not validated, so the default below stays 1e-4.
 # - every other entry: tuned on TEST by an earlier session (10 + 5 epochs for LeNet-300); no validation
 #   sweep stands behind them yet.
 RUN_LENGTH = frozenset(("epochs", "finetune_epochs"))  # set by the caller, never by DEFAULTS
