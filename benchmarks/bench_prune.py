@@ -17,7 +17,8 @@ bound of the paired validation drop (against the dense model of the same seed) i
 on the even samples are tried smallest file first, and the first whose bound on the odd samples is also
 within --max-drop is chosen; at most 1 + RECONFIRMATIONS candidates are put to the odd half (a bounded
 number of looks, as in the budget search). The chosen setting then runs on every seed. Without --grid
-the method defaults are used as they are.
+the method defaults are used as they are. Sweep runs see no test data: each keeps its file under
+OUT/sweeps/, and only the chosen setting's files are scored on test, once (`score_swept`).
 
 The table reports mean +- sd over the seeds of the test drop, file bytes and ratio (float32 bytes /
 file bytes), and the "paper estimate": 4 bytes x the method's own non-zeros, counted after pruning and
@@ -27,7 +28,9 @@ fine-tuning and BEFORE the quantizer's extra zeroing. Rows are appended to --jso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
+import hashlib
 import json
 import statistics
 import sys
@@ -135,14 +138,27 @@ def dense_val(arch: str, seed: int, data: protocol.ProtocolData) -> float:
     return 100.0 * float(protocol.correct(dense, None, data.val).mean())
 
 
+def sweep_path(out: Path, arch: str, method: str, seed: int, overrides: dict) -> Path:
+    """Where a sweep keeps a candidate's file (one per setting and seed), so that the chosen one can be
+    scored on test later without being trained again."""
+    key = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:12]
+    return out / "sweeps" / f"{arch}-{method}-{key}-seed{seed}.nnc"
+
+
 def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.ProtocolData,
-            cdata: recipes.ClassifierData, out: Path, epochs: tuple[int, int], early_stopping: bool = True) -> dict:
+            cdata: recipes.ClassifierData, out: Path, epochs: tuple[int, int], early_stopping: bool = True,
+            sweep: bool = False) -> dict:
+    """One compression run. A sweep run (`sweep`) sees no test data: its row has no test figures and its
+    file is kept (`sweep_path`) for `score_swept`; a final run is scored on test here."""
     dense = models.build(arch)
     dense.load_state_dict(protocol.load_baseline(arch, seed))
-    dense_test = protocol.accuracy(dense, None, data.test)
+    dense_test = None if sweep else protocol.accuracy(dense, None, data.test)
     dense_val_correct = protocol.correct(dense, None, data.val)
     events: list[dict] = []
-    path = out / f"{arch}-{method}-seed{seed}.nnc"
+    path = sweep_path(out, arch, method, seed, overrides) if sweep else out / f"{arch}-{method}-seed{seed}.nnc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if sweep:
+        cdata = dataclasses.replace(cdata, test=None)
     t0 = time.perf_counter()
     method_overrides = {k: v for k, v in overrides.items() if k != "quant_tolerance" and k not in QAT_KEYS}
     r = recipes.compress_classifier(dense, arch, cdata, method, path, epochs=epochs[0], finetune_epochs=epochs[1],
@@ -161,12 +177,30 @@ def run_one(arch: str, method: str, seed: int, overrides: dict, data: protocol.P
             "val_correct": protocol.bits_hex(val_correct),
             "selection": "even/odd bound", "early_stopping": early_stopping,
             "finetune_best_epoch": max(selected, key=lambda e: e["score"])["epoch"] if selected else None,
-            "test_accuracy": r["compressed_test_accuracy"], "test_drop": dense_test - r["compressed_test_accuracy"],
+            "test_accuracy": r["compressed_test_accuracy"],
+            "test_drop": None if sweep else dense_test - r["compressed_test_accuracy"], "file": str(path),
             "file_bytes": r["file_bytes"], "float32_bytes": r["float32_bytes"], "ratio": r["ratio"],
             "nonzero_after_quantizer": r["nonzero"], "method_nonzero": method_nnz,
             "paper_estimate_ratio": r["parameters"] / method_nnz if method_nnz else None,
             "epochs": [overrides.get("epochs", epochs[0]), overrides.get("finetune_epochs", epochs[1])],
             "seconds": round(time.perf_counter() - t0, 1), **{k: r[k] for k in QAT_RESULT if k in r}}
+
+
+def score_swept(row: dict, data: protocol.ProtocolData) -> dict:
+    """The final row of a seed whose sweep already ran the chosen setting: its kept file, scored on test
+    once (the same computation as a final run, not repeated). The file must still be the one the sweep
+    scored: same size, same per-sample validation scores."""
+    path = Path(row["file"])
+    decoded = nncodec.load_file(path)
+    val_correct = protocol.correct(row["arch"], decoded, data.val)
+    if path.stat().st_size != row["file_bytes"] or protocol.bits_hex(val_correct) != row["val_correct"]:
+        raise SystemExit(f"{path}: not the file its sweep row describes (size or validation scores differ)")
+    dense = models.build(row["arch"])
+    dense.load_state_dict(protocol.load_baseline(row["arch"], row["seed"]))
+    dense_test = protocol.accuracy(dense, None, data.test)
+    test = protocol.accuracy(row["arch"], decoded, data.test)
+    return {**row, "dense_test": dense_test, "test_accuracy": test, "test_drop": dense_test - test,
+            "sweep": False, "reused_from_sweep": True}
 
 
 def append(path: Path, row: dict) -> None:
@@ -306,7 +340,8 @@ def main() -> None:
             if a.sweep_only or arch in grid and method in grid[arch]:  # selection on validation
                 for ov in candidates:
                     for sweep_seed in sweep_seeds:
-                        r = run_one(arch, method, sweep_seed, ov, data, cdata, a.out, epochs, not a.no_early_stopping)
+                        r = run_one(arch, method, sweep_seed, ov, data, cdata, a.out, epochs, not a.no_early_stopping,
+                                    sweep=True)
                         r["sweep"] = True
                         append(a.json, r)
                         sweeps.append(r)
@@ -338,8 +373,11 @@ def main() -> None:
                 print(f"[{arch} {method}] chosen on validation ({selection}): {chosen}", file=sys.stderr, flush=True)
             for seed in a.seeds:
                 again = [r for r in sweeps if r["seed"] == seed and r["overrides"] == chosen]
-                if again:  # the sweep already ran this seed with this setting: the same computation
-                    r = {**again[0], "sweep": False, "reused_from_sweep": True}
+                kept = [r for r in again if r.get("test_drop") is not None or Path(r.get("file", "")).is_file()]
+                if kept and kept[0].get("test_drop") is not None:  # rows of sweeps that still scored test
+                    r = {**kept[0], "sweep": False, "reused_from_sweep": True}
+                elif kept:  # the sweep already ran this seed with this setting: its file, scored on test once
+                    r = score_swept(kept[0], data)
                 else:
                     r = run_one(arch, method, seed, chosen, data, cdata, a.out, epochs, not a.no_early_stopping)
                 r["selection"] = selection if sweeps else NO_SWEEP

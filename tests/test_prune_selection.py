@@ -180,3 +180,47 @@ def test_choose_pooled_needs_every_seed_and_bounds_the_mean():
     assert bench_prune.choose_pooled(rows, [0, 1, 2], max_drop=0.2) is None
     table = bench_prune.pooled_table(rows, [0, 1, 2])
     assert sum("**chosen**" in ln for ln in table.splitlines()) == 1 and "two seeds" not in table
+
+
+def test_a_swept_file_is_scored_on_test_once_and_only_if_it_is_the_file_the_sweep_scored(tmp_path, monkeypatch):
+    """Sweeps see no test data (their rows carry none); the chosen setting's kept file is scored on test
+    by `score_swept`, which refuses a file that is not the one its row describes."""
+    from nncodec_cli.presets import lenet
+
+    import nncodec
+
+    protocol = bench_prune.protocol
+    torch.manual_seed(0)
+    dense, pruned = lenet.build("lenet300"), lenet.build("lenet300")
+    with torch.no_grad():
+        for p in pruned.parameters():
+            p.mul_(torch.rand_like(p) < 0.3)
+    monkeypatch.setattr(protocol, "load_baseline", lambda arch, seed=0: dense.state_dict())
+    g = torch.Generator().manual_seed(1)
+
+    def split(n: int, name: str):
+        return protocol.Split(torch.randn(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g), name)
+
+    data = protocol.ProtocolData(split(8, "train"), split(300, "val"), split(500, "test"), {})
+    path = tmp_path / "sweeps" / "kept.nnc"
+    path.parent.mkdir()
+    nncodec.save_file(pruned.state_dict(), path)
+    decoded = nncodec.load_file(path)
+    sweep = {"arch": "lenet300", "seed": 0, "file": str(path), "file_bytes": path.stat().st_size, "sweep": True,
+             "val_correct": protocol.bits_hex(protocol.correct("lenet300", decoded, data.val)),
+             "dense_test": None, "test_accuracy": None, "test_drop": None}
+    r = bench_prune.score_swept(sweep, data)
+    dense_test, test = protocol.accuracy(dense, None, data.test), protocol.accuracy("lenet300", decoded, data.test)
+    assert (r["dense_test"], r["test_accuracy"]) == (dense_test, test)
+    assert r["test_drop"] == pytest.approx(dense_test - test) and not r["sweep"] and r["reused_from_sweep"]
+    with pytest.raises(SystemExit, match="not the file"):
+        bench_prune.score_swept({**sweep, "file_bytes": sweep["file_bytes"] + 1}, data)
+
+
+def test_a_sweep_keeps_one_file_per_setting_and_seed(tmp_path):
+    a = bench_prune.sweep_path(tmp_path, "lenet5", "rl1", 0, {"alpha": 3e-4, "qat_epochs": 5})
+    assert a == bench_prune.sweep_path(tmp_path, "lenet5", "rl1", 0, {"qat_epochs": 5, "alpha": 3e-4})
+    others = {bench_prune.sweep_path(tmp_path, "lenet5", "rl1", 1, {"alpha": 3e-4, "qat_epochs": 5}),
+              bench_prune.sweep_path(tmp_path, "lenet5", "rl1", 0, {"alpha": 3e-4, "qat_epochs": 10}),
+              bench_prune.sweep_path(tmp_path, "lenet5", "pmmp", 0, {"alpha": 3e-4, "qat_epochs": 5})}
+    assert a not in others and len(others) == 3 and a.parent == tmp_path / "sweeps"

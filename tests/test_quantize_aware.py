@@ -3,6 +3,8 @@ their float values come back; gradients are taken at the quantized point (straig
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -125,10 +127,12 @@ def test_compress_classifier_keeps_the_smaller_of_the_plain_and_the_quantization
     decoded = load_file(out)
     # the file holds exactly the model QAT scored at its quantized point
     assert recipes.accuracy(lenet.build("lenet300"), data.val, decoded) == pytest.approx(r["qat_tries"][-1]["val_accuracy"])
-    plain = recipes.compress_classifier(dense, "lenet300", data, "rl1", tmp_path / "p.nnc", epochs=2,
-                                        finetune_epochs=1, progress=False, quant_tolerance=0.5,
-                                        overrides={"alpha": 1e-4})
+    # a validation sweep hands no test split: the same file, and no test figure at all
+    plain = recipes.compress_classifier(dense, "lenet300", dataclasses.replace(data, test=None), "rl1",
+                                        tmp_path / "p.nnc", epochs=2, finetune_epochs=1, progress=False,
+                                        quant_tolerance=0.5, overrides={"alpha": 1e-4})
     assert "qat_used" not in plain and plain["file_bytes"] == r["plain_file_bytes"]
+    assert plain["compressed_test_accuracy"] is plain["accuracy_drop"] is plain["dense_test_accuracy"] is None
 
 
 def test_a_qat_rung_that_misses_is_tried_again_with_a_finer_grid(monkeypatch) -> None:

@@ -83,7 +83,7 @@ class Split:
 class ClassifierData:
     train: Split
     val: Split
-    test: Split
+    test: Split | None = None  # None: nothing is scored on test (a validation sweep; test is scored once, later)
 
 
 class InMemoryLoader:
@@ -195,7 +195,8 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
                         qat_lr: float = 3e-4) -> dict[str, Any]:
     """Prune a copy of `dense` with `method`, quantize the survivors as coarsely as validation accuracy
     allows (at most `quant_tolerance` points below the pruned model), write `output`, decode it and
-    report its test accuracy next to the dense model's. With `early_stopping` the fine-tuning keeps
+    report its test accuracy next to the dense model's (None when `data.test` is None: a validation
+    sweep, whose chosen file is scored on test once, later). With `early_stopping` the fine-tuning keeps
     the weights of its epoch with the best validation accuracy (`data.val`, never the test split).
 
     With `qat_epochs` > 0 a second candidate is made (`qat_candidate`): coarser steps (searched for
@@ -248,13 +249,17 @@ def compress_classifier(dense: nn.Module, arch: str, data: ClassifierData, metho
         raise UnsupportedInputError(f"{output}: decoded weights differ from the quantized model")  # pragma: no cover
     params = sum(p.numel() for p in model.parameters())
     nonzero = sum(int(torch.count_nonzero(decoded[n])) for n in names)
-    dense_acc = accuracy(dense.cpu(), data.test) if dense_accuracy is None else dense_accuracy
-    comp_acc = accuracy(model, data.test, decoded)
+    if data.test is None:
+        dense_acc = comp_acc = pruned_acc = drop = None
+    else:
+        dense_acc = accuracy(dense.cpu(), data.test) if dense_accuracy is None else dense_accuracy
+        comp_acc, pruned_acc = accuracy(model, data.test, decoded), accuracy(model, data.test)
+        drop = dense_acc - comp_acc
     return {
         "arch": arch, "method": method,
         "options": {k: v for k, v in opts.items() if k not in ("callback", "finetune_select")},
-        "dense_test_accuracy": dense_acc, "pruned_test_accuracy": accuracy(model, data.test),
-        "compressed_test_accuracy": comp_acc, "accuracy_drop": dense_acc - comp_acc,
+        "dense_test_accuracy": dense_acc, "pruned_test_accuracy": pruned_acc,
+        "compressed_test_accuracy": comp_acc, "accuracy_drop": drop,
         "file_bytes": nbytes, "float32_bytes": 4 * params, "ratio": 4 * params / nbytes,
         "parameters": params, "nonzero": nonzero, "paper_estimate_bytes": 4 * nonzero,
         "paper_estimate_ratio": params / max(nonzero, 1), "steps": steps, "train_seconds": round(train_seconds, 1),
